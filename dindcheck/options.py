@@ -1,0 +1,136 @@
+"""Command-line options of `pytest suites`: one group, each option with its help text and validation.
+
+CONTRACT (design.md): names may grow, never shrink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from probes.engine import Images
+from probes.exceptions import UsageError
+from probes.model import Mode
+from probes.workspace import PSA_LEVELS
+
+USABLE_MODES = tuple(m.value for m in Mode if m is not Mode.NONE)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the dindcheck option group."""
+    group = parser.getgroup("dindcheck", "dindcheck: container-build capability probes")
+    group.addoption("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    group.addoption("--context", help="kubeconfig context (default: the file's current context)")
+    group.addoption(
+        "--namespace",
+        help="namespace for probe objects (default: a fresh dindcheck-<run id> namespace, deleted at the end)",
+    )
+    group.addoption(
+        "--namespace-pod-security",
+        choices=PSA_LEVELS,
+        help="label the run's namespace pod-security.kubernetes.io/enforce=LEVEL; without it the cluster's own "
+        "Pod Security policy is what gets measured (the report says when the label was set)",
+    )
+    group.addoption("--keep", action="store_true", help="keep probe objects after the run (for debugging)")
+    group.addoption(
+        "--storage-class",
+        help="StorageClass of the build cache volume to test overlayfs on (default: the cluster's default class)",
+    )
+    group.addoption(
+        "--registry",
+        help="registry HOST[:PORT][/PATH] to push the rootless BuildKit test image to "
+        "(default: a throwaway registry pod started by the run)",
+    )
+    group.addoption(
+        "--registry-secret",
+        help="[NAMESPACE/]NAME of a kubernetes.io/dockerconfigjson Secret with push credentials for --registry",
+    )
+    group.addoption("--registry-insecure", action="store_true", help="--registry speaks plain HTTP")
+    defaults = Images()
+    group.addoption("--image-dind", default=defaults.dind, help=f"DinD image (default: {defaults.dind})")
+    group.addoption(
+        "--image-buildkit", default=defaults.buildkit, help=f"rootless BuildKit image (default: {defaults.buildkit})"
+    )
+    group.addoption(
+        "--image-tools", default=defaults.tools, help=f"tools image with /bin/sh (default: {defaults.tools})"
+    )
+    group.addoption(
+        "--image-registry", default=defaults.registry, help=f"throwaway registry image (default: {defaults.registry})"
+    )
+    group.addoption("--image-pull-secret", help="name of an image pull Secret for every probe pod (in the namespace)")
+    group.addoption(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds each probe pod may take to start before its check is inconclusive (default: 120)",
+    )
+    group.addoption("--report-json", metavar="PATH", help="write the JSON report (schema dindcheck/report/v1)")
+    group.addoption("--report-md", metavar="PATH", help="write the Markdown report (PR comment, CI step summary)")
+    group.addoption(
+        "--require-mode",
+        metavar="MODE",
+        help=f"preflight gate: exit 0 only if MODE is usable, 1 otherwise ({', '.join(USABLE_MODES)})",
+    )
+    group.addoption("--kubectl", metavar="PATH", help="kubectl binary used to exec into probe pods (default: on PATH)")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The validated options, as values."""
+
+    kubeconfig: str | None
+    context: str | None
+    namespace: str | None
+    namespace_pod_security: str | None
+    keep: bool
+    storage_class: str | None
+    registry: str | None
+    registry_secret: str | None
+    registry_insecure: bool
+    images: Images
+    image_pull_secret: str | None
+    timeout_s: float
+    report_json: str | None
+    report_md: str | None
+    require_mode: Mode | None
+    kubectl: str | None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def read_options(config: pytest.Config) -> Options:
+    """Validate and freeze the options; UsageError names the bad value and what is allowed."""
+    get = config.getoption
+    require = get("require_mode")
+    mode: Mode | None = None
+    if require is not None:
+        if require not in USABLE_MODES:
+            raise UsageError(f"--require-mode {require!r} is not a mode; choose one of: {', '.join(USABLE_MODES)}")
+        mode = Mode(require)
+    timeout = float(get("timeout"))
+    if timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    secret = get("registry_secret")
+    if secret and "/" not in secret and not get("namespace"):
+        raise UsageError("--registry-secret NAME needs --namespace (or write it as NAMESPACE/NAME to copy it)")
+    return Options(
+        kubeconfig=get("kubeconfig"),
+        context=get("context"),
+        namespace=get("namespace"),
+        namespace_pod_security=get("namespace_pod_security"),
+        keep=bool(get("keep")),
+        storage_class=get("storage_class"),
+        registry=get("registry"),
+        registry_secret=secret,
+        registry_insecure=bool(get("registry_insecure")),
+        images=Images(
+            dind=get("image_dind"), buildkit=get("image_buildkit"), tools=get("image_tools"),
+            registry=get("image_registry"),
+        ),
+        image_pull_secret=get("image_pull_secret"),
+        timeout_s=timeout,
+        report_json=get("report_json"),
+        report_md=get("report_md"),
+        require_mode=mode,
+        kubectl=get("kubectl"),
+    )

@@ -1,0 +1,1 @@
+"""Probe engine and probe definitions: deploy pods, do the real thing, turn evidence into verdicts."""

@@ -1,0 +1,105 @@
+"""Telling apart who refused a pod: PSA, a policy, a webhook, a missing RuntimeClass, or dry-run itself.
+
+The messages are the API server's own (research/probe-facts.md section 1); this module only names their source so
+the report can say "rejected by Pod Security Admission" instead of "403".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+SOURCE_PSA = "pod-security-admission"
+SOURCE_POLICY = "validating-admission-policy"
+SOURCE_WEBHOOK = "admission-webhook"
+SOURCE_RUNTIME_CLASS = "runtime-class"
+SOURCE_SCC = "openshift-scc"
+SOURCE_GKE_WARDEN = "gke-warden"
+SOURCE_INVALID = "invalid-spec"
+SOURCE_DRY_RUN_UNSUPPORTED = "dry-run-unsupported"
+SOURCE_NAMESPACE = "namespace"
+SOURCE_OTHER = "other"
+
+_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (SOURCE_DRY_RUN_UNSUPPORTED, re.compile(r"does not support dry run|dry ?run.*not supported", re.IGNORECASE)),
+    (SOURCE_PSA, re.compile(r"violates PodSecurity")),
+    (SOURCE_POLICY, re.compile(r"ValidatingAdmissionPolicy")),
+    (SOURCE_GKE_WARDEN, re.compile(r"GKE Warden")),
+    (SOURCE_SCC, re.compile(r"security context constraint", re.IGNORECASE)),
+    (SOURCE_RUNTIME_CLASS, re.compile(r"RuntimeClass \"[^\"]+\" not found")),
+    (SOURCE_WEBHOOK, re.compile(r"admission webhook \"[^\"]+\" denied")),
+    (SOURCE_NAMESPACE, re.compile(r"because it is being terminated|namespaces \"[^\"]+\" not found")),
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The API server's answer to a create (or dry-run create) of a pod."""
+
+    admitted: bool | None
+    code: int
+    source: str = ""
+    message: str = ""
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_evidence(self) -> dict[str, object]:
+        """Evidence form, for the report."""
+        return {
+            "admitted": self.admitted,
+            "code": self.code,
+            "source": self.source,
+            "message": self.message,
+            "warnings": list(self.warnings),
+        }
+
+
+def classify(code: int, message: str) -> str:
+    """Name who refused the request, from the status code and the server's message."""
+    for source, pattern in _RULES:
+        if pattern.search(message):
+            return source
+    if code == 422:
+        return SOURCE_INVALID
+    return SOURCE_OTHER
+
+
+def message_from_body(body: str | bytes | None) -> str:
+    """The human message of a Kubernetes Status body (falls back to the raw text)."""
+    if not body:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        status = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if isinstance(status, dict) and isinstance(status.get("message"), str):
+        return str(status["message"])
+    return text.strip()
+
+
+def rejection(code: int, body: str | bytes | None) -> Admission:
+    """An Admission for a refused request; dry-run-unsupported is 'unknown' (None), never 'denied'."""
+    message = message_from_body(body)
+    source = classify(code, message)
+    undecided = source in (SOURCE_DRY_RUN_UNSUPPORTED, SOURCE_NAMESPACE) or code >= 500
+    return Admission(admitted=None if undecided else False, code=code, source=source, message=message)
+
+
+def warnings_from_headers(headers: object) -> tuple[str, ...]:
+    """Warning headers ('299 - "text"') as plain texts; admission webhooks and PSA 'warn' mode use them."""
+    values: list[str] = []
+    getter = getattr(headers, "getlist", None) or getattr(headers, "get_all", None)
+    if callable(getter):
+        values = [str(v) for v in (getter("Warning") or [])]
+    elif isinstance(headers, dict):
+        raw = headers.get("Warning") or headers.get("warning")
+        values = [raw] if isinstance(raw, str) else list(raw or [])
+    texts: list[str] = []
+    for value in values:
+        texts.extend(
+            match.group(1).replace('\\"', '"') for match in re.finditer(r'\d{3} [^ ]+ "((?:[^"\\]|\\.)*)"', value)
+        )
+        if not texts and value:
+            texts.append(value)
+    return tuple(texts)

@@ -1,0 +1,140 @@
+"""Reading a pushed manifest back from a registry (the Distribution API), to prove the push really landed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+from kubernetes.client.rest import ApiException
+
+from probes.engine import API_TIMEOUT_S, ProbeContext
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
+)
+
+
+@dataclass(frozen=True)
+class ManifestReadback:
+    """What the registry answered for the pushed tag."""
+
+    ok: bool
+    via: str
+    digest: str = ""
+    media_type: str = ""
+    error: str = ""
+
+    def to_evidence(self) -> dict[str, object]:
+        """Evidence form."""
+        return {"ok": self.ok, "via": self.via, "digest": self.digest, "media_type": self.media_type,
+                "error": self.error}
+
+
+def split_reference(ref: str) -> tuple[str, str, str]:
+    """'host:5000/a/b:tag' -> ('host:5000', 'a/b', 'tag')."""
+    host, _, rest = ref.partition("/")
+    repo, _, tag = rest.rpartition(":")
+    return host, repo, tag
+
+
+def bearer_challenge(header: str) -> dict[str, str]:
+    """Parse 'Bearer realm="...",service="...",scope="..."' into its parameters ({} when not Bearer)."""
+    if not header.lower().startswith("bearer "):
+        return {}
+    return dict(re.findall(r'(\w+)="([^"]*)"', header))
+
+
+def via_pod_proxy(ctx: ProbeContext, pod_name: str, port: int, repo: str, tag: str) -> ManifestReadback:
+    """Ask a registry pod through the API server's pod proxy (works where pod IPs are not routable from here)."""
+    try:
+        body, _, headers = ctx.core.connect_get_namespaced_pod_proxy_with_path_with_http_info(
+            f"{pod_name}:{port}", ctx.settings.namespace, f"v2/{repo}/manifests/{tag}",
+            _headers={"Accept": MANIFEST_TYPES}, _request_timeout=API_TIMEOUT_S,
+        )
+    except ApiException as exc:
+        return ManifestReadback(False, "api-server pod proxy", error=f"{exc.status} {exc.reason}: {exc.body}")
+    digest = str(headers.get("Docker-Content-Digest", "")) if headers else ""
+    media_type = _media_type(body)
+    return ManifestReadback(bool(media_type), "api-server pod proxy", digest, media_type,
+                            "" if media_type else f"unexpected answer: {str(body)[:200]}")
+
+
+def via_http(ref: str, *, insecure: bool, docker_config: dict[str, object] | None) -> ManifestReadback:
+    """GET the manifest straight from this machine, with basic or bearer auth from a docker config.json."""
+    host, repo, tag = split_reference(ref)
+    scheme = "http" if insecure else "https"
+    url = f"{scheme}://{host}/v2/{repo}/manifests/{tag}"
+    auth = _basic_auth(host, docker_config)
+    context = ssl.create_default_context()
+    headers = {"Accept": MANIFEST_TYPES}
+    try:
+        return _get_manifest(url, headers, auth, context)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return ManifestReadback(False, f"{scheme} from this machine", error=str(getattr(exc, "reason", exc)))
+
+
+def _get_manifest(
+    url: str, headers: dict[str, str], auth: str | None, context: ssl.SSLContext
+) -> ManifestReadback:
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme is http(s) by construction
+    try:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
+            body = response.read().decode("utf-8", "replace")
+            return ManifestReadback(True, "http from this machine", response.headers.get("Docker-Content-Digest", ""),
+                                    _media_type(body))
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:
+            return ManifestReadback(False, "http from this machine", error=f"{exc.code} {exc.reason}")
+        challenge = bearer_challenge(exc.headers.get("WWW-Authenticate", ""))
+    if not challenge:
+        if auth is None:
+            return ManifestReadback(False, "http from this machine", error="401: registry wants credentials")
+        retry = urllib.request.Request(url, headers={**headers, "Authorization": f"Basic {auth}"})  # noqa: S310
+    else:
+        token = _bearer_token(challenge, auth, context)
+        retry = urllib.request.Request(url, headers={**headers, "Authorization": f"Bearer {token}"})  # noqa: S310
+    with urllib.request.urlopen(retry, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
+        body = response.read().decode("utf-8", "replace")
+        return ManifestReadback(True, "http from this machine", response.headers.get("Docker-Content-Digest", ""),
+                                _media_type(body))
+
+
+def _bearer_token(challenge: dict[str, str], auth: str | None, context: ssl.SSLContext) -> str:
+    query = urllib.parse.urlencode({k: v for k, v in challenge.items() if k in ("service", "scope")})
+    request = urllib.request.Request(f"{challenge['realm']}?{query}")  # noqa: S310
+    if auth:
+        request.add_header("Authorization", f"Basic {auth}")
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
+        answer = json.loads(response.read())
+    return str(answer.get("token") or answer.get("access_token") or "")
+
+
+def _basic_auth(host: str, docker_config: dict[str, object] | None) -> str | None:
+    auths = (docker_config or {}).get("auths")
+    if not isinstance(auths, dict):
+        return None
+    entry = auths.get(host) or auths.get(f"https://{host}") or auths.get(f"http://{host}")
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("auth"):
+        return str(entry["auth"])
+    if entry.get("username"):
+        return base64.b64encode(f"{entry['username']}:{entry.get('password', '')}".encode()).decode()
+    return None
+
+
+def _media_type(body: object) -> str:
+    try:
+        parsed = json.loads(body) if isinstance(body, str | bytes) else body
+    except ValueError:
+        return ""
+    if isinstance(parsed, dict):
+        return str(parsed.get("mediaType") or ("oci-manifest" if parsed.get("schemaVersion") == 2 else ""))
+    return ""

@@ -1,0 +1,152 @@
+"""AppArmor, SELinux, seccomp and user-namespace settings, read from inside an ordinary pod.
+
+What is read is reported as observed; what it means for the modes is, where not proven by another probe, marked
+inferred. The reading logic is pure (assess) so it is tested on recorded readings from real nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from probes import specs
+from probes.engine import Outcome, ProbeContext, ProbeDefinition, key_values
+from probes.model import Status
+
+ABSENT = "<absent>"
+
+READINGS = r"""
+r() { if v=$(head -c 300 "$2" 2>/dev/null | tr '\0\n' '  '); then echo "$1=$(echo "$v" | sed 's/ *$//')"; \
+      else echo "$1=<absent>"; fi; }
+r apparmor_enabled /sys/module/apparmor/parameters/enabled
+r lsm_list /sys/kernel/security/lsm
+r attr_current /proc/self/attr/current
+r attr_apparmor_current /proc/self/attr/apparmor/current
+r selinux_enforce /sys/fs/selinux/enforce
+r max_user_namespaces /proc/sys/user/max_user_namespaces
+r unprivileged_userns_clone /proc/sys/kernel/unprivileged_userns_clone
+r apparmor_restrict_unprivileged_userns /proc/sys/kernel/apparmor_restrict_unprivileged_userns
+grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/self/status | sed 's/:[[:space:]]*/=/'
+echo "kernel=$(uname -r)"
+echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
+"""
+
+REMEDIATION = (
+    "Rootless BuildKit needs user namespaces: user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1 "
+    "(older Debian/Ubuntu), and on Ubuntu 24.04+ kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
+    "profile allowing userns. Under SELinux, DinD needs privileged (spc_t); container_t cannot mount overlay."
+)
+
+
+@dataclass(frozen=True)
+class LsmAssessment:
+    """Observed facts, inferred consequences, and which modes the observed settings block."""
+
+    observed: tuple[str, ...]
+    inferred: tuple[str, ...]
+    blocks: dict[str, str] = field(default_factory=dict)
+    active: tuple[str, ...] = ()
+
+
+def _present(value: str | None) -> bool:
+    return value is not None and value not in ("", ABSENT)
+
+
+def assess(readings: dict[str, str]) -> LsmAssessment:
+    """Turn raw readings into observed facts, inferences, and blocked modes."""
+    observed: list[str] = []
+    inferred: list[str] = []
+    blocks: dict[str, str] = {}
+    active: list[str] = []
+    context = next(
+        (readings[key] for key in ("attr_apparmor_current", "attr_current") if _present(readings.get(key))), ""
+    )
+    lsm_list = readings.get("lsm_list", ABSENT)
+    apparmor_on = readings.get("apparmor_enabled", ABSENT).strip().upper().startswith("Y") or (
+        _present(lsm_list) and "apparmor" in lsm_list.split(",")
+    )
+    selinux_mode = readings.get("selinux_enforce", ABSENT).strip()
+    selinux_on = _present(selinux_mode) or (_present(lsm_list) and "selinux" in lsm_list.split(","))
+    if _present(lsm_list):
+        observed.append(f"active LSMs: {lsm_list}")
+    if apparmor_on:
+        active.append("apparmor")
+        observed.append("AppArmor is enabled on the node")
+        if "(enforce)" in context:
+            observed.append(f"probe container confined by AppArmor profile {context}")
+            inferred.append("containers without appArmorProfile Unconfined get the runtime's default profile, "
+                            "which blocks the mounts rootless BuildKit needs")
+        elif context.startswith("unconfined"):
+            observed.append("probe container is unconfined by AppArmor")
+    if selinux_on:
+        active.append("selinux")
+        mode = {"1": "enforcing", "0": "permissive"}.get(selinux_mode, selinux_mode or "unknown")
+        observed.append(f"SELinux is {mode}")
+        if ":container_t:" in context:
+            observed.append(f"probe container runs as {context}")
+            inferred.append("container_t cannot mount overlay; privileged containers run as spc_t")
+        elif ":spc_t:" in context:
+            observed.append(f"probe container runs as spc_t ({context})")
+    if not active:
+        observed.append("no AppArmor or SELinux active (none active on this node)")
+    max_userns = readings.get("max_user_namespaces", ABSENT)
+    if max_userns.isdigit():
+        observed.append(f"user.max_user_namespaces={max_userns}")
+        if int(max_userns) == 0:
+            blocks["buildkit-rootless"] = "user namespaces are disabled on the node (user.max_user_namespaces=0)"
+    if readings.get("unprivileged_userns_clone", ABSENT) == "0":
+        observed.append("kernel.unprivileged_userns_clone=0")
+        blocks.setdefault(
+            "buildkit-rootless", "unprivileged user namespaces are off (kernel.unprivileged_userns_clone=0)"
+        )
+    restrict = readings.get("apparmor_restrict_unprivileged_userns", ABSENT)
+    if restrict in ("0", "1"):
+        observed.append(f"kernel.apparmor_restrict_unprivileged_userns={restrict}")
+        if restrict == "1" and apparmor_on:
+            blocks.setdefault(
+                "buildkit-rootless",
+                "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)",
+            )
+    seccomp = readings.get("Seccomp", "")
+    if seccomp:
+        observed.append(f"probe container seccomp mode {seccomp} ({'filtered' if seccomp == '2' else 'none'})")
+        if seccomp == "2":
+            inferred.append("the default seccomp profile forbids unshare for non-root: rootless BuildKit needs "
+                            "seccompProfile Unconfined")
+    if readings.get("cgroup_fs"):
+        observed.append(f"/sys/fs/cgroup is {readings['cgroup_fs']}")
+    return LsmAssessment(tuple(observed), tuple(inferred), blocks, tuple(active))
+
+
+def run(ctx: ProbeContext) -> Outcome:
+    """Read the settings from an ordinary (unprivileged, default-profile) pod, then assess them."""
+    manifest = ctx.pod_manifest("read", specs.tools_pod_spec(ctx.settings.images.tools))
+    with ctx.pod(manifest):
+        result = ctx.exec(manifest["metadata"]["name"], "tools", READINGS, timeout_s=30)
+    readings = key_values(result.stdout)
+    if "max_user_namespaces" not in readings:
+        return Outcome(Status.INCONCLUSIVE, f"could not read the settings: rc={result.rc} {result.tail()}",
+                       {"raw": result.stdout[-2000:]})
+    found = assess(readings)
+    evidence: dict[str, Any] = {
+        "readings": readings,
+        "observed": list(found.observed),
+        "inferred": list(found.inferred),
+        "blocks": found.blocks,
+        "active": list(found.active),
+    }
+    lsm_word = ", ".join(found.active) or "none active"
+    if found.blocks:
+        causes = "; ".join(f"{mode}: {cause}" for mode, cause in found.blocks.items())
+        return Outcome(Status.FAIL, f"LSM {lsm_word}; observed settings block {causes}", evidence)
+    return Outcome(Status.PASS, f"LSM {lsm_word}; user namespaces available; no observed setting blocks a mode",
+                   evidence, remediation="")
+
+
+PROBE = ProbeDefinition(
+    id="lsm",
+    capability="lsm",
+    title="AppArmor/SELinux and user-namespace settings do not block the modes",
+    remediation=REMEDIATION,
+    run=run,
+)

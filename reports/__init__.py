@@ -1,0 +1,47 @@
+"""Reports: terminal table, JSON v1 and Markdown, and the recommendation behind them.
+
+Pure logic over probes.model: no Kubernetes, no docker. The facade below is all the plugin needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reports import json_report, markdown, terminal
+from reports.recommend import ModeAssessment, Recommendation
+from reports.report import Report, build_report
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "ModeAssessment",
+    "Recommendation",
+    "Report",
+    "build_report",
+    "render_markdown",
+    "render_terminal",
+    "write_json",
+    "write_markdown",
+]
+
+
+def render_terminal(report: Report) -> list[str]:
+    """Lines for the end of the pytest run, without ANSI colour."""
+    return terminal.render(report)
+
+
+def render_markdown(report: Report) -> str:
+    """The Markdown document for a PR comment or $GITHUB_STEP_SUMMARY."""
+    return markdown.render(report)
+
+
+def write_json(report: Report, path: Path) -> None:
+    """Write the "dindcheck/report/v1" JSON (--report-json)."""
+    json_report.write(report.json, path)
+
+
+def write_markdown(report: Report, path: Path) -> None:
+    """Write the Markdown report (--report-md)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(report), encoding="utf-8")

@@ -1,0 +1,305 @@
+"""Turn check verdicts into a usable/blocked assessment per mode and a recommended mode.
+
+The decision table is data (DECISION_TABLE): adding or re-ranking a mode means editing one row, not the logic.
+Only a PASS proves a capability; fail, inconclusive, skipped and "not run" (a check deselected with -k) all block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from probes.model import Mode, RunResult, Status, Verdict
+from reports import snippets
+
+STATUS_WORDS: Mapping[Status, str] = {
+    Status.PASS: "passed",
+    Status.FAIL: "failed",
+    Status.INCONCLUSIVE: "inconclusive",
+    Status.SKIPPED: "skipped",
+}
+
+HOST_SOCKET_WARNING = "root on the node: any job can take over the node; discouraged"
+
+ALTERNATIVES_ADVICE = (
+    "no verified way to build images on this cluster; UNVERIFIED alternatives (dindcheck did not probe them): "
+    "a Kaniko fork (chainguard-dev/kaniko or osscontainertools/kaniko; upstream was archived in June 2025; "
+    "needs root in the container but not privileged), Buildah with --isolation chroot, "
+    "or a remote builder outside this cluster (BuildKit on a VM, a cloud build service)"
+)
+
+
+@dataclass(frozen=True)
+class ModeRule:
+    """One row of the decision table: what a mode needs, what merely worries us, and what it can do."""
+
+    mode: Mode
+    requires: tuple[str, ...]
+    """Checks that must PASS for the mode to be usable."""
+    cautions: tuple[str, ...]
+    """Checks read for warnings and for explaining a rejection; they never block."""
+    can_run: bool
+    can_build: bool
+    cache_path: str = ""
+    """Where the mode keeps its layer cache: named in overlay advice."""
+    standing_warnings: tuple[str, ...] = ()
+    """Warnings that hold whatever the checks say."""
+
+
+# Rows are in security order (most secure first): the recommendation takes the first usable row that can do the job.
+DECISION_TABLE: tuple[ModeRule, ...] = (
+    ModeRule(
+        mode=Mode.BUILDKIT_ROOTLESS,
+        requires=("buildkit-rootless",),
+        cautions=("overlay-cache", "lsm", "privileged-admission"),
+        can_run=False,
+        can_build=True,
+        cache_path="/home/user/.local/share/buildkit",
+    ),
+    ModeRule(
+        mode=Mode.SYSBOX,
+        requires=("sysbox",),
+        cautions=("lsm", "privileged-admission"),
+        can_run=True,
+        can_build=True,
+    ),
+    ModeRule(
+        mode=Mode.DIND,
+        requires=("privileged-admission", "socket-sharing", "docker-run"),
+        cautions=("overlay-cache", "lsm", "privileged-admission"),
+        can_run=True,
+        can_build=True,
+        cache_path="/var/lib/docker",
+    ),
+    ModeRule(
+        mode=Mode.HOST_SOCKET,
+        requires=("host-socket",),
+        cautions=("lsm", "privileged-admission"),
+        can_run=True,
+        can_build=True,
+        standing_warnings=(HOST_SOCKET_WARNING,),
+    ),
+)
+
+FULL_DOCKER_ORDER: tuple[Mode, ...] = tuple(rule.mode for rule in DECISION_TABLE if rule.can_run)
+BUILD_ONLY_ORDER: tuple[Mode, ...] = tuple(rule.mode for rule in DECISION_TABLE if rule.can_build)
+
+
+@dataclass(frozen=True)
+class ModeAssessment:
+    """Whether one mode is usable on this cluster, which checks stand in its way, and what to watch out for."""
+
+    mode: Mode
+    usable: bool
+    blocked_by: tuple[str, ...]
+    warnings: tuple[str, ...]
+    causes: tuple[str, ...] = ()
+    """Why the mode is not usable, as a cause chain ('privileged-admission failed: ...'); empty when usable."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The modes to use, why (including why the others were rejected), and the config to paste."""
+
+    full_docker: Mode
+    build_only: Mode
+    reasons: tuple[str, ...]
+    snippets: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What a caution check says about one mode.
+
+    warnings always reach the mode; hints explain a rejection when the mode is blocked and become warnings when the
+    mode is usable anyway (e.g. an LSM setting that would block it on another node pool).
+    """
+
+    warnings: tuple[str, ...] = ()
+    hints: tuple[str, ...] = ()
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """Evidence comes from probes we do not control: anything that is not a mapping reads as empty."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """A list of strings from evidence, tolerating a missing key or a single string."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple):
+        return tuple(str(item) for item in value)
+    return ()
+
+
+def describe_check(check_id: str, verdict: Verdict | None) -> str:
+    """One link of a cause chain: 'privileged-admission failed: <summary>' or 'docker-run not run'."""
+    if verdict is None:
+        return f"{check_id} not run"
+    return f"{check_id} {STATUS_WORDS[verdict.status]}: {verdict.summary}"
+
+
+def _read_overlay_cache(verdict: Verdict | None, rule: ModeRule) -> _Reading:
+    """Overlay failing on the cache volume degrades a mode (slow or broken cache) but the mode still works."""
+    advice = f"keep {rule.cache_path} on an emptyDir on node disk or use block storage"
+    if verdict is None:
+        return _Reading(warnings=(f"overlay-cache not run: overlay on the cache volume is unproven; {advice}",))
+    if verdict.status is Status.PASS:
+        return _Reading()
+    cache_class = _mapping(verdict.evidence.get("cache_class"))
+    emptydir = _mapping(verdict.evidence.get("emptydir"))
+    outcome = "failed" if verdict.status is Status.FAIL else STATUS_WORDS[verdict.status]
+    if cache_class and cache_class.get("overlay") is not True:
+        name = cache_class.get("storage_class") or "(unnamed)"
+        reason = cache_class.get("reason") or verdict.summary
+        nfs_hint = " (the class is RWX-capable, usually NFS-like [inferred])" if cache_class.get("rwx_capable") else ""
+        return _Reading(warnings=(f"overlay on the cache class {name} {outcome}: {reason}{nfs_hint}; {advice}",))
+    if emptydir.get("overlay") is False:
+        fs_type = emptydir.get("fs_type") or "unknown fs"
+        return _Reading(
+            warnings=(
+                (
+                    f"overlay on an emptyDir ({fs_type}) {outcome}: {verdict.summary}; the cache falls back to a "
+                    "slow copying driver (vfs/native); put the node's container storage on ext4, xfs or btrfs"
+                ),
+            ),
+        )
+    return _Reading(warnings=(f"{describe_check('overlay-cache', verdict)}; {advice}",))
+
+
+def _read_lsm(verdict: Verdict | None, rule: ModeRule) -> _Reading:
+    """An LSM or userns setting that blocks this mode, labelled observed or inferred as the lsm check labels it."""
+    if verdict is None:
+        return _Reading()
+    reason = _mapping(verdict.evidence.get("blocks")).get(rule.mode.value)
+    if not reason:
+        return _Reading()
+    reason = str(reason)
+    observed = _strings(verdict.evidence.get("observed"))
+    inferred = _strings(verdict.evidence.get("inferred"))
+    if any(item and item in reason for item in observed):
+        return _Reading(hints=(f"lsm observed: {reason}",))
+    if any(item and item in reason for item in inferred):
+        return _Reading(hints=(f"lsm inferred: {reason}",))
+    return _Reading(hints=(f"lsm: {reason}",))
+
+
+def _read_admission(verdict: Verdict | None, rule: ModeRule) -> _Reading:
+    """Who refused this mode's pod spec, and the Warning headers the API server sent about it."""
+    if verdict is None:
+        return _Reading()
+    spec = _mapping(_mapping(verdict.evidence.get("specs")).get(rule.mode.value))
+    mode = rule.mode.value
+    warnings = tuple(f"admission warning for the {mode} pod: {text}" for text in _strings(spec.get("warnings")))
+    if spec.get("admitted") is False:
+        source = spec.get("source") or "unknown source"
+        message = spec.get("message") or "no message"
+        return _Reading(warnings=warnings, hints=(f"admission rejected the {mode} pod ({source}): {message}",))
+    return _Reading(warnings=warnings)
+
+
+CAUTION_READERS: Mapping[str, Callable[[Verdict | None, ModeRule], _Reading]] = {
+    "overlay-cache": _read_overlay_cache,
+    "lsm": _read_lsm,
+    "privileged-admission": _read_admission,
+}
+
+
+def _passed(verdict: Verdict | None) -> bool:
+    return verdict is not None and verdict.status is Status.PASS
+
+
+def _readings(run: RunResult, rule: ModeRule) -> _Reading:
+    """Every caution check's reading for one mode, merged in table order."""
+    warnings: list[str] = []
+    hints: list[str] = []
+    for check_id in rule.cautions:
+        reading = CAUTION_READERS[check_id](run.verdict(check_id), rule)
+        warnings.extend(reading.warnings)
+        hints.extend(reading.hints)
+    return _Reading(warnings=tuple(warnings), hints=tuple(hints))
+
+
+def assess_mode(run: RunResult, rule: ModeRule) -> ModeAssessment:
+    """Apply one row of the decision table to the verdicts."""
+    blocked_by = tuple(check_id for check_id in rule.requires if not _passed(run.verdict(check_id)))
+    reading = _readings(run, rule)
+    if not blocked_by:
+        warnings = rule.standing_warnings + reading.warnings + reading.hints
+        return ModeAssessment(mode=rule.mode, usable=True, blocked_by=(), warnings=_unique(warnings))
+    causes = tuple(describe_check(check_id, run.verdict(check_id)) for check_id in blocked_by) + reading.hints
+    return ModeAssessment(
+        mode=rule.mode,
+        usable=False,
+        blocked_by=blocked_by,
+        warnings=_unique(rule.standing_warnings + reading.warnings),
+        causes=_unique(causes),
+    )
+
+
+def assess(run: RunResult) -> tuple[ModeAssessment, ...]:
+    """Every mode of the decision table, in table (security) order. Mode.NONE is never assessed."""
+    return tuple(assess_mode(run, rule) for rule in DECISION_TABLE)
+
+
+def _unique(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop repeated texts (two checks can say the same thing) but keep the first-seen order."""
+    return tuple(dict.fromkeys(texts))
+
+
+def _first_usable(order: tuple[Mode, ...], assessments: Mapping[Mode, ModeAssessment]) -> Mode:
+    return next((mode for mode in order if assessments[mode].usable), Mode.NONE)
+
+
+def _choice_reason(purpose: str, chosen: Mode, order: tuple[Mode, ...]) -> str:
+    ranking = ", ".join(mode.value for mode in order)
+    if chosen is Mode.NONE:
+        return f"{purpose}: none: no usable mode among ({ranking})"
+    return f"{purpose}: {chosen.value}: the first usable mode in security order ({ranking})"
+
+
+def _rejection_reason(assessment: ModeAssessment) -> str:
+    return f"{assessment.mode.value} not usable: " + "; ".join(assessment.causes)
+
+
+def tested_cache_class(run: RunResult) -> snippets.CacheClass | None:
+    """The cache StorageClass overlay-cache tested, or None when it tested none (or did not run)."""
+    verdict = run.verdict("overlay-cache")
+    cache_class = _mapping(verdict.evidence.get("cache_class")) if verdict is not None else {}
+    if not cache_class.get("storage_class"):
+        return None
+    overlay = cache_class.get("overlay")
+    return snippets.CacheClass(
+        name=str(cache_class["storage_class"]),
+        overlay=overlay if isinstance(overlay, bool) else None,
+    )
+
+
+def recommend(
+    run: RunResult,
+    assessments: tuple[ModeAssessment, ...] | None = None,
+    images: Mapping[str, str] | None = None,
+) -> Recommendation:
+    """Pick the most secure usable mode for full Docker and for build-only, and say why for every mode."""
+    if assessments is None:
+        assessments = assess(run)
+    by_mode = {assessment.mode: assessment for assessment in assessments}
+    full_docker = _first_usable(FULL_DOCKER_ORDER, by_mode)
+    build_only = _first_usable(BUILD_ONLY_ORDER, by_mode)
+    reasons = [
+        _choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
+        _choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
+    ]
+    reasons.extend(_rejection_reason(assessment) for assessment in assessments if not assessment.usable)
+    if build_only is Mode.NONE:
+        reasons.append(ALTERNATIVES_ADVICE)
+    config = snippets.build_snippets(
+        full_docker=full_docker,
+        build_only=build_only,
+        usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
+        cache=tested_cache_class(run),
+        images=images,
+    )
+    return Recommendation(full_docker=full_docker, build_only=build_only, reasons=tuple(reasons), snippets=config)

@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# What `up` installs or builds when it is missing: Debian packages (apt-get), the Kubernetes and BuildKit binaries
+# (Go module proxy, cached in $TB_BIN), and the provisioner's venv.
+
+TB_PACKAGES=(containerd runc etcd-server containernetworking-plugins docker.io docker-registry debootstrap uidmap
+  rootlesskit bindfs iptables openssl curl iproute2 python3-venv util-linux)
+
+deps_ensure() {
+  local missing=() p
+  for p in "${TB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages: ${missing[*]} (apt-get update first; a few minutes)"
+  run_logged apt env DEBIAN_FRONTEND=noninteractive apt-get update
+  run_logged apt env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# run_with_progress NAME WHAT CMD...: runs a long build with its output in $TB_LOGS/NAME.log, echoing its own
+# progress lines (those matching $TB_PROGRESS_RE) and a heartbeat every minute.
+TB_PROGRESS_RE='^(kubernetes|buildkit|images?|testbed|step|building|==>)'
+run_with_progress() {
+  local name=$1 what=$2; shift 2
+  local logf=$TB_LOGS/$name.log start=$SECONDS
+  mkdir -p "$TB_LOGS"
+  : >"$logf"
+  "$@" >"$logf" 2>&1 &
+  local pid=$! shown=0 next=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    local lines; lines=$(wc -l <"$logf")
+    if ((lines > shown)); then
+      sed -n "$((shown + 1)),${lines}p" "$logf" | grep -E "$TB_PROGRESS_RE" \
+        | sed 's/^/testbed:   /' >&2 || true
+      shown=$lines
+    fi
+    if ((SECONDS >= next)); then
+      log "$what: still running ($(( (SECONDS - start) / 60 )) min so far; log: $logf)"
+      next=$((SECONDS + 60))
+    fi
+  done
+  if ! wait "$pid"; then
+    tail -n 30 "$logf" | sed 's/^/testbed:   | /' >&2
+    die "$what failed (log: $logf)"
+  fi
+  sed -n "$((shown + 1)),\$p" "$logf" | grep -E "$TB_PROGRESS_RE" \
+    | sed 's/^/testbed:   /' >&2 || true
+}
+
+builds_ensure() {
+  run_with_progress build-kubernetes "kubernetes build (cold: ~25 min on 2 cores)" \
+    "$TB_LIB/build-kubernetes.sh" "$TB_BIN"
+  run_with_progress build-buildkit "buildkit build (cold: a few minutes)" "$TB_LIB/build-buildkit.sh" "$TB_BIN"
+  venv_ensure
+}
+
+# images_ensure: builds the testbed images (cached by images.sh) and reads their refs into TESTBED_IMAGE_* variables.
+images_ensure() {
+  [[ -x $TB_LIB/images.sh ]] || die "$TB_LIB/images.sh is missing (the image builder); cannot build the images"
+  local out=$TB_STATE/images.refs
+  TB_PROGRESS_RE=. run_with_progress images-build "image build (cold: several minutes)" \
+    bash -c '"$0" build >"$1"' "$TB_LIB/images.sh" "$out"
+  local key
+  for key in PAUSE DIND BUILDKIT REGISTRY TOOLS; do
+    local v; v=$(sed -n "s/^TESTBED_IMAGE_$key=//p" "$out" | tail -n1)
+    [[ -n $v ]] || die "images.sh build printed no TESTBED_IMAGE_$key line (output: $out, log: $TB_LOGS/images-build.log)"
+    printf -v "TESTBED_IMAGE_$key" '%s' "$v"
+  done
+}
+
+_image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TESTBED_IMAGE_BUILDKIT" \
+  "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS"; }
+
+# images_import: imports the images into our containerd (k8s.io namespace) unless all are there.
+images_import() {
+  local have ref missing=0
+  have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
+  for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || missing=1; done
+  ((missing)) || return 0
+  log "images: importing into containerd (k8s.io)"
+  TB_PROGRESS_RE=. run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
+}
+
+# images_push: pushes the images to the testbed registry unless all manifests are there.
+images_push() {
+  local ref missing=0 repo tag
+  for ref in $(_image_refs); do
+    repo=${ref#*/}; tag=${repo##*:}; repo=${repo%:*}
+    curl -fsS -o /dev/null -I \
+      -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+      "http://$TB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null || missing=1
+  done
+  ((missing)) || return 0
+  log "images: pushing to $TB_REGISTRY"
+  TB_PROGRESS_RE=. run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
+}

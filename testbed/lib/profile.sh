@@ -1,0 +1,245 @@
+# shellcheck shell=bash
+# The cluster profile: five independent knobs, each standing for a real cluster setting (see testbed/README.md).
+#   --psa-default LEVEL   apiserver AdmissionConfiguration PodSecurity defaults (enforce/audit/warn)
+#   --deny-privileged     ValidatingAdmissionPolicy + binding denying privileged containers (Gatekeeper-like)
+#   --userns on|off       node sysctl user.max_user_namespaces (off = 0)
+#   --cache-fs FS         where the dindcheck-cache StorageClass keeps its volumes: ext4 (node disk), tmpfs, fuse
+#   --sysbox-class        RuntimeClass sysbox-runc registered while no node has the handler
+# The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
+
+TB_PROFILE_FILE=$TB_STATE/profile
+TB_CACHE_ROOT=$TB_VARLIB/cache
+TB_STANDARD_ROOT=$TB_VARLIB/volumes
+TB_CACHE_CLASS=dindcheck-cache
+TB_STANDARD_CLASS=dindcheck-standard
+TB_PROVISIONER=dindcheck.testbed/hostpath
+
+PSA_DEFAULT=privileged
+DENY_PRIVILEGED=false
+USERNS=on
+CACHE_FS=ext4
+SYSBOX_CLASS=false
+
+profile_usage() {
+  cat <<USAGE
+usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
+                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class]
+A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class.
+USAGE
+}
+
+profile_parse() {
+  while (($#)); do
+    case $1 in
+      --psa-default) PSA_DEFAULT=${2:-}; shift ;;
+      --psa-default=*) PSA_DEFAULT=${1#*=} ;;
+      --deny-privileged) DENY_PRIVILEGED=true ;;
+      --userns) USERNS=${2:-}; shift ;;
+      --userns=*) USERNS=${1#*=} ;;
+      --cache-fs) CACHE_FS=${2:-}; shift ;;
+      --cache-fs=*) CACHE_FS=${1#*=} ;;
+      --sysbox-class) SYSBOX_CLASS=true ;;
+      -h|--help) profile_usage; exit 0 ;;
+      *) profile_usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+  done
+  case $PSA_DEFAULT in privileged|baseline|restricted) ;; *) die "--psa-default must be privileged|baseline|restricted, not '$PSA_DEFAULT'" ;; esac
+  case $USERNS in on|off) ;; *) die "--userns must be on|off, not '$USERNS'" ;; esac
+  case $CACHE_FS in ext4|tmpfs|fuse) ;; *) die "--cache-fs must be ext4|tmpfs|fuse, not '$CACHE_FS'" ;; esac
+}
+
+profile_describe() {
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS"
+}
+
+profile_write() {
+  write_if_changed "$TB_PROFILE_FILE" <<EOP
+PSA_DEFAULT=$PSA_DEFAULT
+DENY_PRIVILEGED=$DENY_PRIVILEGED
+USERNS=$USERNS
+CACHE_FS=$CACHE_FS
+SYSBOX_CLASS=$SYSBOX_CLASS
+EOP
+}
+
+# admission_config_write: the apiserver's AdmissionConfiguration (PodSecurity defaults); prints its path.
+admission_config_write() {
+  local f=$TB_CONF/admission.yaml
+  mkdir -p "$TB_CONF"
+  write_if_changed "$f" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: "$PSA_DEFAULT"
+      enforce-version: "latest"
+      audit: "$PSA_DEFAULT"
+      audit-version: "latest"
+      warn: "$PSA_DEFAULT"
+      warn-version: "latest"
+    exemptions:
+      usernames: []
+      runtimeClasses: []
+      namespaces: [kube-system]
+YAML
+  echo "$f"
+}
+
+# ------------------------------------------------------------------------------------------------------ userns
+userns_apply() {
+  if [[ $USERNS == off ]]; then
+    sysctl_set user.max_user_namespaces 0
+  else
+    sysctl_restore user.max_user_namespaces
+  fi
+}
+
+# ------------------------------------------------------------------------------------------------------ storage
+# cache_fs_root FS: the backing root of the cache class for FS.
+cache_fs_root() { echo "$TB_CACHE_ROOT/$1"; }
+
+# cache_fs_mount FS: makes sure FS's backing root exists (and is mounted, for tmpfs and fuse).
+cache_fs_mount() {
+  local fs=$1 root; root=$(cache_fs_root "$fs")
+  mkdir -p "$root"
+  case $fs in
+    ext4) ;;
+    tmpfs)
+      if ! mountpoint -q "$root"; then
+        log "cache-fs: mounting tmpfs at $root"
+        mount -t tmpfs -o size=4g,mode=0755 dindcheck-cache "$root"
+      fi ;;
+    fuse)
+      if ! mountpoint -q "$root"; then
+        local backing=$TB_CACHE_ROOT/fuse-backing
+        mkdir -p "$backing"
+        log "cache-fs: mounting bindfs (FUSE) $backing at $root"
+        bindfs -o allow_other,dev,suid "$backing" "$root" >>"$TB_LOGS/bindfs.log" 2>&1 \
+          || die "bindfs mount failed (log: $TB_LOGS/bindfs.log)"
+      fi ;;
+  esac
+}
+
+# cache_fs_unmount FS: unmounts a tmpfs/fuse backing root that is not the active profile's (best effort: a pod may
+# still use a volume there, in which case it stays until testbed/down).
+cache_fs_unmount() {
+  local fs=$1 root; root=$(cache_fs_root "$fs")
+  [[ $fs == ext4 ]] && return 0
+  mountpoint -q "$root" || return 0
+  if umount "$root" 2>/dev/null; then
+    log "cache-fs: unmounted $fs at $root"
+  else
+    warn "cache-fs: $root is busy (a pod still uses a $fs volume); it is unmounted by testbed/down"
+  fi
+}
+
+storage_apply() {
+  local root; root=$(cache_fs_root "$CACHE_FS")
+  local fs
+  for fs in ext4 tmpfs fuse; do [[ $fs == "$CACHE_FS" ]] || cache_fs_unmount "$fs"; done
+  cache_fs_mount "$CACHE_FS"
+  mkdir -p "$TB_STANDARD_ROOT"
+  # StorageClass parameters are immutable: replace the cache class when its root changes.
+  local current
+  current=$(kctl get storageclass "$TB_CACHE_CLASS" -o jsonpath='{.parameters.root}' 2>/dev/null || true)
+  if [[ -n $current && $current != "$root" ]]; then
+    log "storage: switching $TB_CACHE_CLASS to $CACHE_FS ($root)"
+    kctl delete storageclass "$TB_CACHE_CLASS" --wait=true >/dev/null
+  fi
+  kctl apply -f - >/dev/null <<YAML
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $TB_STANDARD_CLASS
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
+provisioner: $TB_PROVISIONER
+parameters: {root: $TB_STANDARD_ROOT, fs: ext4}
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $TB_CACHE_CLASS
+  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
+provisioner: $TB_PROVISIONER
+parameters: {root: "$root", fs: $CACHE_FS}
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+YAML
+}
+
+# ----------------------------------------------------------------------------------------- admission policies
+TB_VAP_NAME=dindcheck-testbed-deny-privileged
+
+deny_privileged_apply() {
+  if [[ $DENY_PRIVILEGED != true ]]; then
+    kctl delete validatingadmissionpolicybinding "$TB_VAP_NAME" --ignore-not-found >/dev/null
+    kctl delete validatingadmissionpolicy "$TB_VAP_NAME" --ignore-not-found >/dev/null
+    return 0
+  fi
+  kctl apply -f - >/dev/null <<YAML
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: $TB_VAP_NAME
+  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    namespaceSelector:
+      matchExpressions:
+      - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system]}
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE", "UPDATE"]
+      resources: ["pods", "pods/ephemeralcontainers"]
+  variables:
+  - name: privileged
+    expression: >-
+      object.spec.containers.filter(c, has(c.securityContext) && has(c.securityContext.privileged)
+        && c.securityContext.privileged).map(c, c.name)
+      + (has(object.spec.initContainers) ? object.spec.initContainers.filter(c, has(c.securityContext)
+        && has(c.securityContext.privileged) && c.securityContext.privileged).map(c, c.name) : [])
+      + (has(object.spec.ephemeralContainers) ? object.spec.ephemeralContainers.filter(c, has(c.securityContext)
+        && has(c.securityContext.privileged) && c.securityContext.privileged).map(c, c.name) : [])
+  validations:
+  - expression: "size(variables.privileged) == 0"
+    reason: Forbidden
+    messageExpression: >-
+      '[denied by $TB_VAP_NAME] Privileged containers are not allowed: ' + variables.privileged.join(', ')
+      + ' (securityContext.privileged=true)'
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: $TB_VAP_NAME
+  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
+spec:
+  policyName: $TB_VAP_NAME
+  validationActions: [Deny]
+YAML
+}
+
+# ---------------------------------------------------------------------------------------------- runtime class
+sysbox_class_apply() {
+  if [[ $SYSBOX_CLASS != true ]]; then
+    kctl delete runtimeclass sysbox-runc --ignore-not-found >/dev/null
+    return 0
+  fi
+  kctl apply -f - >/dev/null <<YAML
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: sysbox-runc
+  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
+handler: sysbox-runc
+YAML
+}

@@ -1,0 +1,151 @@
+"""A tiny dynamic provisioner for the testbed: hostPath PersistentVolumes under a StorageClass's backing root.
+
+It serves every StorageClass whose provisioner is ``dindcheck.testbed/hostpath``; the class parameter ``root`` names the
+host directory that holds its volumes (the node disk, a tmpfs mount or a FUSE mount, see testbed/lib/profile.sh).
+
+- A pending claim of such a class gets a directory ``<root>/<namespace>-<claim>-<uid>`` and a hostPath PV bound to it
+  (claimRef, reclaimPolicy Delete, annotation pv.kubernetes.io/provisioned-by).
+- A PV of ours that is Released (its claim was deleted) loses its directory, then the PV itself is deleted.
+
+Level-triggered: watches on claims and volumes only wake the reconcile loop, which also runs every few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client, config, watch  # type: ignore[import-untyped]
+from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+PROVISIONER = "dindcheck.testbed/hostpath"
+ANNOTATION = "pv.kubernetes.io/provisioned-by"
+ALLOWED_PREFIX = Path("/var/lib/dindcheck-testbed")
+RESYNC_S = 5.0
+
+log = logging.getLogger("provisioner")
+
+
+def class_roots(storage: client.StorageV1Api) -> dict[str, Path]:
+    """StorageClass name -> backing root, for the classes this provisioner serves."""
+    roots: dict[str, Path] = {}
+    for sc in storage.list_storage_class().items:
+        if sc.provisioner != PROVISIONER:
+            continue
+        root = Path((sc.parameters or {}).get("root", ""))
+        if not root.is_absolute() or not root.is_relative_to(ALLOWED_PREFIX):
+            log.error("StorageClass %s: parameter root=%r is not under %s; ignored", sc.metadata.name, str(root),
+                      ALLOWED_PREFIX)
+            continue
+        roots[sc.metadata.name] = root
+    return roots
+
+
+def provision(core: client.CoreV1Api, pvc: Any, root: Path) -> None:
+    """Creates the directory and the bound hostPath PV for one pending claim."""
+    meta = pvc.metadata
+    name = f"pvc-{meta.uid}"
+    path = root / f"{meta.namespace}-{meta.name}-{meta.uid}"
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    size = ((pvc.spec.resources and pvc.spec.resources.requests) or {}).get("storage", "1Gi")
+    pv = client.V1PersistentVolume(
+        metadata=client.V1ObjectMeta(name=name, annotations={ANNOTATION: PROVISIONER},
+                                     labels={"app.kubernetes.io/managed-by": "dindcheck-testbed"}),
+        spec=client.V1PersistentVolumeSpec(
+            capacity={"storage": size},
+            access_modes=pvc.spec.access_modes or ["ReadWriteOnce"],
+            persistent_volume_reclaim_policy="Delete",
+            storage_class_name=pvc.spec.storage_class_name,
+            volume_mode=pvc.spec.volume_mode or "Filesystem",
+            host_path=client.V1HostPathVolumeSource(path=str(path), type="Directory"),
+            claim_ref=client.V1ObjectReference(api_version="v1", kind="PersistentVolumeClaim",
+                                               namespace=meta.namespace, name=meta.name, uid=meta.uid),
+        ),
+    )
+    try:
+        core.create_persistent_volume(pv)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return
+    log.info("provisioned %s for %s/%s at %s", name, meta.namespace, meta.name, path)
+
+
+def reclaim(core: client.CoreV1Api, pv: Any) -> None:
+    """Deletes the directory and the PV of a released volume of ours."""
+    host_path = pv.spec.host_path.path if pv.spec.host_path else ""
+    path = Path(host_path)
+    if host_path and path.is_relative_to(ALLOWED_PREFIX) and path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    try:
+        core.delete_persistent_volume(pv.metadata.name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    log.info("reclaimed %s (%s)", pv.metadata.name, host_path)
+
+
+def reconcile(core: client.CoreV1Api, storage: client.StorageV1Api) -> None:
+    roots = class_roots(storage)
+    pvs = core.list_persistent_volume().items
+    bound_uids = {pv.spec.claim_ref.uid for pv in pvs if pv.spec.claim_ref is not None}
+    for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
+        root = roots.get(pvc.spec.storage_class_name or "")
+        if root is None or pvc.spec.volume_name or pvc.metadata.deletion_timestamp:
+            continue
+        if pvc.metadata.uid in bound_uids:
+            continue
+        provision(core, pvc, root)
+    for pv in pvs:
+        ours = (pv.metadata.annotations or {}).get(ANNOTATION) == PROVISIONER
+        if ours and not pv.metadata.deletion_timestamp and pv.status and pv.status.phase in {"Released", "Failed"}:
+            reclaim(core, pv)
+
+
+def watch_forever(wake: threading.Event, lister: Callable[..., Any]) -> None:
+    """Sets WAKE on every event of LISTER's watch; reconnects on errors."""
+    while True:
+        try:
+            for _ in watch.Watch().stream(lister, timeout_seconds=60):
+                wake.set()
+        except Exception:
+            log.debug("watch on %s ended; retrying", getattr(lister, "__name__", lister), exc_info=True)
+            time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    config.load_kube_config(config_file=args.kubeconfig)
+    core = client.CoreV1Api()
+    storage = client.StorageV1Api()
+    wake = threading.Event()
+    for lister in (core.list_persistent_volume_claim_for_all_namespaces, core.list_persistent_volume):
+        threading.Thread(target=watch_forever, args=(wake, lister), daemon=True).start()
+    log.info("serving provisioner %s", PROVISIONER)
+    while True:
+        try:
+            reconcile(core, storage)
+        except Exception:
+            log.exception("reconcile failed; retrying")
+        wake.wait(RESYNC_S)
+        wake.clear()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""Smoke test of the testbed cluster: `pytest testbed/test_smoke.py` after `testbed/up [knobs]`.
+
+Reads testbed/.state/env (what `up` printed) and testbed/.state/profile (which knobs are active), drives the cluster
+with the kubectl that `up` built, and proves each capability by doing the real thing. Tests of knobs that are not
+active are skipped with the reason. Every pod carries app.kubernetes.io/managed-by=dindcheck-testbed-smoke and lives
+in a namespace of its own that is deleted at the end.
+
+Two namespaces are used: "open" is labelled pod-security enforce=privileged (as a platform team would exempt a build
+namespace), so DinD and BuildKit are checked whatever the PSA default; "plain" has no labels, so the cluster-wide PSA
+defaults apply there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+STATE = Path(__file__).resolve().parent / ".state"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "dindcheck-testbed-smoke")
+VAP_NAME = "dindcheck-testbed-deny-privileged"
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+])
+
+
+def read_kv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (values may be shell-quoted) -> dict."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if "=" not in line or line.lstrip().startswith("#"):
+            continue
+        key, _, raw = line.partition("=")
+        parts = shlex.split(raw)
+        out[key.strip()] = parts[0] if parts else ""
+    return out
+
+
+@dataclass
+class Testbed:
+    env: dict[str, str]
+    profile: dict[str, str]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+
+    @property
+    def kubectl_path(self) -> str:
+        return str(Path(self.env["TESTBED_BIN"]) / "kubectl")
+
+    @property
+    def ns_open(self) -> str:
+        return f"dindcheck-smoke-{self.run_id}-open"
+
+    @property
+    def ns_plain(self) -> str:
+        return f"dindcheck-smoke-{self.run_id}-plain"
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [self.kubectl_path, "--kubeconfig", self.env["KUBECONFIG"], *args]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            msg = f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            raise AssertionError(msg)
+        return proc
+
+    def apply(self, obj: dict[str, Any], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("create", "-f", "-", stdin=json.dumps(obj), check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("-n", namespace, "get", kind, name, "-o", "json").stdout)
+
+    def exec(self, namespace: str, pod: str, script: str, *, container: str = "c",
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("-n", namespace, "exec", pod, "-c", container, "--", "sh", "-c", script,
+                            timeout=timeout, check=False)
+
+    def logs(self, namespace: str, pod: str, *, previous: bool = False) -> str:
+        args = ["-n", namespace, "logs", pod, "--tail=200"]
+        if previous:
+            args.append("--previous")
+        return self.kubectl(*args, check=False).stdout
+
+    def events(self, namespace: str, name: str) -> str:
+        proc = self.kubectl("-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={name}",
+                            "-o", "custom-columns=REASON:.reason,MESSAGE:.message", "--no-headers", check=False)
+        return proc.stdout
+
+    def wait_running(self, namespace: str, pod: str, timeout: float = 180) -> None:
+        """Waits until every container of POD is ready (running); fails with the pod's story otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            obj = self.get("pod", pod, namespace)
+            statuses = obj.get("status", {}).get("containerStatuses") or []
+            if statuses and all("running" in s.get("state", {}) for s in statuses):
+                return
+            for s in statuses:
+                term = s.get("state", {}).get("terminated") or s.get("lastState", {}).get("terminated")
+                if term:
+                    pytest.fail(f"pod {pod} container {s['name']} terminated: {term}\nlogs:\n"
+                                f"{self.logs(namespace, pod)}\nevents:\n{self.events(namespace, pod)}")
+            time.sleep(1)
+        pytest.fail(f"pod {pod} not running after {timeout}s: {self.get('pod', pod, namespace).get('status')}\n"
+                    f"events:\n{self.events(namespace, pod)}")
+
+
+def pod(name: str, namespace: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:  # noqa: ANN401
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict([MANAGED_BY])},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "automountServiceAccountToken": False,
+                 "containers": containers, **spec},
+    }
+
+
+def privileged_container(image: str, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+    return {"name": "c", "image": image, "imagePullPolicy": "IfNotPresent",
+            "securityContext": {"privileged": True}, **extra}
+
+
+def buildkit_pod(tb: Testbed, name: str) -> dict[str, Any]:
+    """The rootless BuildKit reference pod (moby/buildkit examples/kubernetes/*.rootless.yaml)."""
+    container = {
+        "name": "c", "image": tb.env["TESTBED_IMAGE_BUILDKIT"], "imagePullPolicy": "IfNotPresent",
+        "args": ["--oci-worker-no-process-sandbox"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000,
+                            "seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}},
+        "volumeMounts": [{"name": "buildkitd", "mountPath": "/home/user/.local/share/buildkit"}],
+    }
+    return pod(name, tb.ns_open, [container], volumes=[{"name": "buildkitd", "emptyDir": {}}])
+
+
+def overlay_script(directory: str) -> str:
+    d = shlex.quote(directory)
+    return (f"set -e; mkdir -p {d}/lower {d}/upper {d}/work {d}/merged; echo hi > {d}/lower/f; "
+            f"mount -t overlay overlay -o lowerdir={d}/lower,upperdir={d}/upper,workdir={d}/work {d}/merged; "
+            f"echo x > {d}/merged/new; rm {d}/merged/f; umount {d}/merged; echo OVERLAY-OK")
+
+
+# --------------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def tb() -> Iterator[Testbed]:
+    env_file, profile_file = STATE / "env", STATE / "profile"
+    if not env_file.exists() or not profile_file.exists():
+        pytest.fail(f"testbed is not up ({env_file} / {profile_file} missing): run testbed/up first", pytrace=False)
+    testbed = Testbed(env=read_kv(env_file), profile=read_kv(profile_file))
+    for ns, labels in ((testbed.ns_open, {"pod-security.kubernetes.io/enforce": "privileged"}),
+                       (testbed.ns_plain, {})):
+        testbed.apply({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": ns, "labels": {MANAGED_BY[0]: MANAGED_BY[1], **labels}}})
+    # Pods need the namespace's default ServiceAccount (made by the controller-manager).
+    for ns in (testbed.ns_open, testbed.ns_plain):
+        deadline = time.monotonic() + 60
+        while testbed.kubectl("-n", ns, "get", "serviceaccount", "default", check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"no default ServiceAccount in {ns} after 60s"
+            time.sleep(1)
+    yield testbed
+    selector = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+    for ns in (testbed.ns_open, testbed.ns_plain):
+        testbed.kubectl("-n", ns, "delete", "pods", "-l", selector, "--grace-period=0", "--force",
+                        "--ignore-not-found", "--wait=true", timeout=120, check=False)
+        testbed.kubectl("-n", ns, "delete", "pvc", "--all", "--ignore-not-found", "--wait=true", timeout=120,
+                        check=False)
+    testbed.kubectl("delete", "namespace", "-l", selector, "--ignore-not-found", "--wait=true", timeout=180,
+                    check=False)
+
+
+def knob(tb: Testbed, name: str) -> str:
+    return tb.profile.get(name, "")
+
+
+# ------------------------------------------------------------------------------------------------------ tests
+def test_node_ready(tb: Testbed) -> None:
+    nodes = json.loads(tb.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert len(nodes) == 1, nodes
+    ready = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}.get("Ready")
+    assert ready == "True", nodes[0]["status"]["conditions"]
+
+
+def test_dind_nested_docker_run(tb: Testbed) -> None:
+    """A privileged DinD pod runs dockerd and a nested `docker run` of an image made in the pod (docker import)."""
+    if knob(tb, "DENY_PRIVILEGED") == "true":
+        pytest.skip("--deny-privileged is active: privileged pods are denied (see test_deny_privileged_rejects)")
+    name = "smoke-dind"
+    container = privileged_container(
+        tb.env["TESTBED_IMAGE_DIND"], args=["--host=unix:///var/run/docker.sock"],
+        env=[{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
+        volumeMounts=[{"name": "docker", "mountPath": "/var/lib/docker"}])
+    tb.apply(pod(name, tb.ns_open, [container], volumes=[{"name": "docker", "emptyDir": {}}]))
+    tb.wait_running(tb.ns_open, name)
+    script = (
+        "set -e; i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 90 ] || { docker info; exit 1; }; "
+        "sleep 1; done; "
+        "rm -rf /tmp/rootfs; mkdir -p /tmp/rootfs/bin; cp /bin/busybox /tmp/rootfs/bin/busybox; "
+        "tar -C /tmp/rootfs -c . | docker import - smoke/busybox:1 >/dev/null; "
+        "docker run --rm --network none smoke/busybox:1 /bin/busybox echo nested-docker-run-ok; "
+        "docker info -f 'driver={{.Driver}}'"
+    )
+    proc = tb.exec(tb.ns_open, name, script)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\ndockerd logs:\n{tb.logs(tb.ns_open, name)}"
+    assert "nested-docker-run-ok" in proc.stdout
+    assert "driver=overlay2" in proc.stdout, proc.stdout
+
+
+def start_buildkit(tb: Testbed, name: str) -> None:
+    tb.apply(buildkit_pod(tb, name))
+
+
+def test_rootless_buildkit_build_and_push(tb: Testbed) -> None:
+    """Rootless BuildKit builds FROM scratch + COPY and pushes to the testbed registry; the manifest is read back."""
+    if knob(tb, "USERNS") == "off":
+        pytest.skip("--userns off is active: rootless BuildKit must fail (see test_userns_off_breaks_rootless_buildkit)")
+    name = "smoke-buildkit"
+    start_buildkit(tb, name)
+    tb.wait_running(tb.ns_open, name)
+    registry = tb.env["TESTBED_REGISTRY"]
+    repo, tag = "dindcheck-smoke/hello", tb.run_id
+    script = (
+        "set -e; i=0; until buildctl debug workers >/dev/null 2>&1; do i=$((i+1)); "
+        "[ $i -lt 60 ] || { buildctl debug workers; exit 1; }; sleep 1; done; "
+        "d=$(mktemp -d); echo hello-from-buildkit > $d/hello.txt; "
+        "printf 'FROM scratch\\nCOPY hello.txt /hello.txt\\n' > $d/Dockerfile; "
+        "buildctl build --progress=plain --frontend dockerfile.v0 --local context=$d --local dockerfile=$d "
+        f"--output type=image,name={registry}/{repo}:{tag},push=true,registry.insecure=true"
+    )
+    proc = tb.exec(tb.ns_open, name, script, timeout=600)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nbuildkitd logs:\n{tb.logs(tb.ns_open, name)}"
+    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}",  # noqa: S310 - our own registry
+                                 headers={"Accept": MANIFEST_ACCEPT})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+        manifest = json.load(resp)
+    if "manifests" in manifest:  # an index: follow the linux/amd64 (or first) entry
+        digest = manifest["manifests"][0]["digest"]
+        req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{digest}",  # noqa: S310
+                                     headers={"Accept": MANIFEST_ACCEPT})
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            manifest = json.load(resp)
+    assert len(manifest["layers"]) == 1, manifest
+
+
+def test_userns_off_breaks_rootless_buildkit(tb: Testbed) -> None:
+    """With user.max_user_namespaces=0 on the node, rootless BuildKit cannot start its user namespace."""
+    if knob(tb, "USERNS") != "off":
+        pytest.skip("--userns off is not active (user namespaces are allowed)")
+    name = "smoke-buildkit-nouserns"
+    start_buildkit(tb, name)
+    deadline = time.monotonic() + 120
+    story = ""
+    while time.monotonic() < deadline:
+        obj = tb.get("pod", name, tb.ns_open)
+        statuses = obj.get("status", {}).get("containerStatuses") or []
+        terminated = [s["state"]["terminated"] for s in statuses if "terminated" in s.get("state", {})]
+        if terminated:
+            story = tb.logs(tb.ns_open, name)
+            break
+        if statuses and all("running" in s.get("state", {}) for s in statuses):
+            # Still running: does buildkitd ever come up? It must not be able to build.
+            proc = tb.exec(tb.ns_open, name, "buildctl debug workers", timeout=30)
+            if proc.returncode == 0 and proc.stdout.strip().count("\n") >= 1:
+                pytest.fail(f"rootless buildkitd came up with user namespaces off:\n{proc.stdout}")
+        time.sleep(2)
+    assert story, f"rootless buildkitd neither exited nor failed within 120s: {tb.logs(tb.ns_open, name)}"
+    lowered = story.lower()
+    assert any(s in lowered for s in ("user namespace", "max_user_namespaces", "no space left on device",
+                                      "operation not permitted")), story
+
+
+def test_privileged_admitted_by_default(tb: Testbed) -> None:
+    if knob(tb, "PSA_DEFAULT") != "privileged" or knob(tb, "DENY_PRIVILEGED") == "true":
+        pytest.skip("a restricting knob is active (--psa-default or --deny-privileged)")
+    obj = pod("smoke-priv-default", tb.ns_plain, [privileged_container(tb.env["TESTBED_IMAGE_TOOLS"])])
+    proc = tb.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(obj), check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_psa_default_rejects_privileged(tb: Testbed) -> None:
+    level = knob(tb, "PSA_DEFAULT")
+    if level not in {"baseline", "restricted"}:
+        pytest.skip(f"--psa-default is {level or 'privileged'}: privileged pods are allowed by PodSecurity")
+    obj = pod("smoke-priv-psa", tb.ns_plain, [privileged_container(tb.env["TESTBED_IMAGE_TOOLS"])])
+    proc = tb.apply(obj, check=False)
+    assert proc.returncode != 0, "privileged pod was admitted under a PSA default of " + level
+    assert f'violates PodSecurity "{level}:latest"' in proc.stderr, proc.stderr
+    assert "privileged" in proc.stderr, proc.stderr
+
+
+def test_deny_privileged_rejects(tb: Testbed) -> None:
+    if knob(tb, "DENY_PRIVILEGED") != "true":
+        pytest.skip("--deny-privileged is not active")
+    tools = tb.env["TESTBED_IMAGE_TOOLS"]
+    obj = pod("smoke-priv-vap", tb.ns_open, [privileged_container(tools)])
+    proc = tb.apply(obj, check=False)
+    assert proc.returncode != 0, "privileged pod was admitted under --deny-privileged"
+    assert f"ValidatingAdmissionPolicy '{VAP_NAME}'" in proc.stderr, proc.stderr
+    assert f"[denied by {VAP_NAME}]" in proc.stderr, proc.stderr
+    init = {**privileged_container(tools), "name": "init"}
+    obj = pod("smoke-priv-vap-init", tb.ns_open, [{"name": "c", "image": tools}], initContainers=[init])
+    proc = tb.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(obj), check=False)
+    assert proc.returncode != 0, "privileged init container was admitted under --deny-privileged"
+    assert "init" in proc.stderr, proc.stderr
+
+
+def overlay_pod(tb: Testbed, name: str) -> None:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": name, "namespace": tb.ns_open, "labels": dict([MANAGED_BY])},
+             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": tb.env["TESTBED_CACHE_STORAGE_CLASS"],
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    tb.apply(claim)
+    container = privileged_container(tb.env["TESTBED_IMAGE_TOOLS"], command=["sleep", "infinity"], volumeMounts=[
+        {"name": "cache", "mountPath": "/cache"}, {"name": "scratch", "mountPath": "/scratch"}])
+    tb.apply(pod(name, tb.ns_open, [container], volumes=[
+        {"name": "cache", "persistentVolumeClaim": {"claimName": name}}, {"name": "scratch", "emptyDir": {}}]))
+    tb.wait_running(tb.ns_open, name)
+
+
+def test_cache_fs_fuse_breaks_overlay(tb: Testbed) -> None:
+    """On a FUSE-backed cache PVC an overlay mount fails (as on NFS) while one on an emptyDir works."""
+    if knob(tb, "CACHE_FS") != "fuse":
+        pytest.skip(f"--cache-fs is {knob(tb, 'CACHE_FS') or 'ext4'}, not fuse")
+    if knob(tb, "DENY_PRIVILEGED") == "true":
+        pytest.skip("--deny-privileged is active: the overlay check needs a privileged pod")
+    name = "smoke-overlay-fuse"
+    overlay_pod(tb, name)
+    fstype = tb.exec(tb.ns_open, name, "stat -f -c %T /cache").stdout.strip()
+    assert fstype.startswith("fuse"), fstype
+    ok = tb.exec(tb.ns_open, name, overlay_script("/scratch/ov"))
+    assert "OVERLAY-OK" in ok.stdout, f"overlay on emptyDir failed: {ok.stdout}\n{ok.stderr}"
+    bad = tb.exec(tb.ns_open, name, overlay_script("/cache/ov"))
+    assert bad.returncode != 0, f"overlay on the FUSE cache volume unexpectedly worked: {bad.stdout}"
+    assert "OVERLAY-OK" not in bad.stdout
+
+
+def test_cache_fs_overlay_works(tb: Testbed) -> None:
+    """On an ext4 or tmpfs cache PVC an overlay mount works."""
+    fs = knob(tb, "CACHE_FS") or "ext4"
+    if fs == "fuse":
+        pytest.skip("--cache-fs fuse is active (see test_cache_fs_fuse_breaks_overlay)")
+    if knob(tb, "DENY_PRIVILEGED") == "true":
+        pytest.skip("--deny-privileged is active: the overlay check needs a privileged pod")
+    name = f"smoke-overlay-{fs}"
+    overlay_pod(tb, name)
+    fstype = tb.exec(tb.ns_open, name, "stat -f -c %T /cache").stdout.strip()
+    assert fstype == {"ext4": "ext2/ext3", "tmpfs": "tmpfs"}[fs], fstype
+    ok = tb.exec(tb.ns_open, name, overlay_script("/cache/ov"))
+    assert "OVERLAY-OK" in ok.stdout, f"overlay on the {fs} cache volume failed: {ok.stdout}\n{ok.stderr}"
+
+
+def test_sysbox_class_pod_cannot_start(tb: Testbed) -> None:
+    """RuntimeClass sysbox-runc exists but no node has the handler: the pod is admitted yet never starts."""
+    if knob(tb, "SYSBOX_CLASS") != "true":
+        pytest.skip("--sysbox-class is not active")
+    name = "smoke-sysbox"
+    container = {"name": "c", "image": tb.env["TESTBED_IMAGE_TOOLS"], "imagePullPolicy": "IfNotPresent",
+                 "command": ["sleep", "infinity"],
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+                                     "capabilities": {"drop": ["ALL"]},
+                                     "seccompProfile": {"type": "RuntimeDefault"}}}
+    tb.apply(pod(name, tb.ns_plain, [container], runtimeClassName="sysbox-runc"))  # admitted: raises otherwise
+    deadline = time.monotonic() + 90
+    events = ""
+    while time.monotonic() < deadline:
+        events = tb.events(tb.ns_plain, name)
+        if "sysbox-runc" in events and "FailedCreatePodSandBox" in events:
+            break
+        time.sleep(2)
+    assert "FailedCreatePodSandBox" in events, events
+    assert "sysbox-runc" in events, events
+    phase = tb.get("pod", name, tb.ns_plain)["status"].get("phase")
+    assert phase == "Pending", phase
+
+
+def test_env_file_matches_contract(tb: Testbed) -> None:
+    env = tb.env
+    expected = (f"--kubeconfig {env['KUBECONFIG']} --image-dind {env['TESTBED_IMAGE_DIND']} "
+                f"--image-buildkit {env['TESTBED_IMAGE_BUILDKIT']} --image-tools {env['TESTBED_IMAGE_TOOLS']} "
+                f"--image-registry {env['TESTBED_IMAGE_REGISTRY']} "
+                f"--storage-class {env['TESTBED_CACHE_STORAGE_CLASS']}")
+    assert env["TESTBED_PYTEST_ARGS"] == expected
+    assert os.access(tb.kubectl_path, os.X_OK)

@@ -1,0 +1,122 @@
+"""Bad input ends in one clear line and pytest's usage-error exit code, within seconds, never a traceback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ("pytester",)
+
+PROBE_TEST = """
+import pytest
+from dindcheck.plugin import expect_pass
+
+pytestmark = pytest.mark.probe("lsm")
+
+def test_lsm(probe_verdict):
+    expect_pass(probe_verdict)
+"""
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: "{server}", insecure-skip-tls-verify: true}}
+users:
+- name: u
+  user: {{token: "t"}}
+contexts:
+- name: ctx
+  context: {{cluster: c, user: u}}
+current-context: ctx
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_probe=PROBE_TEST)
+    return pytester.runpytest_subprocess("-p", "dindcheck.plugin", *args)
+
+
+def assert_one_clear_line(result: pytest.RunResult, fragment: str) -> None:
+    __tracebackhide__ = True
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    output = result.stdout.str() + result.stderr.str()
+    assert fragment in output
+    assert "Traceback" not in output
+
+
+def test_unknown_mode(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--require-mode", "docker")
+    assert_one_clear_line(result, "--require-mode 'docker' is not a mode")
+
+
+def test_non_positive_timeout(pytester: pytest.Pytester) -> None:
+    assert_one_clear_line(run(pytester, "--timeout", "0"), "--timeout must be a positive number")
+
+
+def test_missing_kubeconfig(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--kubeconfig", str(pytester.path / "nope.yaml"))
+    assert_one_clear_line(result, "kubeconfig not found")
+
+
+def test_malformed_kubeconfig(pytester: pytest.Pytester) -> None:
+    bad = pytester.path / "bad.yaml"
+    bad.write_text("clusters: [unclosed\n")
+    assert_one_clear_line(run(pytester, "--kubeconfig", str(bad)), "is not valid YAML")
+
+
+def test_kubeconfig_without_contexts(pytester: pytest.Pytester) -> None:
+    empty = pytester.path / "empty.yaml"
+    empty.write_text("apiVersion: v1\nkind: Config\n")
+    assert_one_clear_line(run(pytester, "--kubeconfig", str(empty)), "has no contexts")
+
+
+def test_unknown_context(pytester: pytest.Pytester) -> None:
+    config = pytester.path / "kc.yaml"
+    config.write_text(KUBECONFIG.format(server="https://127.0.0.1:1"))
+    result = run(pytester, "--kubeconfig", str(config), "--context", "elsewhere")
+    assert_one_clear_line(result, "context 'elsewhere' not found")
+
+
+def test_unreachable_api_server_is_fast(pytester: pytest.Pytester) -> None:
+    config = pytester.path / "kc.yaml"
+    config.write_text(KUBECONFIG.format(server="https://127.0.0.1:1"))
+    started = time.monotonic()
+    result = run(pytester, "--kubeconfig", str(config), "--kubectl", "/bin/true")
+    assert_one_clear_line(result, "is unreachable")
+    assert time.monotonic() - started < 30
+
+
+def test_kubectl_missing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = pytester.path / "kc.yaml"
+    config.write_text(KUBECONFIG.format(server="https://127.0.0.1:1"))
+    python_dir = Path(__import__("sys").executable).parent
+    monkeypatch.setenv("PATH", str(python_dir))
+    assert_one_clear_line(run(pytester, "--kubeconfig", str(config)), "kubectl not found")
+
+
+def test_unknown_probe_in_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_other="""
+import pytest
+@pytest.mark.probe("no-such-probe")
+def test_x(probe_verdict):
+    pass
+""")
+    result = pytester.runpytest_subprocess("-p", "dindcheck.plugin", "test_other.py")
+    assert_one_clear_line(result, "unknown probe 'no-such-probe'")
+
+
+def test_collect_only_touches_no_cluster(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--collect-only", "--kubeconfig", str(pytester.path / "absent.yaml"))
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*test_lsm*"])
+
+
+def test_runs_without_probe_tests_need_no_cluster(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess("-p", "dindcheck.plugin", "test_plain.py",
+                                           "--kubeconfig", str(pytester.path / "absent.yaml"))
+    result.assert_outcomes(passed=1)

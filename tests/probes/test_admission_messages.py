@@ -1,0 +1,78 @@
+"""Who refused a pod, told apart from the API server's own messages (research/probe-facts.md section 1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from probes import admission
+
+PSA = (
+    'pods "x" is forbidden: violates PodSecurity "baseline:latest": privileged '
+    '(container "dind" must not set securityContext.privileged=true)'
+)
+VAP = (
+    'pods "x" is forbidden: ValidatingAdmissionPolicy \'deny-privileged\' with binding \'deny-privileged\' '
+    "denied request: privileged containers are not allowed"
+)
+GATEKEEPER = (
+    'admission webhook "validation.gatekeeper.sh" denied the request: [denied by psp-privileged] '
+    "Privileged container is not allowed: dind"
+)
+KYVERNO = 'admission webhook "validate.kyverno.svc-fail" denied the request: policy disallow-privileged'
+WARDEN = "GKE Warden rejected the request because it violates one or more constraints [denied by autogke-disallow-privilege]"
+SCC = 'pods "x" is forbidden: unable to validate against any security context constraint: [provider restricted-v2]'
+RUNTIME_CLASS = 'pods "x" is forbidden: pod rejected: RuntimeClass "sysbox-runc" not found'
+DRY_RUN = 'admission webhook "legacy.example.com" does not support dry run'
+INVALID = "Pod \"x\" is invalid: spec.containers[0].securityContext: Invalid value: cannot set allowPrivilegeEscalation to false and privileged to true"
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "source"),
+    [
+        (403, PSA, admission.SOURCE_PSA),
+        (403, VAP, admission.SOURCE_POLICY),
+        (403, GATEKEEPER, admission.SOURCE_WEBHOOK),
+        (400, KYVERNO, admission.SOURCE_WEBHOOK),
+        (403, WARDEN, admission.SOURCE_GKE_WARDEN),
+        (403, SCC, admission.SOURCE_SCC),
+        (403, RUNTIME_CLASS, admission.SOURCE_RUNTIME_CLASS),
+        (400, DRY_RUN, admission.SOURCE_DRY_RUN_UNSUPPORTED),
+        (422, INVALID, admission.SOURCE_INVALID),
+        (403, "something else entirely", admission.SOURCE_OTHER),
+    ],
+)
+def test_classify_names_the_refuser(code: int, message: str, source: str) -> None:
+    assert admission.classify(code, message) == source
+
+
+def test_dry_run_unsupported_is_unknown_never_denied() -> None:
+    body = json.dumps({"kind": "Status", "message": DRY_RUN, "code": 400})
+    result = admission.rejection(400, body)
+    assert result.admitted is None
+    assert result.source == admission.SOURCE_DRY_RUN_UNSUPPORTED
+
+
+def test_psa_rejection_is_a_denial_with_the_servers_message() -> None:
+    body = json.dumps({"kind": "Status", "message": PSA, "code": 403}).encode()
+    result = admission.rejection(403, body)
+    assert result.admitted is False
+    assert result.message == PSA
+
+
+def test_server_errors_are_unknown() -> None:
+    assert admission.rejection(503, "service unavailable").admitted is None
+
+
+def test_non_json_body_is_kept_as_text() -> None:
+    assert admission.message_from_body(b"plain text error\n") == "plain text error"
+
+
+def test_warning_headers_are_unquoted() -> None:
+    headers = {"Warning": '299 - "would violate PodSecurity \\"restricted:latest\\": privileged"'}
+    assert admission.warnings_from_headers(headers) == ('would violate PodSecurity "restricted:latest": privileged',)
+
+
+def test_no_warning_headers() -> None:
+    assert admission.warnings_from_headers({}) == ()

@@ -1,0 +1,257 @@
+"""Recorded-looking runs for the report tests: the testbed profiles from the issue, as verdicts.
+
+Each profile is what the probes report on the testbed knob of the same name (design.md, testbed CONTRACT), so a
+recommendation test reads as "on a cluster like this, recommend that".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from probes.model import ClusterInfo, Mode, NodeInfo, RunResult, Status, Verdict
+
+VerdictFactory = Callable[..., Verdict]
+RunFactory = Callable[..., RunResult]
+
+NODE = NodeInfo(
+    name="testbed-0",
+    kubelet_version="v1.31.4",
+    container_runtime="containerd://1.7.24",
+    kernel="6.1.0-28-amd64",
+    os_image="Debian GNU/Linux 12 (bookworm)",
+    architecture="amd64",
+)
+CLUSTER = ClusterInfo(
+    server="https://127.0.0.1:6443",
+    version="v1.31.4",
+    nodes=(NODE,),
+    namespace="dindcheck-7f3a",
+    namespace_labels={
+        "app.kubernetes.io/managed-by": "dindcheck",
+        "pod-security.kubernetes.io/enforce": "privileged",
+    },
+    notes=("the run labelled its namespace pod-security.kubernetes.io/enforce=privileged",),
+)
+
+PSA_DIND_MESSAGE = (
+    'pods "dindcheck-dind" is forbidden: violates PodSecurity "baseline:latest": privileged '
+    '(container "dind" must not set securityContext.privileged=true)'
+)
+PSA_BUILDKIT_MESSAGE = (
+    'pods "dindcheck-buildkit" is forbidden: violates PodSecurity "baseline:latest": seccompProfile '
+    '(container "buildkitd" must not set securityContext.seccompProfile.type to "Unconfined")'
+)
+VAP_MESSAGE = (
+    'pods "dindcheck-dind" is forbidden: ValidatingAdmissionPolicy "deny-privileged" with binding '
+    '"deny-privileged" denied request: privileged containers are not allowed'
+)
+
+
+def make_verdict(
+    check_id: str,
+    status: Status = Status.PASS,
+    summary: str | None = None,
+    evidence: dict[str, Any] | None = None,
+    *,
+    remediation: str = "",
+) -> Verdict:
+    """A verdict with a readable default summary, so tests only spell out what they are about."""
+    return Verdict(
+        id=check_id,
+        capability=check_id,
+        status=status,
+        summary=summary if summary is not None else f"{check_id} {status.value}",
+        evidence=evidence or {},
+        remediation=remediation,
+        duration_s=1.5,
+    )
+
+
+def make_run(*verdicts: Verdict, required_mode: Mode | None = None) -> RunResult:
+    """A run over the testbed cluster with exactly these verdicts (anything missing was not run)."""
+    return RunResult(
+        cluster=CLUSTER,
+        verdicts=verdicts,
+        generated_at="2025-06-01T12:00:00Z",
+        total_s=84.25,
+        required_mode=required_mode,
+    )
+
+
+def _admission(**specs: dict[str, Any]) -> dict[str, Any]:
+    admitted = {"admitted": True, "message": "", "source": "", "warnings": []}
+    modes = ("dind", "buildkit-rootless", "sysbox", "host-socket")
+    return {"specs": {mode: specs.get(mode.replace("-", "_"), admitted) for mode in modes}}
+
+
+def _overlay(*, cache_overlay: bool = True, storage_class: str = "local-ext4", fs_type: str = "ext4") -> dict[str, Any]:
+    reason = "" if cache_overlay else "overlayfs: upper fs does not support tmpfile"
+    return {
+        "emptydir": {"overlay": True, "fs_type": "ext2/ext3"},
+        "cache_class": {
+            "storage_class": storage_class,
+            "overlay": cache_overlay,
+            "fs_type": fs_type,
+            "reason": reason,
+            "rwx_capable": False,
+        },
+    }
+
+
+SYSBOX_MISSING = make_verdict(
+    "sysbox",
+    Status.FAIL,
+    'no RuntimeClass "sysbox-runc": sysbox is not installed',
+    {"runtime_class": None},
+)
+HOST_SOCKET_MISSING = make_verdict(
+    "host-socket",
+    Status.FAIL,
+    "hostPath type check failed: /var/run/docker.sock is not a socket file",
+    {"runtime": "containerd://1.7.24"},
+)
+LSM_NONE = make_verdict(
+    "lsm",
+    Status.PASS,
+    "no LSM active (lockdown, capability, landlock, bpf); user namespaces allowed",
+    {"blocks": {}, "observed": ["active LSMs: lockdown,capability,landlock,bpf"], "inferred": []},
+)
+
+
+def permissive() -> RunResult:
+    """--psa-default privileged: dind and rootless BuildKit both work; no sysbox, containerd nodes."""
+    return make_run(
+        make_verdict("privileged-admission", evidence=_admission(), summary="every mode's pod admitted and ran"),
+        make_verdict("overlay-cache", evidence=_overlay(), summary="overlay works on emptyDir and on local-ext4"),
+        make_verdict("socket-sharing", summary="docker info answered after 4.1s over the shared /var/run"),
+        make_verdict("docker-run", summary="nested docker run worked (bridge network, cgroup v1)"),
+        make_verdict("buildkit-rootless", summary="built and pushed testbed-registry:5000/dindcheck/probe:1"),
+        LSM_NONE,
+        SYSBOX_MISSING,
+        HOST_SOCKET_MISSING,
+    )
+
+
+def deny_privileged() -> RunResult:
+    """--deny-privileged: a ValidatingAdmissionPolicy refuses privileged pods; rootless BuildKit still works."""
+    refused = {"admitted": False, "message": VAP_MESSAGE, "source": "validating-admission-policy", "warnings": []}
+    return make_run(
+        make_verdict(
+            "privileged-admission",
+            Status.FAIL,
+            "the dind pod was rejected by ValidatingAdmissionPolicy deny-privileged",
+            _admission(dind=refused),
+        ),
+        make_verdict("overlay-cache", evidence=_overlay()),
+        make_verdict("socket-sharing", Status.SKIPPED, "the dind pod was not admitted"),
+        make_verdict("docker-run", Status.SKIPPED, "the dind pod was not admitted"),
+        make_verdict("buildkit-rootless", summary="built and pushed testbed-registry:5000/dindcheck/probe:1"),
+        LSM_NONE,
+        SYSBOX_MISSING,
+        HOST_SOCKET_MISSING,
+    )
+
+
+def psa_baseline() -> RunResult:
+    """--psa-default baseline: privileged and Unconfined profiles are both refused: nothing builds."""
+    dind = {"admitted": False, "message": PSA_DIND_MESSAGE, "source": "pod-security-admission", "warnings": []}
+    buildkit = {"admitted": False, "message": PSA_BUILDKIT_MESSAGE, "source": "pod-security-admission", "warnings": []}
+    return make_run(
+        make_verdict(
+            "privileged-admission",
+            Status.FAIL,
+            'dind rejected by Pod Security Admission "baseline:latest"',
+            _admission(dind=dind, buildkit_rootless=buildkit),
+            remediation="label the namespace pod-security.kubernetes.io/enforce=privileged or exempt it",
+        ),
+        make_verdict("overlay-cache", evidence=_overlay()),
+        make_verdict("socket-sharing", Status.SKIPPED, "the dind pod was not admitted"),
+        make_verdict("docker-run", Status.SKIPPED, "the dind pod was not admitted"),
+        make_verdict("buildkit-rootless", Status.FAIL, 'buildkitd pod rejected by PodSecurity "baseline:latest"'),
+        LSM_NONE,
+        SYSBOX_MISSING,
+        HOST_SOCKET_MISSING,
+    )
+
+
+def userns_off() -> RunResult:
+    """--userns off: user.max_user_namespaces=0 on the node breaks rootless BuildKit; dind does not care."""
+    return make_run(
+        make_verdict("privileged-admission", evidence=_admission()),
+        make_verdict("overlay-cache", evidence=_overlay()),
+        make_verdict("socket-sharing"),
+        make_verdict("docker-run"),
+        make_verdict(
+            "buildkit-rootless",
+            Status.FAIL,
+            "rootlesskit: fork/exec /proc/self/exe: no space left on device",
+        ),
+        make_verdict(
+            "lsm",
+            Status.FAIL,
+            "user namespaces are disabled on the node",
+            {
+                "blocks": {"buildkit-rootless": "user.max_user_namespaces=0"},
+                "observed": ["user.max_user_namespaces=0"],
+                "inferred": [],
+            },
+        ),
+        SYSBOX_MISSING,
+        HOST_SOCKET_MISSING,
+    )
+
+
+def fuse_cache() -> RunResult:
+    """--cache-fs fuse: overlay fails on the cache class (as on NFS); everything else works."""
+    return make_run(
+        make_verdict("privileged-admission", evidence=_admission()),
+        make_verdict(
+            "overlay-cache",
+            Status.FAIL,
+            "overlay failed on StorageClass fuse-cache (fuse.bindfs)",
+            _overlay(cache_overlay=False, storage_class="fuse-cache", fs_type="fuse.bindfs"),
+            remediation="use a block-storage class (ext4/xfs) for build caches",
+        ),
+        make_verdict("socket-sharing"),
+        make_verdict("docker-run"),
+        make_verdict("buildkit-rootless"),
+        LSM_NONE,
+        SYSBOX_MISSING,
+        HOST_SOCKET_MISSING,
+    )
+
+
+PROFILES: dict[str, Callable[[], RunResult]] = {
+    "permissive": permissive,
+    "deny-privileged": deny_privileged,
+    "psa-baseline": psa_baseline,
+    "userns-off": userns_off,
+    "fuse-cache": fuse_cache,
+}
+
+
+@pytest.fixture(name="make_verdict")
+def make_verdict_fixture() -> VerdictFactory:
+    """Build one verdict: for tests that compose their own runs."""
+    return make_verdict
+
+
+@pytest.fixture(name="make_run")
+def make_run_fixture() -> RunFactory:
+    """Build a run from verdicts: for tests that compose their own runs."""
+    return make_run
+
+
+@pytest.fixture(params=sorted(PROFILES))
+def profile_run(request: pytest.FixtureRequest) -> RunResult:
+    """Every testbed profile in turn."""
+    return PROFILES[request.param]()
+
+
+@pytest.fixture
+def profiles() -> dict[str, RunResult]:
+    """Every testbed profile by name."""
+    return {name: build() for name, build in PROFILES.items()}

@@ -1,0 +1,66 @@
+"""The end-of-run summary: every check and mode shows, nothing is coloured, long text never wraps a row."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import reports
+from probes.model import CAPABILITIES, Mode, RunResult, Status, Verdict
+from reports.terminal import SUMMARY_WIDTH, shorten
+
+MakeVerdict = Callable[..., Verdict]
+MakeRun = Callable[..., RunResult]
+ANSI = re.compile(r"\x1b\[")
+
+
+def test_lines_name_every_check_and_mode(profile_run: RunResult) -> None:
+    text = "\n".join(reports.render_terminal(reports.build_report(profile_run)))
+    for check_id in CAPABILITIES:
+        assert check_id in text
+    for mode in ("dind", "buildkit-rootless", "sysbox", "host-socket"):
+        assert mode in text
+
+
+def test_checks_not_run_are_listed_as_such(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    lines = reports.render_terminal(reports.build_report(make_run(make_verdict("lsm"))))
+    row = next(line for line in lines if line.startswith("docker-run"))
+    assert "not run" in row
+
+
+def test_no_ansi_escapes(profile_run: RunResult) -> None:
+    assert not any(ANSI.search(line) for line in reports.render_terminal(reports.build_report(profile_run)))
+
+
+def test_long_summaries_are_shortened_to_one_line(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    summary = "rootlesskit failed:\n" + "x" * 300
+    run = make_run(make_verdict("buildkit-rootless", Status.FAIL, summary))
+    lines = reports.render_terminal(reports.build_report(run))
+    row = next(line for line in lines if line.startswith("buildkit-rootless "))
+    assert row.endswith("...")
+    assert "x" * (SUMMARY_WIDTH + 1) not in row
+
+
+def test_shorten_keeps_short_text_and_cuts_long_text() -> None:
+    assert shorten("a  b\nc", 10) == "a b c"
+    assert shorten("abcdefghijkl", 8) == "abcde..."
+    assert len(shorten("word " * 40, 30)) <= 30
+
+
+def test_recommendation_lines(profiles: dict[str, RunResult]) -> None:
+    lines = reports.render_terminal(reports.build_report(profiles["fuse-cache"]))
+    assert "full docker (docker run): dind" in lines
+    assert "build only (build + push): buildkit-rootless" in lines
+    assert "why:" in lines
+
+
+def test_required_mode_line(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    run = make_run(make_verdict("buildkit-rootless"), required_mode=Mode.DIND)
+    assert "required mode dind: NOT usable" in reports.render_terminal(reports.build_report(run))
+
+
+def test_modes_table_counts_extra_warnings(profiles: dict[str, RunResult]) -> None:
+    lines = reports.render_terminal(reports.build_report(profiles["fuse-cache"]))
+    dind_row = next(line for line in lines if line.startswith("dind "))
+    assert "yes" in dind_row
+    assert "overlay on the cache class fuse-cache" in dind_row
