@@ -124,7 +124,9 @@ def read_options(config: pytest.Config) -> Options:
         registry_secret=secret,
         registry_insecure=bool(get("registry_insecure")),
         images=Images(
-            dind=get("image_dind"), buildkit=get("image_buildkit"), tools=get("image_tools"),
+            dind=get("image_dind"),
+            buildkit=get("image_buildkit"),
+            tools=get("image_tools"),
             registry=get("image_registry"),
         ),
         image_pull_secret=get("image_pull_secret"),

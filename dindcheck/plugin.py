@@ -26,7 +26,7 @@ import reports
 from dindcheck.options import Options, add_options, read_options
 from probes import cluster, workspace
 from probes.definitions import catalog
-from probes.engine import ProbeDefinition, ProbeRunner, Progress, RunSettings
+from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL, ProbeDefinition, ProbeRunner, Progress, RunSettings
 from probes.exceptions import DindcheckError, UsageError
 from probes.model import ClusterInfo, RunResult, Status, Verdict
 
@@ -203,8 +203,10 @@ def _prepare_registry_secret(
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {"name": copy_name, "labels": {workspace.RUN_LABEL: space.run_id,
-                                                  workspace.MANAGED_BY_LABEL: workspace.MANAGED_BY}},
+        "metadata": {
+            "name": copy_name,
+            "labels": {RUN_LABEL: space.run_id, MANAGED_BY_LABEL: MANAGED_BY},
+        },
         "data": secret.data,
     }
     connection.core.create_namespaced_secret(space.namespace, body)
@@ -287,8 +289,11 @@ def _write_reports(state: RunState, reporter: Any) -> None:
     cluster_info = state.cluster_info
     if state.notes:
         cluster_info = ClusterInfo(
-            server=cluster_info.server, version=cluster_info.version, nodes=cluster_info.nodes,
-            namespace=cluster_info.namespace, namespace_labels=cluster_info.namespace_labels,
+            server=cluster_info.server,
+            version=cluster_info.version,
+            nodes=cluster_info.nodes,
+            namespace=cluster_info.namespace,
+            namespace_labels=cluster_info.namespace_labels,
             notes=cluster_info.notes + tuple(state.notes),
         )
     run = RunResult(
@@ -335,8 +340,10 @@ def _teardown(state: RunState, reporter: Any) -> None:
     options = state.options
     if options is not None and options.keep:
         if reporter is not None:
-            reporter.write_line(f"dindcheck: --keep: objects left in namespace {space.namespace} "
-                                f"(label dindcheck.io/run={space.run_id})")
+            reporter.write_line(
+                f"dindcheck: --keep: objects left in namespace {space.namespace} "
+                f"(label dindcheck.io/run={space.run_id})"
+            )
         return
     say = reporter.write_line if reporter is not None else print
     try:

@@ -150,9 +150,7 @@ NAMESPACE_PERMISSIONS: tuple[Permission, ...] = (
 )
 
 
-def missing_permissions(
-    connection: Connection, namespace: str, permissions: tuple[Permission, ...]
-) -> list[str]:
+def missing_permissions(connection: Connection, namespace: str, permissions: tuple[Permission, ...]) -> list[str]:
     """Ask SelfSubjectAccessReview for each permission; return the ones denied, as kubectl would name them."""
     authz = client.AuthorizationV1Api(connection.api_client)
     missing: list[str] = []

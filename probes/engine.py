@@ -266,8 +266,7 @@ class ProbeContext:
             self.say(f"pod {pod_name} {phase}: {reason}")
             if time.monotonic() >= deadline:
                 raise PodNotRunningError(
-                    f"pod {pod_name} not running after {timeout_s or self.settings.timeout_s:.0f}s "
-                    f"({phase}: {reason})",
+                    f"pod {pod_name} not running after {timeout_s or self.settings.timeout_s:.0f}s ({phase}: {reason})",
                     reason=reason,
                     phase=phase,
                 )
@@ -305,8 +304,10 @@ class ProbeContext:
             _, reason = self._event_problem(pvc_name)
             self.say(f"pvc {pvc_name} {pvc.status.phase}: {reason or 'waiting for a volume'}")
             if time.monotonic() >= deadline:
-                raise ProbeError(f"PVC {pvc_name} not bound after {timeout_s or self.settings.timeout_s:.0f}s"
-                                 f"{': ' + reason if reason else ''}")
+                raise ProbeError(
+                    f"PVC {pvc_name} not bound after {timeout_s or self.settings.timeout_s:.0f}s"
+                    f"{': ' + reason if reason else ''}"
+                )
             self.sleep(POLL_S)
 
     def create_pvc(self, suffix: str, storage_class: str, size: str = "1Gi") -> str:

@@ -14,11 +14,14 @@ SLEEP = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
 
 
 def dind_container(image: str, *, name: str = "dind") -> dict[str, Any]:
-    """The privileged dockerd sidecar, socket-only (no TCP, no TLS: the socket never leaves the pod)."""
+    """The privileged dockerd sidecar, socket-only (no TCP, no TLS: the socket never leaves the pod).
+
+    args start with `dockerd`: docker:dind's entrypoint adds a TCP listener when the first arg is an option.
+    """
     return {
         "name": name,
         "image": image,
-        "args": [f"--host={DOCKER_SOCKET}"],
+        "args": ["dockerd", f"--host={DOCKER_SOCKET}"],
         "env": [{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
         "securityContext": {"privileged": True},
         "volumeMounts": [
@@ -93,10 +96,15 @@ def buildkit_pod_spec(image: str, *, registry_secret: str | None = None) -> dict
     """Rootless BuildKit pod: no privileged, but Unconfined seccomp/AppArmor (so not PSA baseline)."""
     volumes: list[dict[str, Any]] = [{"name": "buildkitd", "emptyDir": {}}]
     if registry_secret:
-        volumes.append({
-            "name": "registry-auth",
-            "secret": {"secretName": registry_secret, "items": [{"key": ".dockerconfigjson", "path": "config.json"}]},
-        })
+        volumes.append(
+            {
+                "name": "registry-auth",
+                "secret": {
+                    "secretName": registry_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
     return {"containers": [buildkit_container(image, registry_secret=registry_secret)], "volumes": volumes}
 
 
@@ -117,13 +125,15 @@ HOST_DOCKER_SOCKET = "/var/run/docker.sock"
 def host_socket_pod_spec(client_image: str) -> dict[str, Any]:
     """The discouraged layout: the node's own docker.sock through hostPath (root on the node)."""
     return {
-        "containers": [{
-            "name": "client",
-            "image": client_image,
-            "command": SLEEP,
-            "env": [{"name": "DOCKER_HOST", "value": f"unix://{HOST_DOCKER_SOCKET}"}],
-            "volumeMounts": [{"name": "docker-sock", "mountPath": HOST_DOCKER_SOCKET}],
-        }],
+        "containers": [
+            {
+                "name": "client",
+                "image": client_image,
+                "command": SLEEP,
+                "env": [{"name": "DOCKER_HOST", "value": f"unix://{HOST_DOCKER_SOCKET}"}],
+                "volumeMounts": [{"name": "docker-sock", "mountPath": HOST_DOCKER_SOCKET}],
+            }
+        ],
         "volumes": [{"name": "docker-sock", "hostPath": {"path": HOST_DOCKER_SOCKET, "type": "Socket"}}],
     }
 

@@ -52,7 +52,8 @@ def prepare(connection: Connection, namespace: str | None, run_id: str, pod_secu
         else:
             if pod_security:
                 core.patch_namespace(
-                    namespace, {"metadata": {"labels": {PSA_ENFORCE_LABEL: pod_security}}},
+                    namespace,
+                    {"metadata": {"labels": {PSA_ENFORCE_LABEL: pod_security}}},
                     _request_timeout=API_TIMEOUT_S,
                 )
             current = dict(existing.metadata.labels or {})
@@ -72,12 +73,19 @@ def cleanup(
     core = connection.core
     selector = f"{RUN_LABEL}={workspace.run_id}"
     ns = workspace.namespace
-    _delete_quietly(lambda: core.delete_collection_namespaced_pod(
-        ns, label_selector=selector, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S))
-    _delete_quietly(lambda: core.delete_collection_namespaced_persistent_volume_claim(
-        ns, label_selector=selector, _request_timeout=API_TIMEOUT_S))
-    _delete_quietly(lambda: core.delete_collection_namespaced_secret(
-        ns, label_selector=selector, _request_timeout=API_TIMEOUT_S))
+    _delete_quietly(
+        lambda: core.delete_collection_namespaced_pod(
+            ns, label_selector=selector, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S
+        )
+    )
+    _delete_quietly(
+        lambda: core.delete_collection_namespaced_persistent_volume_claim(
+            ns, label_selector=selector, _request_timeout=API_TIMEOUT_S
+        )
+    )
+    _delete_quietly(
+        lambda: core.delete_collection_namespaced_secret(ns, label_selector=selector, _request_timeout=API_TIMEOUT_S)
+    )
     if workspace.created:
         _delete_quietly(lambda: core.delete_namespace(ns, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S))
     deadline = time.monotonic() + wait_s
@@ -96,12 +104,20 @@ def leftovers(connection: Connection, workspace: Workspace) -> list[str]:
     ns = workspace.namespace
     names: list[str] = []
     try:
-        names += [f"pod/{p.metadata.name}" for p in core.list_namespaced_pod(
-            ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items]
-        names += [f"pvc/{p.metadata.name}" for p in core.list_namespaced_persistent_volume_claim(
-            ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items]
-        names += [f"secret/{s.metadata.name}" for s in core.list_namespaced_secret(
-            ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items]
+        names += [
+            f"pod/{p.metadata.name}"
+            for p in core.list_namespaced_pod(ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items
+        ]
+        names += [
+            f"pvc/{p.metadata.name}"
+            for p in core.list_namespaced_persistent_volume_claim(
+                ns, label_selector=selector, _request_timeout=API_TIMEOUT_S
+            ).items
+        ]
+        names += [
+            f"secret/{s.metadata.name}"
+            for s in core.list_namespaced_secret(ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items
+        ]
         if workspace.created:
             core.read_namespace(ns, _request_timeout=API_TIMEOUT_S)
             names.append(f"namespace/{ns}")

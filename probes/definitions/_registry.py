@@ -33,8 +33,13 @@ class ManifestReadback:
 
     def to_evidence(self) -> dict[str, object]:
         """Evidence form."""
-        return {"ok": self.ok, "via": self.via, "digest": self.digest, "media_type": self.media_type,
-                "error": self.error}
+        return {
+            "ok": self.ok,
+            "via": self.via,
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "error": self.error,
+        }
 
 
 def split_reference(ref: str) -> tuple[str, str, str]:
@@ -55,15 +60,23 @@ def via_pod_proxy(ctx: ProbeContext, pod_name: str, port: int, repo: str, tag: s
     """Ask a registry pod through the API server's pod proxy (works where pod IPs are not routable from here)."""
     try:
         body, _, headers = ctx.core.connect_get_namespaced_pod_proxy_with_path_with_http_info(
-            f"{pod_name}:{port}", ctx.settings.namespace, f"v2/{repo}/manifests/{tag}",
-            _headers={"Accept": MANIFEST_TYPES}, _request_timeout=API_TIMEOUT_S,
+            f"{pod_name}:{port}",
+            ctx.settings.namespace,
+            f"v2/{repo}/manifests/{tag}",
+            _headers={"Accept": MANIFEST_TYPES},
+            _request_timeout=API_TIMEOUT_S,
         )
     except ApiException as exc:
         return ManifestReadback(False, "api-server pod proxy", error=f"{exc.status} {exc.reason}: {exc.body}")
     digest = str(headers.get("Docker-Content-Digest", "")) if headers else ""
     media_type = _media_type(body)
-    return ManifestReadback(bool(media_type), "api-server pod proxy", digest, media_type,
-                            "" if media_type else f"unexpected answer: {str(body)[:200]}")
+    return ManifestReadback(
+        bool(media_type),
+        "api-server pod proxy",
+        digest,
+        media_type,
+        "" if media_type else f"unexpected answer: {str(body)[:200]}",
+    )
 
 
 def via_http(ref: str, *, insecure: bool, docker_config: dict[str, object] | None) -> ManifestReadback:
@@ -80,15 +93,14 @@ def via_http(ref: str, *, insecure: bool, docker_config: dict[str, object] | Non
         return ManifestReadback(False, f"{scheme} from this machine", error=str(getattr(exc, "reason", exc)))
 
 
-def _get_manifest(
-    url: str, headers: dict[str, str], auth: str | None, context: ssl.SSLContext
-) -> ManifestReadback:
+def _get_manifest(url: str, headers: dict[str, str], auth: str | None, context: ssl.SSLContext) -> ManifestReadback:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme is http(s) by construction
     try:
         with urllib.request.urlopen(request, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
             body = response.read().decode("utf-8", "replace")
-            return ManifestReadback(True, "http from this machine", response.headers.get("Docker-Content-Digest", ""),
-                                    _media_type(body))
+            return ManifestReadback(
+                True, "http from this machine", response.headers.get("Docker-Content-Digest", ""), _media_type(body)
+            )
     except urllib.error.HTTPError as exc:
         if exc.code != 401:
             return ManifestReadback(False, "http from this machine", error=f"{exc.code} {exc.reason}")
@@ -102,8 +114,9 @@ def _get_manifest(
         retry = urllib.request.Request(url, headers={**headers, "Authorization": f"Bearer {token}"})  # noqa: S310
     with urllib.request.urlopen(retry, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
         body = response.read().decode("utf-8", "replace")
-        return ManifestReadback(True, "http from this machine", response.headers.get("Docker-Content-Digest", ""),
-                                _media_type(body))
+        return ManifestReadback(
+            True, "http from this machine", response.headers.get("Docker-Content-Digest", ""), _media_type(body)
+        )
 
 
 def _bearer_token(challenge: dict[str, str], auth: str | None, context: ssl.SSLContext) -> str:

@@ -27,18 +27,28 @@ REGISTRY_PORT = 5000
 
 # Known failure texts (research/probe-facts.md section 5) -> the cause a person can act on.
 FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("max_user_namespaces", "no space left on device"),
-     "user namespaces are disabled on the node (user.max_user_namespaces=0)"),
-    (("apparmor_restrict_unprivileged_userns",),
-     "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)"),
-    (("newuidmap", "could not set caps"),
-     "newuidmap cannot gain its capabilities (allowPrivilegeEscalation: false or no_new_privs)"),
+    (
+        ("max_user_namespaces", "no space left on device"),
+        "user namespaces are disabled on the node (user.max_user_namespaces=0)",
+    ),
+    (
+        ("apparmor_restrict_unprivileged_userns",),
+        "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)",
+    ),
+    (
+        ("newuidmap", "could not set caps"),
+        "newuidmap cannot gain its capabilities (allowPrivilegeEscalation: false or no_new_privs)",
+    ),
     (("write to uid_map failed",), "cannot map uids: already inside a user namespace without room"),
     (("failed to share mount point",), "AppArmor confines the container (needs appArmorProfile Unconfined)"),
-    (("fork/exec /proc/self/exe: operation not permitted",),
-     "seccomp or AppArmor forbids creating user namespaces (needs Unconfined profiles)"),
-    (("mount proc:/proc", "operation not permitted"),
-     "/proc is masked: run buildkitd with --oci-worker-no-process-sandbox"),
+    (
+        ("fork/exec /proc/self/exe: operation not permitted",),
+        "seccomp or AppArmor forbids creating user namespaces (needs Unconfined profiles)",
+    ),
+    (
+        ("mount proc:/proc", "operation not permitted"),
+        "/proc is masked: run buildkitd with --oci-worker-no-process-sandbox",
+    ),
 )
 
 
@@ -165,8 +175,17 @@ def _build(
 
 
 def _is_push_problem(error: str) -> bool:
-    markers = ("connection refused", "no such host", "i/o timeout", "unauthorized", "401", "403",
-               "failed to do request", "server gave http response to https client", "x509")
+    markers = (
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "unauthorized",
+        "401",
+        "403",
+        "failed to do request",
+        "server gave http response to https client",
+        "x509",
+    )
     return any(marker in error.lower() for marker in markers)
 
 
@@ -190,13 +209,15 @@ def _docker_config(ctx: ProbeContext) -> dict[str, object] | None:
 
 def _registry_pod_spec(image: str) -> dict[str, Any]:
     return {
-        "containers": [{
-            "name": "registry",
-            "image": image,
-            "ports": [{"containerPort": REGISTRY_PORT}],
-            "readinessProbe": {"tcpSocket": {"port": REGISTRY_PORT}, "periodSeconds": 1},
-            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
-        }],
+        "containers": [
+            {
+                "name": "registry",
+                "image": image,
+                "ports": [{"containerPort": REGISTRY_PORT}],
+                "readinessProbe": {"tcpSocket": {"port": REGISTRY_PORT}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
+            }
+        ],
         "volumes": [{"name": "data", "emptyDir": {}}],
     }
 

@@ -64,8 +64,9 @@ def run(ctx: ProbeContext) -> Outcome:
         if daemon.get("daemon") != "ok":
             log = dockerd_log_tail(ctx, name)
             evidence["dockerd_log"] = log
-            return Outcome(Status.FAIL, f"dockerd did not start: {daemon.get('daemon_error', '')}; log: {log}",
-                           evidence)
+            return Outcome(
+                Status.FAIL, f"dockerd did not start: {daemon.get('daemon_error', '')}; log: {log}", evidence
+            )
         ctx.say("importing an image made in the pod and running it")
         result = ctx.exec(name, "client", NESTED_RUN, timeout_s=120)
         evidence.update(key_values(result.stdout))
@@ -85,8 +86,12 @@ def _verdict(evidence: dict[str, Any]) -> Outcome:
         cause = evidence.get("import_error") or evidence.get("script_error", "the script did not finish")
         return Outcome(Status.FAIL, f"could not import an image into the nested dockerd: {cause}; {facts}", evidence)
     if evidence.get("run_bridge") == "ok":
-        return Outcome(Status.PASS, f"nested docker run works on the bridge and with --network none; {facts}",
-                       evidence, remediation="")
+        return Outcome(
+            Status.PASS,
+            f"nested docker run works on the bridge and with --network none; {facts}",
+            evidence,
+            remediation="",
+        )
     if evidence.get("run_none") == "ok":
         return Outcome(
             Status.FAIL,

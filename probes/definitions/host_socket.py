@@ -31,23 +31,31 @@ def run(ctx: ProbeContext) -> Outcome:
     name = manifest["metadata"]["name"]
     try:
         with ctx.pod(manifest, timeout_s=min(ctx.settings.timeout_s, 60.0)):
-            result = ctx.exec(name, "client", "echo \"server=$(docker version -f '{{.Server.Version}}' 2>&1 | "
-                              'tail -n 1)"', timeout_s=30)
+            result = ctx.exec(
+                name,
+                "client",
+                "echo \"server=$(docker version -f '{{.Server.Version}}' 2>&1 | tail -n 1)\"",
+                timeout_s=30,
+            )
             evidence.update(key_values(result.stdout))
     except AdmissionRejectedError as exc:
         evidence["admission"] = {"source": exc.source, "message": exc.message}
-        return Outcome(Status.FAIL, f"a hostPath docker.sock pod was rejected by {exc.source}: {exc.message}",
-                       evidence)
+        return Outcome(Status.FAIL, f"a hostPath docker.sock pod was rejected by {exc.source}: {exc.message}", evidence)
     except PodNotRunningError as exc:
         evidence["pod"] = {"phase": exc.phase, "reason": exc.reason}
         if any(marker in exc.reason for marker in ABSENT_MARKERS):
-            return Outcome(Status.SKIPPED, f"no docker.sock on the node (runtimes: {', '.join(runtimes) or '?'})",
-                           evidence)
+            return Outcome(
+                Status.SKIPPED, f"no docker.sock on the node (runtimes: {', '.join(runtimes) or '?'})", evidence
+            )
         raise
     server = str(evidence.get("server", ""))
     if server and server[0].isdigit():
-        return Outcome(Status.PASS, f"the node's Docker {server} answers through hostPath docker.sock "
-                       "(root on the node: discouraged)", evidence, remediation=REMEDIATION)
+        return Outcome(
+            Status.PASS,
+            f"the node's Docker {server} answers through hostPath docker.sock (root on the node: discouraged)",
+            evidence,
+            remediation=REMEDIATION,
+        )
     return Outcome(Status.FAIL, f"docker.sock is mounted but the daemon does not answer: {server}", evidence)
 
 

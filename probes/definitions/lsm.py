@@ -74,8 +74,10 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
         observed.append("AppArmor is enabled on the node")
         if "(enforce)" in context:
             observed.append(f"probe container confined by AppArmor profile {context}")
-            inferred.append("containers without appArmorProfile Unconfined get the runtime's default profile, "
-                            "which blocks the mounts rootless BuildKit needs")
+            inferred.append(
+                "containers without appArmorProfile Unconfined get the runtime's default profile, "
+                "which blocks the mounts rootless BuildKit needs"
+            )
         elif context.startswith("unconfined"):
             observed.append("probe container is unconfined by AppArmor")
     if selinux_on:
@@ -111,8 +113,10 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
     if seccomp:
         observed.append(f"probe container seccomp mode {seccomp} ({'filtered' if seccomp == '2' else 'none'})")
         if seccomp == "2":
-            inferred.append("the default seccomp profile forbids unshare for non-root: rootless BuildKit needs "
-                            "seccompProfile Unconfined")
+            inferred.append(
+                "the default seccomp profile forbids unshare for non-root: rootless BuildKit needs "
+                "seccompProfile Unconfined"
+            )
     if readings.get("cgroup_fs"):
         observed.append(f"/sys/fs/cgroup is {readings['cgroup_fs']}")
     return LsmAssessment(tuple(observed), tuple(inferred), blocks, tuple(active))
@@ -125,8 +129,11 @@ def run(ctx: ProbeContext) -> Outcome:
         result = ctx.exec(manifest["metadata"]["name"], "tools", READINGS, timeout_s=30)
     readings = key_values(result.stdout)
     if "max_user_namespaces" not in readings:
-        return Outcome(Status.INCONCLUSIVE, f"could not read the settings: rc={result.rc} {result.tail()}",
-                       {"raw": result.stdout[-2000:]})
+        return Outcome(
+            Status.INCONCLUSIVE,
+            f"could not read the settings: rc={result.rc} {result.tail()}",
+            {"raw": result.stdout[-2000:]},
+        )
     found = assess(readings)
     evidence: dict[str, Any] = {
         "readings": readings,
@@ -139,8 +146,12 @@ def run(ctx: ProbeContext) -> Outcome:
     if found.blocks:
         causes = "; ".join(f"{mode}: {cause}" for mode, cause in found.blocks.items())
         return Outcome(Status.FAIL, f"LSM {lsm_word}; observed settings block {causes}", evidence)
-    return Outcome(Status.PASS, f"LSM {lsm_word}; user namespaces available; no observed setting blocks a mode",
-                   evidence, remediation="")
+    return Outcome(
+        Status.PASS,
+        f"LSM {lsm_word}; user namespaces available; no observed setting blocks a mode",
+        evidence,
+        remediation="",
+    )
 
 
 PROBE = ProbeDefinition(

@@ -24,8 +24,17 @@ REMEDIATION = (
 
 # Provisioners whose volumes are network or FUSE filesystems: an [inferred] flag, the mount test is the proof.
 NFS_LIKE_PROVISIONERS = (
-    "nfs", "efs.csi.aws.com", "filestore", "cephfs", "file.csi.azure.com", "azurefile", "smb", "glusterfs",
-    "juicefs", "fuse", "s3",
+    "nfs",
+    "efs.csi.aws.com",
+    "filestore",
+    "cephfs",
+    "file.csi.azure.com",
+    "azurefile",
+    "smb",
+    "glusterfs",
+    "juicefs",
+    "fuse",
+    "s3",
 )
 
 OVERLAY_SCRIPT = r"""
@@ -142,12 +151,17 @@ def _verdict(evidence: dict[str, Any], storage_class: str | None, class_error: s
         )
     empty_note = f"overlay works on emptyDir ({empty['fs_type']})"
     if storage_class is None:
-        return Outcome(Status.PASS, f"{empty_note}; no cache StorageClass given or default: only emptyDir tested",
-                       evidence, remediation="")
+        return Outcome(
+            Status.PASS,
+            f"{empty_note}; no cache StorageClass given or default: only emptyDir tested",
+            evidence,
+            remediation="",
+        )
     cache = evidence["cache_class"]
     if class_error:
-        return Outcome(Status.INCONCLUSIVE, f"{empty_note}; StorageClass {storage_class} not tested: {class_error}",
-                       evidence)
+        return Outcome(
+            Status.INCONCLUSIVE, f"{empty_note}; StorageClass {storage_class} not tested: {class_error}", evidence
+        )
     flag = " (provisioner looks NFS-like [inferred])" if cache.get("rwx_capable") else ""
     if not cache["overlay"]:
         return Outcome(

@@ -86,8 +86,10 @@ def _verdict(evidence: dict[str, Any]) -> Outcome:
     classic = evidence["classic"]
     native = evidence["native_sidecar"]
     native_note = (
-        f"native sidecar ready in {native['ready_s']}s" if native.get("ok")
-        else "native sidecars unsupported" if not native.get("supported")
+        f"native sidecar ready in {native['ready_s']}s"
+        if native.get("ok")
+        else "native sidecars unsupported"
+        if not native.get("supported")
         else f"native sidecar failed: {native.get('reason', '')}"
     )
     if classic.get("ok"):
@@ -99,8 +101,12 @@ def _verdict(evidence: dict[str, Any]) -> Outcome:
             remediation="",
         )
     if native.get("ok"):
-        return Outcome(Status.PASS, f"classic sidecar failed ({classic.get('reason', '')}); {native_note}",
-                       evidence, remediation="")
+        return Outcome(
+            Status.PASS,
+            f"classic sidecar failed ({classic.get('reason', '')}); {native_note}",
+            evidence,
+            remediation="",
+        )
     if "dockerd_log" not in classic and "pod" in classic and classic.get("reason"):
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic['reason']}", evidence)
     log = classic.get("dockerd_log", "")

@@ -31,8 +31,11 @@ def run(ctx: ProbeContext) -> Outcome:
         )
     except ApiException as exc:
         if exc.status == 404:
-            return Outcome(Status.SKIPPED, f"sysbox not installed: no RuntimeClass {specs.SYSBOX_RUNTIME_CLASS}",
-                           {"runtime_class": None})
+            return Outcome(
+                Status.SKIPPED,
+                f"sysbox not installed: no RuntimeClass {specs.SYSBOX_RUNTIME_CLASS}",
+                {"runtime_class": None},
+            )
         raise
     evidence["runtime_class"] = {"name": specs.SYSBOX_RUNTIME_CLASS, "handler": runtime_class.handler}
     try:
@@ -51,10 +54,17 @@ def run(ctx: ProbeContext) -> Outcome:
         return Outcome(Status.FAIL, f"a sysbox pod was rejected by {exc.source}: {exc.message}", evidence)
     except PodNotRunningError as exc:
         evidence["pod"] = {"phase": exc.phase, "reason": exc.reason}
-        return Outcome(Status.FAIL, f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: "
-                       f"{exc.reason}", evidence)
-    return Outcome(Status.PASS, f"a sysbox pod runs without privileged (uid_map {evidence.get('uid_map', '?')})",
-                   evidence, remediation="")
+        return Outcome(
+            Status.FAIL,
+            f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: {exc.reason}",
+            evidence,
+        )
+    return Outcome(
+        Status.PASS,
+        f"a sysbox pod runs without privileged (uid_map {evidence.get('uid_map', '?')})",
+        evidence,
+        remediation="",
+    )
 
 
 PROBE = ProbeDefinition(

@@ -58,7 +58,7 @@ builds_ensure() {
 images_ensure() {
   [[ -x $TB_LIB/images.sh ]] || die "$TB_LIB/images.sh is missing (the image builder); cannot build the images"
   local out=$TB_STATE/images.refs
-  TB_PROGRESS_RE=. run_with_progress images-build "image build (cold: several minutes)" \
+  TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
     bash -c '"$0" build >"$1"' "$TB_LIB/images.sh" "$out"
   local key
   for key in PAUSE DIND BUILDKIT REGISTRY TOOLS; do
@@ -78,7 +78,7 @@ images_import() {
   for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || missing=1; done
   ((missing)) || return 0
   log "images: importing into containerd (k8s.io)"
-  TB_PROGRESS_RE=. run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
+  TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
 }
 
 # images_push: pushes the images to the testbed registry unless all manifests are there.
@@ -92,5 +92,5 @@ images_push() {
   done
   ((missing)) || return 0
   log "images: pushing to $TB_REGISTRY"
-  TB_PROGRESS_RE=. run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
+  TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
 }

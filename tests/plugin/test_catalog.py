@@ -12,12 +12,17 @@ SUITES = Path(__file__).resolve().parents[2] / "suites"
 
 
 def suite_probe_ids() -> dict[str, str]:
-    """probe id named by each suite module's `pytestmark = pytest.mark.probe(ID)`."""
+    """Probe id named by each suite module's `pytestmark = pytest.mark.probe(ID)`."""
     found: dict[str, str] = {}
     for path in sorted(SUITES.glob("test_*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "probe"
-                    and node.args and isinstance(node.args[0], ast.Constant)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "probe"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
                 found[path.name] = str(node.args[0].value)
     return found
 

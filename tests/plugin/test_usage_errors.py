@@ -99,12 +99,14 @@ def test_kubectl_missing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPa
 
 
 def test_unknown_probe_in_marker(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_other="""
+    pytester.makepyfile(
+        test_other="""
 import pytest
 @pytest.mark.probe("no-such-probe")
 def test_x(probe_verdict):
     pass
-""")
+"""
+    )
     result = pytester.runpytest_subprocess("-p", "dindcheck.plugin", "test_other.py")
     assert_one_clear_line(result, "unknown probe 'no-such-probe'")
 
@@ -117,6 +119,7 @@ def test_collect_only_touches_no_cluster(pytester: pytest.Pytester) -> None:
 
 def test_runs_without_probe_tests_need_no_cluster(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
-    result = pytester.runpytest_subprocess("-p", "dindcheck.plugin", "test_plain.py",
-                                           "--kubeconfig", str(pytester.path / "absent.yaml"))
+    result = pytester.runpytest_subprocess(
+        "-p", "dindcheck.plugin", "test_plain.py", "--kubeconfig", str(pytester.path / "absent.yaml")
+    )
     result.assert_outcomes(passed=1)

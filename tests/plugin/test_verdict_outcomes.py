@@ -35,10 +35,12 @@ def test_each_status_has_its_outcome(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_outcomes=OUTCOMES)
     result = pytester.runpytest_subprocess("-p", "dindcheck.plugin", "-rfs")
     result.assert_outcomes(passed=1, failed=2, skipped=2)
-    result.stdout.fnmatch_lines([
-        "*docker-run failed: summary text*",
-        "*remediation: remediation text*",
-        "*SKIPPED*docker-run inconclusive: summary text*",
-        "*SKIPPED*docker-run skipped: summary text*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*docker-run failed: summary text*",
+            "*remediation: remediation text*",
+            "*SKIPPED*docker-run inconclusive: summary text*",
+            "*SKIPPED*docker-run skipped: summary text*",
+        ]
+    )
     assert "boom" in result.stdout.str()

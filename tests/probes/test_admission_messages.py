@@ -13,7 +13,7 @@ PSA = (
     '(container "dind" must not set securityContext.privileged=true)'
 )
 VAP = (
-    'pods "x" is forbidden: ValidatingAdmissionPolicy \'deny-privileged\' with binding \'deny-privileged\' '
+    "pods \"x\" is forbidden: ValidatingAdmissionPolicy 'deny-privileged' with binding 'deny-privileged' "
     "denied request: privileged containers are not allowed"
 )
 GATEKEEPER = (
@@ -21,11 +21,16 @@ GATEKEEPER = (
     "Privileged container is not allowed: dind"
 )
 KYVERNO = 'admission webhook "validate.kyverno.svc-fail" denied the request: policy disallow-privileged'
-WARDEN = "GKE Warden rejected the request because it violates one or more constraints [denied by autogke-disallow-privilege]"
+WARDEN = (
+    "GKE Warden rejected the request because it violates one or more constraints [denied by autogke-disallow-privilege]"
+)
 SCC = 'pods "x" is forbidden: unable to validate against any security context constraint: [provider restricted-v2]'
 RUNTIME_CLASS = 'pods "x" is forbidden: pod rejected: RuntimeClass "sysbox-runc" not found'
 DRY_RUN = 'admission webhook "legacy.example.com" does not support dry run'
-INVALID = "Pod \"x\" is invalid: spec.containers[0].securityContext: Invalid value: cannot set allowPrivilegeEscalation to false and privileged to true"
+INVALID = (
+    'Pod "x" is invalid: spec.containers[0].securityContext: Invalid value: '
+    "cannot set allowPrivilegeEscalation to false and privileged to true"
+)
 
 
 @pytest.mark.parametrize(

@@ -9,22 +9,41 @@ from probes.definitions.lsm import ABSENT, assess
 
 # Recorded from the testbed (kernel with lockdown, capability, landlock, bpf: no AppArmor, no SELinux).
 TESTBED = {
-    "apparmor_enabled": ABSENT, "lsm_list": ABSENT, "attr_current": ABSENT, "attr_apparmor_current": ABSENT,
-    "selinux_enforce": ABSENT, "max_user_namespaces": "96365", "unprivileged_userns_clone": ABSENT,
-    "apparmor_restrict_unprivileged_userns": ABSENT, "Seccomp": "0", "NoNewPrivs": "0", "cgroup_fs": "tmpfs",
+    "apparmor_enabled": ABSENT,
+    "lsm_list": ABSENT,
+    "attr_current": ABSENT,
+    "attr_apparmor_current": ABSENT,
+    "selinux_enforce": ABSENT,
+    "max_user_namespaces": "96365",
+    "unprivileged_userns_clone": ABSENT,
+    "apparmor_restrict_unprivileged_userns": ABSENT,
+    "Seccomp": "0",
+    "NoNewPrivs": "0",
+    "cgroup_fs": "tmpfs",
 }
 # Ubuntu 24.04 node, containerd's default AppArmor profile, userns restriction on.
 UBUNTU_2404 = {
-    "apparmor_enabled": "Y", "lsm_list": ABSENT, "attr_current": "cri-containerd.apparmor.d (enforce)",
-    "attr_apparmor_current": "cri-containerd.apparmor.d (enforce)", "selinux_enforce": ABSENT,
-    "max_user_namespaces": "63437", "unprivileged_userns_clone": "1", "apparmor_restrict_unprivileged_userns": "1",
-    "Seccomp": "2", "cgroup_fs": "cgroup2fs",
+    "apparmor_enabled": "Y",
+    "lsm_list": ABSENT,
+    "attr_current": "cri-containerd.apparmor.d (enforce)",
+    "attr_apparmor_current": "cri-containerd.apparmor.d (enforce)",
+    "selinux_enforce": ABSENT,
+    "max_user_namespaces": "63437",
+    "unprivileged_userns_clone": "1",
+    "apparmor_restrict_unprivileged_userns": "1",
+    "Seccomp": "2",
+    "cgroup_fs": "cgroup2fs",
 }
 # RHEL / OpenShift node with SELinux enforcing, an ordinary container.
 RHEL_SELINUX = {
-    "apparmor_enabled": ABSENT, "lsm_list": "lockdown,capability,yama,selinux,bpf",
-    "attr_current": "system_u:system_r:container_t:s0:c123,c456", "attr_apparmor_current": ABSENT,
-    "selinux_enforce": "1", "max_user_namespaces": "15000", "Seccomp": "2", "cgroup_fs": "cgroup2fs",
+    "apparmor_enabled": ABSENT,
+    "lsm_list": "lockdown,capability,yama,selinux,bpf",
+    "attr_current": "system_u:system_r:container_t:s0:c123,c456",
+    "attr_apparmor_current": ABSENT,
+    "selinux_enforce": "1",
+    "max_user_namespaces": "15000",
+    "Seccomp": "2",
+    "cgroup_fs": "cgroup2fs",
 }
 PRIVILEGED_SELINUX = {**RHEL_SELINUX, "attr_current": "system_u:system_r:spc_t:s0"}
 

@@ -17,11 +17,15 @@ def test_key_values_keeps_dotted_keys_and_ignores_noise() -> None:
 @pytest.mark.parametrize(
     ("log", "cause_fragment"),
     [
-        ("[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: no space left on device",
-         "user.max_user_namespaces=0"),
+        (
+            "[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: no space left on device",
+            "user.max_user_namespaces=0",
+        ),
         ("max_user_namespaces needs to be set to non-zero", "user.max_user_namespaces=0"),
-        ("[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: operation not permitted",
-         "Unconfined"),
+        (
+            "[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: operation not permitted",
+            "Unconfined",
+        ),
         ("newuidmap: Could not set caps", "allowPrivilegeEscalation"),
         ("failed to share mount point: /: permission denied", "AppArmor"),
         ("mount proc:/proc (via /proc/self/fd/6), flags: 0xe: operation not permitted", "no-process-sandbox"),
@@ -36,8 +40,11 @@ def test_unknown_buildkit_failure_has_no_invented_cause() -> None:
 
 
 def test_split_reference() -> None:
-    assert _registry.split_reference("10.88.0.1:5000/dindcheck/probe:abc12") == ("10.88.0.1:5000", "dindcheck/probe",
-                                                                                "abc12")
+    assert _registry.split_reference("10.88.0.1:5000/dindcheck/probe:abc12") == (
+        "10.88.0.1:5000",
+        "dindcheck/probe",
+        "abc12",
+    )
 
 
 def test_bearer_challenge() -> None:

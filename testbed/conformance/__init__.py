@@ -1,0 +1,1 @@
+"""Conformance of the suite against the testbed's profiles, faults and timing."""

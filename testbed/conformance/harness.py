@@ -1,0 +1,144 @@
+"""Running the suite against the testbed as a user does, and reading what it leaves behind.
+
+The suite is run as a user runs it (a `pytest suites` subprocess with TESTBED_PYTEST_ARGS); tests assert on the
+JSON report it writes (schema dindcheck/report/v1), never on terminal text.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / "testbed" / ".state"
+MANAGED_BY = "app.kubernetes.io/managed-by=dindcheck"
+
+
+def read_shell_env(path: Path) -> dict[str, str]:
+    """KEY='VALUE' lines as written by testbed/up."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key] = shlex.split(value)[0] if value else ""
+    return values
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The testbed's active knobs, and the name the expectations table uses for them."""
+
+    psa_default: str
+    deny_privileged: bool
+    userns: str
+    cache_fs: str
+    sysbox_class: bool
+
+    @property
+    def name(self) -> str:
+        """permissive, deny-privileged, psa-baseline, userns-off, cache-fuse, ... (joined when combined)."""
+        parts = []
+        if self.psa_default != "privileged":
+            parts.append(f"psa-{self.psa_default}")
+        if self.deny_privileged:
+            parts.append("deny-privileged")
+        if self.userns == "off":
+            parts.append("userns-off")
+        if self.cache_fs != "ext4":
+            parts.append(f"cache-{self.cache_fs}")
+        if self.sysbox_class:
+            parts.append("sysbox-class")
+        return "+".join(parts) or "permissive"
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One `pytest suites` run: its exit code, its JSON report, its wall time and its output."""
+
+    exit_code: int
+    report: dict[str, Any]
+    wall_s: float
+    output: str
+    out_dir: Path
+
+    def check(self, check_id: str) -> dict[str, Any]:
+        """The report's entry for one check (KeyError when it did not run)."""
+        return next(c for c in self.report["checks"] if c["id"] == check_id)
+
+    def mode(self, mode_id: str) -> dict[str, Any]:
+        """The report's entry for one mode."""
+        return next(m for m in self.report["modes"] if m["id"] == mode_id)
+
+
+def suite_command(env: dict[str, str], out_dir: Path, *extra: str) -> list[str]:
+    """The command a user types, pointed at the testbed, writing every report format into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "suites"),
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        *shlex.split(env["TESTBED_PYTEST_ARGS"]),
+        "--kubectl",
+        str(Path(env["TESTBED_BIN"]) / "kubectl"),
+        "--report-json",
+        str(out_dir / "report.json"),
+        "--report-md",
+        str(out_dir / "report.md"),
+        "--junitxml",
+        str(out_dir / "junit.xml"),
+        *extra,
+    ]
+
+
+def run_suite(env: dict[str, str], out_dir: Path, *extra: str, timeout_s: float = 600) -> SuiteRun:
+    """Run the suite to completion and load its JSON report ({} when none was written)."""
+    report_path = out_dir / "report.json"
+    report_path.unlink(missing_ok=True)
+    started = time.monotonic()
+    done = subprocess.run(
+        suite_command(env, out_dir, *extra), cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    wall = time.monotonic() - started
+    output = done.stdout + done.stderr
+    (out_dir / "output.txt").write_text(output)
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    return SuiteRun(done.returncode, report, wall, output, out_dir)
+
+
+def kubectl(env: dict[str, str], *args: str) -> str:
+    """Run kubectl against the testbed; raises on failure."""
+    done = subprocess.run(
+        [str(Path(env["TESTBED_BIN"]) / "kubectl"), "--kubeconfig", env["KUBECONFIG"], *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def labelled_objects(env: dict[str, str]) -> list[str]:
+    """Every object in the cluster that carries dindcheck's managed-by label."""
+    namespaced = kubectl(env, "get", "pods,pvc,secrets,configmaps,services", "-A", "-l", MANAGED_BY, "-o", "name")
+    namespaces = kubectl(env, "get", "namespaces", "-l", MANAGED_BY, "-o", "name")
+    return [line for line in (namespaced + namespaces).splitlines() if line.strip()]
+
+
+def wait_until_clean(env: dict[str, str], timeout_s: float) -> list[str]:
+    """Poll until no labelled object is left or the time is up; returns what is left."""
+    deadline = time.monotonic() + timeout_s
+    left = labelled_objects(env)
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = labelled_objects(env)
+    return left

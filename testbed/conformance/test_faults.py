@@ -1,0 +1,129 @@
+"""Bad input and interruption against the live testbed: the documented verdict or exit code, and a clear cause."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from testbed.conformance.harness import (
+    REPO,
+    Profile,
+    labelled_objects,
+    run_suite,
+    suite_command,
+    wait_until_clean,
+)
+
+USAGE_ERROR = 4
+
+
+@pytest.fixture
+def permissive(profile: Profile) -> None:
+    if profile.name != "permissive":
+        pytest.skip("fault cases run on the permissive profile")
+
+
+@pytest.mark.usefixtures("permissive")
+def test_unknown_storage_class_is_a_usage_error(testbed_env: dict[str, str], out_root: Path) -> None:
+    started = time.monotonic()
+    run = run_suite(testbed_env, out_root / "fault-storage-class", "--storage-class", "no-such-class")
+    assert run.exit_code == USAGE_ERROR, run.output[-2000:]
+    assert "StorageClass 'no-such-class' not found" in run.output
+    assert "Traceback" not in run.output
+    assert time.monotonic() - started < 30
+    assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_unknown_image_is_inconclusive_with_the_pull_error(testbed_env: dict[str, str], out_root: Path) -> None:
+    missing = f"{testbed_env['TESTBED_REGISTRY']}/dindcheck/does-not-exist:1"
+    run = run_suite(testbed_env, out_root / "fault-image", "-k", "lsm", "--image-tools", missing)
+    check = run.check("lsm")
+    assert check["status"] == "inconclusive", check
+    assert "ErrImagePull" in check["summary"] or "ImagePullBackOff" in check["summary"]
+    assert check["evidence"]["pod"]["reason"] in check["summary"]
+    assert run.exit_code == 0  # inconclusive is a skip, not a failure
+    assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_unreachable_registry_is_inconclusive_with_the_push_error(testbed_env: dict[str, str], out_root: Path) -> None:
+    run = run_suite(
+        testbed_env,
+        out_root / "fault-registry",
+        "-k",
+        "buildkit_rootless",
+        "--registry",
+        "127.0.0.1:9",
+        "--registry-insecure",
+    )
+    check = run.check("buildkit-rootless")
+    assert check["status"] == "inconclusive", check
+    assert "127.0.0.1:9" in check["summary"]
+    assert "connection refused" in check["summary"].lower()
+    assert not run.mode("buildkit-rootless")["usable"]
+    assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_push_to_the_testbed_registry(testbed_env: dict[str, str], out_root: Path) -> None:
+    run = run_suite(
+        testbed_env,
+        out_root / "user-registry",
+        "-k",
+        "buildkit_rootless",
+        "--registry",
+        testbed_env["TESTBED_REGISTRY"],
+        "--registry-insecure",
+    )
+    check = run.check("buildkit-rootless")
+    assert check["status"] == "pass", check
+    assert check["evidence"]["readback"]["ok"] is True
+    assert check["evidence"]["readback"]["digest"] == check["evidence"]["digest"]
+
+
+@pytest.mark.usefixtures("permissive")
+def test_require_mode_sysbox_fails_when_sysbox_is_absent(testbed_env: dict[str, str], out_root: Path) -> None:
+    run = run_suite(testbed_env, out_root / "require-sysbox", "-k", "sysbox", "--require-mode", "sysbox")
+    assert run.exit_code == 1, run.output[-2000:]
+    assert run.report["required_mode"] == {"mode": "sysbox", "usable": False}
+    assert "--require-mode sysbox: NOT usable" in run.output
+
+
+def test_require_mode_gates_on_the_mode_only(profile: Profile, testbed_env: dict[str, str], out_root: Path) -> None:
+    if profile.name != "deny-privileged":
+        pytest.skip("the gate is shown where one mode works and another does not")
+    selection = "privileged_admission or buildkit_rootless"
+    dind = run_suite(testbed_env, out_root / "require-dind", "-k", selection, "--require-mode", "dind")
+    assert dind.exit_code == 1
+    assert dind.report["required_mode"]["usable"] is False
+    build = run_suite(
+        testbed_env, out_root / "require-buildkit", "-k", selection, "--require-mode", "buildkit-rootless"
+    )
+    assert build.exit_code == 0, build.output[-2000:]
+    assert build.check("privileged-admission")["status"] == "fail"
+    assert build.report["required_mode"] == {"mode": "buildkit-rootless", "usable": True}
+
+
+@pytest.mark.usefixtures("permissive")
+def test_sigint_mid_probe_cleans_up_and_exits_interrupted(testbed_env: dict[str, str], out_root: Path) -> None:
+    out = out_root / "sigint"
+    command = suite_command(testbed_env, out)
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        deadline = time.monotonic() + 90
+        while not any(name.startswith("pod/") for name in labelled_objects(testbed_env)):
+            assert proc.poll() is None, "the run ended before any probe pod existed"
+            assert time.monotonic() < deadline, "no probe pod appeared within 90 s"
+            time.sleep(0.5)
+        time.sleep(2)  # in the middle of probing
+        proc.send_signal(signal.SIGINT)
+        interrupted_at = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+    (out / "output.txt").write_text(output)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
+    left = wait_until_clean(testbed_env, max(1.0, 30 - (time.monotonic() - interrupted_at)))
+    assert left == [], f"left after SIGINT: {left}"

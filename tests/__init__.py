@@ -1,0 +1,1 @@
+"""Self-tests, mirroring the source tree: probes, reports, the pytest plugin."""
