@@ -141,6 +141,18 @@ class Progress:
             return dict(self._latest)
 
 
+def compact(text: str, limit: int = 320) -> str:
+    """A long runtime error, shortened for a one-line summary: its head and its tail (the root cause) kept.
+
+    containerd and kubelet nest causes ("failed to X: failed to Y: ...: not found"); the evidence keeps it whole.
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head].rstrip()} … {text[-(limit - head - 3) :].lstrip()}"
+
+
 def key_values(text: str) -> dict[str, str]:
     """Parse the KEY=VALUE lines that probe scripts print (later keys win; other lines are ignored)."""
     parsed: dict[str, str] = {}
@@ -262,7 +274,9 @@ class ProbeContext:
                 if event_reason:
                     terminal, reason = event_terminal, event_reason
             if terminal or phase in ("Succeeded", "Failed"):
-                raise PodNotRunningError(f"pod {pod_name} is not running: {reason}", reason=reason, phase=phase)
+                raise PodNotRunningError(
+                    f"pod {pod_name} is not running: {compact(reason)}", reason=reason, phase=phase
+                )
             self.say(f"pod {pod_name} {phase}: {reason}")
             if time.monotonic() >= deadline:
                 raise PodNotRunningError(

@@ -118,7 +118,7 @@ class Testbed:
                     f"events:\n{self.events(namespace, pod)}")
 
 
-def pod(name: str, namespace: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:  # noqa: ANN401
+def pod(name: str, namespace: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": dict([MANAGED_BY])},
@@ -127,7 +127,7 @@ def pod(name: str, namespace: str, containers: list[dict[str, Any]], **spec: Any
     }
 
 
-def privileged_container(image: str, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+def privileged_container(image: str, **extra: Any) -> dict[str, Any]:
     return {"name": "c", "image": image, "imagePullPolicy": "IfNotPresent",
             "securityContext": {"privileged": True}, **extra}
 
@@ -239,13 +239,13 @@ def test_rootless_buildkit_build_and_push(tb: Testbed) -> None:
     )
     proc = tb.exec(tb.ns_open, name, script, timeout=600)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nbuildkitd logs:\n{tb.logs(tb.ns_open, name)}"
-    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}",  # noqa: S310 - our own registry
+    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}",
                                  headers={"Accept": MANIFEST_ACCEPT})
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
         manifest = json.load(resp)
     if "manifests" in manifest:  # an index: follow the linux/amd64 (or first) entry
         digest = manifest["manifests"][0]["digest"]
-        req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{digest}",  # noqa: S310
+        req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{digest}",
                                      headers={"Accept": MANIFEST_ACCEPT})
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
             manifest = json.load(resp)

@@ -12,7 +12,7 @@ from typing import Any
 
 from probes import specs
 from probes.definitions import _registry
-from probes.engine import Outcome, ProbeContext, ProbeDefinition, key_values
+from probes.engine import Outcome, ProbeContext, ProbeDefinition, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Status
 
@@ -131,7 +131,7 @@ def _build(
         cause = classify_failure(f"{exc.reason}\n{log}")
         evidence["buildkitd_log"] = log.strip().splitlines()[-8:]
         if cause or "exited" in exc.reason:
-            return Outcome(Status.FAIL, f"buildkitd did not start: {cause or exc.reason}", evidence)
+            return Outcome(Status.FAIL, f"buildkitd did not start: {cause or compact(exc.reason)}", evidence)
         raise
     ref = f"{registry}/dindcheck/probe:{ctx.settings.run_id}"
     ctx.say(f"building and pushing {ref}")

@@ -13,7 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.engine import API_TIMEOUT_S, CommandResult, Outcome, ProbeContext, ProbeDefinition, key_values
+from probes.engine import API_TIMEOUT_S, CommandResult, Outcome, ProbeContext, ProbeDefinition, compact, key_values
 from probes.exceptions import PodNotRunningError, ProbeError
 from probes.model import Status
 
@@ -133,7 +133,7 @@ def run(ctx: ProbeContext) -> Outcome:
             ctx.wait_running(class_name)
             evidence["cache_class"].update(_measure(ctx, class_name, "cache", "/cache"))
         except PodNotRunningError as exc:
-            class_error = exc.reason
+            class_error = compact(exc.reason)
             evidence["cache_class"]["overlay"] = None
             evidence["cache_class"]["reason"] = f"pod with the PVC did not run: {exc.reason}"
         finally:

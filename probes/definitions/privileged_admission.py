@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from probes import admission, specs
-from probes.engine import Outcome, ProbeContext, ProbeDefinition
+from probes.engine import Outcome, ProbeContext, ProbeDefinition, compact
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Status
 
@@ -57,8 +57,12 @@ def run(ctx: ProbeContext) -> Outcome:
     except PodNotRunningError as exc:
         evidence["real_pod"] = {"running": False, "phase": exc.phase, "reason": exc.reason}
         if _scheduling_rejection(exc.reason):
-            return Outcome(Status.FAIL, f"privileged pod admitted but rejected at scheduling: {exc.reason}", evidence)
-        return Outcome(Status.INCONCLUSIVE, f"privileged pod admitted, but it did not run: {exc.reason}", evidence)
+            return Outcome(
+                Status.FAIL, f"privileged pod admitted but rejected at scheduling: {compact(exc.reason)}", evidence
+            )
+        return Outcome(
+            Status.INCONCLUSIVE, f"privileged pod admitted, but it did not run: {compact(exc.reason)}", evidence
+        )
     warnings = "; ".join(dind.warnings)
     summary = "privileged pod admitted and running"
     if warnings:

@@ -12,7 +12,7 @@ from typing import Any
 
 from probes import specs
 from probes.definitions._docker import WAIT_FOR_DAEMON, dockerd_log_tail
-from probes.engine import Outcome, ProbeContext, ProbeDefinition, key_values
+from probes.engine import Outcome, ProbeContext, ProbeDefinition, compact, key_values
 from probes.exceptions import PodNotRunningError
 from probes.model import Status
 
@@ -37,7 +37,7 @@ def _try_layout(ctx: ProbeContext, manifest: dict[str, Any], created_at: float) 
     try:
         ctx.wait_running(name)
     except PodNotRunningError as exc:
-        found.update(ok=False, reason=exc.reason)
+        found.update(ok=False, reason=compact(exc.reason))
         return found
     ctx.say(f"waiting for dockerd through the shared socket ({name})")
     result = ctx.exec(name, "client", WAIT_FOR_DAEMON + SOCKET_FACTS, timeout_s=90)

@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, ProbeDefinition, key_values
+from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, ProbeDefinition, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Status
 
@@ -56,7 +56,7 @@ def run(ctx: ProbeContext) -> Outcome:
         evidence["pod"] = {"phase": exc.phase, "reason": exc.reason}
         return Outcome(
             Status.FAIL,
-            f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: {exc.reason}",
+            f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: {compact(exc.reason)}",
             evidence,
         )
     return Outcome(

@@ -49,6 +49,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "buildkit-rootless": {"fail"},
         "modes": ("dind", "dind"),
     },
+    "sysbox-class": {
+        "privileged-admission": {"pass"}, "sysbox": {"fail"}, "modes": ("dind", "buildkit-rootless"),
+    },
     "cache-fuse": {
         "privileged-admission": {"pass"},
         "overlay-cache": {"fail"},
