@@ -11,6 +11,7 @@ import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes.client.rest import ApiException
 
@@ -89,41 +90,49 @@ def cleanup(
     if workspace.created:
         _delete_quietly(lambda: core.delete_namespace(ns, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S))
     deadline = time.monotonic() + wait_s
+    started = time.monotonic()
     left = leftovers(connection, workspace)
+    said: list[str] = []
     while left and time.monotonic() < deadline:
-        say(f"dindcheck: cleaning up {len(left)} object(s) in {ns}: {', '.join(left[:4])}")
-        time.sleep(1.0)
+        if left != said:
+            say(f"dindcheck: cleaning up {len(left)} object(s) in {ns}: {', '.join(left[:4])}")
+            said = left
+        time.sleep(0.5)
         left = leftovers(connection, workspace)
+    if said and not left:
+        say(f"dindcheck: cleaned up in {time.monotonic() - started:.1f}s")
     return left
 
 
 def leftovers(connection: Connection, workspace: Workspace) -> list[str]:
-    """Objects of this run that still exist (the namespace too, when the run made it)."""
+    """Objects of this run that still exist (the namespace too, when the run made it).
+
+    A kind the run may not list (403) is one it could not have created either, so it is passed over.
+    """
     core = connection.core
     selector = f"{RUN_LABEL}={workspace.run_id}"
     ns = workspace.namespace
+    listers: tuple[tuple[str, Callable[..., Any]], ...] = (
+        ("pod", core.list_namespaced_pod),
+        ("pvc", core.list_namespaced_persistent_volume_claim),
+        ("secret", core.list_namespaced_secret),
+    )
     names: list[str] = []
-    try:
-        names += [
-            f"pod/{p.metadata.name}"
-            for p in core.list_namespaced_pod(ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items
-        ]
-        names += [
-            f"pvc/{p.metadata.name}"
-            for p in core.list_namespaced_persistent_volume_claim(
-                ns, label_selector=selector, _request_timeout=API_TIMEOUT_S
-            ).items
-        ]
-        names += [
-            f"secret/{s.metadata.name}"
-            for s in core.list_namespaced_secret(ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items
-        ]
-        if workspace.created:
+    for kind, lister in listers:
+        try:
+            items = lister(ns, label_selector=selector, _request_timeout=API_TIMEOUT_S).items
+        except ApiException as exc:
+            if exc.status not in (403, 404):
+                raise
+            continue
+        names += [f"{kind}/{item.metadata.name}" for item in items]
+    if workspace.created:
+        try:
             core.read_namespace(ns, _request_timeout=API_TIMEOUT_S)
             names.append(f"namespace/{ns}")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
     return names
 
 
@@ -131,5 +140,5 @@ def _delete_quietly(delete: Callable[[], object]) -> None:
     try:
         delete()
     except ApiException as exc:
-        if exc.status not in (404, 409):
+        if exc.status not in (403, 404, 409):  # forbidden kinds were never created by this run
             raise
