@@ -35,7 +35,7 @@ declare -A PACKAGES=(
   [pause]=""
   [tools]="" # minbase already has sh, coreutils, util-linux (findmnt, unshare, mount), grep
   [dind]="docker.io iptables ca-certificates busybox-static procps openssl xz-utils pigz"
-  [buildkit]="uidmap rootlesskit runc fuse-overlayfs ca-certificates pigz xz-utils"
+  [buildkit]="uidmap libcap2-bin rootlesskit runc fuse-overlayfs ca-certificates pigz xz-utils"
   [registry]="docker-registry ca-certificates"
 )
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -235,8 +235,15 @@ custom_buildkit() {
   mkdir -p "$root/run/user/1000" "$root/home/user/.local/tmp" "$root/home/user/.local/share/buildkit"
   chmod 0700 "$root/run/user/1000"
   chown -R 1000:1000 "$root/run/user/1000" "$root/home/user"
-  # rootless buildkitd needs newuidmap/newgidmap setuid root; fail the build if the package changed that.
-  [[ -u $root/usr/bin/newuidmap && -u $root/usr/bin/newgidmap ]] || die "newuidmap/newgidmap are not setuid"
+  # newuidmap/newgidmap: file capabilities instead of Debian's setuid root. Bookworm's shadow (4.13) run setuid
+  # root opens /proc/PID/uid_map with euid 0, and the kernel then wants CAP_SYS_ADMIN over the new user namespace,
+  # which a container with the default capability set lacks ("newuidmap: write to uid_map failed: Operation not
+  # permitted"; verified with ctr). With file caps the euid stays 1000, the namespace owner, as with the newer
+  # setuid shadow in upstream's Alpine image. CAP_SETFCAP: kernels >= 5.12 require it to map uid 0.
+  chmod 0755 "$root/usr/bin/newuidmap" "$root/usr/bin/newgidmap"
+  in_chroot "$root" setcap cap_setuid,cap_setfcap=ep /usr/bin/newuidmap
+  in_chroot "$root" setcap cap_setgid=ep /usr/bin/newgidmap
+  [[ $(in_chroot "$root" getcap /usr/bin/newuidmap) == *cap_setuid* ]] || die "setcap on newuidmap did not stick"
 }
 
 custom_registry() {
