@@ -489,12 +489,11 @@ def run_probe(definition: ProbeDefinition, context: ProbeContext) -> Verdict:
     except AdmissionRejectedError as exc:
         outcome = Outcome(
             Status.SKIPPED,
-            f"not run: a pod it needs was rejected by {exc.source}: {exc.message}",
-            {"admission": {"source": exc.source, "code": exc.code, "message": exc.message}},
+            f"not run: a pod it needs was {exc.describe()}",
+            {"admission": exc.evidence()},
         )
     except PodNotRunningError as exc:
-        pod = {"phase": exc.phase, "reason": exc.reason}
-        outcome = Outcome(Status.INCONCLUSIVE, f"could not run: {exc}", {"pod": pod})
+        outcome = Outcome(Status.INCONCLUSIVE, f"could not run: {exc}", {"pod": exc.evidence()})
     except CancelledError:
         outcome = Outcome(Status.INCONCLUSIVE, "cancelled before it finished (run interrupted)")
     except ProbeError as exc:

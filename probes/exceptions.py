@@ -28,6 +28,14 @@ class AdmissionRejectedError(ProbeError):
         self.source = source
         self.code = code
 
+    def evidence(self) -> dict[str, object]:
+        """The refusal as report evidence: who refused, with what status, in the server's own words."""
+        return {"source": self.source, "code": self.code, "message": self.message}
+
+    def describe(self) -> str:
+        """'rejected by SOURCE: MESSAGE', for a one-line summary."""
+        return f"rejected by {self.source}: {self.message}"
+
 
 class PodNotRunningError(ProbeError):
     """A probe pod did not reach the state it needed before its deadline; carries the reason seen."""
@@ -36,6 +44,10 @@ class PodNotRunningError(ProbeError):
         super().__init__(message)
         self.reason = reason
         self.phase = phase
+
+    def evidence(self) -> dict[str, object]:
+        """The pod's phase and the reason seen, as report evidence."""
+        return {"phase": self.phase, "reason": self.reason}
 
 
 class CommandError(ProbeError):

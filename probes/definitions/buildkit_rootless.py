@@ -97,8 +97,8 @@ def run(ctx: ProbeContext) -> Outcome:
     try:
         ctx.create_pod(manifest)
     except AdmissionRejectedError as exc:
-        evidence["admission"] = {"source": exc.source, "message": exc.message}
-        return Outcome(Status.FAIL, f"the rootless BuildKit pod was rejected by {exc.source}: {exc.message}", evidence)
+        evidence["admission"] = exc.evidence()
+        return Outcome(Status.FAIL, f"the rootless BuildKit pod was {exc.describe()}", evidence)
     registry_pod = None
     try:
         if ctx.settings.registry:

@@ -39,10 +39,10 @@ def run(ctx: ProbeContext) -> Outcome:
             )
             evidence.update(key_values(result.stdout))
     except AdmissionRejectedError as exc:
-        evidence["admission"] = {"source": exc.source, "message": exc.message}
-        return Outcome(Status.FAIL, f"a hostPath docker.sock pod was rejected by {exc.source}: {exc.message}", evidence)
+        evidence["admission"] = exc.evidence()
+        return Outcome(Status.FAIL, f"a hostPath docker.sock pod was {exc.describe()}", evidence)
     except PodNotRunningError as exc:
-        evidence["pod"] = {"phase": exc.phase, "reason": exc.reason}
+        evidence["pod"] = exc.evidence()
         if any(marker in exc.reason for marker in ABSENT_MARKERS):
             return Outcome(
                 Status.SKIPPED, f"no docker.sock on the node (runtimes: {', '.join(runtimes) or '?'})", evidence

@@ -52,10 +52,10 @@ def run(ctx: ProbeContext) -> Outcome:
         with ctx.pod(manifest):
             evidence["real_pod"] = {"running": True}
     except AdmissionRejectedError as exc:
-        evidence["real_pod"] = {"running": False, "rejected_by": exc.source, "message": exc.message}
-        return Outcome(Status.FAIL, f"privileged pod rejected by {exc.source}: {exc.message}", evidence)
+        evidence["real_pod"] = {"running": False, **exc.evidence()}
+        return Outcome(Status.FAIL, f"privileged pod {exc.describe()}", evidence)
     except PodNotRunningError as exc:
-        evidence["real_pod"] = {"running": False, "phase": exc.phase, "reason": exc.reason}
+        evidence["real_pod"] = {"running": False, **exc.evidence()}
         if _scheduling_rejection(exc.reason):
             return Outcome(
                 Status.FAIL, f"privileged pod admitted but rejected at scheduling: {compact(exc.reason)}", evidence

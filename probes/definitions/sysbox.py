@@ -50,10 +50,10 @@ def run(ctx: ProbeContext) -> Outcome:
             result = ctx.exec(name, "sysbox", "echo \"uid_map=$(head -n 1 /proc/self/uid_map | tr -s ' ')\"")
             evidence.update(key_values(result.stdout))
     except AdmissionRejectedError as exc:
-        evidence["admission"] = {"source": exc.source, "message": exc.message}
-        return Outcome(Status.FAIL, f"a sysbox pod was rejected by {exc.source}: {exc.message}", evidence)
+        evidence["admission"] = exc.evidence()
+        return Outcome(Status.FAIL, f"a sysbox pod was {exc.describe()}", evidence)
     except PodNotRunningError as exc:
-        evidence["pod"] = {"phase": exc.phase, "reason": exc.reason}
+        evidence["pod"] = exc.evidence()
         return Outcome(
             Status.FAIL,
             f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: {compact(exc.reason)}",
