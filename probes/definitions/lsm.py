@@ -27,6 +27,7 @@ r max_user_namespaces /proc/sys/user/max_user_namespaces
 r unprivileged_userns_clone /proc/sys/kernel/unprivileged_userns_clone
 r apparmor_restrict_unprivileged_userns /proc/sys/kernel/apparmor_restrict_unprivileged_userns
 grep -E '^(Seccomp|NoNewPrivs|CapBnd):' /proc/self/status | sed 's/:[[:space:]]*/=/'
+if out=$(unshare -U true 2>&1); then echo "userns_try=ok"; else echo "userns_try=$(echo "$out" | tr '\n' ' ')"; fi
 echo "kernel=$(uname -r)"
 echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 """
@@ -100,6 +101,22 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
         observed.append("kernel.unprivileged_userns_clone=0")
         blocks.setdefault(
             "buildkit-rootless", "unprivileged user namespaces are off (kernel.unprivileged_userns_clone=0)"
+        )
+    attempt = readings.get("userns_try", "")
+    if attempt == "ok":
+        observed.append("an ordinary pod can create a user namespace (unshare -U)")
+    elif "no space left on device" in attempt.lower():
+        observed.append(f"creating a user namespace in an ordinary pod fails: {attempt.strip()}")
+        blocks.setdefault(
+            "buildkit-rootless",
+            "user namespaces are disabled on the node (creating one fails with ENOSPC, as under "
+            "user.max_user_namespaces=0)",
+        )
+    elif attempt:
+        observed.append(f"creating a user namespace in an ordinary pod fails: {attempt.strip()}")
+        inferred.append(
+            "that failure is the pod's seccomp/LSM profile (EPERM), which rootless BuildKit's "
+            "Unconfined profiles lift; it does not block the mode by itself"
         )
     restrict = readings.get("apparmor_restrict_unprivileged_userns", ABSENT)
     if restrict in ("0", "1"):

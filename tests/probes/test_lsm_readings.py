@@ -61,6 +61,18 @@ def test_userns_disabled_blocks_rootless_buildkit() -> None:
     assert "user.max_user_namespaces=0" in found.observed
 
 
+def test_enospc_on_unshare_blocks_rootless_buildkit_as_observed() -> None:
+    found = assess({**TESTBED, "userns_try": "unshare: unshare failed: No space left on device"})
+    assert "ENOSPC" in found.blocks["buildkit-rootless"]
+    assert any("No space left on device" in fact for fact in found.observed)
+
+
+def test_eperm_on_unshare_is_the_profile_not_a_block() -> None:
+    found = assess({**TESTBED, "userns_try": "unshare: unshare failed: Operation not permitted"})
+    assert found.blocks == {}
+    assert any("seccomp/LSM profile" in guess for guess in found.inferred)
+
+
 def test_ubuntu_apparmor_restriction_is_observed_and_blocks() -> None:
     found = assess(UBUNTU_2404)
     assert found.active == ("apparmor",)
