@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # constants used by the other lib files and testbed/up, testbed/down
 # Paths, logging and process helpers shared by testbed/up and testbed/down.
 # Every process the testbed starts has a pid file under $TB_STATE/pids and a log under $TB_STATE/logs.
 
@@ -82,7 +83,7 @@ daemon_start() {
   local exe; exe=$(readlink -f "$(command -v "$1")")
   local logf=$TB_LOGS/$name.log
   printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logf"
-  setsid "$@" </dev/null >>"$logf" 2>&1 &
+  setsid "$@" </dev/null >>"$logf" 2>&1 9>&- &
   local pid=$!
   echo "$pid $exe" >"$(pidfile "$name")"
   echo "$hash" >"$hashf"

@@ -22,7 +22,6 @@ containerd_ensure() {
 version = 2
 root = "$TB_CONTAINERD_ROOT"
 state = "$TB_CONTAINERD_STATE"
-oom_score = -999
 
 [grpc]
   address = "$TB_SOCK"
@@ -37,6 +36,10 @@ oom_score = -999
     stream_server_port = "0"
     enable_selinux = false
     disable_apparmor = true
+    # The kubelet asks for negative oom_score_adj (pause -998, Guaranteed pods -997). Lowering it needs
+    # CAP_SYS_RESOURCE, which this VM's capability bounding set lacks (runc then fails with "can't get final child's
+    # PID from pipe: EOF"); clamp it to containerd's own score instead.
+    restrict_oom_score_adj = true
     tolerate_missing_hugetlb_controller = true
     disable_hugetlb_controller = true
     [plugins."io.containerd.grpc.v1.cri".cni]
@@ -51,6 +54,7 @@ oom_score = -999
         [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
           SystemdCgroup = false
           Root = "$TB_RUN/runc"
+          BinaryName = "$TB_LIB/runc-wrapper"
     [plugins."io.containerd.grpc.v1.cri".registry]
       [plugins."io.containerd.grpc.v1.cri".registry.mirrors]
         [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$TB_REGISTRY"]
@@ -64,6 +68,7 @@ TOML
 
 # ctr_cleanup: kills and deletes every task and container of our containerd (all namespaces), so the shims exit.
 ctr_cleanup() {
+  daemon_pid containerd >/dev/null && [[ -S $TB_SOCK ]] || return 0
   ctr_ version >/dev/null 2>&1 || return 0
   local ns id
   for ns in $(ctr_ namespaces ls -q 2>/dev/null); do
@@ -71,14 +76,27 @@ ctr_cleanup() {
       ctr_ -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
     done
     for id in $(ctr_ -n "$ns" tasks ls -q 2>/dev/null); do
-      local i
-      for i in 1 2 3 4 5 6 7 8 9 10; do
+      local _
+      for _ in 1 2 3 4 5 6 7 8 9 10; do
         ctr_ -n "$ns" tasks delete -f "$id" >/dev/null 2>&1 && break
         sleep 0.5
       done
     done
     for id in $(ctr_ -n "$ns" containers ls -q 2>/dev/null); do
       ctr_ -n "$ns" containers delete "$id" >/dev/null 2>&1 || warn "could not delete container $ns/$id"
+    done
+  done
+}
+
+# runc_cleanup: force-deletes containers runc still knows under our runc root (the fallback when containerd is
+# already gone and cannot delete its tasks).
+runc_cleanup() {
+  local root id
+  for root in "$TB_RUN"/runc/*/; do
+    [[ -d $root ]] || continue
+    for id in $(runc --root "$root" list -q 2>/dev/null); do
+      log "force-deleting leftover container $id"
+      runc --root "$root" delete --force "$id" >/dev/null 2>&1 || warn "runc could not delete container $id"
     done
   done
 }
@@ -132,9 +150,10 @@ etcd_ensure() {
 }
 
 # ------------------------------------------------------------------------------------------------ kube-apiserver
-# apiserver_ensure ADMISSION_CONFIG_FILE
+# apiserver_ensure ADMISSION_CONFIG_FILE: returns 0 when it (re)started the apiserver, 1 when it was current.
 apiserver_ensure() {
   local admission=$1 p=$TB_PKI
+  # shellcheck disable=SC2054  # the commas are inside flag values (Node,RBAC)
   local args=(--etcd-servers=http://127.0.0.1:2379
     --bind-address="$TB_NODE_IP" --advertise-address="$TB_NODE_IP" --secure-port=6443
     --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" --client-ca-file="$p/ca.crt"
@@ -146,10 +165,9 @@ apiserver_ensure() {
     --service-cluster-ip-range=10.96.0.0/16 --authorization-mode=Node,RBAC
     --enable-admission-plugins=NodeRestriction --admission-control-config-file="$admission"
     --allow-privileged=true --profiling=false --v=1)
-  if daemon_start kube-apiserver "$(hash_of "${args[*]}" "$admission")" "$TB_BIN/kube-apiserver" "${args[@]}"; then
-    log "kube-apiserver: started on $TB_APISERVER (waiting for /readyz)"
-    wait_for "kube-apiserver /readyz" 180 "$TB_LOGS/kube-apiserver.log" kctl get --raw=/readyz
-  fi
+  daemon_start kube-apiserver "$(hash_of "${args[*]}" "$admission")" "$TB_BIN/kube-apiserver" "${args[@]}" || return 1
+  log "kube-apiserver: started on $TB_APISERVER (waiting for /readyz)"
+  wait_for "kube-apiserver /readyz" 180 "$TB_LOGS/kube-apiserver.log" kctl get --raw=/readyz
 }
 
 controller_manager_ensure() {
@@ -191,12 +209,12 @@ cgroups_ensure() {
 
 # cgroups_remove: removes our cgroup trees (deepest first); they must be empty of processes by now.
 cgroups_remove() {
-  local c d
-  for c in "${TB_CGROUP_CONTROLLERS[@]}"; do
-    d=/sys/fs/cgroup/$c/$TB_CGROUP_PARENT
+  local d
+  # Every hierarchy, including the cgroup2 "unified" one the kubelet also populates on hybrid hosts.
+  for d in /sys/fs/cgroup/*/"$TB_CGROUP_PARENT"; do
     [[ -d $d ]] || continue
     find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    [[ -d $d ]] && warn "cgroup $d is still busy: $(cat "$d"/cgroup.procs 2>/dev/null | tr '\n' ' ')"
+    [[ -d $d ]] && warn "cgroup $d is still busy: $(tr '\n' ' ' <"$d/cgroup.procs" 2>/dev/null)"
   done
   return 0
 }

@@ -58,6 +58,7 @@ builds_ensure() {
 images_ensure() {
   [[ -x $TB_LIB/images.sh ]] || die "$TB_LIB/images.sh is missing (the image builder); cannot build the images"
   local out=$TB_STATE/images.refs
+  # shellcheck disable=SC2016  # $0/$1 are expanded by the inner bash
   TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
     bash -c '"$0" build >"$1"' "$TB_LIB/images.sh" "$out"
   local key
@@ -73,24 +74,28 @@ _image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TES
 
 # images_import: imports the images into our containerd (k8s.io namespace) unless all are there.
 images_import() {
-  local have ref missing=0
+  local have ref absent=0
   have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
-  for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || missing=1; done
-  ((missing)) || return 0
+  for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || absent=1; done
+  ((absent)) || return 0
   log "images: importing into containerd (k8s.io)"
   TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
+  have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
+  for ref in $(_image_refs); do
+    grep -qxF "$ref" <<<"$have" || die "image $ref is not in containerd after images.sh import (was the image cache rebuilt meanwhile? re-run testbed/up; log: $TB_LOGS/images-import.log)"
+  done
 }
 
 # images_push: pushes the images to the testbed registry unless all manifests are there.
 images_push() {
-  local ref missing=0 repo tag
+  local ref absent=0 repo tag
   for ref in $(_image_refs); do
     repo=${ref#*/}; tag=${repo##*:}; repo=${repo%:*}
     curl -fsS -o /dev/null -I \
       -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
-      "http://$TB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null || missing=1
+      "http://$TB_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null || absent=1
   done
-  ((missing)) || return 0
+  ((absent)) || return 0
   log "images: pushing to $TB_REGISTRY"
   TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
 }

@@ -6,7 +6,9 @@
 TB_HOST=$TB_STATE/host
 
 # Host paths that containerd, the CNI plugins and the kubelet create outside the directories we configure.
-TB_FOREIGN_PATHS=(/var/lib/cni /var/log/containers /run/containerd /var/run/netns /run/netns /opt/cni /etc/cni)
+# (/var/lib/kubelet: the kubelet's device-plugin socket dir is hard-coded there whatever --root-dir says.)
+TB_FOREIGN_PATHS=(/var/lib/cni /var/log/containers /var/lib/kubelet /run/containerd /var/run/netns /run/netns /opt/cni
+  /etc/cni)
 
 # Sysctls the kubelet (protectKernelDefaults: false) and the CNI bridge plugin (isGateway: true) set.
 TB_TRACKED_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
@@ -22,8 +24,29 @@ host_record_baseline() {
     done
     mv "$TB_HOST/paths.tmp" "$TB_HOST/paths"
   fi
+  # Top-level cgroups: a dockerd in a privileged pod on cgroup v1 sees the host hierarchies and creates /docker in
+  # each of them (as DinD does on real cgroup v1 nodes); down removes the empty ones that were not there before.
+  [[ -f $TB_HOST/cgroups ]] || _top_cgroups >"$TB_HOST/cgroups"
   local s
   for s in "${TB_TRACKED_SYSCTLS[@]}"; do sysctl_record "$s"; done
+}
+
+_top_cgroups() { find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d 2>/dev/null | sort; }
+
+# host_cgroups_cleanup: removes (deepest first) top-level cgroups that appeared since the baseline; a cgroup that
+# still has processes cannot be removed and is reported.
+host_cgroups_cleanup() {
+  local f=$TB_HOST/cgroups d
+  [[ -f $f ]] || return 0
+  for d in $(_top_cgroups | comm -13 "$f" -); do
+    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    if [[ -d $d ]]; then
+      warn "cgroup $d is still in use: $(tr '\n' ' ' <"$d/cgroup.procs" 2>/dev/null)"
+    else
+      log "removed cgroup $d"
+    fi
+  done
+  rm -f "$f"
 }
 
 # sysctl_record NAME: remembers the current value once (the value before the testbed touched it).
@@ -39,8 +62,9 @@ sysctl_record() {
 sysctl_set() {
   sysctl_record "$1"
   [[ $(sysctl -n "$1") == "$2" ]] && return 0
-  log "sysctl $1=$2 (was $(sysctl -n "$1"))"
-  sysctl -q -w "$1=$2" >/dev/null
+  local old; old=$(sysctl -n "$1")
+  sysctl -q -w "$1=$2" >/dev/null || return 1
+  log "sysctl $1=$2 (was $old)"
 }
 
 # sysctl_restore NAME: puts the recorded value back and forgets it.

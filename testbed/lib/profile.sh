@@ -60,6 +60,7 @@ DENY_PRIVILEGED=$DENY_PRIVILEGED
 USERNS=$USERNS
 CACHE_FS=$CACHE_FS
 SYSBOX_CLASS=$SYSBOX_CLASS
+USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
 }
 
@@ -91,12 +92,32 @@ YAML
 }
 
 # ------------------------------------------------------------------------------------------------------ userns
+# The real setting is the node sysctl user.max_user_namespaces=0. Writing it needs CAP_SYS_RESOURCE; where the VM's
+# capability bounding set lacks it (the kernel answers "permission denied"), up falls back to giving every new
+# container the same behaviour through runc-wrapper + seccomp_userns.py (clone/unshare with CLONE_NEWUSER -> ENOSPC).
+# USERNS_MECHANISM records which one is active: sysctl, seccomp, or none (userns on).
+USERNS_MECHANISM=none
+TB_USERNS_FLAG=$TB_RUN/userns-off
+
 userns_apply() {
-  if [[ $USERNS == off ]]; then
-    sysctl_set user.max_user_namespaces 0
-  else
+  if [[ $USERNS == on ]]; then
+    rm -f "$TB_USERNS_FLAG"
     sysctl_restore user.max_user_namespaces
+    USERNS_MECHANISM=none
+    return 0
   fi
+  if sysctl_set user.max_user_namespaces 0 2>>"$TB_LOGS/sysctl.log"; then
+    rm -f "$TB_USERNS_FLAG"
+    USERNS_MECHANISM=sysctl
+    return 0
+  fi
+  if [[ ! -e $TB_USERNS_FLAG ]]; then
+    log "userns off: the kernel refuses user.max_user_namespaces=0 here (needs CAP_SYS_RESOURCE, missing from this"
+    log "  host's capability bounding set); emulating it for new containers instead: clone/unshare(CLONE_NEWUSER)"
+    log "  fail with ENOSPC through a seccomp rule added by testbed/lib/runc-wrapper"
+  fi
+  touch "$TB_USERNS_FLAG"
+  USERNS_MECHANISM=seccomp
 }
 
 # ------------------------------------------------------------------------------------------------------ storage
@@ -119,8 +140,10 @@ cache_fs_mount() {
         local backing=$TB_CACHE_ROOT/fuse-backing
         mkdir -p "$backing"
         log "cache-fs: mounting bindfs (FUSE) $backing at $root"
-        bindfs -o allow_other,dev,suid "$backing" "$root" >>"$TB_LOGS/bindfs.log" 2>&1 \
-          || die "bindfs mount failed (log: $TB_LOGS/bindfs.log)"
+        # Foreground (-f) so it is one of our pid-file daemons; SIGTERM unmounts it.
+        daemon_stop bindfs
+        daemon_start bindfs "$root" /usr/bin/bindfs -f -o allow_other,dev,suid "$backing" "$root" || true
+        wait_for "bindfs mount at $root" 30 "$TB_LOGS/bindfs.log" mountpoint -q "$root"
       fi ;;
   esac
 }
@@ -133,6 +156,7 @@ cache_fs_unmount() {
   mountpoint -q "$root" || return 0
   if umount "$root" 2>/dev/null; then
     log "cache-fs: unmounted $fs at $root"
+    if [[ $fs == fuse ]]; then daemon_stop bindfs; fi
   else
     warn "cache-fs: $root is busy (a pod still uses a $fs volume); it is unmounted by testbed/down"
   fi
@@ -141,7 +165,9 @@ cache_fs_unmount() {
 storage_apply() {
   local root; root=$(cache_fs_root "$CACHE_FS")
   local fs
-  for fs in ext4 tmpfs fuse; do [[ $fs == "$CACHE_FS" ]] || cache_fs_unmount "$fs"; done
+  for fs in ext4 tmpfs fuse; do
+    if [[ $fs != "$CACHE_FS" ]]; then cache_fs_unmount "$fs"; fi
+  done
   cache_fs_mount "$CACHE_FS"
   mkdir -p "$TB_STANDARD_ROOT"
   # StorageClass parameters are immutable: replace the cache class when its root changes.

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import client, config, watch  # type: ignore[import-untyped]
-from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,8 +44,12 @@ def class_roots(storage: client.StorageV1Api) -> dict[str, Path]:
             continue
         root = Path((sc.parameters or {}).get("root", ""))
         if not root.is_absolute() or not root.is_relative_to(ALLOWED_PREFIX):
-            log.error("StorageClass %s: parameter root=%r is not under %s; ignored", sc.metadata.name, str(root),
-                      ALLOWED_PREFIX)
+            log.error(
+                "StorageClass %s: parameter root=%r is not under %s; ignored",
+                sc.metadata.name,
+                str(root),
+                ALLOWED_PREFIX,
+            )
             continue
         roots[sc.metadata.name] = root
     return roots
@@ -60,8 +64,11 @@ def provision(core: client.CoreV1Api, pvc: Any, root: Path) -> None:
     path.chmod(0o777)
     size = ((pvc.spec.resources and pvc.spec.resources.requests) or {}).get("storage", "1Gi")
     pv = client.V1PersistentVolume(
-        metadata=client.V1ObjectMeta(name=name, annotations={ANNOTATION: PROVISIONER},
-                                     labels={"app.kubernetes.io/managed-by": "dindcheck-testbed"}),
+        metadata=client.V1ObjectMeta(
+            name=name,
+            annotations={ANNOTATION: PROVISIONER},
+            labels={"app.kubernetes.io/managed-by": "dindcheck-testbed"},
+        ),
         spec=client.V1PersistentVolumeSpec(
             capacity={"storage": size},
             access_modes=pvc.spec.access_modes or ["ReadWriteOnce"],
@@ -69,8 +76,9 @@ def provision(core: client.CoreV1Api, pvc: Any, root: Path) -> None:
             storage_class_name=pvc.spec.storage_class_name,
             volume_mode=pvc.spec.volume_mode or "Filesystem",
             host_path=client.V1HostPathVolumeSource(path=str(path), type="Directory"),
-            claim_ref=client.V1ObjectReference(api_version="v1", kind="PersistentVolumeClaim",
-                                               namespace=meta.namespace, name=meta.name, uid=meta.uid),
+            claim_ref=client.V1ObjectReference(
+                api_version="v1", kind="PersistentVolumeClaim", namespace=meta.namespace, name=meta.name, uid=meta.uid
+            ),
         ),
     )
     try:
