@@ -274,6 +274,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or state.runner is None:
         return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")  # pytest's progress line may still be open (-q ends it with [100%])
     try:
         state.runner.stop(wait_s=1.0 if exitstatus == pytest.ExitCode.INTERRUPTED else 5.0)
         _write_reports(state, reporter)

@@ -70,7 +70,11 @@ def prepare(connection: Connection, namespace: str | None, run_id: str, pod_secu
 def cleanup(
     connection: Connection, workspace: Workspace, *, wait_s: float = 30.0, say: Callable[[str], None] = print
 ) -> list[str]:
-    """Delete everything this run made and wait until it is gone; returns what is still left (names)."""
+    """Delete everything this run made and wait until its objects are gone; returns what is still left (names).
+
+    The run's own namespace is deleted too but not waited for: its pods, PVCs and secrets are already gone, and
+    the namespace controller finishes the rest in a few seconds; waiting would double a run's wall time.
+    """
     core = connection.core
     selector = f"{RUN_LABEL}={workspace.run_id}"
     ns = workspace.namespace
@@ -91,21 +95,22 @@ def cleanup(
         _delete_quietly(lambda: core.delete_namespace(ns, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S))
     deadline = time.monotonic() + wait_s
     started = time.monotonic()
-    left = leftovers(connection, workspace)
+    left = leftovers(connection, workspace, include_namespace=False)
     said: list[str] = []
     while left and time.monotonic() < deadline:
         if left != said:
             say(f"dindcheck: cleaning up {len(left)} object(s) in {ns}: {', '.join(left[:4])}")
             said = left
         time.sleep(0.5)
-        left = leftovers(connection, workspace)
-    if said and not left:
-        say(f"dindcheck: cleaned up in {time.monotonic() - started:.1f}s")
+        left = leftovers(connection, workspace, include_namespace=False)
+    if not left:
+        finishing = f"; namespace {ns} is terminating in the background" if workspace.created else ""
+        say(f"dindcheck: probe objects deleted in {time.monotonic() - started:.1f}s{finishing}")
     return left
 
 
-def leftovers(connection: Connection, workspace: Workspace) -> list[str]:
-    """Objects of this run that still exist (the namespace too, when the run made it).
+def leftovers(connection: Connection, workspace: Workspace, *, include_namespace: bool = True) -> list[str]:
+    """Objects of this run that still exist (the namespace too, when the run made it and it is asked for).
 
     A kind the run may not list (403) is one it could not have created either, so it is passed over.
     """
@@ -126,7 +131,7 @@ def leftovers(connection: Connection, workspace: Workspace) -> list[str]:
                 raise
             continue
         names += [f"{kind}/{item.metadata.name}" for item in items]
-    if workspace.created:
+    if workspace.created and include_namespace:
         try:
             core.read_namespace(ns, _request_timeout=API_TIMEOUT_S)
             names.append(f"namespace/{ns}")
