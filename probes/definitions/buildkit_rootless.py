@@ -29,7 +29,10 @@ REGISTRY_PORT = 5000
 FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("max_user_namespaces", "no space left on device"),
-        "user namespaces are disabled on the node (user.max_user_namespaces=0)",
+        (
+            "user namespaces are disabled on the node "
+            "(creating one fails with ENOSPC, as under user.max_user_namespaces=0)"
+        ),
     ),
     (
         ("apparmor_restrict_unprivileged_userns",),

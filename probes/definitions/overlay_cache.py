@@ -75,18 +75,25 @@ def _measure(ctx: ProbeContext, pod_name: str, label: str, path: str) -> dict[st
     values = key_values(result.stdout)
     if f"{label}.overlay" not in values:
         raise ProbeError(f"overlay script did not run in {pod_name}: rc={result.rc} {result.tail()}")
+    mount = values.get(f"{label}.findmnt", "")
     found: dict[str, Any] = {
         "path": path,
-        "fs_type": values.get(f"{label}.fs_type", ""),
-        "mount": values.get(f"{label}.findmnt", ""),
+        "fs_type": mount.split()[0] if mount else values.get(f"{label}.fs_type", ""),
+        "statfs_type": values.get(f"{label}.fs_type", ""),
+        "mount": mount,
         "overlay": values.get(f"{label}.overlay") == "ok",
         "userns_overlay": values.get(f"{label}.userns_overlay") == "ok",
     }
-    reason = " ".join(v for v in (values.get(f"{label}.error", ""), values.get(f"{label}.kernel", "")) if v)
-    if reason:
-        found["reason"] = reason.strip()
+    kernel = "; ".join(line.strip() for line in values.get(f"{label}.kernel", "").split(";") if line.strip())
+    mount_error = " ".join(values.get(f"{label}.error", "").split())
+    if kernel:
+        found["kernel"] = kernel
+    if mount_error:
+        found["mount_error"] = mount_error
+    if kernel or mount_error:
+        found["reason"] = kernel or mount_error  # the kernel says why; mount(8) only says that it failed
     if values.get(f"{label}.userns_error"):
-        found["userns_reason"] = values[f"{label}.userns_error"]
+        found["userns_reason"] = " ".join(values[f"{label}.userns_error"].split())
     return found
 
 
