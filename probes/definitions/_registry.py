@@ -57,25 +57,27 @@ def bearer_challenge(header: str) -> dict[str, str]:
 
 
 def via_pod_proxy(ctx: ProbeContext, pod_name: str, port: int, repo: str, tag: str) -> ManifestReadback:
-    """Ask a registry pod through the API server's pod proxy (works where pod IPs are not routable from here)."""
+    """Ask a registry pod through the API server's pod proxy (works where pod IPs are not routable from here).
+
+    The raw response is read (_preload_content=False): the client would otherwise turn the JSON into a repr.
+    """
+    via = "api-server pod proxy"
     try:
-        body, _, headers = ctx.core.connect_get_namespaced_pod_proxy_with_path_with_http_info(
+        response = ctx.core.connect_get_namespaced_pod_proxy_with_path(
             f"{pod_name}:{port}",
             ctx.settings.namespace,
             f"v2/{repo}/manifests/{tag}",
             _headers={"Accept": MANIFEST_TYPES},
             _request_timeout=API_TIMEOUT_S,
+            _preload_content=False,
         )
     except ApiException as exc:
-        return ManifestReadback(False, "api-server pod proxy", error=f"{exc.status} {exc.reason}: {exc.body}")
-    digest = str(headers.get("Docker-Content-Digest", "")) if headers else ""
+        return ManifestReadback(False, via, error=f"{exc.status} {exc.reason}: {exc.body}")
+    body = response.data.decode("utf-8", "replace")
+    digest = str(response.headers.get("Docker-Content-Digest", ""))
     media_type = _media_type(body)
     return ManifestReadback(
-        bool(media_type),
-        "api-server pod proxy",
-        digest,
-        media_type,
-        "" if media_type else f"unexpected answer: {str(body)[:200]}",
+        bool(media_type), via, digest, media_type, "" if media_type else f"unexpected: {body[:200]}"
     )
 
 

@@ -176,3 +176,13 @@ def test_cache_fuse_fails_on_the_class_not_on_emptydir(suite_run: SuiteRun, prof
     dind = suite_run.mode("dind")
     assert dind["usable"]
     assert any("cache" in warning.lower() for warning in dind["warnings"])
+
+
+def test_pushed_manifest_is_read_back(suite_run: SuiteRun) -> None:
+    buildkit = suite_run.check("buildkit-rootless")
+    if buildkit["status"] != "pass":
+        pytest.skip("rootless BuildKit does not work on this profile")
+    readback = buildkit["evidence"]["readback"]
+    assert readback["ok"] is True, readback
+    assert readback["digest"] == buildkit["evidence"]["digest"]
+    assert "manifest" in readback["media_type"]
