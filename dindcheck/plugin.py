@@ -13,7 +13,6 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -366,7 +365,3 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for line in reports.render_terminal(state.report):
         terminalreporter.write_line(line)
 
-
-def iter_definitions() -> Iterator[ProbeDefinition]:
-    """Every known probe definition (for self-tests)."""
-    yield from catalog()

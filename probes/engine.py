@@ -305,25 +305,6 @@ class ProbeContext:
         text = f"{last.reason}: {last.message}"
         return last.reason in TERMINAL_EVENT_REASONS, text
 
-    def wait_pvc_bound(self, pvc_name: str, *, timeout_s: float | None = None) -> Any:
-        """Wait until a PVC binds; raise ProbeError with the provisioner's events when it does not."""
-        deadline = time.monotonic() + (timeout_s or self.settings.timeout_s)
-        while True:
-            self.check_cancelled()
-            pvc = self.core.read_namespaced_persistent_volume_claim(
-                pvc_name, self.settings.namespace, _request_timeout=API_TIMEOUT_S
-            )
-            if pvc.status.phase == "Bound":
-                return pvc
-            _, reason = self._event_problem(pvc_name)
-            self.say(f"pvc {pvc_name} {pvc.status.phase}: {reason or 'waiting for a volume'}")
-            if time.monotonic() >= deadline:
-                raise ProbeError(
-                    f"PVC {pvc_name} not bound after {timeout_s or self.settings.timeout_s:.0f}s"
-                    f"{': ' + reason if reason else ''}"
-                )
-            self.sleep(POLL_S)
-
     def create_pvc(self, suffix: str, storage_class: str, size: str = "1Gi") -> str:
         """Create a ReadWriteOnce PVC of the class; returns its name."""
         self.check_cancelled()
