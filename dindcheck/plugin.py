@@ -7,6 +7,7 @@ report knows only the result model; this module is the one place that knows both
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -222,8 +223,7 @@ def probe_verdict(request: pytest.FixtureRequest, record_property: Any) -> Verdi
     runner = state.runner
     if runner is None or not runner.started(probe_id):
         pytest.skip("not run: no cluster run was started (collect-only or setup failed)")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    verdict = runner.verdict(probe_id, lambda: _show_progress(state, reporter))
+    verdict = runner.verdict(probe_id, lambda: _show_progress(state, request.config))
     state.verdicts[probe_id] = verdict
     for key, value in (
         ("dindcheck.check", verdict.id),
@@ -237,16 +237,29 @@ def probe_verdict(request: pytest.FixtureRequest, record_property: Any) -> Verdi
     return verdict
 
 
-def _show_progress(state: RunState, reporter: Any) -> None:
-    """Print what changed since last time, at most every few seconds, so a wait never looks like a hang."""
+def _show_progress(state: RunState, config: pytest.Config) -> None:
+    """Print what changed since last time, at most every few seconds, so a wait never looks like a hang.
+
+    Tests wait inside fixture setup, where pytest captures output: capture is suspended for these lines.
+    """
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or time.monotonic() - state.last_shown < PROGRESS_EVERY_S:
         return
     state.last_shown = time.monotonic()
     elapsed = time.monotonic() - state.started_at
+    lines = []
     for probe_id, message in sorted(state.progress.snapshot().items()):
-        if state.shown.get(probe_id) != message and probe_id not in state.verdicts:
+        if state.shown.get(probe_id) != message and probe_id not in state.verdicts and message != "done":
             state.shown[probe_id] = message
-            reporter.write_line(f"  [{elapsed:5.1f}s] {probe_id}: {message}")
+            lines.append(f"  [{elapsed:5.1f}s] {probe_id}: {message}")
+    if not lines:
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    with suspended:
+        reporter.write_line("")
+        for line in lines:
+            reporter.write_line(line)
 
 
 def expect_pass(verdict: Verdict) -> None:
@@ -364,4 +377,3 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("dindcheck compatibility report")
     for line in reports.render_terminal(state.report):
         terminalreporter.write_line(line)
-
