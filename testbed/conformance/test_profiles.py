@@ -7,6 +7,7 @@ the answer was classified as, never a message string of the test's own.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -186,3 +187,7 @@ def test_pushed_manifest_is_read_back(suite_run: SuiteRun) -> None:
     assert readback["ok"] is True, readback
     assert readback["digest"] == buildkit["evidence"]["digest"]
     assert "manifest" in readback["media_type"]
+
+
+def test_progress_is_shown_while_waiting(suite_run: SuiteRun) -> None:
+    assert re.search(r"^  \[\s*\d+\.\ds\] [a-z-]+: \S", suite_run.output, re.MULTILINE), suite_run.output[:3000]
