@@ -229,7 +229,10 @@ def assess_mode(run: RunResult, rule: ModeRule) -> ModeAssessment:
     if not blocked_by:
         warnings = rule.standing_warnings + reading.warnings + reading.hints
         return ModeAssessment(mode=rule.mode, usable=True, blocked_by=(), warnings=_unique(warnings))
-    causes = tuple(describe_check(check_id, run.verdict(check_id)) for check_id in blocked_by) + reading.hints
+    described = tuple(describe_check(check_id, run.verdict(check_id)) for check_id in blocked_by)
+    # a hint that only repeats what a blocking check already quoted (the same server message) adds nothing
+    fresh_hints = tuple(hint for hint in reading.hints if not any(hint.split("): ", 1)[-1] in d for d in described))
+    causes = described + fresh_hints
     return ModeAssessment(
         mode=rule.mode,
         usable=False,

@@ -276,3 +276,20 @@ def test_dind_requirements_match_the_contract() -> None:
     assert not rules[Mode.BUILDKIT_ROOTLESS].can_run
     assert rules[Mode.SYSBOX].requires == ("sysbox",)
     assert rules[Mode.HOST_SOCKET].requires == ("host-socket",)
+
+
+def test_a_server_message_quoted_by_the_blocking_check_is_not_repeated(
+    make_verdict: MakeVerdict, make_run: MakeRun
+) -> None:
+    message = 'pods "p" is forbidden: violates PodSecurity "baseline:latest": privileged'
+    refused = {"admitted": False, "message": message, "source": "pod-security-admission", "warnings": []}
+    run = make_run(
+        make_verdict(
+            "privileged-admission",
+            Status.FAIL,
+            f"privileged pod rejected by pod-security-admission: {message}",
+            {"specs": {"dind": refused}},
+        ),
+    )
+    rejection = next(reason for reason in recommend(run).reasons if reason.startswith("dind not usable: "))
+    assert rejection.count(message) == 1
