@@ -46,8 +46,8 @@ def main() -> int:
         )
     summary = {
         "runs": runs,
-        "median_wall_s": statistics.median(r["wall_s"] for r in runs),
-        "median_ratio": statistics.median(r["ratio"] for r in runs),
+        "median_wall_s": round(statistics.median(r["wall_s"] for r in runs), 2),
+        "median_ratio": round(statistics.median(r["ratio"] for r in runs), 2),
         "aim_ratio": AIM_RATIO,
     }
     args.out.mkdir(parents=True, exist_ok=True)
