@@ -12,6 +12,7 @@ import pytest
 from testbed.conformance.harness import (
     REPO,
     Profile,
+    kubectl,
     labelled_objects,
     run_suite,
     suite_command,
@@ -127,3 +128,45 @@ def test_sigint_mid_probe_cleans_up_and_exits_interrupted(testbed_env: dict[str,
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
     left = wait_until_clean(testbed_env, max(1.0, 30 - (time.monotonic() - interrupted_at)))
     assert left == [], f"left after SIGINT: {left}"
+
+
+@pytest.mark.usefixtures("permissive")
+def test_borrowed_namespace_keeps_the_namespace_and_removes_our_objects(
+    testbed_env: dict[str, str], out_root: Path
+) -> None:
+    namespace = "dindcheck-borrowed"
+    kubectl(testbed_env, "create", "namespace", namespace)
+    try:
+        run = run_suite(testbed_env, out_root / "borrowed-namespace", "-k", "lsm", "--namespace", namespace)
+        assert run.check("lsm")["status"] == "pass", run.output[-2000:]
+        assert run.report["cluster"]["namespace"] == namespace
+        assert kubectl(testbed_env, "get", "namespace", namespace, "-o", "name").strip() == f"namespace/{namespace}"
+        assert kubectl(testbed_env, "get", "pods", "-n", namespace, "-o", "name").strip() == ""
+    finally:
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.mark.usefixtures("permissive")
+def test_keep_leaves_the_objects_and_says_where(testbed_env: dict[str, str], out_root: Path) -> None:
+    run = run_suite(testbed_env, out_root / "keep", "-k", "lsm", "--keep")
+    namespace = run.report["cluster"]["namespace"]
+    try:
+        assert f"--keep: objects left in namespace {namespace}" in run.output
+        assert kubectl(testbed_env, "get", "namespace", namespace, "-o", "name").strip() == f"namespace/{namespace}"
+    finally:
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+    assert wait_until_clean(testbed_env, 30) == []
+
+
+def test_namespace_pod_security_label_is_opt_in_and_reported(
+    profile: Profile, testbed_env: dict[str, str], out_root: Path
+) -> None:
+    if profile.psa_default != "baseline":
+        pytest.skip("shown where the cluster's default level rejects privileged pods")
+    run = run_suite(
+        testbed_env, out_root / "namespace-psa", "-k", "privileged_admission", "--namespace-pod-security", "privileged"
+    )
+    assert run.check("privileged-admission")["status"] == "pass", run.output[-2000:]
+    assert run.report["cluster"]["namespace_labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert any("--namespace-pod-security" in note for note in run.report["cluster"]["notes"])
+    assert wait_until_clean(testbed_env, 30) == []
