@@ -238,7 +238,7 @@ class ProbeContext:
         self.check_cancelled()
         result = self._create(manifest, dry_run=False)
         if not result.admitted:
-            raise AdmissionRejectedError(result.message, source=result.source, code=result.code)
+            raise _refusal(result)
         return result
 
     def _create(self, manifest: dict[str, Any], *, dry_run: bool) -> admission.Admission:
@@ -256,10 +256,9 @@ class ProbeContext:
     # ----- waiting ---------------------------------------------------------------------------------------------
     def wait_running(self, pod_name: str, *, timeout_s: float | None = None) -> Any:
         """Wait until the pod runs; raise PodNotRunningError with the reason seen when it cannot or does not."""
-        deadline = time.monotonic() + (timeout_s or self.settings.timeout_s)
+        limit_s = timeout_s or self.settings.timeout_s
+        deadline = time.monotonic() + limit_s
         next_events = 0.0
-        reason = "waiting for the pod to be scheduled"
-        phase = "Pending"
         while True:
             self.check_cancelled()
             pod = self.core.read_namespaced_pod(pod_name, self.settings.namespace, _request_timeout=API_TIMEOUT_S)
@@ -280,7 +279,7 @@ class ProbeContext:
             self.say(f"pod {pod_name} {phase}: {reason}")
             if time.monotonic() >= deadline:
                 raise PodNotRunningError(
-                    f"pod {pod_name} not running after {timeout_s or self.settings.timeout_s:.0f}s ({phase}: {reason})",
+                    f"pod {pod_name} not running after {limit_s:.0f}s ({phase}: {compact(reason)})",
                     reason=reason,
                     phase=phase,
                 )
@@ -324,8 +323,7 @@ class ProbeContext:
                 self.settings.namespace, body, _request_timeout=API_TIMEOUT_S
             )
         except ApiException as exc:
-            rejected = admission.rejection(int(exc.status or 0), exc.body)
-            raise AdmissionRejectedError(rejected.message, source=rejected.source, code=rejected.code) from exc
+            raise _refusal(admission.rejection(int(exc.status or 0), exc.body)) from exc
         return name
 
     # ----- running commands ------------------------------------------------------------------------------------
@@ -381,6 +379,11 @@ class ProbeContext:
             yield self.wait_running(name, timeout_s=timeout_s)
         finally:
             self.delete_pod(name)
+
+
+def _refusal(result: admission.Admission) -> AdmissionRejectedError:
+    """The error a probe sees when the API server refused to create one of its objects."""
+    return AdmissionRejectedError(result.message, source=result.source, code=result.code)
 
 
 def _all_started(pod: Any) -> bool:

@@ -107,7 +107,7 @@ def _verdict(evidence: dict[str, Any]) -> Outcome:
             evidence,
             remediation="",
         )
-    if "dockerd_log" not in classic and "pod" in classic and classic.get("reason"):
+    if "dockerd_log" not in classic and classic.get("reason"):  # the pod itself never ran
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic['reason']}", evidence)
     log = classic.get("dockerd_log", "")
     return Outcome(
