@@ -5,13 +5,14 @@ CONTRACT (design.md): names may grow, never shrink.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
 
-from probes.engine import Images
 from probes.exceptions import UsageError
 from probes.model import Mode
+from probes.settings import DEFAULT_LIMITS, DEFAULT_REQUESTS, Images, Resources
 from probes.workspace import PSA_LEVELS
 
 USABLE_MODES = tuple(m.value for m in Mode if m is not Mode.NONE)
@@ -72,7 +73,44 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="MODE",
         help=f"preflight gate: exit 0 only if MODE is usable, 1 otherwise ({', '.join(USABLE_MODES)})",
     )
-    group.addoption("--kubectl", metavar="PATH", help="kubectl binary used to exec into probe pods (default: on PATH)")
+    group.addoption(
+        "--fail-on-inconclusive",
+        action="store_true",
+        help="exit 1 when any selected check is inconclusive (proved nothing: an image, a registry, the API...)",
+    )
+    group.addoption(
+        "--pod-requests",
+        metavar="cpu=Q,memory=Q",
+        default=_quantities(DEFAULT_REQUESTS),
+        help=f"resource requests of every probe container (default: {_quantities(DEFAULT_REQUESTS)}; '' for none)",
+    )
+    group.addoption(
+        "--pod-limits",
+        metavar="cpu=Q,memory=Q",
+        default=_quantities(DEFAULT_LIMITS),
+        help=f"resource limits of every probe container (default: {_quantities(DEFAULT_LIMITS)}; '' for none)",
+    )
+    group.addoption(
+        "--kubectl",
+        metavar="PATH",
+        help="no longer used: commands run in probe pods through the API server's exec channel (kept so existing "
+        "command lines work)",
+    )
+
+
+def _quantities(values: dict[str, str] | Mapping[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in values.items())
+
+
+def parse_quantities(option: str, text: str) -> dict[str, str]:
+    """'cpu=100m,memory=128Mi' -> {'cpu': '100m', 'memory': '128Mi'}; UsageError names the bad part."""
+    parsed: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"{option} {text!r}: expected NAME=QUANTITY[,NAME=QUANTITY] such as cpu=100m,memory=128Mi")
+        parsed[key.strip()] = value.strip()
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -95,7 +133,8 @@ class Options:
     report_md: str | None
     require_mode: Mode | None
     kubectl: str | None
-    extra: dict[str, str] = field(default_factory=dict)
+    fail_on_inconclusive: bool = False
+    resources: Resources = field(default_factory=Resources)
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -135,4 +174,9 @@ def read_options(config: pytest.Config) -> Options:
         report_md=get("report_md"),
         require_mode=mode,
         kubectl=get("kubectl"),
+        fail_on_inconclusive=bool(get("fail_on_inconclusive")),
+        resources=Resources(
+            requests=parse_quantities("--pod-requests", get("pod_requests") or ""),
+            limits=parse_quantities("--pod-limits", get("pod_limits") or ""),
+        ),
     )

@@ -1,34 +1,36 @@
 """The pytest plugin: turns `pytest suites` into a capability run against a cluster.
 
-Glue only: options -> preflight -> all selected probes start at once -> each test waits for its probe's verdict and
-maps it to a pytest outcome -> reports -> cleanup on every path. The probes know nothing of the report and the
-report knows only the result model; this module is the one place that knows both.
+Wiring only: options -> preflight (probes.cluster) -> workspace (probes.workspace) -> all selected probes start at
+once (probes.engine) -> each test waits for its probe's verdict and maps it to a pytest outcome -> reports (fed by
+the runner, so probes that finished are reported even when the run stops early) -> exit-code policy -> cleanup on
+every path. The probes know nothing of the report and the report knows only the result model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes.client.rest import ApiException
 
 import reports
 from dindcheck.options import Options, add_options, read_options
 from probes import cluster, workspace
 from probes.definitions import catalog
-from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL, ProbeDefinition, ProbeRunner, Progress, RunSettings
+from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
 from probes.model import ClusterInfo, RunResult, Status, Verdict
+from probes.settings import ProbeSettings
 
 PROBE_MARKER = "probe"
 PROGRESS_EVERY_S = 3.0
@@ -44,10 +46,11 @@ class RunState:
     runner: ProbeRunner | None = None
     progress: Progress = field(default_factory=Progress)
     cluster_info: ClusterInfo | None = None
-    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    selected: tuple[str, ...] = ()
     started_at: float = 0.0
     generated_at: str = ""
     shown: dict[str, str] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
     last_shown: float = 0.0
     report: reports.Report | None = None
     notes: list[str] = field(default_factory=list)
@@ -113,104 +116,77 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = config.stash[STATE]
     if not state.collected:  # pytest calls this hook in a `finally`: collection failed, say nothing more
         return
-    selected = sorted({pid for item in session.items if (pid := _probe_id(item))})
-    if not selected or config.option.collectonly:
-        return
+    selected = tuple(sorted({pid for item in session.items if (pid := _probe_id(item))}))
     options = state.options
-    if options is None:  # pytest_configure raised a usage error already
+    if not selected or config.option.collectonly or options is None:
         return
+    state.selected = selected
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
-        _start_run(state, options, selected, reporter)
+        _start_run(state, options, reporter)
     except UsageError as exc:
         _teardown(state, reporter)
         raise pytest.UsageError(str(exc)) from None
     except ApiException as exc:
         _teardown(state, reporter)
         raise pytest.UsageError(f"cluster refused the run's setup: {exc.status} {exc.reason}: {exc.body}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        _teardown(state, reporter)
+        raise pytest.UsageError(f"lost the API server during setup: {exc}") from None
 
 
-def _start_run(state: RunState, options: Options, selected: list[str], reporter: Any) -> None:
-    if options.kubectl:
-        os.environ["PATH"] = str(Path(options.kubectl).resolve().parent) + os.pathsep + os.environ.get("PATH", "")
-    if shutil.which("kubectl") is None:
-        raise UsageError("kubectl not found on PATH: probes run commands in pods through it (or pass --kubectl PATH)")
+def _start_run(state: RunState, options: Options, reporter: Any) -> None:
+    """Preflight, workspace, probes. state.space is set before anything is created, so any exit can clean up."""
     state.started_at = time.monotonic()
     state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    if options.kubectl and reporter is not None:
+        reporter.write_line("dindcheck: --kubectl is no longer used: probes exec through the API server")
     connection = cluster.connect(options.kubeconfig, options.context)
     state.connection = connection
-    storage_class = options.storage_class
-    if storage_class and not cluster.storage_class_exists(connection, storage_class):
-        raise UsageError(f"StorageClass {storage_class!r} not found (kubectl get storageclass lists them)")
-    if storage_class is None:
-        storage_class = cluster.default_storage_class(connection)
-        if storage_class is None:
-            state.notes.append("no --storage-class and no default StorageClass: overlay tested on emptyDir only")
-    permissions = cluster.REQUIRED_PERMISSIONS
-    if options.namespace is None:
-        permissions += cluster.NAMESPACE_PERMISSIONS
-    missing = cluster.missing_permissions(connection, options.namespace or "default", permissions)
-    if missing:
-        raise UsageError(f"RBAC: the run may not {', '.join(missing)} (README: 'RBAC' has the minimal Role)")
+    permissions = cluster.required_permissions(
+        borrowed_namespace=options.namespace is not None,
+        label_namespace=options.namespace_pod_security is not None,
+        copy_registry_secret=bool(options.registry_secret and "/" in options.registry_secret),
+        throwaway_registry=options.registry is None,
+    )
+    storage_class, notes = cluster.preflight(
+        connection, namespace=options.namespace, storage_class=options.storage_class, permissions=permissions
+    )
+    state.notes += notes
     run_id = workspace.new_run_id()
-    state.space = workspace.prepare(connection, options.namespace, run_id, options.namespace_pod_security)
+    space = workspace.plan(connection, options.namespace, run_id, options.namespace_pod_security)
+    state.space = space
+    workspace.create(connection, space)
     if options.namespace_pod_security:
         state.notes.append(
-            f"the run labelled namespace {state.space.namespace} pod-security.kubernetes.io/enforce="
+            f"the run labelled namespace {space.namespace} {workspace.PSA_ENFORCE_LABEL}="
             f"{options.namespace_pod_security} (--namespace-pod-security): admission was measured under that level"
         )
-    registry_secret = _prepare_registry_secret(connection, state.space, options.registry_secret)
-    state.cluster_info = cluster.describe_cluster(connection, state.space.namespace, state.space.labels)
-    settings = RunSettings(
-        namespace=state.space.namespace,
+    registry_secret = workspace.copy_registry_secret(connection, space, options.registry_secret)
+    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels)
+    scope = RunScope(
+        namespace=space.namespace,
         run_id=run_id,
+        timeout_s=options.timeout_s,
+        image_pull_secret=options.image_pull_secret,
+        keep=options.keep,
+    )
+    settings = ProbeSettings(
         images=options.images,
+        resources=options.resources,
         storage_class=storage_class,
         registry=options.registry,
         registry_secret=registry_secret,
         registry_insecure=options.registry_insecure,
-        image_pull_secret=options.image_pull_secret,
-        timeout_s=options.timeout_s,
     )
-    definitions: list[ProbeDefinition] = [d for d in catalog() if d.id in selected]
-    state.runner = ProbeRunner(connection, settings, state.progress)
-    state.runner.start(definitions)
+    tasks = [definition.task(settings) for definition in catalog() if definition.id in state.selected]
+    state.runner = ProbeRunner(connection, scope, state.progress)
+    state.runner.start(tasks)
     if reporter is not None:
         reporter.write_line(
             f"dindcheck: {state.cluster_info.server} ({state.cluster_info.version}), namespace "
-            f"{settings.namespace}; probing {len(definitions)} capabilities at once: {', '.join(selected)}"
+            f"{scope.namespace}; probing {len(tasks)} capabilities at once: {', '.join(state.selected)}"
         )
-
-
-def _prepare_registry_secret(
-    connection: cluster.Connection, space: workspace.Workspace, spec: str | None
-) -> str | None:
-    """Make the push credentials available in the run's namespace; copy them when they live elsewhere."""
-    if not spec:
-        return None
-    source_ns, _, name = spec.rpartition("/")
-    source_ns = source_ns or space.namespace
-    try:
-        secret = connection.core.read_namespaced_secret(name, source_ns)
-    except ApiException as exc:
-        raise UsageError(f"--registry-secret {spec}: cannot read it ({exc.status} {exc.reason})") from None
-    if secret.type != "kubernetes.io/dockerconfigjson":
-        raise UsageError(f"--registry-secret {spec} is of type {secret.type}, not kubernetes.io/dockerconfigjson")
-    if source_ns == space.namespace:
-        return name
-    copy_name = f"dc-{space.run_id}-registry"
-    body = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {
-            "name": copy_name,
-            "labels": {RUN_LABEL: space.run_id, MANAGED_BY_LABEL: MANAGED_BY},
-        },
-        "data": secret.data,
-    }
-    connection.core.create_namespaced_secret(space.namespace, body)
-    return copy_name
 
 
 @pytest.fixture
@@ -224,7 +200,7 @@ def probe_verdict(request: pytest.FixtureRequest, record_property: Any) -> Verdi
     if runner is None or not runner.started(probe_id):
         pytest.skip("not run: no cluster run was started (collect-only or setup failed)")
     verdict = runner.verdict(probe_id, lambda: _show_progress(state, request.config))
-    state.verdicts[probe_id] = verdict
+    state.reported.add(probe_id)
     for key, value in (
         ("dindcheck.check", verdict.id),
         ("dindcheck.capability", verdict.capability),
@@ -249,7 +225,7 @@ def _show_progress(state: RunState, config: pytest.Config) -> None:
     elapsed = time.monotonic() - state.started_at
     lines = []
     for probe_id, message in sorted(state.progress.snapshot().items()):
-        if state.shown.get(probe_id) != message and probe_id not in state.verdicts and message != "done":
+        if state.shown.get(probe_id) != message and probe_id not in state.reported and message != "done":
             state.shown[probe_id] = message
             lines.append(f"  [{elapsed:5.1f}s] {probe_id}: {message}")
     if not lines:
@@ -280,45 +256,40 @@ def expect_pass(verdict: Verdict) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop probes, write the reports, apply --require-mode, and clean up, also after Ctrl-C or a failure."""
+    """Stop probes, write the reports, apply the exit-code policy, and clean up, also after Ctrl-C or a failure."""
     config = session.config
     state = config.stash.get(STATE, None)
-    if state is None or state.runner is None:
+    if state is None:
         return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")  # pytest's progress line may still be open (-q ends it with [100%])
     try:
-        state.runner.stop(wait_s=1.0 if exitstatus == pytest.ExitCode.INTERRUPTED else 5.0)
-        _write_reports(state, reporter)
-        _apply_required_mode(session, state, exitstatus, reporter)
+        if state.runner is not None:
+            if reporter is not None:
+                reporter.write_line("")  # pytest's progress line may still be open (-q ends it with [100%])
+            state.runner.stop(wait_s=1.0 if exitstatus == pytest.ExitCode.INTERRUPTED else 5.0)
+            _write_reports(state, reporter)
+            _apply_exit_policy(session, state, exitstatus, reporter)
     finally:
         _teardown(state, reporter)
 
 
 def _write_reports(state: RunState, reporter: Any) -> None:
     options = state.options
-    if options is None or state.cluster_info is None:
+    if options is None or state.cluster_info is None or state.runner is None:
         return
     cluster_info = state.cluster_info
     if state.notes:
-        cluster_info = ClusterInfo(
-            server=cluster_info.server,
-            version=cluster_info.version,
-            nodes=cluster_info.nodes,
-            namespace=cluster_info.namespace,
-            namespace_labels=cluster_info.namespace_labels,
-            notes=cluster_info.notes + tuple(state.notes),
-        )
+        cluster_info = replace(cluster_info, notes=tuple(dict.fromkeys(cluster_info.notes + tuple(state.notes))))
+    verdicts = {verdict.id: verdict for verdict in state.runner.finished()}
     run = RunResult(
         cluster=cluster_info,
-        verdicts=tuple(state.verdicts[k] for k in sorted(state.verdicts)),
+        verdicts=tuple(verdicts[k] for k in sorted(verdicts)),
         generated_at=state.generated_at,
         total_s=time.monotonic() - state.started_at,
         required_mode=options.require_mode,
+        capabilities=tuple(d.id for d in catalog()),
     )
-    images = {"dind": options.images.dind, "buildkit": options.images.buildkit, "tools": options.images.tools}
-    state.report = reports.build_report(run, images)
+    state.report = reports.build_report(run)
     if options.report_json:
         reports.write_json(state.report, Path(options.report_json))
     if options.report_md:
@@ -329,44 +300,64 @@ def _write_reports(state: RunState, reporter: Any) -> None:
         reporter.write_line(f"dindcheck: Markdown report written to {options.report_md}")
 
 
-def _apply_required_mode(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:
-    """--require-mode: the exit code answers only 'is MODE usable here?' (0 yes, 1 no)."""
+def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:
+    """--require-mode answers only 'is MODE proven usable?'; --fail-on-inconclusive turns 'proved nothing' into 1."""
     options = state.options
-    if options is None or options.require_mode is None or state.report is None:
+    report = state.report
+    if options is None or report is None or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return
-    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        return
-    usable = state.report.is_usable(options.require_mode)
-    session.exitstatus = pytest.ExitCode.OK if usable else pytest.ExitCode.TESTS_FAILED
-    if reporter is not None:
-        word = "usable" if usable else "NOT usable"
-        mode = options.require_mode.value
-        reporter.write_line(f"dindcheck: --require-mode {mode}: {word} (exit {int(session.exitstatus)})")
+    failed = exitstatus == pytest.ExitCode.TESTS_FAILED
+    if options.require_mode is not None:
+        failed = not report.is_usable(options.require_mode)
+        if reporter is not None:
+            word = "usable" if not failed else "NOT usable"
+            reporter.write_line(f"dindcheck: --require-mode {options.require_mode.value}: {word}")
+    inconclusive = [v.id for v in report.run.verdicts if v.status is Status.INCONCLUSIVE and v.id in state.selected]
+    if options.fail_on_inconclusive and inconclusive:
+        failed = True
+        if reporter is not None:
+            reporter.write_line(f"dindcheck: --fail-on-inconclusive: {', '.join(inconclusive)} proved nothing")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
 
 
 def _teardown(state: RunState, reporter: Any) -> None:
-    """Delete what the run made, unless --keep; never raise over the real outcome."""
+    """Delete what the run made, unless --keep; never raise over the real outcome, never stop half-way on Ctrl-C."""
     if state.connection is None or state.space is None:
         return
     space, state.space = state.space, None
     if state.runner is not None:
         state.runner.cancel.set()
     options = state.options
-    if options is not None and options.keep:
-        if reporter is not None:
-            reporter.write_line(
-                f"dindcheck: --keep: objects left in namespace {space.namespace} "
-                f"(label dindcheck.io/run={space.run_id})"
-            )
-        return
     say = reporter.write_line if reporter is not None else print
-    try:
-        left = workspace.cleanup(state.connection, space, say=say)
-    except (ApiException, OSError) as exc:
-        say(f"dindcheck: cleanup failed: {exc}; delete objects labelled dindcheck.io/run={space.run_id} by hand")
+    if options is not None and options.keep:
+        say(f"dindcheck: --keep: objects left in namespace {space.namespace} (label {space.selector})")
         return
+    with _cleanup_shielded(say):
+        try:
+            left = workspace.cleanup(state.connection, space, say=say)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            say(f"dindcheck: cleanup failed: {exc}; delete objects labelled {space.selector} by hand")
+            return
     if left:
-        say(f"dindcheck: cleanup incomplete after 30s, still present: {', '.join(left)}")
+        say(f"dindcheck: cleanup incomplete after {workspace.CLEANUP_WAIT_S:.0f}s, still present: {', '.join(left)}")
+
+
+@contextlib.contextmanager
+def _cleanup_shielded(say: Any) -> Iterator[None]:
+    """While cleaning up, Ctrl-C and SIGTERM say what is happening instead of abandoning the cleanup silently."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def _notice(signum: int, _frame: FrameType | None) -> None:
+        say(f"dindcheck: still cleaning up (signal {signum} ignored); it ends within {workspace.CLEANUP_WAIT_S:.0f}s")
+
+    previous = {sig: signal.signal(sig, _notice) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -1,14 +1,18 @@
-"""Telling apart who refused a pod: PSA, a policy, a webhook, a missing RuntimeClass, or dry-run itself.
+"""Telling apart who refused a pod: PSA, a policy, a webhook, a missing RuntimeClass, or no policy at all.
 
-The messages are the API server's own (research/probe-facts.md section 1); this module only names their source so
-the report can say "rejected by Pod Security Admission" instead of "403".
+No policy at all: a ResourceQuota, API throttling, the run's own RBAC, dry-run unsupported.
+
+The messages are the API server's own (docs/probe-facts.md, "Privileged admission"); this module only names their
+source so the report can say "rejected by Pod Security Admission" instead of "403". Only a policy's refusal is an
+answer about a mode (admitted False); every other refusal leaves admission unknown (admitted None).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+
+from probes.model import Admission
 
 SOURCE_PSA = "pod-security-admission"
 SOURCE_POLICY = "validating-admission-policy"
@@ -19,6 +23,10 @@ SOURCE_GKE_WARDEN = "gke-warden"
 SOURCE_INVALID = "invalid-spec"
 SOURCE_DRY_RUN_UNSUPPORTED = "dry-run-unsupported"
 SOURCE_NAMESPACE = "namespace"
+SOURCE_QUOTA = "resource-quota"
+SOURCE_LIMIT_RANGE = "limit-range"
+SOURCE_THROTTLED = "api-throttling"
+SOURCE_RBAC = "rbac"
 SOURCE_OTHER = "other"
 
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -28,34 +36,30 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (SOURCE_GKE_WARDEN, re.compile(r"GKE Warden")),
     (SOURCE_SCC, re.compile(r"security context constraint", re.IGNORECASE)),
     (SOURCE_RUNTIME_CLASS, re.compile(r"RuntimeClass \"[^\"]+\" not found")),
+    (SOURCE_QUOTA, re.compile(r"exceeded quota|must specify (limits|requests)|failed quota", re.IGNORECASE)),
+    (SOURCE_LIMIT_RANGE, re.compile(r"(maximum|minimum) \w+ usage per (Container|Pod)", re.IGNORECASE)),
+    (SOURCE_RBAC, re.compile(r"cannot (create|get|list|delete|patch) resource", re.IGNORECASE)),
     (SOURCE_WEBHOOK, re.compile(r"admission webhook \"[^\"]+\" denied")),
     (SOURCE_NAMESPACE, re.compile(r"because it is being terminated|namespaces \"[^\"]+\" not found")),
 )
 
-
-@dataclass(frozen=True)
-class Admission:
-    """The API server's answer to a create (or dry-run create) of a pod."""
-
-    admitted: bool | None
-    code: int
-    source: str = ""
-    message: str = ""
-    warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_evidence(self) -> dict[str, object]:
-        """Evidence form, for the report."""
-        return {
-            "admitted": self.admitted,
-            "code": self.code,
-            "source": self.source,
-            "message": self.message,
-            "warnings": list(self.warnings),
-        }
+# Refusals that say nothing about whether a mode's spec is allowed: the check cannot conclude.
+NOT_A_POLICY = frozenset(
+    {
+        SOURCE_DRY_RUN_UNSUPPORTED,
+        SOURCE_NAMESPACE,
+        SOURCE_QUOTA,
+        SOURCE_LIMIT_RANGE,
+        SOURCE_THROTTLED,
+        SOURCE_RBAC,
+    }
+)
 
 
 def classify(code: int, message: str) -> str:
     """Name who refused the request, from the status code and the server's message."""
+    if code == 429:
+        return SOURCE_THROTTLED
     for source, pattern in _RULES:
         if pattern.search(message):
             return source
@@ -79,10 +83,10 @@ def message_from_body(body: str | bytes | None) -> str:
 
 
 def rejection(code: int, body: str | bytes | None) -> Admission:
-    """An Admission for a refused request; dry-run-unsupported is 'unknown' (None), never 'denied'."""
+    """An Admission for a refused request; only a policy's refusal is 'denied', anything else is unknown (None)."""
     message = message_from_body(body)
     source = classify(code, message)
-    undecided = source in (SOURCE_DRY_RUN_UNSUPPORTED, SOURCE_NAMESPACE) or code >= 500
+    undecided = source in NOT_A_POLICY or code >= 500 or code == 0
     return Admission(admitted=None if undecided else False, code=code, source=source, message=message)
 
 

@@ -44,8 +44,23 @@ def _default_kubeconfig() -> str:
     return first or str(Path.home() / ".kube" / "config")
 
 
+IN_CLUSTER = "in-cluster"
+
+
+def _in_cluster(kubeconfig: str | None) -> bool:
+    """Inside a pod (a CronJob) with no kubeconfig given or found: use the pod's ServiceAccount."""
+    return (
+        kubeconfig is None
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        and not os.environ.get("KUBECONFIG")
+        and not (Path.home() / ".kube" / "config").is_file()
+    )
+
+
 def connect(kubeconfig: str | None, context: str | None) -> Connection:
-    """Load the kubeconfig and prove the API server answers; UsageError with one line otherwise."""
+    """Load the kubeconfig (or the pod's ServiceAccount) and prove the API server answers; UsageError otherwise."""
+    if _in_cluster(kubeconfig):
+        return _connect_in_cluster(context)
     path = kubeconfig or _default_kubeconfig()
     if not Path(path).is_file():
         raise UsageError(f"kubeconfig not found: {path} (pass --kubeconfig PATH or set KUBECONFIG)")
@@ -66,6 +81,20 @@ def connect(kubeconfig: str | None, context: str | None) -> Connection:
     configuration.retries = urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.2)
     api_client = client.ApiClient(configuration)
     connection = Connection(api_client, path, context, str(configuration.host))
+    _check_reachable(connection)
+    return connection
+
+
+def _connect_in_cluster(context: str | None) -> Connection:
+    if context is not None:
+        raise UsageError("--context needs a kubeconfig; in a pod without one the ServiceAccount is used")
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except ConfigException as exc:
+        raise UsageError(f"no kubeconfig and the pod's ServiceAccount cannot be used: {exc}") from exc
+    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.2)
+    connection = Connection(client.ApiClient(configuration), IN_CLUSTER, None, str(configuration.host))
     _check_reachable(connection)
     return connection
 
@@ -132,21 +161,65 @@ class Permission:
         return f"{self.verb} {name}" + (f".{self.group}" if self.group else "")
 
 
-REQUIRED_PERMISSIONS: tuple[Permission, ...] = (
-    Permission("create", "pods"),
-    Permission("get", "pods"),
-    Permission("list", "pods"),
-    Permission("delete", "pods"),
-    Permission("create", "pods", subresource="exec"),
-    Permission("get", "pods", subresource="log"),
-    Permission("list", "events"),
-    Permission("create", "persistentvolumeclaims"),
-    Permission("delete", "persistentvolumeclaims"),
-    Permission("get", "persistentvolumeclaims"),
-)
-NAMESPACE_PERMISSIONS: tuple[Permission, ...] = (
-    Permission("create", "namespaces", cluster_scoped=True),
-    Permission("delete", "namespaces", cluster_scoped=True),
+def required_permissions(
+    *, borrowed_namespace: bool, label_namespace: bool, copy_registry_secret: bool, throwaway_registry: bool
+) -> tuple[Permission, ...]:
+    """Every permission the run will use with these options (deploy/rbac.yaml grants exactly these).
+
+    Exec goes through the API server's websocket: Kubernetes >= 1.31 checks `create` on pods/exec for it as
+    well as `get`. Cleanup deletes by label (deletecollection). Node listing and PV cleanup are optional (see
+    OPTIONAL_PERMISSIONS): without them the report says what is missing.
+    """
+    needed = [
+        Permission("create", "pods"),
+        Permission("get", "pods"),
+        Permission("list", "pods"),
+        Permission("delete", "pods"),
+        Permission("deletecollection", "pods"),
+        Permission("get", "pods", subresource="exec"),
+        Permission("create", "pods", subresource="exec"),
+        Permission("get", "pods", subresource="log"),
+        Permission("list", "events"),
+        Permission("create", "persistentvolumeclaims"),
+        Permission("get", "persistentvolumeclaims"),
+        Permission("list", "persistentvolumeclaims"),
+        Permission("delete", "persistentvolumeclaims"),
+        Permission("deletecollection", "persistentvolumeclaims"),
+        Permission("get", "storageclasses", group="storage.k8s.io", cluster_scoped=True),
+        Permission("list", "storageclasses", group="storage.k8s.io", cluster_scoped=True),
+        Permission("get", "runtimeclasses", group="node.k8s.io", cluster_scoped=True),
+    ]
+    if throwaway_registry:
+        needed.append(Permission("get", "pods", subresource="proxy"))
+    if copy_registry_secret:
+        needed += [
+            Permission("create", "secrets"),
+            Permission("list", "secrets"),
+            Permission("deletecollection", "secrets"),
+        ]
+    if borrowed_namespace:
+        needed.append(Permission("get", "namespaces", cluster_scoped=True))
+        if label_namespace:
+            needed.append(Permission("patch", "namespaces", cluster_scoped=True))
+    else:
+        needed += [
+            Permission("create", "namespaces", cluster_scoped=True),
+            Permission("get", "namespaces", cluster_scoped=True),
+            Permission("delete", "namespaces", cluster_scoped=True),
+        ]
+    return tuple(needed)
+
+
+OPTIONAL_PERMISSIONS: tuple[tuple[Permission, str], ...] = (
+    (Permission("list", "nodes", cluster_scoped=True), "nodes are not listed: per-node facts are missing"),
+    (
+        Permission("get", "persistentvolumes", cluster_scoped=True),
+        "the cache PVC's volume cannot be read: a Retain volume would not be named",
+    ),
+    (
+        Permission("delete", "persistentvolumes", cluster_scoped=True),
+        "a cache volume of a Retain StorageClass cannot be deleted at cleanup: it is named instead",
+    ),
 )
 
 
@@ -154,7 +227,7 @@ def missing_permissions(connection: Connection, namespace: str, permissions: tup
     """Ask SelfSubjectAccessReview for each permission; return the ones denied, as kubectl would name them."""
     authz = client.AuthorizationV1Api(connection.api_client)
     missing: list[str] = []
-    for perm in permissions:
+    for perm in dict.fromkeys(permissions):
         attributes: dict[str, Any] = {
             "verb": perm.verb,
             "resource": perm.resource,
@@ -172,6 +245,37 @@ def missing_permissions(connection: Connection, namespace: str, permissions: tup
         if not result.status.allowed:
             missing.append(perm.describe())
     return missing
+
+
+def preflight(
+    connection: Connection,
+    *,
+    namespace: str | None,
+    storage_class: str | None,
+    permissions: tuple[Permission, ...],
+) -> tuple[str | None, tuple[str, ...]]:
+    """Before anything is created: the cache StorageClass to test and the run's permissions.
+
+    Returns (storage class, notes for the report); raises UsageError naming what is wrong or missing.
+    """
+    notes: list[str] = []
+    missing = missing_permissions(connection, namespace or "default", permissions)
+    if missing:
+        raise UsageError(
+            f"RBAC: the run may not {', '.join(missing)} (deploy/rbac.yaml has the Role and ClusterRole it needs)"
+        )
+    optional = tuple(perm for perm, _ in OPTIONAL_PERMISSIONS)
+    denied = set(missing_permissions(connection, namespace or "default", optional))
+    notes += [
+        f"RBAC: may not {perm.describe()}: {why}" for perm, why in OPTIONAL_PERMISSIONS if perm.describe() in denied
+    ]
+    if storage_class and not storage_class_exists(connection, storage_class):
+        raise UsageError(f"StorageClass {storage_class!r} not found (kubectl get storageclass lists them)")
+    if storage_class is None:
+        storage_class = default_storage_class(connection)
+        if storage_class is None:
+            notes.append("no --storage-class and no default StorageClass: overlay tested on emptyDir only")
+    return storage_class, tuple(notes)
 
 
 def storage_class_exists(connection: Connection, name: str) -> bool:

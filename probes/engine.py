@@ -1,44 +1,54 @@
 """The probe engine: make pods, wait for them with a deadline, run commands in them, clean up.
 
-It knows nothing of docker or BuildKit: a probe definition says what to deploy and what to run; the engine only
-deploys, waits, executes and says why a pod is not running (events, pull failures, scheduling) instead of hanging.
+It knows nothing of docker, BuildKit, images or registries: a task says what to deploy and what to run; the engine
+deploys, waits, executes through the API server's exec channel and says why a pod is not running (events, pull
+failures, scheduling) instead of hanging. Failures of the engine's own channels are never facts about the cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import shlex
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import testinfra
 import urllib3
+from kubernetes import client
 from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
+from websocket import WebSocketException
 
 from probes import admission
 from probes.cluster import Connection
 from probes.exceptions import (
     AdmissionRejectedError,
     CancelledError,
-    CommandError,
+    ExecChannelError,
     PodNotRunningError,
     ProbeError,
 )
-from probes.model import Evidence, Status, Verdict
+from probes.model import NO_FACTS, Admission, Evidence, Facts, Status, Verdict
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "dindcheck"  # CONTRACT (design.md): every object created carries this label
+MANAGED_BY = "dindcheck"  # CONTRACT (docs/contracts.md): every object created carries this label
 PROBE_LABEL = "dindcheck.io/probe"
 RUN_LABEL = "dindcheck.io/run"
 POLL_S = 0.5
 EVENT_POLL_S = 2.0
 API_TIMEOUT_S = 15.0
+API_RETRY_S = 30.0
+EXEC_GRACE_S = 15.0
+"""How long past a command's own in-pod timeout the exec channel may stay silent before it counts as broken."""
+EXEC_BUDGET_S = 600
+"""Time a probe pod may spend on commands once running; with --timeout it bounds activeDeadlineSeconds."""
 
 # Waiting reasons that never fix themselves within a probe's deadline: fail fast with the reason.
 TERMINAL_WAITING_REASONS = frozenset(
@@ -53,38 +63,30 @@ TERMINAL_WAITING_REASONS = frozenset(
         "CrashLoopBackOff",
     }
 )
-# Event reasons that mean the kubelet gave up on the pod's sandbox or volumes.
-TERMINAL_EVENT_REASONS = frozenset({"FailedCreatePodSandBox", "FailedMount", "FailedAttachVolume"})
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Images:
-    """Every image a probe may use; all overridable for air-gapped clusters (--image-*)."""
-
-    dind: str = "docker.io/library/docker:28-dind"
-    buildkit: str = "docker.io/moby/buildkit:rootless"
-    tools: str = "docker.io/library/debian:bookworm-slim"
-    registry: str = "docker.io/library/registry:2"
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What probes may know of the run's options."""
+class RunScope:
+    """Where and how long this run's pods live: the engine's settings, none of them about what a probe tests."""
 
     namespace: str
     run_id: str
-    images: Images = field(default_factory=Images)
-    storage_class: str | None = None
-    registry: str | None = None
-    registry_secret: str | None = None
-    registry_insecure: bool = False
-    image_pull_secret: str | None = None
     timeout_s: float = 120.0
+    image_pull_secret: str | None = None
+    keep: bool = False
+
+    @property
+    def active_deadline_s(self) -> int:
+        """The activeDeadlineSeconds of every pod: a pod of a killed run (SIGKILL, lost laptop) ends by itself."""
+        return int(self.timeout_s) + EXEC_BUDGET_S
 
 
 @dataclass(frozen=True)
 class CommandResult:
-    """A command run in a probe container: what it printed and how it ended."""
+    """A command run in a probe container: what it printed and how it ended (its own exit code)."""
 
     rc: int
     stdout: str
@@ -110,17 +112,17 @@ class Outcome:
     summary: str
     evidence: Evidence = field(default_factory=dict)
     remediation: str | None = None
+    facts: Facts = NO_FACTS
 
 
 @dataclass(frozen=True)
-class ProbeDefinition:
-    """One capability probe: what it proves, how (run), and what to do when it does not pass."""
+class Task:
+    """One probe bound to this run's settings: what the engine runs in a thread."""
 
     id: str
     capability: str
-    title: str
     remediation: str
-    run: Callable[[ProbeContext], Outcome]
+    work: Callable[[ProbeContext], Outcome]
 
 
 class Progress:
@@ -163,20 +165,63 @@ def key_values(text: str) -> dict[str, str]:
     return parsed
 
 
+def exit_code(status_text: str) -> int:
+    """The command's exit code from the exec status channel; ExecChannelError when the channel says no such thing.
+
+    The API server ends every exec with a Status: Success (0), Failure/NonZeroExitCode with the code as a cause,
+    or Failure with another reason (the exec itself failed: container gone, runtime error).
+    """
+    if not status_text.strip():
+        raise ExecChannelError("the exec channel closed without an exit status")
+    try:
+        status = json.loads(status_text)
+    except ValueError as exc:
+        raise ExecChannelError(f"the exec channel sent an unreadable status: {status_text[:200]}") from exc
+    if not isinstance(status, dict):
+        raise ExecChannelError(f"the exec channel sent an unreadable status: {status_text[:200]}")
+    if status.get("status") == "Success":
+        return 0
+    if status.get("reason") == "NonZeroExitCode":
+        for cause in (status.get("details") or {}).get("causes") or []:
+            if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
+                return int(cause["message"])
+    raise ExecChannelError(f"exec failed: {status.get('message') or status_text[:200]}")
+
+
+def api_call(call: Callable[..., T], *args: Any, deadline_s: float = API_RETRY_S, **kwargs: Any) -> T:
+    """Call the API, riding out throttling (429), server errors (5xx) and dropped connections with backoff.
+
+    A refusal that will not change (403, 404, 409, 422) is raised at once; the caller decides what it means.
+    """
+    deadline = time.monotonic() + deadline_s
+    delay = 0.5
+    while True:
+        try:
+            return call(*args, _request_timeout=API_TIMEOUT_S, **kwargs)
+        except ApiException as exc:
+            if exc.status not in RETRIED_STATUSES or time.monotonic() + delay > deadline:
+                raise
+        except (urllib3.exceptions.HTTPError, OSError):
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
 class ProbeContext:
     """What a probe may do to the cluster: the engine's verbs, scoped to one probe and one run."""
 
     def __init__(
         self,
-        definition: ProbeDefinition,
+        task: Task,
         connection: Connection,
-        settings: RunSettings,
+        scope: RunScope,
         progress: Progress,
         cancel: threading.Event,
     ) -> None:
-        self.definition = definition
+        self.task = task
         self.connection = connection
-        self.settings = settings
+        self.scope = scope
         self.core = connection.core
         self._progress = progress
         self._cancel = cancel
@@ -187,36 +232,41 @@ class ProbeContext:
         """Labels on every object this probe makes (cleanup finds them by these)."""
         return {
             MANAGED_BY_LABEL: MANAGED_BY,
-            PROBE_LABEL: self.definition.id,
-            RUN_LABEL: self.settings.run_id,
+            PROBE_LABEL: self.task.id,
+            RUN_LABEL: self.scope.run_id,
         }
 
     def name(self, suffix: str) -> str:
         """A DNS-1123 object name unique to this run and probe."""
-        return f"dc-{self.settings.run_id}-{self.definition.id}-{suffix}"[:63].rstrip("-")
+        return f"dc-{self.scope.run_id}-{self.task.id}-{suffix}"[:63].rstrip("-")
 
-    def pod_manifest(self, suffix: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """A Pod with this run's labels, pull secret and quick deletion; spec fields win over the defaults."""
+    def pod_manifest(
+        self, suffix: str, spec: Mapping[str, Any], *, annotations: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A Pod of this run: the probe's spec, untouched, plus what only the harness needs.
+
+        The harness part (labels, no restarts, a quick stop, a deadline, no service account token, the pull secret)
+        is added around the spec, never inside a container, so the spec stays the one users are told to paste.
+        """
         full_spec: dict[str, Any] = {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
+            "activeDeadlineSeconds": self.scope.active_deadline_s,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
         }
-        if self.settings.image_pull_secret:
-            full_spec["imagePullSecrets"] = [{"name": self.settings.image_pull_secret}]
-        full_spec.update(spec)
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": self.name(suffix), "namespace": self.settings.namespace, "labels": self.labels},
-            "spec": full_spec,
-        }
+        if self.scope.image_pull_secret:
+            full_spec["imagePullSecrets"] = [{"name": self.scope.image_pull_secret}]
+        full_spec.update(copy.deepcopy(dict(spec)))
+        metadata: dict[str, Any] = {"name": self.name(suffix), "namespace": self.scope.namespace, "labels": self.labels}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": full_spec}
 
     # ----- progress and cancellation --------------------------------------------------------------------------
     def say(self, message: str) -> None:
         """Tell the terminal what this probe is doing."""
-        self._progress.update(self.definition.id, message)
+        self._progress.update(self.task.id, message)
 
     def check_cancelled(self) -> None:
         """Stop work when the run is being torn down."""
@@ -229,80 +279,99 @@ class ProbeContext:
             raise CancelledError("run cancelled")
 
     # ----- admission --------------------------------------------------------------------------------------------
-    def dry_run(self, manifest: dict[str, Any]) -> admission.Admission:
+    def dry_run(self, manifest: dict[str, Any]) -> Admission:
         """Server-side dry-run create: the only way to see cluster-wide admission defaults and policies."""
         return self._create(manifest, dry_run=True)
 
-    def create_pod(self, manifest: dict[str, Any]) -> admission.Admission:
+    def create_pod(self, manifest: dict[str, Any]) -> Admission:
         """Create a pod for real; AdmissionRejectedError carries the server's message and its source."""
         self.check_cancelled()
         result = self._create(manifest, dry_run=False)
         if not result.admitted:
-            raise _refusal(result)
+            raise refusal(result)
         return result
 
-    def _create(self, manifest: dict[str, Any], *, dry_run: bool) -> admission.Admission:
-        kwargs: dict[str, Any] = {"_request_timeout": API_TIMEOUT_S}
-        if dry_run:
-            kwargs["dry_run"] = "All"
+    def _create(self, manifest: dict[str, Any], *, dry_run: bool) -> Admission:
+        kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         try:
-            _, code, headers = self.core.create_namespaced_pod_with_http_info(
-                self.settings.namespace, manifest, **kwargs
+            _, code, headers = api_call(
+                self.core.create_namespaced_pod_with_http_info, self.scope.namespace, manifest, **kwargs
             )
         except ApiException as exc:
             return admission.rejection(int(exc.status or 0), exc.body)
-        return admission.Admission(admitted=True, code=int(code), warnings=admission.warnings_from_headers(headers))
+        return Admission(admitted=True, code=int(code), warnings=admission.warnings_from_headers(headers))
 
     # ----- waiting ---------------------------------------------------------------------------------------------
-    def wait_running(self, pod_name: str, *, timeout_s: float | None = None) -> Any:
-        """Wait until the pod runs; raise PodNotRunningError with the reason seen when it cannot or does not."""
-        limit_s = timeout_s or self.settings.timeout_s
+    def read_pod(self, pod_name: str) -> Any:
+        """The pod as the API server has it now."""
+        return api_call(self.core.read_namespaced_pod, pod_name, self.scope.namespace)
+
+    def wait_running(
+        self,
+        pod_name: str,
+        *,
+        timeout_s: float | None = None,
+        final_event: Callable[[str, str], bool] | None = None,
+    ) -> Any:
+        """Wait until the pod runs; raise PodNotRunningError with the reason seen when it cannot or does not.
+
+        Events the kubelet retries (sandbox, mount, attach) are shown but only end the wait at the deadline,
+        unless the probe knows one of them is final (final_event(reason, message)).
+        """
+        limit_s = timeout_s or self.scope.timeout_s
         deadline = time.monotonic() + limit_s
         next_events = 0.0
+        last_event = ("", "")
         while True:
             self.check_cancelled()
-            pod = self.core.read_namespaced_pod(pod_name, self.settings.namespace, _request_timeout=API_TIMEOUT_S)
+            pod = self.read_pod(pod_name)
             phase = pod.status.phase or "Pending"
             if phase == "Running" and _all_started(pod):
                 self.say(f"pod {pod_name} running")
                 return pod
-            terminal, reason = _pod_problem(pod)
+            terminal, reason = pod_problem(pod)
             if not terminal and time.monotonic() >= next_events:
                 next_events = time.monotonic() + EVENT_POLL_S
-                event_terminal, event_reason = self._event_problem(pod_name)
-                if event_reason:
-                    terminal, reason = event_terminal, event_reason
+                event = self._last_warning(pod_name)
+                if event[0]:
+                    last_event = event
+                    reason = f"{event[0]}: {event[1]}"
+                    terminal = final_event is not None and final_event(*event)
             if terminal or phase in ("Succeeded", "Failed"):
                 raise PodNotRunningError(
-                    f"pod {pod_name} is not running: {compact(reason)}", reason=reason, phase=phase
+                    f"pod {pod_name} is not running: {compact(reason)}",
+                    reason=reason,
+                    phase=phase,
+                    event_reason=last_event[0],
+                    event_message=last_event[1],
                 )
-            self.say(f"pod {pod_name} {phase}: {reason}")
+            self.say(f"pod {pod_name} {phase}: {compact(reason, 120)}")
             if time.monotonic() >= deadline:
                 raise PodNotRunningError(
                     f"pod {pod_name} not running after {limit_s:.0f}s ({phase}: {compact(reason)})",
                     reason=reason,
                     phase=phase,
+                    event_reason=last_event[0],
+                    event_message=last_event[1],
                 )
             self.sleep(POLL_S)
 
     def events(self, name: str) -> list[Any]:
         """Events about one object of this run, oldest first."""
-        found = self.core.list_namespaced_event(
-            self.settings.namespace, field_selector=f"involvedObject.name={name}", _request_timeout=API_TIMEOUT_S
+        found = api_call(
+            self.core.list_namespaced_event, self.scope.namespace, field_selector=f"involvedObject.name={name}"
         ).items
         return sorted(found, key=lambda e: str(e.last_timestamp or e.event_time or ""))
 
-    def _event_problem(self, name: str) -> tuple[bool, str]:
+    def _last_warning(self, name: str) -> tuple[str, str]:
         try:
             events = self.events(name)
-        except ApiException:
-            return False, ""
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            return "", ""
         warnings = [e for e in events if e.type == "Warning"]
         if not warnings:
-            return False, ""
-        last = warnings[-1]
-        text = f"{last.reason}: {last.message}"
-        return last.reason in TERMINAL_EVENT_REASONS, text
+            return "", ""
+        return str(warnings[-1].reason or ""), str(warnings[-1].message or "")
 
     def create_pvc(self, suffix: str, storage_class: str, size: str = "1Gi") -> str:
         """Create a ReadWriteOnce PVC of the class; returns its name."""
@@ -311,7 +380,7 @@ class ProbeContext:
         body = {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "namespace": self.settings.namespace, "labels": self.labels},
+            "metadata": {"name": name, "namespace": self.scope.namespace, "labels": self.labels},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": storage_class,
@@ -319,52 +388,89 @@ class ProbeContext:
             },
         }
         try:
-            self.core.create_namespaced_persistent_volume_claim(
-                self.settings.namespace, body, _request_timeout=API_TIMEOUT_S
-            )
+            api_call(self.core.create_namespaced_persistent_volume_claim, self.scope.namespace, body)
         except ApiException as exc:
-            raise _refusal(admission.rejection(int(exc.status or 0), exc.body)) from exc
+            raise refusal(admission.rejection(int(exc.status or 0), exc.body)) from exc
         return name
 
     # ----- running commands ------------------------------------------------------------------------------------
     def exec(self, pod_name: str, container: str, script: str, *, timeout_s: float = 60.0) -> CommandResult:
-        """Run a shell script in a container through testinfra's kubectl backend, bounded in time in the pod."""
+        """Run a shell script in a container through the API server's exec channel, bounded in time.
+
+        The script runs under `timeout` in the pod; the channel gets EXEC_GRACE_S more. The returned exit code is
+        the command's own, read from the status channel: a channel that fails, or closes without a status, raises
+        ExecChannelError instead of passing for the command's answer.
+        """
         self.check_cancelled()
-        url = (
-            f"kubectl://{pod_name}?container={container}&namespace={self.settings.namespace}"
-            f"&kubeconfig={self.connection.kubeconfig}"
-        )
-        if self.connection.context:
-            url += f"&context={self.connection.context}"
-        host = testinfra.get_host(url)
-        wrapped = f"timeout {int(timeout_s)} /bin/sh -c {shlex.quote(script)}"
+        command = ["/bin/sh", "-c", f"timeout {int(timeout_s)} /bin/sh -c {shlex.quote(script)}"]
+        where = f"{pod_name}/{container}"
         started = time.monotonic()
+        deadline = started + timeout_s + EXEC_GRACE_S
+        # stream() swaps the API client's transport while it connects: a client of its own keeps other threads safe
+        core = client.CoreV1Api(client.ApiClient(self.connection.api_client.configuration))
         try:
-            result = host.run(wrapped)
-        except OSError as exc:
-            raise CommandError(f"cannot run kubectl exec in {pod_name}/{container}: {exc}") from exc
+            channel = stream(
+                core.connect_get_namespaced_pod_exec,
+                pod_name,
+                self.scope.namespace,
+                container=container,
+                command=command,
+                stderr=True,
+                stdin=False,
+                stdout=True,
+                tty=False,
+                _preload_content=False,
+                _request_timeout=API_TIMEOUT_S,
+            )
+        except ApiException as exc:
+            raise ExecChannelError(f"exec into {where} failed: {compact(str(exc.reason or exc), 400)}") from exc
+        except (WebSocketException, OSError) as exc:
+            raise ExecChannelError(f"exec into {where} failed: {exc}") from exc
+        try:
+            while channel.is_open():
+                if self._cancel.is_set():
+                    raise CancelledError("run cancelled")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ExecChannelError(
+                        f"exec into {where}: no exit status within {timeout_s + EXEC_GRACE_S:.0f}s "
+                        "(the command's own timeout should have ended it)"
+                    )
+                channel.update(timeout=min(remaining, 1.0))
+            stdout = str(channel.read_channel(1))
+            stderr = str(channel.read_channel(2))
+            status_text = str(channel.read_channel(3))
+        except (WebSocketException, OSError) as exc:
+            raise ExecChannelError(f"exec into {where}: channel broke: {exc}") from exc
+        finally:
+            channel.close()
+        rc = exit_code(status_text)
         duration = time.monotonic() - started
-        self.check_cancelled()
-        if result.rc == 124:
-            return CommandResult(124, result.stdout, result.stderr + f"\n(timed out after {timeout_s:.0f}s)", duration)
-        return CommandResult(result.rc, result.stdout, result.stderr, duration)
+        if rc == 124:
+            stderr += f"\n(timed out after {timeout_s:.0f}s)"
+        return CommandResult(rc, stdout, stderr, duration)
 
     def logs(self, pod_name: str, container: str, *, tail: int = 40) -> str:
-        """The last lines a container logged ('' when there are none yet)."""
+        """The last lines a container logged ('' when there are none yet or they cannot be read)."""
         try:
-            text = self.core.read_namespaced_pod_log(
-                pod_name, self.settings.namespace, container=container, tail_lines=tail, _request_timeout=API_TIMEOUT_S
+            text = api_call(
+                self.core.read_namespaced_pod_log,
+                pod_name,
+                self.scope.namespace,
+                container=container,
+                tail_lines=tail,
+                deadline_s=5.0,
             )
-        except ApiException:
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
             return ""
         return str(text)
 
     def delete_pod(self, pod_name: str) -> None:
-        """Delete a pod now (no grace); a pod that is already gone is fine."""
+        """Delete a pod now (no grace), unless the run keeps its objects (--keep); a pod already gone is fine."""
+        if self.scope.keep:
+            return
         try:
-            self.core.delete_namespaced_pod(
-                pod_name, self.settings.namespace, grace_period_seconds=0, _request_timeout=API_TIMEOUT_S
-            )
+            api_call(self.core.delete_namespaced_pod, pod_name, self.scope.namespace, grace_period_seconds=0)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -381,9 +487,9 @@ class ProbeContext:
             self.delete_pod(name)
 
 
-def _refusal(result: admission.Admission) -> AdmissionRejectedError:
+def refusal(result: Admission) -> AdmissionRejectedError:
     """The error a probe sees when the API server refused to create one of its objects."""
-    return AdmissionRejectedError(result.message, source=result.source, code=result.code)
+    return AdmissionRejectedError(result.message, source=result.source, code=result.code, decided=result.admitted)
 
 
 def _all_started(pod: Any) -> bool:
@@ -391,7 +497,7 @@ def _all_started(pod: Any) -> bool:
     return bool(statuses) and all(s.started or s.ready or (s.state and s.state.running) for s in statuses)
 
 
-def _pod_problem(pod: Any) -> tuple[bool, str]:
+def pod_problem(pod: Any) -> tuple[bool, str]:
     """(terminal?, reason) for a pod that is not running yet, from its container statuses and conditions."""
     statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
     for status in statuses:
@@ -407,6 +513,8 @@ def _pod_problem(pod: Any) -> tuple[bool, str]:
             if term.message:
                 text += f": {term.message.strip()}"
             return True, text
+    if pod.status.reason == "DeadlineExceeded":
+        return True, f"DeadlineExceeded: {pod.status.message or 'activeDeadlineSeconds passed'}"
     for condition in pod.status.conditions or []:
         if condition.type == "PodScheduled" and condition.status == "False":
             return False, f"{condition.reason}: {condition.message}"
@@ -419,20 +527,20 @@ def _pod_problem(pod: Any) -> tuple[bool, str]:
 class ProbeRunner:
     """Runs every selected probe at once in threads, so a run takes little more than its slowest probe."""
 
-    def __init__(self, connection: Connection, settings: RunSettings, progress: Progress) -> None:
+    def __init__(self, connection: Connection, scope: RunScope, progress: Progress) -> None:
         self._connection = connection
-        self._settings = settings
+        self._scope = scope
         self._progress = progress
         self.cancel = threading.Event()
         self._futures: dict[str, Future[Verdict]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    def start(self, definitions: list[ProbeDefinition]) -> None:
+    def start(self, tasks: list[Task]) -> None:
         """Start every probe now."""
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(definitions)), thread_name_prefix="probe")
-        for definition in definitions:
-            context = ProbeContext(definition, self._connection, self._settings, self._progress, self.cancel)
-            self._futures[definition.id] = self._pool.submit(run_probe, definition, context)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="probe")
+        for task in tasks:
+            context = ProbeContext(task, self._connection, self._scope, self._progress, self.cancel)
+            self._futures[task.id] = self._pool.submit(run_probe, task, context)
 
     def started(self, probe_id: str) -> bool:
         """Whether that probe was started in this run."""
@@ -449,6 +557,10 @@ class ProbeRunner:
                 continue
         return future.result()
 
+    def finished(self) -> tuple[Verdict, ...]:
+        """The verdict of every probe that has finished, whether or not a test asked for it (-x, Ctrl-C)."""
+        return tuple(future.result() for future in self._futures.values() if future.done() and not future.cancelled())
+
     def stop(self, wait_s: float = 5.0) -> None:
         """Cancel every probe and give threads a moment to notice; threads stuck in I/O are abandoned."""
         self.cancel.set()
@@ -464,22 +576,20 @@ class ProbeRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def run_probe(definition: ProbeDefinition, context: ProbeContext) -> Verdict:
+def run_probe(task: Task, context: ProbeContext) -> Verdict:
     """Run one probe and turn whatever happened into a Verdict: never a pass that was not proven."""
     started = time.monotonic()
-    remediation = definition.remediation
     try:
-        outcome = definition.run(context)
+        outcome = task.work(context)
     except AdmissionRejectedError as exc:
-        outcome = Outcome(
-            Status.SKIPPED,
-            f"not run: a pod it needs was {exc.describe()}",
-            {"admission": exc.evidence()},
-        )
+        status = Status.SKIPPED if exc.decided is False else Status.INCONCLUSIVE
+        outcome = Outcome(status, f"not run: a pod it needs was {exc.describe()}", {"admission": exc.evidence()})
     except PodNotRunningError as exc:
         outcome = Outcome(Status.INCONCLUSIVE, f"could not run: {exc}", {"pod": exc.evidence()})
     except CancelledError:
         outcome = Outcome(Status.INCONCLUSIVE, "cancelled before it finished (run interrupted)")
+    except ExecChannelError as exc:
+        outcome = Outcome(Status.INCONCLUSIVE, f"exec channel failed, nothing concluded: {exc}", {"exec": str(exc)})
     except ProbeError as exc:
         outcome = Outcome(Status.INCONCLUSIVE, f"could not finish: {exc}")
     except ApiException as exc:
@@ -495,11 +605,12 @@ def run_probe(definition: ProbeDefinition, context: ProbeContext) -> Verdict:
         )
     context.say("done")
     return Verdict(
-        id=definition.id,
-        capability=definition.capability,
+        id=task.id,
+        capability=task.capability,
         status=outcome.status,
         summary=outcome.summary,
         evidence=outcome.evidence,
-        remediation=outcome.remediation if outcome.remediation is not None else remediation,
+        remediation=outcome.remediation if outcome.remediation is not None else task.remediation,
         duration_s=time.monotonic() - started,
+        facts=outcome.facts,
     )

@@ -22,15 +22,17 @@ class ProbeError(DindcheckError):
 class AdmissionRejectedError(ProbeError):
     """The API server refused to create an object; carries the server's own message and who refused it."""
 
-    def __init__(self, message: str, *, source: str, code: int) -> None:
+    def __init__(self, message: str, *, source: str, code: int, decided: bool | None = False) -> None:
         super().__init__(message)
         self.message = message
         self.source = source
         self.code = code
+        # False when a policy refused (an answer about the spec); None when it was no policy (quota, 429, RBAC)
+        self.decided = decided
 
     def evidence(self) -> dict[str, object]:
         """The refusal as report evidence: who refused, with what status, in the server's own words."""
-        return {"source": self.source, "code": self.code, "message": self.message}
+        return {"source": self.source, "code": self.code, "message": self.message, "decided": self.decided}
 
     def describe(self) -> str:
         """'rejected by SOURCE: MESSAGE', for a one-line summary."""
@@ -40,18 +42,29 @@ class AdmissionRejectedError(ProbeError):
 class PodNotRunningError(ProbeError):
     """A probe pod did not reach the state it needed before its deadline; carries the reason seen."""
 
-    def __init__(self, message: str, *, reason: str, phase: str) -> None:
+    def __init__(
+        self, message: str, *, reason: str, phase: str, event_reason: str = "", event_message: str = ""
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.phase = phase
+        self.event_reason = event_reason
+        self.event_message = event_message
 
     def evidence(self) -> dict[str, object]:
         """The pod's phase and the reason seen, as report evidence."""
-        return {"phase": self.phase, "reason": self.reason}
+        found: dict[str, object] = {"phase": self.phase, "reason": self.reason}
+        if self.event_reason:
+            found["event"] = {"reason": self.event_reason, "message": self.event_message}
+        return found
 
 
-class CommandError(ProbeError):
-    """A command inside a probe container could not be run at all (as opposed to running and failing)."""
+class ExecChannelError(ProbeError):
+    """The exec channel itself failed (upgrade refused, container gone, no exit status, deadline passed).
+
+    Only a command's own exit code and output are facts about the cluster; this is a fact about the channel, so the
+    check it happens in is inconclusive with the channel's own error.
+    """
 
 
 class CancelledError(ProbeError):

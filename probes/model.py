@@ -1,25 +1,17 @@
 """The result model: the only vocabulary shared by probes, the pytest plugin and the reports.
 
-Results flow one way: probe pod -> evidence -> Verdict -> pytest outcome -> report -> recommendation.
+Results flow one way: probe pod -> evidence and typed facts -> Verdict -> pytest outcome -> report ->
+recommendation. Evidence is free-form (what a person reads); Facts are the typed values the recommendation and the
+snippets rely on, each with one definition of its JSON keys, so nothing downstream re-parses evidence dicts.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
-
-# CONTRACT (design.md): capability names as they appear in report JSON v1.
-CAPABILITIES: tuple[str, ...] = (
-    "privileged-admission",
-    "overlay-cache",
-    "socket-sharing",
-    "docker-run",
-    "buildkit-rootless",
-    "lsm",
-    "sysbox",
-    "host-socket",
-)
 
 
 class Status(enum.Enum):
@@ -32,7 +24,7 @@ class Status(enum.Enum):
 
 
 class Mode(enum.Enum):
-    """CONTRACT (design.md): ways of building containers in pods, as report JSON v1 names them."""
+    """CONTRACT (docs/contracts.md): ways of building containers in pods, as report JSON v1 names them."""
 
     DIND = "dind"
     BUILDKIT_ROOTLESS = "buildkit-rootless"
@@ -41,7 +33,115 @@ class Mode(enum.Enum):
     NONE = "none"
 
 
+class Basis(enum.Enum):
+    """Whether a conclusion was seen (a setting read, a command's result) or reasoned from what was seen."""
+
+    OBSERVED = "observed"
+    INFERRED = "inferred"
+
+
 Evidence = dict[str, Any]
+EMPTY: Mapping[Any, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The API server's answer to a create (or dry-run create) of a pod; admitted None = no answer (unknown)."""
+
+    admitted: bool | None
+    code: int
+    source: str = ""
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Evidence form, for the report."""
+        return {
+            "admitted": self.admitted,
+            "code": self.code,
+            "source": self.source,
+            "message": self.message,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class OverlayResult:
+    """An overlay mount tried where a mode keeps its layers: on an emptyDir, or on a PVC of a StorageClass."""
+
+    storage_class: str
+    """'' for the emptyDir (node disk)."""
+    fs_type: str
+    overlay: bool | None
+    """None when the mount could not be tried (the pod with the volume never ran)."""
+    reason: str = ""
+    nfs_like: bool = False
+    """The class's provisioner looks like NFS/EFS/CephFS/FUSE: an inference; the mount is the proof."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Evidence form, for the report."""
+        return {
+            "storage_class": self.storage_class,
+            "fs_type": self.fs_type,
+            "overlay": self.overlay,
+            "reason": self.reason,
+            "rwx_capable": self.nfs_like,
+        }
+
+
+@dataclass(frozen=True)
+class ModeBlock:
+    """A setting that stops a mode, and whether that was observed or inferred."""
+
+    mode: Mode
+    cause: str
+    basis: Basis = Basis.OBSERVED
+
+    def describe(self) -> str:
+        """'lsm observed: <cause>' style text for a cause chain."""
+        return f"{self.basis.value}: {self.cause}"
+
+
+@dataclass(frozen=True)
+class TestedSpec:
+    """A pod spec exactly as a probe submitted it, and whether doing the real thing with it worked.
+
+    The report prints these as the config to paste: what users copy is what was tested, with the run's images.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    mode: Mode
+    layout: str
+    """'classic' or 'native' sidecar for DinD; the mode id otherwise."""
+    spec: Mapping[str, Any]
+    proven: bool
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Typed conclusions of one check that the recommendation and the snippets read."""
+
+    admission: Mapping[Mode, Admission] = field(default_factory=dict)
+    overlay: tuple[OverlayResult, ...] = ()
+    blocks: tuple[ModeBlock, ...] = ()
+    specs: tuple[TestedSpec, ...] = ()
+
+    def cache_overlay(self) -> OverlayResult | None:
+        """The overlay result on the cache StorageClass, when one was tested."""
+        return next((result for result in self.overlay if result.storage_class), None)
+
+    def emptydir_overlay(self) -> OverlayResult | None:
+        """The overlay result on an emptyDir."""
+        return next((result for result in self.overlay if not result.storage_class), None)
+
+    def blocks_for(self, mode: Mode) -> tuple[ModeBlock, ...]:
+        """The settings seen to stop one mode."""
+        return tuple(block for block in self.blocks if block.mode is mode)
+
+
+NO_FACTS = Facts()
 
 
 @dataclass(frozen=True)
@@ -55,6 +155,7 @@ class Verdict:
     evidence: Evidence = field(default_factory=dict)
     remediation: str = ""
     duration_s: float = 0.0
+    facts: Facts = NO_FACTS
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of a check."""
@@ -125,7 +226,13 @@ class RunResult:
     generated_at: str
     total_s: float
     required_mode: Mode | None = None
+    capabilities: tuple[str, ...] = ()
+    """Every check the suite knows, in catalog order (so a deselected one shows as not run)."""
 
     def verdict(self, check_id: str) -> Verdict | None:
-        """The verdict of one check, or None when it was not run (deselected)."""
+        """The verdict of one check, or None when it was not run (deselected, or the run stopped first)."""
         return next((v for v in self.verdicts if v.id == check_id), None)
+
+    def tested_specs(self, mode: Mode) -> tuple[TestedSpec, ...]:
+        """Every pod spec any check submitted for a mode, in verdict order."""
+        return tuple(spec for verdict in self.verdicts for spec in verdict.facts.specs if spec.mode is mode)

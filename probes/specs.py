@@ -1,101 +1,114 @@
-"""Pod specs of each mode, as users deploy them: the same specs are dry-run for admission and run for real.
+"""Pod specs of each mode, as users deploy them: the one source for dry-run, probe pods and the config to paste.
 
-Keeping one source means the admission verdict is about the spec the other probes exercise, not a look-alike.
+The config the report prints comes from the TestedSpec each probe records, so it is what was submitted and run.
+
+Containers are named as users name them: `dind` or `buildkitd` for the daemon, `job` for the CI job that uses it.
+The job container only sleeps here; in a user's pod it runs the job.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from probes.model import Mode, TestedSpec
+from probes.settings import Images, Resources
+
 DOCKER_SOCKET = "unix:///var/run/docker.sock"
 BUILDKIT_STATE = "/home/user/.local/share/buildkit"
 BUILDKIT_SOCKET = "unix:///run/user/1000/buildkit/buildkitd.sock"
 SLEEP = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1; done"]
+"""What the job container runs while probed; users put their job's command here."""
+SYSBOX_RUNTIME_CLASS = "sysbox-runc"
+SYSBOX_ANNOTATIONS = {"io.kubernetes.cri-o.userns-mode": "auto:size=65536"}
+"""CRI-O gives the pod a user namespace from this annotation (sysbox's Kubernetes guide)."""
+HOST_DOCKER_SOCKET = "/var/run/docker.sock"
+CLASSIC = "classic"
+NATIVE = "native"
 
 
-def dind_container(image: str, *, name: str = "dind") -> dict[str, Any]:
-    """The privileged dockerd sidecar, socket-only (no TCP, no TLS: the socket never leaves the pod).
+def _container(name: str, image: str, resources: Resources, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "image": image, **fields, "resources": resources.to_spec()}
+
+
+def dind_container(image: str, resources: Resources, *, privileged: bool = True) -> dict[str, Any]:
+    """The dockerd sidecar, socket-only (no TCP, no TLS: the socket never leaves the pod).
 
     args start with `dockerd`: docker:dind's entrypoint adds a TCP listener when the first arg is an option.
     """
-    return {
-        "name": name,
-        "image": image,
-        "args": ["dockerd", f"--host={DOCKER_SOCKET}"],
-        "env": [{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
-        "securityContext": {"privileged": True},
-        "volumeMounts": [
-            {"name": "docker-run", "mountPath": "/var/run"},
-            {"name": "docker-data", "mountPath": "/var/lib/docker"},
-        ],
-    }
+    mounts = [{"name": "docker-run", "mountPath": "/var/run"}]
+    if privileged:  # under sysbox the runtime provides /var/lib/docker itself
+        mounts.append({"name": "docker-data", "mountPath": "/var/lib/docker"})
+    container = _container(
+        "dind",
+        image,
+        resources,
+        args=["dockerd", f"--host={DOCKER_SOCKET}"],
+        env=[{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
+        volumeMounts=mounts,
+    )
+    if privileged:
+        container["securityContext"] = {"privileged": True}
+    return container
 
 
-def docker_client_container(image: str, *, name: str = "client") -> dict[str, Any]:
+def docker_job_container(image: str, resources: Resources) -> dict[str, Any]:
     """An unprivileged job container that talks to the sidecar through the shared socket."""
-    return {
-        "name": name,
-        "image": image,
-        "command": SLEEP,
-        "env": [{"name": "DOCKER_HOST", "value": DOCKER_SOCKET}],
-        "volumeMounts": [{"name": "docker-run", "mountPath": "/var/run"}],
-    }
+    return _container(
+        "job",
+        image,
+        resources,
+        command=list(SLEEP),
+        env=[{"name": "DOCKER_HOST", "value": DOCKER_SOCKET}],
+        volumeMounts=[{"name": "docker-run", "mountPath": "/var/run"}],
+    )
 
 
-DIND_VOLUMES: list[dict[str, Any]] = [
-    {"name": "docker-run", "emptyDir": {}},
-    {"name": "docker-data", "emptyDir": {}},
-]
+def dind_pod_spec(
+    images: Images, resources: Resources, *, layout: str = CLASSIC, privileged: bool = True
+) -> dict[str, Any]:
+    """DinD as ARC, GitLab, Buildkite and SkyPilot deploy it: dockerd sidecar + job container, one pod.
+
+    classic: both in `containers` (the job must wait for the socket); native: dockerd in `initContainers` with
+    restartPolicy Always and a startupProbe, so the job starts only once the daemon answers (Kubernetes >= 1.29).
+    """
+    sidecar = dind_container(images.dind, resources, privileged=privileged)
+    volumes: list[dict[str, Any]] = [{"name": "docker-run", "emptyDir": {}}]
+    if privileged:
+        volumes.append({"name": "docker-data", "emptyDir": {}})
+    job = docker_job_container(images.dind, resources)
+    if layout == NATIVE:
+        sidecar["restartPolicy"] = "Always"
+        sidecar["startupProbe"] = {
+            "exec": {"command": ["docker", "--host", DOCKER_SOCKET, "info"]},
+            "periodSeconds": 1,
+            "failureThreshold": 120,
+        }
+        return {"initContainers": [sidecar], "containers": [job], "volumes": volumes}
+    return {"containers": [sidecar, job], "volumes": volumes}
 
 
-def dind_pod_spec(dind_image: str, client_image: str) -> dict[str, Any]:
-    """Classic sidecar layout (ARC containerMode dind, GitLab, Buildkite): dockerd + job in one pod."""
-    return {
-        "containers": [dind_container(dind_image), docker_client_container(client_image)],
-        "volumes": [dict(v) for v in DIND_VOLUMES],
-    }
+def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: str | None = None) -> dict[str, Any]:
+    """BuildKit's rootless reference pod (examples/kubernetes/*.rootless.yaml), no privileged.
 
-
-def dind_native_sidecar_spec(dind_image: str, client_image: str) -> dict[str, Any]:
-    """Native sidecar layout (initContainers restartPolicy: Always): the job starts only once dockerd answers."""
-    sidecar = dind_container(dind_image)
-    sidecar["restartPolicy"] = "Always"
-    sidecar["startupProbe"] = {
-        "exec": {"command": ["docker", "--host", DOCKER_SOCKET, "info"]},
-        "periodSeconds": 1,
-        "failureThreshold": 120,
-    }
-    return {
-        "initContainers": [sidecar],
-        "containers": [docker_client_container(client_image)],
-        "volumes": [dict(v) for v in DIND_VOLUMES],
-    }
-
-
-def buildkit_container(image: str, *, registry_secret: str | None = None) -> dict[str, Any]:
-    """BuildKit's rootless reference container (examples/kubernetes/*.rootless.yaml)."""
-    container: dict[str, Any] = {
-        "name": "buildkitd",
-        "image": image,
-        "args": [f"--addr={BUILDKIT_SOCKET}", "--oci-worker-no-process-sandbox"],
-        "securityContext": {
+    It needs Unconfined seccomp/AppArmor (so not PSA baseline). Builds run in this container (buildctl, local socket).
+    """
+    container = _container(
+        "buildkitd",
+        images.buildkit,
+        resources,
+        args=[f"--addr={BUILDKIT_SOCKET}", "--oci-worker-no-process-sandbox"],
+        securityContext={
             "seccompProfile": {"type": "Unconfined"},
             "appArmorProfile": {"type": "Unconfined"},
             "runAsUser": 1000,
             "runAsGroup": 1000,
         },
-        "volumeMounts": [{"name": "buildkitd", "mountPath": BUILDKIT_STATE}],
-    }
+        volumeMounts=[{"name": "buildkitd", "mountPath": BUILDKIT_STATE}],
+    )
+    volumes: list[dict[str, Any]] = [{"name": "buildkitd", "emptyDir": {}}]
     if registry_secret:
         container["env"] = [{"name": "DOCKER_CONFIG", "value": "/home/user/.docker"}]
         container["volumeMounts"].append({"name": "registry-auth", "mountPath": "/home/user/.docker"})
-    return container
-
-
-def buildkit_pod_spec(image: str, *, registry_secret: str | None = None) -> dict[str, Any]:
-    """Rootless BuildKit pod: no privileged, but Unconfined seccomp/AppArmor (so not PSA baseline)."""
-    volumes: list[dict[str, Any]] = [{"name": "buildkitd", "emptyDir": {}}]
-    if registry_secret:
         volumes.append(
             {
                 "name": "registry-auth",
@@ -105,42 +118,50 @@ def buildkit_pod_spec(image: str, *, registry_secret: str | None = None) -> dict
                 },
             }
         )
-    return {"containers": [buildkit_container(image, registry_secret=registry_secret)], "volumes": volumes}
+    return {"containers": [container], "volumes": volumes}
 
 
-SYSBOX_RUNTIME_CLASS = "sysbox-runc"
+def sysbox_pod_spec(images: Images, resources: Resources) -> dict[str, Any]:
+    """DinD under sysbox: the same sidecar layout, no privileged at all; the runtime provides the isolation."""
+    return {"runtimeClassName": SYSBOX_RUNTIME_CLASS, **dind_pod_spec(images, resources, privileged=False)}
 
 
-def sysbox_pod_spec(image: str) -> dict[str, Any]:
-    """A sysbox pod: no privileged at all, the runtime provides the isolation (nestybox docs)."""
-    return {
-        "runtimeClassName": SYSBOX_RUNTIME_CLASS,
-        "containers": [{"name": "sysbox", "image": image, "command": SLEEP}],
-    }
-
-
-HOST_DOCKER_SOCKET = "/var/run/docker.sock"
-
-
-def host_socket_pod_spec(client_image: str) -> dict[str, Any]:
+def host_socket_pod_spec(images: Images, resources: Resources) -> dict[str, Any]:
     """The discouraged layout: the node's own docker.sock through hostPath (root on the node)."""
+    job = _container(
+        "job",
+        images.dind,
+        resources,
+        command=list(SLEEP),
+        env=[{"name": "DOCKER_HOST", "value": f"unix://{HOST_DOCKER_SOCKET}"}],
+        volumeMounts=[{"name": "docker-sock", "mountPath": HOST_DOCKER_SOCKET}],
+    )
     return {
-        "containers": [
-            {
-                "name": "client",
-                "image": client_image,
-                "command": SLEEP,
-                "env": [{"name": "DOCKER_HOST", "value": f"unix://{HOST_DOCKER_SOCKET}"}],
-                "volumeMounts": [{"name": "docker-sock", "mountPath": HOST_DOCKER_SOCKET}],
-            }
-        ],
+        "containers": [job],
         "volumes": [{"name": "docker-sock", "hostPath": {"path": HOST_DOCKER_SOCKET, "type": "Socket"}}],
     }
 
 
-def tools_pod_spec(image: str, *, privileged: bool = False) -> dict[str, Any]:
+def tools_pod_spec(image: str, resources: Resources, *, privileged: bool = False) -> dict[str, Any]:
     """A tools container that only sleeps; probes exec their scripts into it."""
-    container: dict[str, Any] = {"name": "tools", "image": image, "command": SLEEP}
+    container = _container("tools", image, resources, command=list(SLEEP))
     if privileged:
         container["securityContext"] = {"privileged": True}
     return {"containers": [container]}
+
+
+def mode_specs(images: Images, resources: Resources) -> dict[Mode, dict[str, Any]]:
+    """Every mode's pod spec as the other probes run it: what privileged-admission dry-runs."""
+    return {
+        Mode.DIND: dind_pod_spec(images, resources),
+        Mode.BUILDKIT_ROOTLESS: buildkit_pod_spec(images, resources),
+        Mode.SYSBOX: sysbox_pod_spec(images, resources),
+        Mode.HOST_SOCKET: host_socket_pod_spec(images, resources),
+    }
+
+
+def record(
+    mode: Mode, layout: str, spec: dict[str, Any], *, proven: bool, annotations: dict[str, str] | None = None
+) -> TestedSpec:
+    """Record a spec as submitted, for the report's config to paste."""
+    return TestedSpec(mode=mode, layout=layout, spec=spec, proven=proven, annotations=annotations or {})

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from probes.model import Mode, RunResult, Status, Verdict
+from probes.model import Mode, OverlayResult, RunResult, Status, Verdict
 from reports import snippets
 
 STATUS_WORDS: Mapping[Status, str] = {
@@ -120,20 +119,6 @@ class _Reading:
     hints: tuple[str, ...] = ()
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
-    """Evidence comes from probes we do not control: anything that is not a mapping reads as empty."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    """A list of strings from evidence, tolerating a missing key or a single string."""
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list | tuple):
-        return tuple(str(item) for item in value)
-    return ()
-
-
 def describe_check(check_id: str, verdict: Verdict | None) -> str:
     """One link of a cause chain: 'privileged-admission failed: <summary>' or 'docker-run not run'."""
     if verdict is None:
@@ -148,21 +133,22 @@ def _read_overlay_cache(verdict: Verdict | None, rule: ModeRule) -> _Reading:
         return _Reading(warnings=(f"overlay-cache not run: overlay on the cache volume is unproven; {advice}",))
     if verdict.status is Status.PASS:
         return _Reading()
-    cache_class = _mapping(verdict.evidence.get("cache_class"))
-    emptydir = _mapping(verdict.evidence.get("emptydir"))
+    cache = verdict.facts.cache_overlay()
+    emptydir = verdict.facts.emptydir_overlay()
     outcome = "failed" if verdict.status is Status.FAIL else STATUS_WORDS[verdict.status]
-    if cache_class and cache_class.get("overlay") is not True:
-        name = cache_class.get("storage_class") or "(unnamed)"
-        reason = cache_class.get("reason") or verdict.summary
-        nfs_hint = " (the class is RWX-capable, usually NFS-like [inferred])" if cache_class.get("rwx_capable") else ""
-        return _Reading(warnings=(f"overlay on the cache class {name} {outcome}: {reason}{nfs_hint}; {advice}",))
-    if emptydir.get("overlay") is False:
-        fs_type = emptydir.get("fs_type") or "unknown fs"
+    if cache is not None and cache.overlay is not True:
+        nfs_hint = " (the class is RWX-capable, usually NFS-like [inferred])" if cache.nfs_like else ""
+        reason = cache.reason or verdict.summary
+        return _Reading(
+            warnings=(f"overlay on the cache class {cache.storage_class} {outcome}: {reason}{nfs_hint}; {advice}",)
+        )
+    if emptydir is not None and emptydir.overlay is False:
         return _Reading(
             warnings=(
                 (
-                    f"overlay on an emptyDir ({fs_type}) {outcome}: {verdict.summary}; the cache falls back to a "
-                    "slow copying driver (vfs/native); put the node's container storage on ext4, xfs or btrfs"
+                    f"overlay on an emptyDir ({emptydir.fs_type or 'unknown fs'}) {outcome}: {verdict.summary}; the "
+                    "cache falls back to a slow copying driver (vfs/native); put the node's container storage on "
+                    "ext4, xfs or btrfs"
                 ),
             ),
         )
@@ -173,29 +159,21 @@ def _read_lsm(verdict: Verdict | None, rule: ModeRule) -> _Reading:
     """An LSM or userns setting that blocks this mode, labelled observed or inferred as the lsm check labels it."""
     if verdict is None:
         return _Reading()
-    reason = _mapping(verdict.evidence.get("blocks")).get(rule.mode.value)
-    if not reason:
-        return _Reading()
-    reason = str(reason)
-    observed = _strings(verdict.evidence.get("observed"))
-    inferred = _strings(verdict.evidence.get("inferred"))
-    if any(item and item in reason for item in observed):
-        return _Reading(hints=(f"lsm observed: {reason}",))
-    if any(item and item in reason for item in inferred):
-        return _Reading(hints=(f"lsm inferred: {reason}",))
-    return _Reading(hints=(f"lsm: {reason}",))
+    return _Reading(hints=tuple(f"lsm {block.describe()}" for block in verdict.facts.blocks_for(rule.mode)))
 
 
 def _read_admission(verdict: Verdict | None, rule: ModeRule) -> _Reading:
     """Who refused this mode's pod spec, and the Warning headers the API server sent about it."""
     if verdict is None:
         return _Reading()
-    spec = _mapping(_mapping(verdict.evidence.get("specs")).get(rule.mode.value))
+    answer = verdict.facts.admission.get(rule.mode)
+    if answer is None:
+        return _Reading()
     mode = rule.mode.value
-    warnings = tuple(f"admission warning for the {mode} pod: {text}" for text in _strings(spec.get("warnings")))
-    if spec.get("admitted") is False:
-        source = spec.get("source") or "unknown source"
-        message = spec.get("message") or "no message"
+    warnings = tuple(f"admission warning for the {mode} pod: {text}" for text in answer.warnings)
+    if answer.admitted is False:
+        source = answer.source or "unknown source"
+        message = answer.message or "no message"
         return _Reading(warnings=warnings, hints=(f"admission rejected the {mode} pod ({source}): {message}",))
     return _Reading(warnings=warnings)
 
@@ -267,24 +245,13 @@ def _rejection_reason(assessment: ModeAssessment) -> str:
     return f"{assessment.mode.value} not usable: " + "; ".join(assessment.causes)
 
 
-def tested_cache_class(run: RunResult) -> snippets.CacheClass | None:
+def tested_cache_class(run: RunResult) -> OverlayResult | None:
     """The cache StorageClass overlay-cache tested, or None when it tested none (or did not run)."""
     verdict = run.verdict("overlay-cache")
-    cache_class = _mapping(verdict.evidence.get("cache_class")) if verdict is not None else {}
-    if not cache_class.get("storage_class"):
-        return None
-    overlay = cache_class.get("overlay")
-    return snippets.CacheClass(
-        name=str(cache_class["storage_class"]),
-        overlay=overlay if isinstance(overlay, bool) else None,
-    )
+    return verdict.facts.cache_overlay() if verdict is not None else None
 
 
-def recommend(
-    run: RunResult,
-    assessments: tuple[ModeAssessment, ...] | None = None,
-    images: Mapping[str, str] | None = None,
-) -> Recommendation:
+def recommend(run: RunResult, assessments: tuple[ModeAssessment, ...] | None = None) -> Recommendation:
     """Pick the most secure usable mode for full Docker and for build-only, and say why for every mode."""
     if assessments is None:
         assessments = assess(run)
@@ -303,6 +270,6 @@ def recommend(
         build_only=build_only,
         usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
         cache=tested_cache_class(run),
-        images=images,
+        tested=run.tested_specs,
     )
     return Recommendation(full_docker=full_docker, build_only=build_only, reasons=tuple(reasons), snippets=config)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from probes.model import CAPABILITIES, Mode, RunResult, Verdict
+from probes.model import Mode, RunResult, Status, Verdict
 from reports import json_report, recommend
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 
 @dataclass(frozen=True)
@@ -26,16 +23,21 @@ class Report:
         return json_report.required_mode_usable(mode, self.assessments)
 
     def check_rows(self) -> tuple[tuple[str, Verdict | None], ...]:
-        """Every known check in contract order, None for those not run (so a deselected check shows), then extras."""
-        known = tuple((check_id, self.run.verdict(check_id)) for check_id in CAPABILITIES)
-        extras = tuple((verdict.id, verdict) for verdict in self.run.verdicts if verdict.id not in CAPABILITIES)
+        """Every known check in catalog order, None for those not run (so a deselected check shows), then extras."""
+        known = tuple((check_id, self.run.verdict(check_id)) for check_id in self.run.capabilities)
+        extras = tuple((v.id, v) for v in self.run.verdicts if v.id not in self.run.capabilities)
         return known + extras
 
+    def proved_nothing(self) -> tuple[Verdict, ...]:
+        """Checks that ran and proved nothing either way (inconclusive), then those that were skipped."""
+        order = (Status.INCONCLUSIVE, Status.SKIPPED)
+        return tuple(v for status in order for v in self.run.verdicts if v.status is status)
 
-def build_report(run: RunResult, images: Mapping[str, str] | None = None) -> Report:
-    """Assess every mode, recommend, and build the JSON once; images are those the run used (for the snippets)."""
+
+def build_report(run: RunResult) -> Report:
+    """Assess every mode, recommend, and build the JSON once."""
     assessments = recommend.assess(run)
-    recommendation = recommend.recommend(run, assessments, images)
+    recommendation = recommend.recommend(run, assessments)
     return Report(
         run=run,
         assessments=assessments,

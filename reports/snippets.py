@@ -1,27 +1,18 @@
 """Config to paste for a recommended mode, and what each mode costs in security.
 
-Every snippet is built from plain dicts with yaml.safe_dump, so it is valid YAML by construction; the only text added
-by hand is leading '#' comment lines. Images are parameters: the report names the images the run actually used
-(air-gapped clusters override them), falling back to the upstream defaults.
+Every pod snippet is the spec a probe submitted and proved (a TestedSpec in the result model), dumped with
+yaml.safe_dump: valid YAML by construction, with the run's own images and resources. The only text added by hand is
+leading '#' comment lines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import yaml
 
-from probes.model import Mode
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-DEFAULT_IMAGES: Mapping[str, str] = {
-    "dind": "docker:28-dind",
-    "buildkit": "moby/buildkit:rootless",
-    "job": "docker:28-cli",
-}
+from probes.model import Mode, OverlayResult, TestedSpec
 
 SECURITY_COST: Mapping[Mode, str] = {
     Mode.DIND: (
@@ -47,26 +38,27 @@ SECURITY_COST: Mapping[Mode, str] = {
     ),
 }
 
-DOCKER_SOCKET = "unix:///var/run/docker.sock"
-BUILDKIT_SOCKET_DIR = "/run/user/1000/buildkit"
-BUILDKIT_SOCKET = f"unix://{BUILDKIT_SOCKET_DIR}/buildkitd.sock"
-BUILDKIT_STATE_DIR = "/home/user/.local/share/buildkit"
-SYSBOX_RUNTIME_CLASS = "sysbox-runc"
-PAUSE_COMMAND = ("sh", "-c", "echo replace this command with your job; sleep infinity")
-
-
-@dataclass(frozen=True)
-class CacheClass:
-    """The cache StorageClass the run tested and whether overlay worked on it: SkyPilot's cache_volume advice."""
-
-    name: str
-    overlay: bool | None
-    """None when overlay on the class is unknown (check not run, or no verdict on the class)."""
-
-
-def resolve_images(images: Mapping[str, str] | None) -> dict[str, str]:
-    """The images a snippet names: the run's own overrides on top of the upstream defaults."""
-    return {**DEFAULT_IMAGES, **(images or {})}
+SNIPPET_TITLES: Mapping[Mode, tuple[str, ...]] = {
+    Mode.DIND: (
+        "Docker-in-Docker: privileged dockerd sidecar, socket over an emptyDir ({layout} sidecar layout, as tested).",
+        "Copy spec: into your runner/agent pod template (ARC, Buildkite agent-stack-k8s, GitLab runner);",
+        "replace the job container's command with your job. /var/lib/docker stays on an emptyDir on node disk.",
+    ),
+    Mode.BUILDKIT_ROOTLESS: (
+        "Rootless BuildKit: no privileged; seccomp and AppArmor Unconfined (the namespace must allow them).",
+        "Build in the buildkitd container (or a job container sharing /run/user/1000/buildkit):",
+        "  buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=. \\",
+        "    --output type=image,name=REGISTRY/IMAGE:TAG,push=true",
+    ),
+    Mode.SYSBOX: (
+        "Sysbox: dockerd without privileged under RuntimeClass sysbox-runc (nodes need sysbox installed).",
+        "The annotation asks CRI-O for a user namespace, as sysbox's Kubernetes guide does.",
+    ),
+    Mode.HOST_SOCKET: (
+        "DISCOURAGED: the node's Docker socket is root on the node; any job can take over the node.",
+        "Use it only for trusted jobs on dedicated nodes.",
+    ),
+}
 
 
 def _yaml(document: object, comments: tuple[str, ...] = ()) -> str:
@@ -77,12 +69,12 @@ def _yaml(document: object, comments: tuple[str, ...] = ()) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
 
 
-def _cache_comments(cache: CacheClass | None, mode_word: str) -> tuple[str, ...]:
+def _cache_comments(cache: OverlayResult | None, mode_word: str) -> tuple[str, ...]:
     """SkyPilot's cache_volume must be block storage: say what the run learnt about the tested class."""
     if cache is not None and cache.overlay is False:
-        verdict = f"overlay FAILED on StorageClass {cache.name}: do not back cache_volume with it."
+        verdict = f"overlay FAILED on StorageClass {cache.storage_class}: do not back cache_volume with it."
     elif cache is not None and cache.overlay:
-        verdict = f"overlay worked on StorageClass {cache.name}: it can back cache_volume."
+        verdict = f"overlay worked on StorageClass {cache.storage_class}: it can back cache_volume."
     else:
         verdict = "no cache StorageClass was tested (--storage-class)."
     return (
@@ -99,7 +91,7 @@ def skypilot_config(
     *,
     usable: frozenset[Mode],
     full_docker: Mode,
-    cache: CacheClass | None = None,
+    cache: OverlayResult | None = None,
 ) -> str:
     """~/.sky/config.yaml: SkyPilot's enable_docker only knows dind (true / ALL) and rootless BuildKit (BUILD)."""
     where = "~/.sky/config.yaml (or under `config:` in a task YAML)"
@@ -125,153 +117,32 @@ def skypilot_config(
     )
 
 
-def _socket_volume(name: str) -> dict[str, Any]:
-    return {"name": name, "emptyDir": {}}
+def pick_tested(mode: Mode, tested: tuple[TestedSpec, ...]) -> TestedSpec | None:
+    """The spec to print for a mode: a proven one, the native DinD sidecar only where it was proven here."""
+    proven = [spec for spec in tested if spec.proven]
+    native = [spec for spec in proven if spec.layout == "native"]
+    if mode is Mode.DIND and native:
+        return native[0]
+    return next(iter(proven), None)
 
 
-def _pod(name: str, spec: dict[str, Any], annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name}
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+def pod_snippet(tested: TestedSpec) -> str:
+    """A tested spec as a Pod to paste: exactly the spec the probe submitted, images and resources included."""
+    metadata: dict[str, Any] = {"name": f"{tested.mode.value}-build"}
+    if tested.annotations:
+        metadata["annotations"] = dict(tested.annotations)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": _plain(tested.spec)}
+    comments = tuple(line.replace("{layout}", tested.layout) for line in SNIPPET_TITLES.get(tested.mode, ()))
+    return _yaml(pod, (*comments, "This is the pod spec dindcheck ran on this cluster, with the images it used."))
 
 
-def _dind_sidecar(image: str, *, privileged: bool, docker_data_volume: bool) -> dict[str, Any]:
-    """Run dockerd as a native sidecar, socket only: 'dockerd' as first arg stops the entrypoint adding tcp 2375."""
-    mounts: list[dict[str, Any]] = [{"name": "docker-run", "mountPath": "/var/run"}]
-    if docker_data_volume:
-        mounts.append({"name": "docker-data", "mountPath": "/var/lib/docker"})
-    security: dict[str, Any] = {"securityContext": {"privileged": True}} if privileged else {}
-    return {
-        "name": "dind",
-        "image": image,
-        "restartPolicy": "Always",
-        "args": ["dockerd", f"--host={DOCKER_SOCKET}"],
-        "env": [{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
-        **security,
-        "startupProbe": {"exec": {"command": ["docker", "info"]}, "periodSeconds": 2, "failureThreshold": 60},
-        "volumeMounts": mounts,
-    }
-
-
-def _docker_client(image: str) -> dict[str, Any]:
-    return {
-        "name": "job",
-        "image": image,
-        "command": list(PAUSE_COMMAND),
-        "env": [{"name": "DOCKER_HOST", "value": DOCKER_SOCKET}],
-        "volumeMounts": [{"name": "docker-run", "mountPath": "/var/run"}],
-    }
-
-
-def dind_pod(images: Mapping[str, str] | None = None) -> str:
-    """The privileged dind sidecar as agent-stack-k8s / Actions Runner Controller pod templates write it."""
-    resolved = resolve_images(images)
-    spec = {
-        "initContainers": [_dind_sidecar(resolved["dind"], privileged=True, docker_data_volume=True)],
-        "containers": [_docker_client(resolved["job"])],
-        "volumes": [_socket_volume("docker-run"), _socket_volume("docker-data")],
-    }
-    comments = (
-        "Docker-in-Docker: privileged dockerd as a native sidecar (Kubernetes >= 1.29), socket over an emptyDir.",
-        "Copy spec: into your runner/agent pod template. /var/lib/docker stays on an emptyDir on node disk:",
-        "overlay needs ext4/xfs/btrfs/tmpfs under it, never NFS or FUSE.",
-    )
-    return _yaml(_pod("docker-build", spec), comments)
-
-
-def buildkit_rootless_pod(images: Mapping[str, str] | None = None) -> str:
-    """The rootless BuildKit sidecar with moby/buildkit's reference securityContext, and a buildctl client."""
-    resolved = resolve_images(images)
-    buildkitd = {
-        "name": "buildkitd",
-        "image": resolved["buildkit"],
-        "restartPolicy": "Always",
-        "args": ["--addr", BUILDKIT_SOCKET, "--oci-worker-no-process-sandbox"],
-        "securityContext": {
-            "seccompProfile": {"type": "Unconfined"},
-            "appArmorProfile": {"type": "Unconfined"},
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-        },
-        "startupProbe": {
-            "exec": {"command": ["buildctl", "--addr", BUILDKIT_SOCKET, "debug", "workers"]},
-            "periodSeconds": 2,
-            "failureThreshold": 60,
-        },
-        "volumeMounts": [
-            {"name": "buildkit-socket", "mountPath": BUILDKIT_SOCKET_DIR},
-            {"name": "buildkit-state", "mountPath": BUILDKIT_STATE_DIR},
-        ],
-    }
-    client = {
-        "name": "job",
-        "image": resolved["buildkit"],
-        "command": list(PAUSE_COMMAND),
-        "env": [{"name": "BUILDKIT_HOST", "value": BUILDKIT_SOCKET}],
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
-        "volumeMounts": [{"name": "buildkit-socket", "mountPath": BUILDKIT_SOCKET_DIR}],
-    }
-    spec = {
-        "initContainers": [buildkitd],
-        "containers": [client],
-        "volumes": [_socket_volume("buildkit-socket"), _socket_volume("buildkit-state")],
-    }
-    comments = (
-        "Rootless BuildKit: no privileged; seccomp and AppArmor Unconfined (the namespace must allow them).",
-        "Build with: buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=. \\",
-        "  --output type=image,name=REGISTRY/IMAGE:TAG,push=true",
-    )
-    return _yaml(_pod("buildkit-build", spec), comments)
-
-
-def sysbox_pod(images: Mapping[str, str] | None = None) -> str:
-    """The dind sidecar under the sysbox runtime: no privileged, and sysbox provides /var/lib/docker itself."""
-    resolved = resolve_images(images)
-    spec = {
-        "runtimeClassName": SYSBOX_RUNTIME_CLASS,
-        "initContainers": [_dind_sidecar(resolved["dind"], privileged=False, docker_data_volume=False)],
-        "containers": [_docker_client(resolved["job"])],
-        "volumes": [_socket_volume("docker-run")],
-    }
-    comments = (
-        f"Sysbox: dockerd without privileged under RuntimeClass {SYSBOX_RUNTIME_CLASS} (nodes need sysbox installed).",
-        "The annotation asks CRI-O for a user namespace, as sysbox's Kubernetes guide does.",
-    )
-    annotations = {"io.kubernetes.cri-o.userns-mode": "auto:size=65536"}
-    return _yaml(_pod("sysbox-build", spec, annotations), comments)
-
-
-def host_socket_pod(images: Mapping[str, str] | None = None) -> str:
-    """The node's own docker.sock in a job: shown only when it is the one thing that works, and marked as such."""
-    resolved = resolve_images(images)
-    spec = {
-        "containers": [
-            {
-                "name": "job",
-                "image": resolved["job"],
-                "command": list(PAUSE_COMMAND),
-                "env": [{"name": "DOCKER_HOST", "value": DOCKER_SOCKET}],
-                "volumeMounts": [{"name": "host-docker-socket", "mountPath": "/var/run/docker.sock"}],
-            },
-        ],
-        "volumes": [
-            {"name": "host-docker-socket", "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"}},
-        ],
-    }
-    comments = (
-        "DISCOURAGED: the node's Docker socket is root on the node; any job can take over the node.",
-        "Use it only for trusted jobs on dedicated nodes.",
-    )
-    return _yaml(_pod("host-socket-build", spec), comments)
-
-
-POD_SNIPPETS = {
-    Mode.DIND: dind_pod,
-    Mode.BUILDKIT_ROOTLESS: buildkit_rootless_pod,
-    Mode.SYSBOX: sysbox_pod,
-    Mode.HOST_SOCKET: host_socket_pod,
-}
+def _plain(value: object) -> Any:
+    """Mappings and tuples as plain dicts and lists, so the YAML has no Python tags."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def build_snippets(
@@ -279,18 +150,13 @@ def build_snippets(
     full_docker: Mode,
     build_only: Mode,
     usable: frozenset[Mode],
-    cache: CacheClass | None = None,
-    images: Mapping[str, str] | None = None,
+    cache: OverlayResult | None = None,
+    tested: Callable[[Mode], tuple[TestedSpec, ...]] | None = None,
 ) -> dict[str, str]:
-    """'skypilot' always (a CONTRACT key), plus a pod spec keyed by mode id for each recommended mode."""
-    config = {
-        "skypilot": skypilot_config(
-            usable=usable,
-            full_docker=full_docker,
-            cache=cache,
-        ),
-    }
+    """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode."""
+    config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
     for mode in dict.fromkeys((full_docker, build_only)):
-        if mode in POD_SNIPPETS:
-            config[mode.value] = POD_SNIPPETS[mode](images)
+        chosen = pick_tested(mode, tested(mode)) if tested is not None and mode is not Mode.NONE else None
+        if chosen is not None:
+            config[mode.value] = pod_snippet(chosen)
     return config

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from probes.model import Mode
+from probes.model import Mode, Status
 
 if TYPE_CHECKING:
     from reports.report import Report
@@ -73,4 +73,18 @@ def render(report: Report) -> list[str]:
     lines += [f"  - {reason}" for reason in recommendation.reasons]
     if recommendation.full_docker is not Mode.NONE or recommendation.build_only is not Mode.NONE:
         lines.append("config to paste: see the Markdown report (--report-md) or recommendation.snippets in the JSON")
+    lines.append(proved_nothing_line(report))
     return lines
+
+
+def proved_nothing_line(report: Report) -> str:
+    """The last line, whatever the flags: how many checks proved nothing, and why (a green run can hide them)."""
+    inconclusive = [v for v in report.proved_nothing() if v.status is Status.INCONCLUSIVE]
+    skipped = [v for v in report.proved_nothing() if v.status is Status.SKIPPED]
+    ran = len(report.run.verdicts)
+    if not inconclusive and not skipped:
+        return f"proved nothing: 0 of {ran} checks (every check that ran reached a verdict)"
+    parts = [f"{v.id} inconclusive: {shorten(v.summary, 90)}" for v in inconclusive]
+    parts += [f"{v.id} skipped: {shorten(v.summary, 90)}" for v in skipped]
+    counts = f"{len(inconclusive)} inconclusive, {len(skipped)} skipped"
+    return f"proved nothing: {len(inconclusive) + len(skipped)} of {ran} checks ({counts}): " + "; ".join(parts)

@@ -9,7 +9,7 @@ import functools
 import importlib
 import pkgutil
 
-from probes.engine import ProbeDefinition
+from probes.settings import ProbeDefinition
 
 
 @functools.cache

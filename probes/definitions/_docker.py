@@ -1,4 +1,4 @@
-"""Docker know-how shared by the DinD probes (socket sharing, docker run); the engine knows none of it."""
+"""Docker know-how shared by the DinD probes (socket sharing, docker run, sysbox); the engine knows none of it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,26 @@ done
 end=$(date +%s.%N 2>/dev/null || date +%s)
 echo "daemon=ok"
 echo "waited_s=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}' 2>/dev/null)"
+"""
+
+# From the job container, once the daemon answers: import an image made in the pod (no registry), run it twice.
+NESTED_RUN = r"""
+echo "driver=$(docker info -f '{{.Driver}}' 2>/dev/null)"
+echo "cgroup_version=$(docker info -f '{{.CgroupVersion}}' 2>/dev/null)"
+echo "cgroup_driver=$(docker info -f '{{.CgroupDriver}}' 2>/dev/null)"
+echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
+r=/tmp/dindcheck-rootfs; rm -rf "$r"; mkdir -p "$r/bin"
+bb=$(command -v busybox || echo /bin/busybox)
+cp "$bb" "$r/bin/busybox"
+for lib in $(ldd "$bb" 2>/dev/null | grep -o '/[^ ]*'); do mkdir -p "$r$(dirname "$lib")"; cp "$lib" "$r$lib"; done
+if out=$(tar -C "$r" -c . | docker import - dindcheck-probe:local 2>&1); then echo "import=ok"; else
+  echo "import=failed"; echo "import_error=$(echo "$out" | tr '\n' ' ')"; exit 0; fi
+if out=$(docker run --rm --network none dindcheck-probe:local /bin/busybox echo nested-ok 2>&1); then
+  echo "run_none=ok"; else echo "run_none=failed"; echo "run_none_error=$(echo "$out" | tr '\n' ' ')"; fi
+if out=$(docker run --rm dindcheck-probe:local /bin/busybox cat /sys/class/net/eth0/mtu 2>&1); then
+  echo "run_bridge=ok"; echo "inner_mtu=$out"; else
+  echo "run_bridge=failed"; echo "run_bridge_error=$(echo "$out" | tr '\n' ' ')"; fi
+docker rmi dindcheck-probe:local >/dev/null 2>&1
 """
 
 

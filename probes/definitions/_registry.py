@@ -30,6 +30,8 @@ class ManifestReadback:
     digest: str = ""
     media_type: str = ""
     error: str = ""
+    not_found: bool = False
+    """The registry answered 404: the pushed manifest is not there (a failed push, not an unreachable registry)."""
 
     def to_evidence(self) -> dict[str, object]:
         """Evidence form."""
@@ -39,6 +41,7 @@ class ManifestReadback:
             "digest": self.digest,
             "media_type": self.media_type,
             "error": self.error,
+            "not_found": self.not_found,
         }
 
 
@@ -65,14 +68,14 @@ def via_pod_proxy(ctx: ProbeContext, pod_name: str, port: int, repo: str, tag: s
     try:
         response = ctx.core.connect_get_namespaced_pod_proxy_with_path(
             f"{pod_name}:{port}",
-            ctx.settings.namespace,
+            ctx.scope.namespace,
             f"v2/{repo}/manifests/{tag}",
             _headers={"Accept": MANIFEST_TYPES},
             _request_timeout=API_TIMEOUT_S,
             _preload_content=False,
         )
     except ApiException as exc:
-        return ManifestReadback(False, via, error=f"{exc.status} {exc.reason}: {exc.body}")
+        return ManifestReadback(False, via, error=f"{exc.status} {exc.reason}: {exc.body}", not_found=exc.status == 404)
     body = response.data.decode("utf-8", "replace")
     digest = str(response.headers.get("Docker-Content-Digest", ""))
     media_type = _media_type(body)
@@ -105,7 +108,9 @@ def _get_manifest(url: str, headers: dict[str, str], auth: str | None, context: 
             )
     except urllib.error.HTTPError as exc:
         if exc.code != 401:
-            return ManifestReadback(False, "http from this machine", error=f"{exc.code} {exc.reason}")
+            return ManifestReadback(
+                False, "http from this machine", error=f"{exc.code} {exc.reason}", not_found=exc.code == 404
+            )
         challenge = bearer_challenge(exc.headers.get("WWW-Authenticate", ""))
     if not challenge:
         if auth is None:

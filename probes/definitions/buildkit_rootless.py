@@ -1,7 +1,12 @@
 """Rootless BuildKit: does buildkitd with the reference securityContext build and push, without privileged?
 
-The pod is BuildKit's own rootless example. It builds a FROM-scratch Dockerfile (no base image to pull), pushes
-it to --registry or to a throwaway registry pod the run starts, and the pushed manifest is read back.
+The pod is BuildKit's own rootless example. The probe proves what a CI build does: it pushes a tiny base image made
+in the pod, builds a Dockerfile FROM that base with a RUN step (so buildkitd pulls, and starts a build container in
+its user namespace), pushes the result, and reads the pushed manifest back. A read-back that does not find the
+manifest, or finds another digest, is a failure.
+
+Without --registry the push goes to a throwaway registry that runs as a second container of the probe pod: BuildKit
+speaks plain HTTP to localhost registries by default, so buildkitd keeps its reference configuration.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from typing import Any
 
 from probes import specs
 from probes.definitions import _registry
-from probes.engine import Outcome, ProbeContext, ProbeDefinition, compact, key_values
+from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
-from probes.model import Status
+from probes.model import Facts, Mode, Status
+from probes.settings import ProbeDefinition, ProbeSettings
 
 REMEDIATION = (
     "Rootless BuildKit needs: seccompProfile and appArmorProfile Unconfined (so PSA 'baseline' rejects it: label "
@@ -25,7 +31,7 @@ REMEDIATION = (
 
 REGISTRY_PORT = 5000
 
-# Known failure texts (research/probe-facts.md section 5) -> the cause a person can act on.
+# Known failure texts (docs/probe-facts.md, "Rootless BuildKit") -> the cause a person can act on.
 FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
     (
         ("max_user_namespaces", "no space left on device"),
@@ -53,6 +59,17 @@ FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
         "/proc is masked: run buildkitd with --oci-worker-no-process-sandbox",
     ),
 )
+PUSH_PROBLEMS = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "unauthorized",
+    "401",
+    "403",
+    "failed to do request",
+    "server gave http response to https client",
+    "x509",
+)
 
 
 def classify_failure(text: str) -> str:
@@ -64,6 +81,12 @@ def classify_failure(text: str) -> str:
     return ""
 
 
+def is_push_problem(error: str) -> bool:
+    """The registry's reachability or credentials failed, not BuildKit: the proof could not be made."""
+    return any(marker in error.lower() for marker in PUSH_PROBLEMS)
+
+
+# Steps print KEY=VALUE lines; the build step is one function so base and probe builds read the same.
 BUILD_AND_PUSH = r"""
 i=0
 until buildctl debug workers >/dev/null 2>&1; do
@@ -77,132 +100,166 @@ done
 echo "buildkitd=ok"
 echo "snapshotter=$(buildctl debug workers -v 2>/dev/null \
   | grep -o 'org.mobyproject.buildkit.worker.snapshotter:[^ ]*' | head -n 1 | cut -d: -f2)"
-d=$(mktemp -d); cd "$d" || exit 1
-printf 'FROM scratch\nCOPY hello /hello\n' > Dockerfile; echo "dindcheck $REF" > hello
-if buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=. \
-    --output "type=image,name=$REF,push=true$INSECURE" --metadata-file meta.json > build.log 2>&1; then
-  echo "build_push=ok"
-else
-  echo "build_push=failed"; echo "build_error=$(grep -iE 'error|fail' build.log | tail -n 3 | tr '\n' ' ')"
-fi
-echo "digest=$(tr -d ' \n' < meta.json 2>/dev/null \
-  | grep -o '"containerimage.digest":"sha256:[0-9a-f]*"' | cut -d'"' -f4)"
+build() {  # build STEP DIR IMAGE: build DIR's Dockerfile and push it as IMAGE
+  if buildctl build --frontend dockerfile.v0 --local context="$2" --local dockerfile="$2" \
+      --output "type=image,name=$3,push=true$INSECURE" --metadata-file "$2/meta.json" > "$2/build.log" 2>&1; then
+    echo "$1=ok"
+  else
+    echo "$1=failed"; echo "$1_error=$(grep -iE 'error|fail|denied' "$2/build.log" | tail -n 4 | tr '\n' ' ')"
+    return 1
+  fi
+  echo "$1_digest=$(tr -d ' \n' < "$2/meta.json" 2>/dev/null \
+    | grep -o '"containerimage.digest":"sha256:[0-9a-f]*"' | cut -d'"' -f4)"
+}
+w=$(mktemp -d)
+# A base image made here: the container's own shell and the libraries it loads, nothing pulled from elsewhere.
+mkdir -p "$w/base/rootfs/bin"; sh_bin=$(readlink -f /bin/sh); cp "$sh_bin" "$w/base/rootfs/bin/sh"
+for lib in $(ldd "$sh_bin" 2>/dev/null | grep -o '/[^ ]*') /lib/ld-musl-*.so.1; do
+  [ -e "$lib" ] && mkdir -p "$w/base/rootfs$(dirname "$lib")" && cp "$lib" "$w/base/rootfs$lib"
+done
+printf 'FROM scratch\nCOPY rootfs/ /\n' > "$w/base/Dockerfile"
+build base "$w/base" "$BASE" || exit 0
+mkdir -p "$w/probe"
+printf 'FROM %s\nRUN echo "built by dindcheck $RUN_ID" > /built && test -s /built\n' "$BASE" > "$w/probe/Dockerfile"
+build build_push "$w/probe" "$REF"
 """
 
 
-def run(ctx: ProbeContext) -> Outcome:
-    """The BuildKit pod first (its admission is the verdict), then the registry, then build, push, read back."""
+def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
+    """The BuildKit pod first (its admission is the verdict), then build FROM a pushed base, push, read back."""
     evidence: dict[str, Any] = {}
-    spec = specs.buildkit_pod_spec(ctx.settings.images.buildkit, registry_secret=ctx.settings.registry_secret)
-    manifest = ctx.pod_manifest("buildkitd", spec)
+    spec = specs.buildkit_pod_spec(settings.images, settings.resources, registry_secret=settings.registry_secret)
+    if settings.registry:
+        registry = settings.registry.rstrip("/")
+        insecure = settings.registry_insecure
+        evidence["registry"] = {"address": registry, "kind": "user"}
+        pod_spec = spec
+    else:
+        registry = f"localhost:{REGISTRY_PORT}"
+        insecure = True
+        evidence["registry"] = {"address": registry, "kind": "throwaway registry container in the probe pod"}
+        pod_spec = {**spec, "containers": [*spec["containers"], _registry_container(settings)]}
+        pod_spec["volumes"] = [*spec["volumes"], {"name": "registry-data", "emptyDir": {}}]
+    manifest = ctx.pod_manifest("buildkitd", pod_spec)
     name = manifest["metadata"]["name"]
     ctx.say("creating the rootless BuildKit pod")
     try:
         ctx.create_pod(manifest)
     except AdmissionRejectedError as exc:
         evidence["admission"] = exc.evidence()
+        if exc.decided is None:
+            return Outcome(Status.INCONCLUSIVE, f"the rootless BuildKit pod was {exc.describe()}", evidence)
         return Outcome(Status.FAIL, f"the rootless BuildKit pod was {exc.describe()}", evidence)
-    registry_pod = None
     try:
-        if ctx.settings.registry:
-            registry = ctx.settings.registry.rstrip("/")
-            insecure = ctx.settings.registry_insecure
-            evidence["registry"] = {"address": registry, "kind": "user"}
-        else:
-            registry_manifest = ctx.pod_manifest("registry", _registry_pod_spec(ctx.settings.images.registry))
-            registry_pod = registry_manifest["metadata"]["name"]
-            ctx.say("starting a throwaway registry pod")
-            ctx.create_pod(registry_manifest)
-            pod = ctx.wait_running(registry_pod)
-            registry = f"{pod.status.pod_ip}:{REGISTRY_PORT}"
-            insecure = True
-            evidence["registry"] = {"address": registry, "kind": "throwaway pod", "pod": registry_pod}
-        return _build(ctx, name, registry, insecure, registry_pod, evidence)
+        outcome = _build(ctx, settings, name, registry, insecure, evidence)
     finally:
         ctx.delete_pod(name)
-        if registry_pod is not None:
-            ctx.delete_pod(registry_pod)
+    tested = specs.record(Mode.BUILDKIT_ROOTLESS, "buildkit-rootless", spec, proven=outcome.status is Status.PASS)
+    return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
+
+
+def _registry_container(settings: ProbeSettings) -> dict[str, Any]:
+    return {
+        "name": "registry",
+        "image": settings.images.registry,
+        "ports": [{"containerPort": REGISTRY_PORT}],
+        "volumeMounts": [{"name": "registry-data", "mountPath": "/var/lib/registry"}],
+        "resources": settings.resources.to_spec(),
+    }
 
 
 def _build(
-    ctx: ProbeContext, name: str, registry: str, insecure: bool, registry_pod: str | None, evidence: dict[str, Any]
+    ctx: ProbeContext, settings: ProbeSettings, name: str, registry: str, insecure: bool, evidence: dict[str, Any]
 ) -> Outcome:
     try:
-        ctx.wait_running(name)
+        pod = ctx.wait_running(name)
     except PodNotRunningError as exc:
         log = ctx.logs(name, "buildkitd")
         cause = classify_failure(f"{exc.reason}\n{log}")
         evidence["buildkitd_log"] = log.strip().splitlines()[-8:]
-        if cause or "exited" in exc.reason:
+        if cause or "container buildkitd exited" in exc.reason:
             return Outcome(Status.FAIL, f"buildkitd did not start: {cause or compact(exc.reason)}", evidence)
         raise
-    ref = f"{registry}/dindcheck/probe:{ctx.settings.run_id}"
-    ctx.say(f"building and pushing {ref}")
-    script = f"REF='{ref}'; INSECURE='{',registry.insecure=true' if insecure else ''}'\n{BUILD_AND_PUSH}"
-    result = ctx.exec(name, "buildkitd", script, timeout_s=180)
+    run_id = ctx.scope.run_id
+    ref = f"{registry}/dindcheck/probe:{run_id}"
+    base = f"{registry}/dindcheck/base:{run_id}"
+    ctx.say(f"pushing a base image, building FROM it with a RUN step, pushing {ref}")
+    env = f"REF='{ref}'; BASE='{base}'; RUN_ID='{run_id}'; INSECURE='{',registry.insecure=true' if insecure else ''}'"
+    result = ctx.exec(name, "buildkitd", f"{env}\n{BUILD_AND_PUSH}", timeout_s=180)
+    evidence["image"] = ref
+    evidence["base_image"] = base
+    outcome = verdict(result, ref, evidence, log=lambda: ctx.logs(name, "buildkitd"))
+    if outcome.status is not Status.PASS:
+        return outcome
+    readback = _read_back(ctx, settings, ref, pod, insecure)
+    evidence["readback"] = readback.to_evidence()
+    return readback_verdict(outcome, readback, evidence)
+
+
+def verdict(result: CommandResult, ref: str, evidence: dict[str, Any], *, log: Any = str) -> Outcome:
+    """What the build script's output proves (pure over the recorded output, so it is unit-tested)."""
     values = key_values(result.stdout)
     evidence.update({k: v for k, v in values.items() if v})
-    evidence["image"] = ref
     if values.get("buildkitd") != "ok":
-        log = ctx.logs(name, "buildkitd")
-        cause = classify_failure(log + values.get("buildkitd_error", "")) or values.get("buildkitd_error", "")
-        evidence["buildkitd_log"] = log.strip().splitlines()[-8:]
+        text = str(log())
+        cause = classify_failure(text + values.get("buildkitd_error", "")) or values.get("buildkitd_error", "")
+        evidence["buildkitd_log"] = text.strip().splitlines()[-8:]
         return Outcome(Status.FAIL, f"buildkitd never answered: {cause or result.tail()}", evidence)
-    if values.get("build_push") != "ok":
-        error = values.get("build_error", result.tail())
+    for step, what in (("base", "pushing the base image"), ("build_push", "building FROM it with a RUN step")):
+        if values.get(step) == "ok":
+            continue
+        error = values.get(f"{step}_error") or result.tail()
         cause = classify_failure(error)
         if cause:
-            return Outcome(Status.FAIL, f"build failed: {cause} ({error})", evidence)
-        if _is_push_problem(error):
+            return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(error, 240)})", evidence)
+        if is_push_problem(error):
             return Outcome(
                 Status.INCONCLUSIVE,
-                f"could not push to {registry}: {error}; the registry's reachability or credentials, not BuildKit, "
-                "stopped the proof",
+                f"{what}: the registry was not usable: {compact(error, 240)}; the registry's reachability or "
+                "credentials, not BuildKit, stopped the proof",
                 evidence,
                 remediation="Check --registry (address, port, http vs https: --registry-insecure) and "
                 "--registry-secret, and that pods may reach it (NetworkPolicy, egress).",
             )
-        return Outcome(Status.FAIL, f"build or push failed: {error}", evidence)
-    readback = _read_back(ctx, ref, registry_pod, insecure)
-    evidence["readback"] = readback.to_evidence()
-    pushed = values.get("digest", "")
-    if readback.ok and pushed and readback.digest and readback.digest != pushed:
-        return Outcome(Status.FAIL, f"registry serves {readback.digest}, BuildKit pushed {pushed}", evidence)
-    summary = f"built FROM scratch and pushed {ref} ({pushed or 'digest not reported'}) without privileged"
-    summary += f"; snapshotter {values.get('snapshotter') or '?'}"
-    if readback.ok:
-        summary += f"; manifest read back via {readback.via}"
-    else:
-        summary += f"; manifest not read back ({readback.via}: {readback.error})"
+        return Outcome(Status.FAIL, f"{what} failed: {compact(error, 300)}", evidence)
+    pushed = values.get("build_push_digest", "")
+    evidence["digest"] = pushed
+    summary = (
+        f"built FROM a pushed base with a RUN step and pushed {ref} ({pushed or 'digest not reported'}) without "
+        f"privileged; snapshotter {values.get('snapshotter') or '?'}"
+    )
     return Outcome(Status.PASS, summary, evidence, remediation="")
 
 
-def _is_push_problem(error: str) -> bool:
-    markers = (
-        "connection refused",
-        "no such host",
-        "i/o timeout",
-        "unauthorized",
-        "401",
-        "403",
-        "failed to do request",
-        "server gave http response to https client",
-        "x509",
-    )
-    return any(marker in error.lower() for marker in markers)
+def readback_verdict(built: Outcome, readback: _registry.ManifestReadback, evidence: dict[str, Any]) -> Outcome:
+    """The push is proven only when the registry serves the manifest BuildKit said it pushed."""
+    pushed = str(evidence.get("digest", ""))
+    if readback.not_found:
+        return Outcome(Status.FAIL, f"the registry has no manifest for {evidence['image']}: {readback.error}", evidence)
+    if readback.ok and pushed and readback.digest and readback.digest != pushed:
+        return Outcome(Status.FAIL, f"the registry serves {readback.digest}, BuildKit pushed {pushed}", evidence)
+    if not readback.ok:
+        return Outcome(
+            Status.INCONCLUSIVE,
+            f"built and pushed, but the manifest could not be read back ({readback.via}: {readback.error})",
+            evidence,
+        )
+    return Outcome(Status.PASS, f"{built.summary}; manifest read back via {readback.via}", evidence, remediation="")
 
 
-def _read_back(ctx: ProbeContext, ref: str, registry_pod: str | None, insecure: bool) -> _registry.ManifestReadback:
+def _read_back(
+    ctx: ProbeContext, settings: ProbeSettings, ref: str, pod: Any, insecure: bool
+) -> _registry.ManifestReadback:
     _, repo, tag = _registry.split_reference(ref)
-    if registry_pod is not None:
-        return _registry.via_pod_proxy(ctx, registry_pod, REGISTRY_PORT, repo, tag)
-    return _registry.via_http(ref, insecure=insecure, docker_config=_docker_config(ctx))
+    if not settings.registry:
+        return _registry.via_pod_proxy(ctx, pod.metadata.name, REGISTRY_PORT, repo, tag)
+    return _registry.via_http(ref, insecure=insecure, docker_config=_docker_config(ctx, settings))
 
 
-def _docker_config(ctx: ProbeContext) -> dict[str, object] | None:
-    if not ctx.settings.registry_secret:
+def _docker_config(ctx: ProbeContext, settings: ProbeSettings) -> dict[str, object] | None:
+    if not settings.registry_secret:
         return None
-    secret = ctx.core.read_namespaced_secret(ctx.settings.registry_secret, ctx.settings.namespace)
+    secret = ctx.core.read_namespaced_secret(settings.registry_secret, ctx.scope.namespace)
     raw = (secret.data or {}).get(".dockerconfigjson")
     if not raw:
         return None
@@ -210,25 +267,10 @@ def _docker_config(ctx: ProbeContext) -> dict[str, object] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _registry_pod_spec(image: str) -> dict[str, Any]:
-    return {
-        "containers": [
-            {
-                "name": "registry",
-                "image": image,
-                "ports": [{"containerPort": REGISTRY_PORT}],
-                "readinessProbe": {"tcpSocket": {"port": REGISTRY_PORT}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/registry"}],
-            }
-        ],
-        "volumes": [{"name": "data", "emptyDir": {}}],
-    }
-
-
 PROBE = ProbeDefinition(
     id="buildkit-rootless",
     capability="buildkit-rootless",
-    title="rootless BuildKit builds and pushes without privileged",
+    title="rootless BuildKit builds (RUN step on a pulled base) and pushes without privileged",
     remediation=REMEDIATION,
     run=run,
 )

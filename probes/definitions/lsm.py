@@ -6,18 +6,19 @@ inferred. The reading logic is pure (assess) so it is tested on recorded reading
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from probes import specs
-from probes.engine import Outcome, ProbeContext, ProbeDefinition, key_values
-from probes.model import Status
+from probes.engine import Outcome, ProbeContext, key_values
+from probes.model import Facts, Mode, ModeBlock, Status
+from probes.settings import ProbeDefinition, ProbeSettings
 
 ABSENT = "<absent>"
 
 READINGS = r"""
-r() { if v=$(head -c 300 "$2" 2>/dev/null | tr '\0\n' '  '); then echo "$1=$(echo "$v" | sed 's/ *$//')"; \
-      else echo "$1=<absent>"; fi; }
+r() { if [ -r "$2" ] && v=$(head -c 300 "$2" 2>/dev/null); then \
+        echo "$1=$(printf '%s' "$v" | tr '\0\n' '  ' | sed 's/ *$//')"; else echo "$1=<absent>"; fi; }
 r apparmor_enabled /sys/module/apparmor/parameters/enabled
 r lsm_list /sys/kernel/security/lsm
 r attr_current /proc/self/attr/current
@@ -45,8 +46,12 @@ class LsmAssessment:
 
     observed: tuple[str, ...]
     inferred: tuple[str, ...]
-    blocks: dict[str, str] = field(default_factory=dict)
+    blocks: tuple[ModeBlock, ...] = ()
     active: tuple[str, ...] = ()
+
+    def blocks_by_mode(self) -> dict[str, str]:
+        """Mode id -> cause, the evidence form."""
+        return {block.mode.value: block.cause for block in self.blocks}
 
 
 def _present(value: str | None) -> bool:
@@ -57,7 +62,7 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
     """Turn raw readings into observed facts, inferences, and blocked modes."""
     observed: list[str] = []
     inferred: list[str] = []
-    blocks: dict[str, str] = {}
+    blocks: dict[str, str] = {}  # mode -> cause; the first cause seen for a mode wins
     active: list[str] = []
     context = next(
         (readings[key] for key in ("attr_apparmor_current", "attr_current") if _present(readings.get(key))), ""
@@ -136,38 +141,46 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
             )
     if readings.get("cgroup_fs"):
         observed.append(f"/sys/fs/cgroup is {readings['cgroup_fs']}")
-    return LsmAssessment(tuple(observed), tuple(inferred), blocks, tuple(active))
+    typed = tuple(ModeBlock(Mode(mode), cause) for mode, cause in blocks.items())  # every block here was read
+    return LsmAssessment(tuple(observed), tuple(inferred), typed, tuple(active))
 
 
-def run(ctx: ProbeContext) -> Outcome:
+def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Read the settings from an ordinary (unprivileged, default-profile) pod, then assess them."""
-    manifest = ctx.pod_manifest("read", specs.tools_pod_spec(ctx.settings.images.tools))
+    manifest = ctx.pod_manifest("read", specs.tools_pod_spec(settings.images.tools, settings.resources))
     with ctx.pod(manifest):
         result = ctx.exec(manifest["metadata"]["name"], "tools", READINGS, timeout_s=30)
-    readings = key_values(result.stdout)
+    return verdict(result.stdout, result.rc, result.tail())
+
+
+def verdict(stdout: str, rc: int, tail: str) -> Outcome:
+    """Assess the readings (pure, over the recorded output)."""
+    readings = key_values(stdout)
     if "max_user_namespaces" not in readings:
         return Outcome(
             Status.INCONCLUSIVE,
-            f"could not read the settings: rc={result.rc} {result.tail()}",
-            {"raw": result.stdout[-2000:]},
+            f"could not read the settings: rc={rc} {tail}",
+            {"raw": stdout[-2000:]},
         )
     found = assess(readings)
     evidence: dict[str, Any] = {
         "readings": readings,
         "observed": list(found.observed),
         "inferred": list(found.inferred),
-        "blocks": found.blocks,
+        "blocks": found.blocks_by_mode(),
         "active": list(found.active),
     }
     lsm_word = ", ".join(found.active) or "none active"
+    facts = Facts(blocks=found.blocks)
     if found.blocks:
-        causes = "; ".join(f"{mode}: {cause}" for mode, cause in found.blocks.items())
-        return Outcome(Status.FAIL, f"LSM {lsm_word}; observed settings block {causes}", evidence)
+        causes = "; ".join(f"{block.mode.value}: {block.cause}" for block in found.blocks)
+        return Outcome(Status.FAIL, f"LSM {lsm_word}; observed settings block {causes}", evidence, facts=facts)
     return Outcome(
         Status.PASS,
         f"LSM {lsm_word}; user namespaces available; no observed setting blocks a mode",
         evidence,
         remediation="",
+        facts=facts,
     )
 
 

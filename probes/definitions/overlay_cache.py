@@ -13,9 +13,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.engine import API_TIMEOUT_S, CommandResult, Outcome, ProbeContext, ProbeDefinition, compact, key_values
+from probes.engine import CommandResult, Outcome, ProbeContext, api_call, compact, key_values
 from probes.exceptions import PodNotRunningError, ProbeError
-from probes.model import Status
+from probes.model import Facts, OverlayResult, Status
+from probes.settings import ProbeDefinition, ProbeSettings
 
 REMEDIATION = (
     "Keep /var/lib/docker (DinD) and BuildKit's state on block storage: an emptyDir on node disk, or a PVC of an "
@@ -90,15 +91,25 @@ def _measure(ctx: ProbeContext, pod_name: str, label: str, path: str) -> dict[st
         found["kernel"] = kernel
     if mount_error:
         found["mount_error"] = mount_error
-    if kernel or mount_error:
-        found["reason"] = kernel or mount_error  # the kernel says why; mount(8) only says that it failed
+    found["reason"] = overlay_reason(mount_error, kernel)
     if values.get(f"{label}.userns_error"):
         found["userns_reason"] = " ".join(values[f"{label}.userns_error"].split())
     return found
 
 
-def _pod_spec(ctx: ProbeContext, volume: dict[str, Any]) -> dict[str, Any]:
-    spec = specs.tools_pod_spec(ctx.settings.images.tools, privileged=True)
+def overlay_reason(mount_error: str, kernel: str) -> str:
+    """The mount's own error first, then the node's kernel log, marked as such.
+
+    The kernel log is node-wide (it may be another pod's line), but it often says why where mount(8) only says
+    that it failed.
+    """
+    if mount_error and kernel:
+        return f"{mount_error} (kernel log on the node: {kernel})"
+    return mount_error or (f"kernel log on the node: {kernel}" if kernel else "")
+
+
+def _pod_spec(settings: ProbeSettings, volume: dict[str, Any]) -> dict[str, Any]:
+    spec = specs.tools_pod_spec(settings.images.tools, settings.resources, privileged=True)
     spec["containers"][0]["volumeMounts"] = [{"name": "cache", "mountPath": "/cache"}]
     spec["volumes"] = [{"name": "cache", **volume}]
     return spec
@@ -106,9 +117,7 @@ def _pod_spec(ctx: ProbeContext, volume: dict[str, Any]) -> dict[str, Any]:
 
 def _class_facts(ctx: ProbeContext, name: str) -> dict[str, Any]:
     try:
-        storage_class = client.StorageV1Api(ctx.connection.api_client).read_storage_class(
-            name, _request_timeout=API_TIMEOUT_S
-        )
+        storage_class = api_call(client.StorageV1Api(ctx.connection.api_client).read_storage_class, name)
     except ApiException as exc:
         return {"storage_class": name, "provisioner": f"unknown ({exc.status})", "rwx_capable": False}
     provisioner = str(storage_class.provisioner)
@@ -116,39 +125,78 @@ def _class_facts(ctx: ProbeContext, name: str) -> dict[str, Any]:
     return {"storage_class": name, "provisioner": provisioner, "rwx_capable": nfs_like}
 
 
-def run(ctx: ProbeContext) -> Outcome:
+def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Overlay on an emptyDir and on a PVC of the cache class, in two privileged tools pods at once."""
     evidence: dict[str, Any] = {}
-    empty_manifest = ctx.pod_manifest("emptydir", _pod_spec(ctx, {"emptyDir": {}}))
-    storage_class = ctx.settings.storage_class
+    empty_manifest = ctx.pod_manifest("emptydir", _pod_spec(settings, {"emptyDir": {}}))
+    storage_class = settings.storage_class
     class_manifest = None
+    pvc = ""
     if storage_class:
         evidence["cache_class"] = _class_facts(ctx, storage_class)
         pvc = ctx.create_pvc("cache", storage_class)
-        class_manifest = ctx.pod_manifest("pvc", _pod_spec(ctx, {"persistentVolumeClaim": {"claimName": pvc}}))
+        class_manifest = ctx.pod_manifest("pvc", _pod_spec(settings, {"persistentVolumeClaim": {"claimName": pvc}}))
     ctx.create_pod(empty_manifest)
     if class_manifest is not None:
         ctx.create_pod(class_manifest)
     empty_name = empty_manifest["metadata"]["name"]
-    ctx.wait_running(empty_name)
-    evidence["emptydir"] = _measure(ctx, empty_name, "emptydir", "/cache")
-    ctx.delete_pod(empty_name)
+    try:
+        ctx.wait_running(empty_name)
+        evidence["emptydir"] = _measure(ctx, empty_name, "emptydir", "/cache")
+    finally:
+        ctx.delete_pod(empty_name)
     class_error = ""
     if class_manifest is not None:
         class_name = class_manifest["metadata"]["name"]
         try:
             ctx.wait_running(class_name)
             evidence["cache_class"].update(_measure(ctx, class_name, "cache", "/cache"))
+            evidence["cache_class"]["pv"] = _volume(ctx, pvc)
         except PodNotRunningError as exc:
             class_error = compact(exc.reason)
             evidence["cache_class"]["overlay"] = None
             evidence["cache_class"]["reason"] = f"pod with the PVC did not run: {exc.reason}"
         finally:
             ctx.delete_pod(class_name)
-    return _verdict(evidence, storage_class, class_error)
+    outcome = verdict(evidence, storage_class, class_error)
+    return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, overlay_facts(evidence))
 
 
-def _verdict(evidence: dict[str, Any], storage_class: str | None, class_error: str) -> Outcome:
+def _volume(ctx: ProbeContext, pvc: str) -> dict[str, str]:
+    """The PV behind the cache PVC and its reclaim policy (a Retain volume outlives the run: cleanup deletes it)."""
+    try:
+        claim = api_call(ctx.core.read_namespaced_persistent_volume_claim, pvc, ctx.scope.namespace)
+        volume_name = str(claim.spec.volume_name or "")
+        if not volume_name:
+            return {}
+        volume = api_call(ctx.core.read_persistent_volume, volume_name)
+    except ApiException:
+        return {}
+    return {"name": volume_name, "reclaim_policy": str(volume.spec.persistent_volume_reclaim_policy or "")}
+
+
+def overlay_facts(evidence: dict[str, Any]) -> Facts:
+    """The typed overlay results the recommendation reads, from this probe's evidence (one place for the keys)."""
+    results = []
+    empty = evidence.get("emptydir")
+    if empty:
+        results.append(OverlayResult("", str(empty.get("fs_type", "")), empty.get("overlay"), empty.get("reason", "")))
+    cache = evidence.get("cache_class")
+    if cache:
+        results.append(
+            OverlayResult(
+                storage_class=str(cache["storage_class"]),
+                fs_type=str(cache.get("fs_type", "")),
+                overlay=cache.get("overlay"),
+                reason=str(cache.get("reason", "")),
+                nfs_like=bool(cache.get("rwx_capable")),
+            )
+        )
+    return Facts(overlay=tuple(results))
+
+
+def verdict(evidence: dict[str, Any], storage_class: str | None, class_error: str) -> Outcome:
+    """Pass when overlay works where the mode keeps its layers (pure, over the recorded evidence)."""
     empty = evidence["emptydir"]
     if not empty["overlay"]:
         return Outcome(

@@ -2,7 +2,8 @@
 
 Both layouts users deploy are tried at once: the classic sidecar (containers) and the native sidecar
 (initContainers with restartPolicy: Always and a startupProbe), which removes the start race behind
-"Cannot connect to the Docker daemon" (ARC#3257). Time to ready is measured from pod creation.
+"Cannot connect to the Docker daemon" (ARC#3257). Time to ready is measured from pod creation. The native form is
+read back as admitted: a webhook that strips restartPolicy silently turns it into a plain init container.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any
 
 from probes import specs
 from probes.definitions._docker import WAIT_FOR_DAEMON, dockerd_log_tail
-from probes.engine import Outcome, ProbeContext, ProbeDefinition, compact, key_values
+from probes.engine import Outcome, ProbeContext, compact, key_values
 from probes.exceptions import PodNotRunningError
-from probes.model import Status
+from probes.model import Facts, Mode, Status
+from probes.settings import ProbeDefinition, ProbeSettings
 
 REMEDIATION = (
     "Share an emptyDir at /var/run between the dockerd sidecar and the job container and set "
@@ -30,59 +32,79 @@ echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
 """
 
 
-def _try_layout(ctx: ProbeContext, manifest: dict[str, Any], created_at: float) -> dict[str, Any]:
+def _try_layout(ctx: ProbeContext, name: str, created_at: float) -> dict[str, Any]:
     """Wait for the pod, then for the daemon through the socket from the job container."""
-    name = manifest["metadata"]["name"]
     found: dict[str, Any] = {"pod": name}
     try:
         ctx.wait_running(name)
     except PodNotRunningError as exc:
-        found.update(ok=False, reason=compact(exc.reason))
+        found.update(ok=False, pod_ran=False, reason=compact(exc.reason))
         return found
     ctx.say(f"waiting for dockerd through the shared socket ({name})")
-    result = ctx.exec(name, "client", WAIT_FOR_DAEMON + SOCKET_FACTS, timeout_s=90)
-    values = key_values(result.stdout)
-    found["ok"] = values.get("daemon") == "ok"
-    found["ready_s"] = round(time.monotonic() - created_at, 2) if found["ok"] else None
-    for key in ("socket", "client_uid", "server_version"):
-        if values.get(key):
-            found[key] = values[key]
-    if not found["ok"]:
-        found["reason"] = values.get("daemon_error") or result.tail()
+    result = ctx.exec(name, "job", WAIT_FOR_DAEMON + SOCKET_FACTS, timeout_s=90)
+    found.update(layout_result(key_values(result.stdout), result.tail()))
+    if found["ok"]:
+        found["ready_s"] = round(time.monotonic() - created_at, 2)
+    else:
         found["dockerd_log"] = dockerd_log_tail(ctx, name)
     return found
 
 
-def run(ctx: ProbeContext) -> Outcome:
+def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
+    """What one layout's job container saw (pure, over the script's KEY=VALUE output)."""
+    found: dict[str, Any] = {"ok": values.get("daemon") == "ok", "pod_ran": True}
+    for key in ("socket", "client_uid", "server_version", "waited_s"):
+        if values.get(key):
+            found[key] = values[key]
+    if not found["ok"]:
+        found["reason"] = values.get("daemon_error") or tail or "the job container's script printed nothing"
+    return found
+
+
+def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Start both layouts together; pass when the job container reaches dockerd through the socket."""
-    images = ctx.settings.images
-    classic = ctx.pod_manifest("classic", specs.dind_pod_spec(images.dind, images.dind))
-    native = ctx.pod_manifest("native", specs.dind_native_sidecar_spec(images.dind, images.dind))
+    layouts = {
+        layout: specs.dind_pod_spec(settings.images, settings.resources, layout=layout)
+        for layout in (specs.CLASSIC, specs.NATIVE)
+    }
+    manifests = {layout: ctx.pod_manifest(layout, spec) for layout, spec in layouts.items()}
     ctx.say("creating the classic and the native sidecar pods")
-    classic_at = time.monotonic()
-    ctx.create_pod(classic)
-    native_at = time.monotonic()
-    ctx.create_pod(native)
+    created_at: dict[str, float] = {}
     evidence: dict[str, Any] = {}
     try:
-        stored = ctx.core.read_namespaced_pod(native["metadata"]["name"], ctx.settings.namespace)
-        init = (stored.spec.init_containers or [None])[0]
-        native_supported = init is not None and init.restart_policy == "Always"
-        evidence["classic"] = _try_layout(ctx, classic, classic_at)
-        if native_supported:
-            evidence["native_sidecar"] = {"supported": True, **_try_layout(ctx, native, native_at)}
+        for layout, manifest in manifests.items():
+            created_at[layout] = time.monotonic()
+            ctx.create_pod(manifest)
+        native_name = manifests[specs.NATIVE]["metadata"]["name"]
+        admitted = ctx.read_pod(native_name)
+        evidence["native_sidecar"] = {"supported": native_as_admitted(admitted)}
+        evidence["classic"] = _try_layout(ctx, manifests[specs.CLASSIC]["metadata"]["name"], created_at[specs.CLASSIC])
+        if evidence["native_sidecar"]["supported"]:
+            evidence["native_sidecar"].update(_try_layout(ctx, native_name, created_at[specs.NATIVE]))
         else:
-            evidence["native_sidecar"] = {
-                "supported": False,
-                "reason": "the API server dropped initContainers[].restartPolicy (SidecarContainers off, < 1.29)",
-            }
+            evidence["native_sidecar"]["reason"] = (
+                "the pod as admitted has no initContainers[].restartPolicy: Always (the API server dropped it: "
+                "SidecarContainers off or Kubernetes < 1.29, or a mutating webhook stripped it)"
+            )
     finally:
-        ctx.delete_pod(classic["metadata"]["name"])
-        ctx.delete_pod(native["metadata"]["name"])
-    return _verdict(evidence)
+        for manifest in manifests.values():
+            ctx.delete_pod(manifest["metadata"]["name"])
+    outcome = verdict(evidence)
+    tested = (
+        specs.record(Mode.DIND, specs.CLASSIC, layouts[specs.CLASSIC], proven=bool(evidence["classic"].get("ok"))),
+        specs.record(Mode.DIND, specs.NATIVE, layouts[specs.NATIVE], proven=bool(evidence["native_sidecar"].get("ok"))),
+    )
+    return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=tested))
 
 
-def _verdict(evidence: dict[str, Any]) -> Outcome:
+def native_as_admitted(pod: Any) -> bool:
+    """Whether the stored pod still has its sidecar as a native sidecar (restartPolicy: Always)."""
+    init = (pod.spec.init_containers or [None])[0]
+    return init is not None and init.restart_policy == "Always"
+
+
+def verdict(evidence: dict[str, Any]) -> Outcome:
+    """Pass when either layout's job container reached dockerd; inconclusive when no pod ran at all."""
     classic = evidence["classic"]
     native = evidence["native_sidecar"]
     native_note = (
@@ -107,8 +129,8 @@ def _verdict(evidence: dict[str, Any]) -> Outcome:
             evidence,
             remediation="",
         )
-    if "dockerd_log" not in classic and classic.get("reason"):  # the pod itself never ran
-        return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic['reason']}", evidence)
+    if not classic.get("pod_ran"):
+        return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}", evidence)
     log = classic.get("dockerd_log", "")
     return Outcome(
         Status.FAIL,

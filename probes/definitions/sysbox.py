@@ -1,7 +1,9 @@
-"""Sysbox: is the sysbox-runc RuntimeClass there, and does a pod using it actually start?
+"""Sysbox: is the sysbox-runc RuntimeClass there, and does Docker really run in a sysbox pod without privileged?
 
-A registered class proves nothing on its own: the handler must exist on the node the pod lands on (sysbox#936).
-Absent class = the mode is not installed (skipped); present but unrunnable = failed.
+A registered class proves nothing on its own: the handler must exist on the node the pod lands on (sysbox#936), and
+the mode claims run + build. So a pass means: the pod (the same spec and annotations as the snippet) runs, dockerd
+starts in it without privileged, a nested docker run works from the job container, and /proc/self/uid_map shows a
+real user-namespace mapping. Absent class = the mode is not installed (skipped); present but unrunnable = failed.
 """
 
 from __future__ import annotations
@@ -12,22 +14,26 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, ProbeDefinition, compact, key_values
+from probes.definitions._docker import NESTED_RUN, WAIT_FOR_DAEMON, dockerd_log_tail
+from probes.engine import Outcome, ProbeContext, api_call, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
-from probes.model import Status
+from probes.model import Facts, Mode, Status
+from probes.settings import ProbeDefinition, ProbeSettings
 
 REMEDIATION = (
     "Install sysbox on a node pool (nestybox sysbox-deploy-k8s labels nodes sysbox-runtime=running and registers "
     "RuntimeClass sysbox-runc with a nodeSelector), then run DinD without privileged via runtimeClassName."
 )
+UID_MAP = "echo \"uid_map=$(head -n 1 /proc/self/uid_map | tr -s ' ' | sed 's/^ //')\""
+IDENTITY_MAP = ("0", "0", "4294967295")
 
 
-def run(ctx: ProbeContext) -> Outcome:
-    """Look up the RuntimeClass and the labelled nodes; run a pod with it when the class exists."""
+def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
+    """Look up the RuntimeClass; when it exists, run DinD under it and prove dockerd and a nested run."""
     evidence: dict[str, Any] = {}
     try:
-        runtime_class = client.NodeV1Api(ctx.connection.api_client).read_runtime_class(
-            specs.SYSBOX_RUNTIME_CLASS, _request_timeout=API_TIMEOUT_S
+        runtime_class = api_call(
+            client.NodeV1Api(ctx.connection.api_client).read_runtime_class, specs.SYSBOX_RUNTIME_CLASS
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -39,19 +45,27 @@ def run(ctx: ProbeContext) -> Outcome:
         raise
     evidence["runtime_class"] = {"name": specs.SYSBOX_RUNTIME_CLASS, "handler": runtime_class.handler}
     try:
-        nodes = ctx.core.list_node(label_selector="sysbox-runtime=running", _request_timeout=API_TIMEOUT_S).items
+        nodes = api_call(ctx.core.list_node, label_selector="sysbox-runtime=running").items
         evidence["labelled_nodes"] = [n.metadata.name for n in nodes]
     except ApiException as exc:
         evidence["labelled_nodes"] = f"not listed ({exc.status})"
-    manifest = ctx.pod_manifest("run", specs.sysbox_pod_spec(ctx.settings.images.tools))
+    spec = specs.sysbox_pod_spec(settings.images, settings.resources)
+    manifest = ctx.pod_manifest("run", spec, annotations=specs.SYSBOX_ANNOTATIONS)
     name = manifest["metadata"]["name"]
     try:
-        with ctx.pod(manifest, timeout_s=min(ctx.settings.timeout_s, 90.0)):
-            result = ctx.exec(name, "sysbox", "echo \"uid_map=$(head -n 1 /proc/self/uid_map | tr -s ' ')\"")
-            evidence.update(key_values(result.stdout))
+        with ctx.pod(manifest, timeout_s=min(ctx.scope.timeout_s, 90.0)):
+            evidence.update(key_values(ctx.exec(name, "dind", UID_MAP, timeout_s=20).stdout))
+            ctx.say("waiting for dockerd inside the sysbox pod")
+            evidence.update(key_values(ctx.exec(name, "job", WAIT_FOR_DAEMON, timeout_s=90).stdout))
+            if evidence.get("daemon") == "ok":
+                ctx.say("nested docker run inside the sysbox pod")
+                evidence.update(key_values(ctx.exec(name, "job", NESTED_RUN, timeout_s=120).stdout))
+            else:
+                evidence["dockerd_log"] = dockerd_log_tail(ctx, name)
     except AdmissionRejectedError as exc:
         evidence["admission"] = exc.evidence()
-        return Outcome(Status.FAIL, f"a sysbox pod was {exc.describe()}", evidence)
+        status = Status.FAIL if exc.decided is False else Status.INCONCLUSIVE
+        return Outcome(status, f"a sysbox pod was {exc.describe()}", evidence)
     except PodNotRunningError as exc:
         evidence["pod"] = exc.evidence()
         return Outcome(
@@ -59,9 +73,43 @@ def run(ctx: ProbeContext) -> Outcome:
             f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: {compact(exc.reason)}",
             evidence,
         )
+    outcome = verdict(evidence)
+    tested = specs.record(
+        Mode.SYSBOX, "sysbox", spec, proven=outcome.status is Status.PASS, annotations=specs.SYSBOX_ANNOTATIONS
+    )
+    return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
+
+
+def real_userns(uid_map: str) -> bool:
+    """Whether a uid_map line maps container root elsewhere (the initial namespace maps 0 0 4294967295)."""
+    fields = tuple(uid_map.split())
+    return len(fields) == 3 and fields != IDENTITY_MAP
+
+
+def verdict(evidence: dict[str, Any]) -> Outcome:
+    """Pass only when dockerd ran without privileged, a nested container ran, and root was remapped (pure)."""
+    uid_map = str(evidence.get("uid_map", ""))
+    if evidence.get("daemon") != "ok":
+        return Outcome(
+            Status.FAIL,
+            f"the sysbox pod runs but dockerd in it never answered: {evidence.get('daemon_error', '')}; "
+            f"log: {evidence.get('dockerd_log', '')}",
+            evidence,
+        )
+    if evidence.get("run_bridge") != "ok":
+        cause = evidence.get("run_bridge_error") or evidence.get("import_error") or "the nested run did not finish"
+        return Outcome(Status.FAIL, f"dockerd runs in the sysbox pod but a nested docker run fails: {cause}", evidence)
+    if not real_userns(uid_map):
+        return Outcome(
+            Status.FAIL,
+            f"nested docker run works, but the pod has no user namespace (uid_map {uid_map or 'unreadable'}): "
+            "this is not sysbox's isolation",
+            evidence,
+        )
     return Outcome(
         Status.PASS,
-        f"a sysbox pod runs without privileged (uid_map {evidence.get('uid_map', '?')})",
+        f"dockerd runs without privileged and a nested docker run works in a sysbox pod (uid_map {uid_map}; "
+        f"driver {evidence.get('driver', '?')})",
         evidence,
         remediation="",
     )
@@ -70,7 +118,7 @@ def run(ctx: ProbeContext) -> Outcome:
 PROBE = ProbeDefinition(
     id="sysbox",
     capability="sysbox",
-    title="the sysbox-runc RuntimeClass is present and its pods run",
+    title="Docker runs in a sysbox-runc pod without privileged",
     remediation=REMEDIATION,
     run=run,
 )
