@@ -88,8 +88,6 @@ def suite_command(env: dict[str, str], out_dir: Path, *extra: str) -> list[str]:
         "no:cacheprovider",
         "-rA",
         *shlex.split(env["TESTBED_PYTEST_ARGS"]),
-        "--kubectl",
-        str(Path(env["TESTBED_BIN"]) / "kubectl"),
         "--report-json",
         str(out_dir / "report.json"),
         "--report-md",
@@ -115,16 +113,29 @@ def run_suite(env: dict[str, str], out_dir: Path, *extra: str, timeout_s: float 
     return SuiteRun(done.returncode, report, wall, output, out_dir)
 
 
-def kubectl(env: dict[str, str], *args: str) -> str:
-    """Run kubectl against the testbed; raises on failure."""
+def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """Run kubectl against the testbed as its admin; raises on failure."""
     done = subprocess.run(
         [str(Path(env["TESTBED_BIN"]) / "kubectl"), "--kubeconfig", env["KUBECONFIG"], *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        input=stdin,
     )
     return done.stdout
+
+
+def with_kubeconfig(env: dict[str, str], kubeconfig: Path, *extra: str) -> dict[str, str]:
+    """The testbed env with the suite pointed at another kubeconfig (and extra suite options)."""
+    args = shlex.split(env["TESTBED_PYTEST_ARGS"])
+    args[args.index("--kubeconfig") + 1] = str(kubeconfig)
+    return {**env, "TESTBED_PYTEST_ARGS": shlex.join([*args, *extra])}
+
+
+def statuses(run: SuiteRun) -> dict[str, str]:
+    """Check id -> status, for comparing two runs' verdicts."""
+    return {check["id"]: check["status"] for check in run.report.get("checks", [])}
 
 
 def labelled_objects(env: dict[str, str]) -> list[str]:

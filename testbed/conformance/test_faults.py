@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from testbed.conformance.harness import (
     REPO,
@@ -17,6 +18,7 @@ from testbed.conformance.harness import (
     run_suite,
     suite_command,
     wait_until_clean,
+    with_kubeconfig,
 )
 
 USAGE_ERROR = 4
@@ -48,6 +50,14 @@ def test_unknown_image_is_inconclusive_with_the_pull_error(testbed_env: dict[str
     assert "ErrImagePull" in check["summary"] or "ImagePullBackOff" in check["summary"]
     assert check["evidence"]["pod"]["reason"] in check["summary"]
     assert run.exit_code == 0  # inconclusive is a skip, not a failure
+    assert "proved nothing: 1 of 1 checks (1 inconclusive" in run.output
+    assert wait_until_clean(testbed_env, 30) == []
+    strict = run_suite(
+        testbed_env, out_root / "fault-image-strict", "-k", "lsm", "--image-tools", missing, "--fail-on-inconclusive"
+    )
+    assert strict.check("lsm")["status"] == "inconclusive"
+    assert strict.exit_code == 1, strict.output[-2000:]
+    assert "--fail-on-inconclusive: lsm proved nothing" in strict.output
     assert wait_until_clean(testbed_env, 30) == []
 
 
@@ -131,6 +141,101 @@ def test_sigint_mid_probe_cleans_up_and_exits_interrupted(testbed_env: dict[str,
 
 
 @pytest.mark.usefixtures("permissive")
+def test_sigint_during_setup_leaves_nothing(testbed_env: dict[str, str], out_root: Path) -> None:
+    """Ctrl-C the moment the run's namespace exists (before or while probes start): everything made is deleted."""
+    out = out_root / "sigint-setup"
+    command = suite_command(testbed_env, out)
+    watcher = subprocess.Popen(
+        [
+            str(Path(testbed_env["TESTBED_BIN"]) / "kubectl"),
+            "--kubeconfig",
+            testbed_env["KUBECONFIG"],
+            "get",
+            "namespaces",
+            "-l",
+            "app.kubernetes.io/managed-by=dindcheck",
+            "--watch-only",
+            "-o",
+            "name",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)  # the watch is established
+        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            assert watcher.stdout is not None
+            created = watcher.stdout.readline().strip()
+            proc.send_signal(signal.SIGINT)
+            interrupted_at = time.monotonic()
+            output, _ = proc.communicate(timeout=60)
+    finally:
+        watcher.kill()
+        watcher.wait()
+    (out / "output.txt").write_text(output)
+    assert created.startswith("namespace/dindcheck-"), created
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
+    left = wait_until_clean(testbed_env, max(1.0, 30 - (time.monotonic() - interrupted_at)))
+    assert left == [], f"left after SIGINT during setup: {left}"
+    assert kubectl(
+        testbed_env, "get", "namespace", created.split("/")[1], "--ignore-not-found", "-o", "jsonpath={.status.phase}"
+    ).strip() in ("", "Terminating")
+
+
+@pytest.mark.usefixtures("permissive")
+def test_context_names_reach_the_api_intact(testbed_env: dict[str, str], out_root: Path) -> None:
+    """A context named like real ones ('team+ci/prod') selects that context; exec works through it."""
+    config = yaml.safe_load(Path(testbed_env["KUBECONFIG"]).read_text())
+    odd = "team+ci/prod cluster"
+    config["contexts"].append({**config["contexts"][0], "name": odd})
+    path = out_root / "odd-context-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    run = run_suite(with_kubeconfig(testbed_env, path, "--context", odd), out_root / "odd-context", "-k", "lsm")
+    assert run.check("lsm")["status"] == "pass", run.output[-2000:]
+
+
+@pytest.mark.usefixtures("permissive")
+def test_quota_namespace_works_and_psa_label_is_restored(testbed_env: dict[str, str], out_root: Path) -> None:
+    """A borrowed namespace with a ResourceQuota that demands limits, and its own PSA label, which comes back."""
+    namespace = "dindcheck-quota"
+    kubectl(testbed_env, "create", "namespace", namespace)
+    try:
+        kubectl(testbed_env, "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
+        quota = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "needs-limits", "namespace": namespace},
+            "spec": {
+                "hard": {"limits.cpu": "8", "limits.memory": "8Gi", "requests.cpu": "4", "requests.memory": "4Gi"}
+            },
+        }
+        kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(quota))
+        run = run_suite(
+            testbed_env,
+            out_root / "quota-namespace",
+            "-k",
+            "privileged_admission or lsm",
+            "--namespace",
+            namespace,
+            "--namespace-pod-security",
+            "privileged",
+        )
+        assert run.check("privileged-admission")["status"] == "pass", run.output[-2000:]
+        assert run.check("lsm")["status"] == "pass", run.output[-2000:]
+        label = kubectl(
+            testbed_env,
+            "get",
+            "namespace",
+            namespace,
+            "-o",
+            r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}",
+        )
+        assert label.strip() == "baseline", "the borrowed namespace's own PSA label was not restored"
+    finally:
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.mark.usefixtures("permissive")
 def test_borrowed_namespace_keeps_the_namespace_and_removes_our_objects(
     testbed_env: dict[str, str], out_root: Path
 ) -> None:
@@ -153,6 +258,11 @@ def test_keep_leaves_the_objects_and_says_where(testbed_env: dict[str, str], out
     try:
         assert f"--keep: objects left in namespace {namespace}" in run.output
         assert kubectl(testbed_env, "get", "namespace", namespace, "-o", "name").strip() == f"namespace/{namespace}"
+        deadlines = kubectl(
+            testbed_env, "get", "pods", "-n", namespace, "-o", "jsonpath={.items[*].spec.activeDeadlineSeconds}"
+        )
+        assert deadlines.split(), "--keep did not keep the probe pods"
+        assert all(int(value) > 0 for value in deadlines.split()), "probe pods carry no activeDeadlineSeconds"
     finally:
         kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
     assert wait_until_clean(testbed_env, 30) == []

@@ -11,7 +11,9 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
+from probes.definitions import catalog
 from reports import json_report
 from testbed.conformance.harness import Profile, SuiteRun, wait_until_clean
 
@@ -81,19 +83,7 @@ def test_report_is_valid_v1(suite_run: SuiteRun) -> None:
     assert (suite_run.out_dir / "junit.xml").is_file()
 
 
-@pytest.mark.parametrize(
-    "check_id",
-    [
-        "privileged-admission",
-        "overlay-cache",
-        "docker-run",
-        "buildkit-rootless",
-        "socket-sharing",
-        "lsm",
-        "sysbox",
-        "host-socket",
-    ],
-)
+@pytest.mark.parametrize("check_id", [definition.id for definition in catalog()])
 def test_check_status(suite_run: SuiteRun, expected: dict[str, Any], check_id: str) -> None:
     want = expected.get(check_id, ANY)
     check = suite_run.check(check_id)
@@ -187,6 +177,21 @@ def test_pushed_manifest_is_read_back(suite_run: SuiteRun) -> None:
     assert readback["ok"] is True, readback
     assert readback["digest"] == buildkit["evidence"]["digest"]
     assert "manifest" in readback["media_type"]
+    assert buildkit["evidence"]["base"] == "ok", "the build did not start from a base image pulled from the registry"
+    assert "RUN step" in buildkit["summary"]
+
+
+def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[str, str]) -> None:
+    """The config to paste is the spec a probe ran: the run's images and resources, in every container."""
+    snippets = suite_run.report["recommendation"]["snippets"]
+    run_images = {testbed_env[key] for key in ("TESTBED_IMAGE_DIND", "TESTBED_IMAGE_BUILDKIT", "TESTBED_IMAGE_TOOLS")}
+    for mode in ("dind", "buildkit-rootless", "sysbox", "host-socket"):
+        if mode not in snippets:
+            continue
+        spec = yaml.safe_load(snippets[mode])["spec"]
+        containers = spec.get("initContainers", []) + spec["containers"]
+        assert {c["image"] for c in containers} <= run_images, containers
+        assert all(c["resources"]["limits"] for c in containers), containers
 
 
 def test_progress_is_shown_while_waiting(suite_run: SuiteRun) -> None:

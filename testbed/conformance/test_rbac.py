@@ -1,0 +1,95 @@
+"""The README's RBAC (deploy/rbac.yaml) is exactly what a run needs, proven with a ServiceAccount bound to it alone.
+
+A run under those rules reaches the admin run's verdicts and leaves nothing; with one rule removed it exits 4 before
+creating anything, naming the missing permission.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed.conformance.harness import (
+    REPO,
+    Profile,
+    SuiteRun,
+    kubectl,
+    run_suite,
+    statuses,
+    wait_until_clean,
+    with_kubeconfig,
+)
+
+RBAC = REPO / "deploy" / "rbac.yaml"
+NAMESPACE = "dindcheck"
+USAGE_ERROR = 4
+
+
+@pytest.fixture(scope="module")
+def rbac_applied(profile: Profile, testbed_env: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
+    if profile.name != "permissive":
+        pytest.skip("the RBAC proof runs on the permissive profile")
+    documents = [doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc]
+    kubectl(testbed_env, "apply", "-f", str(RBAC))
+    try:
+        yield documents
+    finally:
+        kubectl(testbed_env, "delete", "-f", str(RBAC), "--wait=false", "--ignore-not-found")
+
+
+def service_account_kubeconfig(env: dict[str, str], path: Path) -> Path:
+    """A kubeconfig holding only a token of the dindcheck ServiceAccount (what a CI system would be given)."""
+    admin = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    token = kubectl(env, "create", "token", "dindcheck", "-n", NAMESPACE, "--duration", "1h").strip()
+    if "certificate-authority" in cluster:
+        ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+        cluster = {"server": cluster["server"], "certificate-authority-data": ca}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testbed", "cluster": cluster}],
+        "users": [{"name": "dindcheck", "user": {"token": token}}],
+        "contexts": [{"name": "dindcheck", "context": {"cluster": "testbed", "user": "dindcheck"}}],
+        "current-context": "dindcheck",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.usefixtures("rbac_applied")
+def test_minimal_rbac_reaches_the_admin_verdicts(
+    suite_run: SuiteRun, testbed_env: dict[str, str], out_root: Path
+) -> None:
+    kubeconfig = service_account_kubeconfig(testbed_env, out_root / "rbac-kubeconfig")
+    env = with_kubeconfig(testbed_env, kubeconfig, "--namespace", NAMESPACE)
+    run = run_suite(env, out_root / "rbac-minimal")
+    assert run.report, run.output[-3000:]
+    assert statuses(run) == statuses(suite_run), run.output[-3000:]
+    assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-o", "name").strip() == ""
+    assert wait_until_clean(testbed_env, 30) == []
+    assert not any(note.startswith("RBAC:") for note in run.report["cluster"]["notes"]), run.report["cluster"]
+
+
+def test_one_rule_removed_is_named_before_anything_is_created(
+    rbac_applied: list[dict[str, Any]], testbed_env: dict[str, str], out_root: Path
+) -> None:
+    role = next(doc for doc in rbac_applied if doc["kind"] == "Role")
+    pods_rule = next(rule for rule in role["rules"] if rule["resources"] == ["pods"])
+    pods_rule["verbs"] = [verb for verb in pods_rule["verbs"] if verb != "deletecollection"]
+    kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(role))
+    try:
+        kubeconfig = service_account_kubeconfig(testbed_env, out_root / "rbac-kubeconfig-less")
+        env = with_kubeconfig(testbed_env, kubeconfig, "--namespace", NAMESPACE)
+        run = run_suite(env, out_root / "rbac-one-rule-removed")
+        assert run.exit_code == USAGE_ERROR, run.output[-3000:]
+        assert "RBAC: the run may not deletecollection pods" in run.output
+        assert "Traceback" not in run.output
+        assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-o", "name").strip() == ""
+    finally:
+        kubectl(testbed_env, "apply", "-f", str(RBAC))
