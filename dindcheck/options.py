@@ -1,6 +1,6 @@
 """Command-line options of `pytest suites`: one group, each option with its help text and validation.
 
-CONTRACT (design.md): names may grow, never shrink.
+CONTRACT (docs/contracts.md): names may grow, never shrink.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Connecting to the cluster and checking, before any pod is made, that the run can work at all.
 
-Bad input must end in one clear line within seconds (design.md: exit code 4), so every failure here raises
+Bad input must end in one clear line within seconds (docs/contracts.md: exit code 4), so every failure here raises
 UsageError with a message written for the person at the terminal, never a traceback.
 """
 

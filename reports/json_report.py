@@ -1,4 +1,4 @@
-"""The CONTRACT report "dindcheck/report/v1" (design.md): users' scripts read it, so keys are only ever added.
+"""The CONTRACT report "dindcheck/report/v1" (docs/contracts.md): users' scripts read it, so keys are only ever added.
 
 Keys are written in the contract's order, evidence exactly as the probes gave it (made JSON-safe), UTF-8, indent 2.
 """
