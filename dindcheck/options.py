@@ -91,6 +91,13 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"resource limits of every probe container (default: {_quantities(DEFAULT_LIMITS)}; '' for none)",
     )
     group.addoption(
+        "--job-uid",
+        type=int,
+        default=1000,
+        help="uid (and gid) of the job container that uses dockerd, as your runners run it: ARC 1001, SkyPilot "
+        "1000; dockerd gets --group=GID so it can use the socket (default: 1000; 0 = root)",
+    )
+    group.addoption(
         "--kubectl",
         metavar="PATH",
         help="no longer used: commands run in probe pods through the API server's exec channel (kept so existing "
@@ -100,6 +107,13 @@ def add_options(parser: pytest.Parser) -> None:
 
 def _quantities(values: dict[str, str] | Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in values.items())
+
+
+def _job_uid(value: object) -> int:
+    uid = int(str(value))
+    if not 0 <= uid <= 2**31 - 1:
+        raise UsageError(f"--job-uid {uid} is not a uid (0 to 2147483647)")
+    return uid
 
 
 def parse_quantities(option: str, text: str) -> dict[str, str]:
@@ -134,6 +148,7 @@ class Options:
     require_mode: Mode | None
     kubectl: str | None
     fail_on_inconclusive: bool = False
+    job_uid: int = 1000
     resources: Resources = field(default_factory=Resources)
 
 
@@ -175,6 +190,7 @@ def read_options(config: pytest.Config) -> Options:
         require_mode=mode,
         kubectl=get("kubectl"),
         fail_on_inconclusive=bool(get("fail_on_inconclusive")),
+        job_uid=_job_uid(get("job_uid")),
         resources=Resources(
             requests=parse_quantities("--pod-requests", get("pod_requests") or ""),
             limits=parse_quantities("--pod-limits", get("pod_limits") or ""),

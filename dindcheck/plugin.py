@@ -178,6 +178,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         registry=options.registry,
         registry_secret=registry_secret,
         registry_insecure=options.registry_insecure,
+        job_uid=options.job_uid,
     )
     tasks = [definition.task(settings) for definition in catalog() if definition.id in state.selected]
     state.runner = ProbeRunner(connection, scope, state.progress)

@@ -61,6 +61,8 @@ class ProbeSettings:
     registry: str | None = None
     registry_secret: str | None = None
     registry_insecure: bool = False
+    job_uid: int = 1000
+    """The job container's uid and gid: real runners are not root (ARC 1001, SkyPilot 1000); 0 probes as root."""
 
 
 @dataclass(frozen=True)

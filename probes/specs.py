@@ -30,10 +30,11 @@ def _container(name: str, image: str, resources: Resources, **fields: Any) -> di
     return {"name": name, "image": image, **fields, "resources": resources.to_spec()}
 
 
-def dind_container(image: str, resources: Resources, *, privileged: bool = True) -> dict[str, Any]:
+def dind_container(image: str, resources: Resources, *, privileged: bool = True, job_gid: int = 0) -> dict[str, Any]:
     """The dockerd sidecar, socket-only (no TCP, no TLS: the socket never leaves the pod).
 
     args start with `dockerd`: docker:dind's entrypoint adds a TCP listener when the first arg is an option.
+    `--group` gives the job's gid the socket, so a non-root job can use it.
     """
     mounts = [{"name": "docker-run", "mountPath": "/var/run"}]
     if privileged:  # under sysbox the runtime provides /var/lib/docker itself
@@ -42,7 +43,7 @@ def dind_container(image: str, resources: Resources, *, privileged: bool = True)
         "dind",
         image,
         resources,
-        args=["dockerd", f"--host={DOCKER_SOCKET}"],
+        args=["dockerd", f"--host={DOCKER_SOCKET}", *([f"--group={job_gid}"] if job_gid else [])],
         env=[{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
         volumeMounts=mounts,
     )
@@ -51,31 +52,30 @@ def dind_container(image: str, resources: Resources, *, privileged: bool = True)
     return container
 
 
-def docker_job_container(image: str, resources: Resources) -> dict[str, Any]:
-    """An unprivileged job container that talks to the sidecar through the shared socket."""
-    return _container(
-        "job",
-        image,
-        resources,
-        command=list(SLEEP),
-        env=[{"name": "DOCKER_HOST", "value": DOCKER_SOCKET}],
-        volumeMounts=[{"name": "docker-run", "mountPath": "/var/run"}],
-    )
+def docker_job_container(image: str, resources: Resources, *, uid: int = 0) -> dict[str, Any]:
+    """An unprivileged job container that talks to the sidecar through the shared socket, as the runner's uid."""
+    env = [{"name": "DOCKER_HOST", "value": DOCKER_SOCKET}]
+    container = _container("job", image, resources, command=list(SLEEP), env=env)
+    container["volumeMounts"] = [{"name": "docker-run", "mountPath": "/var/run"}]
+    if uid:
+        env.append({"name": "HOME", "value": "/tmp"})  # noqa: S108 - the docker CLI keeps its config under $HOME
+        container["securityContext"] = {"runAsUser": uid, "runAsGroup": uid}
+    return container
 
 
 def dind_pod_spec(
-    images: Images, resources: Resources, *, layout: str = CLASSIC, privileged: bool = True
+    images: Images, resources: Resources, *, layout: str = CLASSIC, privileged: bool = True, job_uid: int = 0
 ) -> dict[str, Any]:
     """DinD as ARC, GitLab, Buildkite and SkyPilot deploy it: dockerd sidecar + job container, one pod.
 
     classic: both in `containers` (the job must wait for the socket); native: dockerd in `initContainers` with
     restartPolicy Always and a startupProbe, so the job starts only once the daemon answers (Kubernetes >= 1.29).
     """
-    sidecar = dind_container(images.dind, resources, privileged=privileged)
+    sidecar = dind_container(images.dind, resources, privileged=privileged, job_gid=job_uid)
     volumes: list[dict[str, Any]] = [{"name": "docker-run", "emptyDir": {}}]
     if privileged:
         volumes.append({"name": "docker-data", "emptyDir": {}})
-    job = docker_job_container(images.dind, resources)
+    job = docker_job_container(images.dind, resources, uid=job_uid)
     if layout == NATIVE:
         sidecar["restartPolicy"] = "Always"
         sidecar["startupProbe"] = {
@@ -121,9 +121,10 @@ def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: 
     return {"containers": [container], "volumes": volumes}
 
 
-def sysbox_pod_spec(images: Images, resources: Resources) -> dict[str, Any]:
+def sysbox_pod_spec(images: Images, resources: Resources, *, job_uid: int = 0) -> dict[str, Any]:
     """DinD under sysbox: the same sidecar layout, no privileged at all; the runtime provides the isolation."""
-    return {"runtimeClassName": SYSBOX_RUNTIME_CLASS, **dind_pod_spec(images, resources, privileged=False)}
+    layout = dind_pod_spec(images, resources, privileged=False, job_uid=job_uid)
+    return {"runtimeClassName": SYSBOX_RUNTIME_CLASS, **layout}
 
 
 def host_socket_pod_spec(images: Images, resources: Resources) -> dict[str, Any]:
@@ -150,12 +151,12 @@ def tools_pod_spec(image: str, resources: Resources, *, privileged: bool = False
     return {"containers": [container]}
 
 
-def mode_specs(images: Images, resources: Resources) -> dict[Mode, dict[str, Any]]:
+def mode_specs(images: Images, resources: Resources, *, job_uid: int = 0) -> dict[Mode, dict[str, Any]]:
     """Every mode's pod spec as the other probes run it: what privileged-admission dry-runs."""
     return {
-        Mode.DIND: dind_pod_spec(images, resources),
+        Mode.DIND: dind_pod_spec(images, resources, job_uid=job_uid),
         Mode.BUILDKIT_ROOTLESS: buildkit_pod_spec(images, resources),
-        Mode.SYSBOX: sysbox_pod_spec(images, resources),
+        Mode.SYSBOX: sysbox_pod_spec(images, resources, job_uid=job_uid),
         Mode.HOST_SOCKET: host_socket_pod_spec(images, resources),
     }
 

@@ -34,7 +34,7 @@ DEGRADED_DRIVERS = ("vfs", "fuse-overlayfs", "native")
 
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """A DinD pod; from the unprivileged job container: wait for dockerd, import an image, run it twice."""
-    spec = specs.dind_pod_spec(settings.images, settings.resources)
+    spec = specs.dind_pod_spec(settings.images, settings.resources, job_uid=settings.job_uid)
     manifest = ctx.pod_manifest("run", spec)
     name = manifest["metadata"]["name"]
     evidence: dict[str, Any] = {}

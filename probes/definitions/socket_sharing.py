@@ -28,6 +28,7 @@ REMEDIATION = (
 SOCKET_FACTS = r"""
 echo "socket=$(stat -c '%F %a %U:%G' /var/run/docker.sock 2>&1)"
 echo "client_uid=$(id -u)"
+echo "client_gid=$(id -g)"
 echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
 """
 
@@ -53,7 +54,7 @@ def _try_layout(ctx: ProbeContext, name: str, created_at: float) -> dict[str, An
 def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
     """What one layout's job container saw (pure, over the script's KEY=VALUE output)."""
     found: dict[str, Any] = {"ok": values.get("daemon") == "ok", "pod_ran": True}
-    for key in ("socket", "client_uid", "server_version", "waited_s"):
+    for key in ("socket", "client_uid", "client_gid", "server_version", "waited_s"):
         if values.get(key):
             found[key] = values[key]
     if not found["ok"]:
@@ -64,7 +65,7 @@ def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Start both layouts together; pass when the job container reaches dockerd through the socket."""
     layouts = {
-        layout: specs.dind_pod_spec(settings.images, settings.resources, layout=layout)
+        layout: specs.dind_pod_spec(settings.images, settings.resources, layout=layout, job_uid=settings.job_uid)
         for layout in (specs.CLASSIC, specs.NATIVE)
     }
     manifests = {layout: ctx.pod_manifest(layout, spec) for layout, spec in layouts.items()}
@@ -117,8 +118,8 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     if classic.get("ok"):
         return Outcome(
             Status.PASS,
-            f"job container reached dockerd over the shared socket in {classic['ready_s']}s "
-            f"({classic.get('socket', '')}); {native_note}",
+            f"job container (uid {classic.get('client_uid', '?')}) reached dockerd over the shared socket in "
+            f"{classic['ready_s']}s ({classic.get('socket', '')}); {native_note}",
             evidence,
             remediation="",
         )
@@ -132,6 +133,15 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     if not classic.get("pod_ran"):
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}", evidence)
     log = classic.get("dockerd_log", "")
+    if "permission denied" in str(classic.get("reason", "")).lower():
+        return Outcome(
+            Status.FAIL,
+            f"dockerd runs, but the job container (uid {classic.get('client_uid', '?')}) may not use its socket "
+            f"({classic.get('socket', '')}): {classic.get('reason', '')}",
+            evidence,
+            remediation="Start dockerd with --group=GID (the job's gid) and run the job with that gid "
+            "(runAsGroup or supplementalGroups); the docker:dind image has no docker group of its own.",
+        )
     return Outcome(
         Status.FAIL,
         f"dockerd never answered on the shared socket: {classic.get('reason', '')}"

@@ -49,7 +49,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         evidence["labelled_nodes"] = [n.metadata.name for n in nodes]
     except ApiException as exc:
         evidence["labelled_nodes"] = f"not listed ({exc.status})"
-    spec = specs.sysbox_pod_spec(settings.images, settings.resources)
+    spec = specs.sysbox_pod_spec(settings.images, settings.resources, job_uid=settings.job_uid)
     manifest = ctx.pod_manifest("run", spec, annotations=specs.SYSBOX_ANNOTATIONS)
     name = manifest["metadata"]["name"]
     try:
