@@ -29,7 +29,7 @@ from probes import cluster, workspace
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
-from probes.model import ClusterInfo, RunResult, Status, Verdict
+from probes.model import ClusterInfo, ImageUse, RunResult, Status, Verdict
 from probes.settings import ProbeSettings
 
 PROBE_MARKER = "probe"
@@ -278,9 +278,9 @@ def _write_reports(state: RunState, reporter: Any) -> None:
     options = state.options
     if options is None or state.cluster_info is None or state.runner is None:
         return
-    cluster_info = state.cluster_info
-    if state.notes:
-        cluster_info = replace(cluster_info, notes=tuple(dict.fromkeys(cluster_info.notes + tuple(state.notes))))
+    images = {role: ImageUse(ref, state.runner.images.digest(ref)) for role, ref in options.images.by_role().items()}
+    notes = tuple(dict.fromkeys(state.cluster_info.notes + tuple(state.notes)))
+    cluster_info = replace(state.cluster_info, notes=notes, images=images)
     verdicts = {verdict.id: verdict for verdict in state.runner.finished()}
     run = RunResult(
         cluster=cluster_info,

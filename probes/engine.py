@@ -125,6 +125,28 @@ class Task:
     work: Callable[[ProbeContext], Outcome]
 
 
+class ImageLedger:
+    """Image ref -> the imageID a node resolved it to, as seen in running probe pods (shared by probe threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, str] = {}
+
+    def record(self, pod: Any) -> None:
+        """Note every container's resolved image of a running pod."""
+        statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
+        specs = {c.name: c.image for c in list(pod.spec.init_containers or []) + list(pod.spec.containers or [])}
+        with self._lock:
+            for status in statuses:
+                if status.image_id and status.name in specs:
+                    self._seen.setdefault(specs[status.name], str(status.image_id))
+
+    def digest(self, ref: str) -> str:
+        """The resolved imageID of ref ('' when no running pod used it)."""
+        with self._lock:
+            return self._seen.get(ref, "")
+
+
 class Progress:
     """The latest word from every probe, shared between probe threads and the terminal."""
 
@@ -218,6 +240,7 @@ class ProbeContext:
         scope: RunScope,
         progress: Progress,
         cancel: threading.Event,
+        images: ImageLedger | None = None,
     ) -> None:
         self.task = task
         self.connection = connection
@@ -225,6 +248,7 @@ class ProbeContext:
         self.core = connection.core
         self._progress = progress
         self._cancel = cancel
+        self._images = images or ImageLedger()
 
     # ----- naming and manifests -------------------------------------------------------------------------------
     @property
@@ -328,6 +352,7 @@ class ProbeContext:
             phase = pod.status.phase or "Pending"
             if phase == "Running" and _all_started(pod):
                 self.say(f"pod {pod_name} running")
+                self._images.record(pod)
                 return pod
             terminal, reason = pod_problem(pod)
             if not terminal and time.monotonic() >= next_events:
@@ -532,6 +557,7 @@ class ProbeRunner:
         self._scope = scope
         self._progress = progress
         self.cancel = threading.Event()
+        self.images = ImageLedger()
         self._futures: dict[str, Future[Verdict]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
@@ -539,7 +565,7 @@ class ProbeRunner:
         """Start every probe now."""
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="probe")
         for task in tasks:
-            context = ProbeContext(task, self._connection, self._scope, self._progress, self.cancel)
+            context = ProbeContext(task, self._connection, self._scope, self._progress, self.cancel, self.images)
             self._futures[task.id] = self._pool.submit(run_probe, task, context)
 
     def started(self, probe_id: str) -> bool:

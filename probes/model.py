@@ -195,6 +195,19 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class ImageUse:
+    """An image a run used and the digest the node resolved it to: tells 'the cluster changed' from 'the tag moved'."""
+
+    ref: str
+    digest: str = ""
+    """The pod status's imageID ('' when no pod with it ran)."""
+
+    def to_json(self) -> dict[str, str]:
+        """The report JSON v1 shape of an image."""
+        return {"ref": self.ref, "digest": self.digest}
+
+
+@dataclass(frozen=True)
 class ClusterInfo:
     """Which cluster was probed, as the report names it."""
 
@@ -204,6 +217,8 @@ class ClusterInfo:
     namespace: str = ""
     namespace_labels: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    images: Mapping[str, ImageUse] = field(default_factory=dict)
+    """Role (dind, buildkit, tools, registry) -> the image used and its resolved digest."""
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of the cluster block."""
@@ -214,6 +229,7 @@ class ClusterInfo:
             "namespace": self.namespace,
             "namespace_labels": self.namespace_labels,
             "notes": list(self.notes),
+            "images": {role: image.to_json() for role, image in self.images.items()},
         }
 
 

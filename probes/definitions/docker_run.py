@@ -11,7 +11,7 @@ from typing import Any
 
 from probes import specs
 from probes.definitions._docker import NESTED_RUN, WAIT_FOR_DAEMON, dockerd_log_tail
-from probes.engine import Outcome, ProbeContext, key_values
+from probes.engine import Outcome, ProbeContext, compact, key_values
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
 
@@ -27,7 +27,41 @@ echo "iptables=$(iptables --version 2>&1 | head -n 1)"
 echo "pod_mtu=$(cat /sys/class/net/eth0/mtu 2>/dev/null)"
 echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 echo "cap_bnd=$(grep CapBnd /proc/self/status | cut -f2)"
+for backend in legacy nft; do
+  if ! command -v "iptables-$backend" >/dev/null 2>&1; then echo "iptables_$backend=absent"; continue; fi
+  if out=$("iptables-$backend" -t nat -L -n 2>&1 >/dev/null); then echo "iptables_$backend=ok"
+  else echo "iptables_$backend=$(echo "$out" | head -n 2 | tr '\n' ' ')"; fi
+done
 """
+
+# dockerd's own words when the image's iptables backend does not fit the node's kernel (docker-library/docker#463,
+# #467, #486; actions-runner-controller#3158).
+IPTABLES_FAILURES = (
+    "failed to initialize nft",
+    "table nat",
+    "docker-isolation-stage",
+    "failed to create nat chain",
+    "iptables failed",
+    "iptables: no chain",
+)
+IPTABLES_REMEDIATION = (
+    "The DinD image's iptables backend does not work on this node's kernel: set DOCKER_IPTABLES_LEGACY=1 on the dind "
+    "container (docker:dind >= 26) to use iptables-legacy, or start dockerd with --iptables=false and run nested "
+    "containers with --network host or none."
+)
+MTU_REMEDIATION = (
+    "The nested bridge's MTU is larger than the pod network's: large transfers from nested containers (pulls, "
+    "package installs) can hang. Start dockerd with --mtu={pod_mtu}."
+)
+
+
+def iptables_cause(text: str) -> str:
+    """The iptables failure in dockerd's words, when text has one ('' otherwise)."""
+    lowered = text.lower()
+    if not any(marker in lowered for marker in IPTABLES_FAILURES):
+        return ""
+    return f"the DinD image's iptables backend does not work on this node: {compact(text, 240)}"
+
 
 DEGRADED_DRIVERS = ("vfs", "fuse-overlayfs", "native")
 
@@ -65,16 +99,32 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     )
     if evidence.get("driver") in DEGRADED_DRIVERS:
         facts += f" (storage driver {evidence['driver']} is slow/degraded: overlay2 expected)"
+    backends = {b: evidence.get(f"iptables_{b}", "?") for b in ("legacy", "nft")}
+    evidence["iptables_backends"] = backends
     if evidence.get("daemon") != "ok":
+        log = str(evidence.get("dockerd_log", ""))
+        cause = iptables_cause(log)
+        if cause:
+            return Outcome(Status.FAIL, f"dockerd did not start: {cause}", evidence, remediation=IPTABLES_REMEDIATION)
         return Outcome(
             Status.FAIL,
-            f"dockerd did not start: {evidence.get('daemon_error', '')}; log: {evidence.get('dockerd_log', '')}",
+            f"dockerd did not start: {evidence.get('daemon_error', '')}; log: {log}",
             evidence,
         )
     if evidence.get("import") != "ok":
         cause = evidence.get("import_error") or evidence.get("script_error", "the script did not finish")
         return Outcome(Status.FAIL, f"could not import an image into the nested dockerd: {cause}; {facts}", evidence)
     if evidence.get("run_bridge") == "ok":
+        pod_mtu, inner_mtu = str(evidence.get("pod_mtu", "")), str(evidence.get("inner_mtu", ""))
+        if pod_mtu.isdigit() and inner_mtu.isdigit() and int(inner_mtu) > int(pod_mtu):
+            evidence["mtu_mismatch"] = True
+            return Outcome(
+                Status.PASS,
+                f"nested docker run works on the bridge and with --network none, but WARNING: the nested bridge's "
+                f"MTU {inner_mtu} exceeds the pod network's {pod_mtu}; {facts}",
+                evidence,
+                remediation=MTU_REMEDIATION.format(pod_mtu=pod_mtu),
+            )
         return Outcome(
             Status.PASS,
             f"nested docker run works on the bridge and with --network none; {facts}",
@@ -82,11 +132,13 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
             remediation="",
         )
     if evidence.get("run_none") == "ok":
+        bridge_error = str(evidence.get("run_bridge_error", ""))
+        cause = iptables_cause(bridge_error)
         return Outcome(
             Status.FAIL,
-            f"nested docker run works only with --network none; bridge: {evidence.get('run_bridge_error', '')}; "
-            f"{facts}",
+            f"nested docker run works only with --network none; bridge: {cause or bridge_error}; {facts}",
             evidence,
+            remediation=IPTABLES_REMEDIATION if cause else None,
         )
     return Outcome(Status.FAIL, f"nested docker run fails: {evidence.get('run_none_error', '')}; {facts}", evidence)
 
