@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from probes.model import Mode, Status, Verdict
 from reports.json_report import plain
 from reports.snippets import SECURITY_COST
+from reports.terminal import proved_nothing_line
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -79,6 +80,7 @@ def _headline(report: Report) -> list[str]:
         f"Cluster `{text(cluster.server) or 'unknown'}`, Kubernetes {text(cluster.version) or 'unknown'}, "
         f"{len(cluster.nodes)} node(s); generated {text(run.generated_at)} in {run.total_s:.1f}s.",
     )
+    lines += ["", text(proved_nothing_line(report)) + "."]
     return lines
 
 
@@ -151,6 +153,12 @@ def _notes(report: Report) -> list[str]:
             for node in cluster.nodes
         )
         notes.append(f"Nodes: {nodes}.")
+    if cluster.images:
+        images = "; ".join(
+            f"{text(role)} `{text(image.ref)}`" + (f" (`{text(image.digest)}`)" if image.digest else "")
+            for role, image in cluster.images.items()
+        )
+        notes.append(f"Images used, with the digest the node resolved: {images}.")
     if not notes:
         return []
     return ["", "## Notes", "", *[f"- {note}" for note in notes]]
