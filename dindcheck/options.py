@@ -91,6 +91,21 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"resource limits of every probe container (default: {_quantities(DEFAULT_LIMITS)}; '' for none)",
     )
     group.addoption(
+        "--baseline",
+        metavar="PATH",
+        help="an earlier --report-json of the same cluster: the reports open with what changed since then",
+    )
+    group.addoption(
+        "--fail-on-regression",
+        action="store_true",
+        help="with --baseline: exit 1 when a mode usable in the baseline is no longer usable",
+    )
+    group.addoption(
+        "--report-prom",
+        metavar="PATH",
+        help="write Prometheus text format (gauges per check status and mode) for a textfile collector",
+    )
+    group.addoption(
         "--job-uid",
         type=int,
         default=1000,
@@ -149,6 +164,9 @@ class Options:
     kubectl: str | None
     fail_on_inconclusive: bool = False
     job_uid: int = 1000
+    baseline: str | None = None
+    fail_on_regression: bool = False
+    report_prom: str | None = None
     resources: Resources = field(default_factory=Resources)
 
 
@@ -164,6 +182,8 @@ def read_options(config: pytest.Config) -> Options:
     timeout = float(get("timeout"))
     if timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    if get("fail_on_regression") and not get("baseline"):
+        raise UsageError("--fail-on-regression needs --baseline PATH (the report to compare with)")
     secret = get("registry_secret")
     if secret and "/" not in secret and not get("namespace"):
         raise UsageError("--registry-secret NAME needs --namespace (or write it as NAMESPACE/NAME to copy it)")
@@ -191,6 +211,9 @@ def read_options(config: pytest.Config) -> Options:
         kubectl=get("kubectl"),
         fail_on_inconclusive=bool(get("fail_on_inconclusive")),
         job_uid=_job_uid(get("job_uid")),
+        baseline=get("baseline"),
+        fail_on_regression=bool(get("fail_on_regression")),
+        report_prom=get("report_prom"),
         resources=Resources(
             requests=parse_quantities("--pod-requests", get("pod_requests") or ""),
             limits=parse_quantities("--pod-limits", get("pod_limits") or ""),

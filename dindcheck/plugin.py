@@ -53,6 +53,7 @@ class RunState:
     reported: set[str] = field(default_factory=set)
     last_shown: float = 0.0
     report: reports.Report | None = None
+    baseline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     collected: bool = False
 
@@ -143,6 +144,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         reporter.write_line("dindcheck: --kubectl is no longer used: probes exec through the API server")
     connection = cluster.connect(options.kubeconfig, options.context)
     state.connection = connection
+    if options.baseline:
+        state.baseline = reports.load_baseline(Path(options.baseline), server=connection.server)
     permissions = cluster.required_permissions(
         borrowed_namespace=options.namespace is not None,
         label_namespace=options.namespace_pod_security is not None,
@@ -290,15 +293,20 @@ def _write_reports(state: RunState, reporter: Any) -> None:
         required_mode=options.require_mode,
         capabilities=tuple(d.id for d in catalog()),
     )
-    state.report = reports.build_report(run)
+    state.report = reports.build_report(run, state.baseline)
     if options.report_json:
         reports.write_json(state.report, Path(options.report_json))
     if options.report_md:
         reports.write_markdown(state.report, Path(options.report_md))
-    if reporter is not None and options.report_json:
-        reporter.write_line(f"dindcheck: JSON report written to {options.report_json}")
-    if reporter is not None and options.report_md:
-        reporter.write_line(f"dindcheck: Markdown report written to {options.report_md}")
+    if options.report_prom:
+        reports.write_prometheus(state.report, Path(options.report_prom))
+    for what, path in (
+        ("JSON", options.report_json),
+        ("Markdown", options.report_md),
+        ("Prometheus", options.report_prom),
+    ):
+        if reporter is not None and path:
+            reporter.write_line(f"dindcheck: {what} report written to {path}")
 
 
 def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:
@@ -318,6 +326,11 @@ def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int
         failed = True
         if reporter is not None:
             reporter.write_line(f"dindcheck: --fail-on-inconclusive: {', '.join(inconclusive)} proved nothing")
+    regressions = report.changes.regressions if report.changes is not None else ()
+    if options.fail_on_regression and regressions:
+        failed = True
+        if reporter is not None:
+            reporter.write_line(f"dindcheck: --fail-on-regression: no longer usable: {', '.join(regressions)}")
     session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reports import json_report, markdown, terminal
+from reports import json_report, markdown, prometheus, terminal
+from reports.changes import load_baseline
 from reports.recommend import ModeAssessment, Recommendation
 from reports.report import Report, build_report
 
@@ -19,10 +20,12 @@ __all__ = [
     "Recommendation",
     "Report",
     "build_report",
+    "load_baseline",
     "render_markdown",
     "render_terminal",
     "write_json",
     "write_markdown",
+    "write_prometheus",
 ]
 
 
@@ -39,6 +42,12 @@ def render_markdown(report: Report) -> str:
 def write_json(report: Report, path: Path) -> None:
     """Write the "dindcheck/report/v1" JSON (--report-json)."""
     json_report.write(report.json, path)
+
+
+def write_prometheus(report: Report, path: Path) -> None:
+    """Write Prometheus text format (--report-prom), for a node-exporter textfile collector or a pushgateway."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(prometheus.render_prometheus(report.json), encoding="utf-8")
 
 
 def write_markdown(report: Report, path: Path) -> None:

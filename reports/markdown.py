@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from probes.model import Mode, Status, Verdict
+from reports import changes
 from reports.json_report import plain
 from reports.snippets import SECURITY_COST
 from reports.terminal import proved_nothing_line
@@ -168,6 +169,7 @@ def render(report: Report) -> str:
     """The whole Markdown document, ending with a newline."""
     lines = [
         *_headline(report),
+        *([] if report.changes is None else ["", changes.changes_markdown(report.changes).rstrip("\n")]),
         *_checks(report),
         *_modes(report),
         *_details(report),

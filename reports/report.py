@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from probes.model import Mode, RunResult, Status, Verdict
-from reports import json_report, recommend
+from reports import changes, json_report, recommend
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class Report:
     assessments: tuple[recommend.ModeAssessment, ...]
     recommendation: recommend.Recommendation
     json: dict[str, Any]
+    changes: changes.Changes | None = None
+    """What changed since the --baseline report (None without a baseline)."""
 
     def is_usable(self, mode: Mode) -> bool:
         """The --require-mode gate: is this mode usable on the cluster? ('none' asks for nothing: always true)."""
@@ -34,13 +37,13 @@ class Report:
         return tuple(v for status in order for v in self.run.verdicts if v.status is status)
 
 
-def build_report(run: RunResult) -> Report:
-    """Assess every mode, recommend, and build the JSON once."""
+def build_report(run: RunResult, baseline: Mapping[str, Any] | None = None) -> Report:
+    """Assess every mode, recommend, build the JSON once, and compare it with the baseline report when given."""
     assessments = recommend.assess(run)
     recommendation = recommend.recommend(run, assessments)
-    return Report(
-        run=run,
-        assessments=assessments,
-        recommendation=recommendation,
-        json=json_report.build_report_json(run, assessments, recommendation),
-    )
+    document = json_report.build_report_json(run, assessments, recommendation)
+    found = None
+    if baseline is not None:
+        found = changes.compute_changes(baseline, document)
+        document["changes"] = found.to_json()
+    return Report(run=run, assessments=assessments, recommendation=recommendation, json=document, changes=found)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from probes.model import Mode, Status
+from reports import changes
 
 if TYPE_CHECKING:
     from reports.report import Report
@@ -61,6 +62,8 @@ def render(report: Report) -> list[str]:
     cluster = report.run.cluster
     recommendation = report.recommendation
     lines = [f"dindcheck: {cluster.server or 'unknown server'} (Kubernetes {cluster.version or 'unknown'})", ""]
+    if report.changes is not None:
+        lines += [*changes.changes_terminal_lines(report.changes), ""]
     lines += _checks_table(report)
     lines += ["", *_modes_table(report), ""]
     lines.append(f"full docker (docker run): {recommendation.full_docker.value}")

@@ -52,38 +52,38 @@ def test_testbed_says_none_active_and_blocks_nothing() -> None:
     found = assess(TESTBED)
     assert found.active == ()
     assert any("none active" in fact for fact in found.observed)
-    assert found.blocks == {}
+    assert found.blocks == ()
 
 
 def test_userns_disabled_blocks_rootless_buildkit() -> None:
     found = assess({**TESTBED, "max_user_namespaces": "0"})
-    assert "user.max_user_namespaces=0" in found.blocks["buildkit-rootless"]
+    assert "user.max_user_namespaces=0" in found.blocks_by_mode()["buildkit-rootless"]
     assert "user.max_user_namespaces=0" in found.observed
 
 
 def test_enospc_on_unshare_blocks_rootless_buildkit_as_observed() -> None:
     found = assess({**TESTBED, "userns_try": "unshare: unshare failed: No space left on device"})
-    assert "ENOSPC" in found.blocks["buildkit-rootless"]
+    assert "ENOSPC" in found.blocks_by_mode()["buildkit-rootless"]
     assert any("No space left on device" in fact for fact in found.observed)
 
 
 def test_eperm_on_unshare_is_the_profile_not_a_block() -> None:
     found = assess({**TESTBED, "userns_try": "unshare: unshare failed: Operation not permitted"})
-    assert found.blocks == {}
+    assert found.blocks == ()
     assert any("seccomp/LSM profile" in guess for guess in found.inferred)
 
 
 def test_ubuntu_apparmor_restriction_is_observed_and_blocks() -> None:
     found = assess(UBUNTU_2404)
     assert found.active == ("apparmor",)
-    assert "apparmor_restrict_unprivileged_userns=1" in found.blocks["buildkit-rootless"]
+    assert "apparmor_restrict_unprivileged_userns=1" in found.blocks_by_mode()["buildkit-rootless"]
     assert any("cri-containerd.apparmor.d (enforce)" in fact for fact in found.observed)
     assert any("default profile" in guess for guess in found.inferred)
 
 
 def test_restriction_sysctl_without_apparmor_does_not_block() -> None:
     found = assess({**TESTBED, "apparmor_restrict_unprivileged_userns": "1"})
-    assert found.blocks == {}
+    assert found.blocks == ()
 
 
 def test_selinux_container_t_is_observed_and_overlay_limit_inferred() -> None:
@@ -92,7 +92,7 @@ def test_selinux_container_t_is_observed_and_overlay_limit_inferred() -> None:
     assert "SELinux is enforcing" in found.observed
     assert any("container_t" in fact for fact in found.observed)
     assert any("cannot mount overlay" in guess for guess in found.inferred)
-    assert found.blocks == {}
+    assert found.blocks == ()
 
 
 def test_privileged_selinux_context_is_spc_t() -> None:
@@ -103,4 +103,4 @@ def test_privileged_selinux_context_is_spc_t() -> None:
 
 def test_old_debian_userns_clone_off_blocks() -> None:
     found = assess({**TESTBED, "unprivileged_userns_clone": "0"})
-    assert "unprivileged_userns_clone=0" in found.blocks["buildkit-rootless"]
+    assert "unprivileged_userns_clone=0" in found.blocks_by_mode()["buildkit-rootless"]

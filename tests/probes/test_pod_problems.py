@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from probes.engine import _all_started, _pod_problem, compact
+from probes.engine import _all_started, compact, pod_problem
 
 
 def pod(
@@ -21,13 +21,13 @@ def waiting(reason: str, message: str = "") -> client.V1ContainerStatus:
 
 
 def test_image_pull_backoff_is_terminal_with_the_message() -> None:
-    terminal, reason = _pod_problem(pod(waiting("ImagePullBackOff", 'Back-off pulling image "x"')))
+    terminal, reason = pod_problem(pod(waiting("ImagePullBackOff", 'Back-off pulling image "x"')))
     assert terminal
     assert reason == 'container c: ImagePullBackOff: Back-off pulling image "x"'
 
 
 def test_container_creating_is_not_a_problem() -> None:
-    terminal, reason = _pod_problem(pod(waiting("ContainerCreating")))
+    terminal, reason = pod_problem(pod(waiting("ContainerCreating")))
     assert not terminal
     assert "ContainerCreating" in reason
 
@@ -39,7 +39,7 @@ def test_unschedulable_waits_with_the_schedulers_message() -> None:
         reason="Unschedulable",
         message="0/3 nodes are available: 3 Insufficient cpu.",
     )
-    terminal, reason = _pod_problem(pod(conditions=[condition]))
+    terminal, reason = pod_problem(pod(conditions=[condition]))
     assert not terminal
     assert reason == "Unschedulable: 0/3 nodes are available: 3 Insufficient cpu."
 
@@ -51,7 +51,7 @@ def test_exited_container_is_terminal_with_exit_code() -> None:
     status = client.V1ContainerStatus(
         name="buildkitd", image="i", image_id="", ready=False, restart_count=0, state=state
     )
-    terminal, reason = _pod_problem(pod(status))
+    terminal, reason = pod_problem(pod(status))
     assert terminal
     assert reason == "container buildkitd exited 1 (Error): boom"
 

@@ -11,7 +11,23 @@ from typing import Any
 
 import pytest
 
-from probes.model import ClusterInfo, Mode, NodeInfo, RunResult, Status, Verdict
+from probes import specs
+from probes.definitions import catalog
+from probes.definitions.overlay_cache import overlay_facts
+from probes.model import (
+    Admission,
+    Basis,
+    ClusterInfo,
+    Facts,
+    Mode,
+    ModeBlock,
+    NodeInfo,
+    RunResult,
+    Status,
+    TestedSpec,
+    Verdict,
+)
+from probes.settings import Images, Resources
 
 VerdictFactory = Callable[..., Verdict]
 RunFactory = Callable[..., RunResult]
@@ -50,6 +66,65 @@ VAP_MESSAGE = (
 )
 
 
+TESTED_IMAGES = Images(dind="docker:28-dind", buildkit="moby/buildkit:rootless", tools="debian:bookworm-slim")
+TESTED_RESOURCES = Resources()
+
+
+def tested_specs(check_id: str, status: Status) -> tuple[TestedSpec, ...]:
+    """The specs the probe of check_id records, built with the same functions the probes call."""
+    proven = status is Status.PASS
+    if check_id == "socket-sharing":
+        return tuple(
+            specs.record(
+                Mode.DIND, layout, specs.dind_pod_spec(TESTED_IMAGES, TESTED_RESOURCES, layout=layout), proven=proven
+            )
+            for layout in (specs.CLASSIC, specs.NATIVE)
+        )
+    if check_id == "docker-run":
+        return (
+            specs.record(Mode.DIND, specs.CLASSIC, specs.dind_pod_spec(TESTED_IMAGES, TESTED_RESOURCES), proven=proven),
+        )
+    builders: dict[str, tuple[Mode, Callable[[Images, Resources], dict[str, Any]]]] = {
+        "buildkit-rootless": (Mode.BUILDKIT_ROOTLESS, specs.buildkit_pod_spec),
+        "sysbox": (Mode.SYSBOX, specs.sysbox_pod_spec),
+        "host-socket": (Mode.HOST_SOCKET, specs.host_socket_pod_spec),
+    }
+    if check_id not in builders:
+        return ()
+    mode, build = builders[check_id]
+    annotations = specs.SYSBOX_ANNOTATIONS if mode is Mode.SYSBOX else None
+    return (
+        specs.record(mode, mode.value, build(TESTED_IMAGES, TESTED_RESOURCES), proven=proven, annotations=annotations),
+    )
+
+
+def facts_from(check_id: str, status: Status, evidence: dict[str, Any]) -> Facts:
+    """The typed facts a probe records next to evidence of this shape (the recommendation reads only these)."""
+    if check_id == "privileged-admission":
+        answers = {
+            Mode(mode): Admission(
+                admitted=answer.get("admitted"),
+                code=int(answer.get("code", 201 if answer.get("admitted") else 403)),
+                source=answer.get("source", ""),
+                message=answer.get("message", ""),
+                warnings=tuple(answer.get("warnings", ())),
+            )
+            for mode, answer in evidence.get("specs", {}).items()
+        }
+        return Facts(admission=answers)
+    if check_id == "overlay-cache":
+        return overlay_facts(evidence)
+    if check_id == "lsm":
+        inferred = evidence.get("inferred", [])
+        return Facts(
+            blocks=tuple(
+                ModeBlock(Mode(mode), cause, Basis.INFERRED if any(i in cause for i in inferred) else Basis.OBSERVED)
+                for mode, cause in evidence.get("blocks", {}).items()
+            )
+        )
+    return Facts(specs=tested_specs(check_id, status))
+
+
 def make_verdict(
     check_id: str,
     status: Status = Status.PASS,
@@ -67,6 +142,7 @@ def make_verdict(
         evidence=evidence or {},
         remediation=remediation,
         duration_s=1.5,
+        facts=facts_from(check_id, status, evidence or {}),
     )
 
 
@@ -78,6 +154,7 @@ def make_run(*verdicts: Verdict, required_mode: Mode | None = None) -> RunResult
         generated_at="2025-06-01T12:00:00Z",
         total_s=84.25,
         required_mode=required_mode,
+        capabilities=tuple(definition.id for definition in catalog()),
     )
 
 

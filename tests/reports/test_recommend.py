@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from probes.model import CAPABILITIES, Mode, RunResult, Status, Verdict
+from probes.definitions import catalog
+from probes.model import Mode, RunResult, Status, Verdict
 from reports.recommend import (
     ALTERNATIVES_ADVICE,
     BUILD_ONLY_ORDER,
@@ -32,6 +33,8 @@ EXPECTED = {
 }
 NON_PASSING = (Status.FAIL, Status.INCONCLUSIVE, Status.SKIPPED)
 
+CHECK_IDS = tuple(definition.id for definition in catalog())
+
 
 def by_mode(run: RunResult) -> dict[Mode, ModeAssessment]:
     return {assessment.mode: assessment for assessment in assess(run)}
@@ -39,7 +42,7 @@ def by_mode(run: RunResult) -> dict[Mode, ModeAssessment]:
 
 def all_pass(make_verdict: MakeVerdict, *, except_for: dict[str, Status] | None = None) -> tuple[Verdict, ...]:
     statuses = except_for or {}
-    return tuple(make_verdict(check_id, statuses.get(check_id, Status.PASS)) for check_id in CAPABILITIES)
+    return tuple(make_verdict(check_id, statuses.get(check_id, Status.PASS)) for check_id in CHECK_IDS)
 
 
 @pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED.items()))
@@ -234,7 +237,7 @@ def test_lsm_inferred_blocks_are_labelled_inferred(make_verdict: MakeVerdict, ma
 def test_lsm_block_on_a_usable_mode_becomes_a_warning(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
     lsm = make_verdict("lsm", Status.FAIL, "userns limited", {"blocks": {"buildkit-rootless": "limited userns"}})
     run = make_run(lsm, make_verdict("buildkit-rootless"))
-    assert "lsm: limited userns" in by_mode(run)[Mode.BUILDKIT_ROOTLESS].warnings
+    assert "lsm observed: limited userns" in by_mode(run)[Mode.BUILDKIT_ROOTLESS].warnings
 
 
 def test_admission_warning_headers_reach_the_mode(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
@@ -246,11 +249,14 @@ def test_admission_warning_headers_reach_the_mode(make_verdict: MakeVerdict, mak
     )
 
 
-def test_malformed_evidence_is_read_as_empty(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+def test_the_recommendation_reads_facts_not_evidence(make_run: MakeRun) -> None:
+    """Evidence is for people: odd evidence with no typed facts cannot move the recommendation."""
+    odd = {"cache_class": "fuse", "emptydir": None, "blocks": ["buildkit-rootless"], "specs": {"dind": "refused"}}
     run = make_run(
-        make_verdict("overlay-cache", Status.FAIL, "odd", {"cache_class": "fuse", "emptydir": None}),
-        make_verdict("lsm", Status.FAIL, "odd", {"blocks": ["buildkit-rootless"], "observed": "x"}),
-        make_verdict("privileged-admission", Status.FAIL, "odd", {"specs": {"dind": "refused"}}),
+        *(
+            Verdict(id=check_id, capability=check_id, status=Status.FAIL, summary="odd", evidence=odd)
+            for check_id in ("overlay-cache", "lsm", "privileged-admission")
+        )
     )
     recommendation = recommend(run)
     assert recommendation.full_docker is Mode.NONE
@@ -259,7 +265,7 @@ def test_malformed_evidence_is_read_as_empty(make_verdict: MakeVerdict, make_run
 
 def test_decision_table_names_only_known_checks() -> None:
     for rule in DECISION_TABLE:
-        assert set(rule.requires) <= set(CAPABILITIES)
+        assert set(rule.requires) <= set(CHECK_IDS)
         assert set(rule.cautions) <= set(CAUTION_READERS)
         assert rule.can_build or rule.can_run
 

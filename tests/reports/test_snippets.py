@@ -1,4 +1,4 @@
-"""Snippets must be valid YAML that names the images the run used; security costs cover every mode."""
+"""The config to paste is the spec that was tested (valid YAML, the run's images); security costs cover every mode."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 import pytest
 import yaml
 
-from probes.model import Mode
+from probes import specs
+from probes.model import Mode, OverlayResult, TestedSpec
+from probes.settings import Images, Resources
 from reports import snippets
 
-IMAGES = {"dind": "registry.corp/mirror/docker:27-dind", "buildkit": "registry.corp/mirror/buildkit:v0.19-rootless"}
+IMAGES = Images(dind="registry.corp/mirror/docker:27-dind", buildkit="registry.corp/mirror/buildkit:v0.19-rootless")
+RESOURCES = Resources(requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "2", "memory": "2Gi"})
 ASSESSED = (Mode.DIND, Mode.BUILDKIT_ROOTLESS, Mode.SYSBOX, Mode.HOST_SOCKET)
 
 
@@ -23,68 +26,82 @@ def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
 
 
+def probe_spec(mode: Mode, *, layout: str = "", proven: bool = True) -> TestedSpec:
+    """The spec a probe of this mode submits, built by the same functions the probes call."""
+    builders = {
+        Mode.DIND: lambda: specs.dind_pod_spec(IMAGES, RESOURCES, layout=layout or specs.CLASSIC, job_uid=1001),
+        Mode.BUILDKIT_ROOTLESS: lambda: specs.buildkit_pod_spec(IMAGES, RESOURCES),
+        Mode.SYSBOX: lambda: specs.sysbox_pod_spec(IMAGES, RESOURCES, job_uid=1001),
+        Mode.HOST_SOCKET: lambda: specs.host_socket_pod_spec(IMAGES, RESOURCES),
+    }
+    annotations = specs.SYSBOX_ANNOTATIONS if mode is Mode.SYSBOX else None
+    return specs.record(mode, layout or mode.value, builders[mode](), proven=proven, annotations=annotations)
+
+
 @pytest.mark.parametrize("mode", ASSESSED, ids=lambda mode: mode.value)
-def test_every_pod_snippet_is_a_valid_pod(mode: Mode) -> None:
-    pod = parse(snippets.POD_SNIPPETS[mode](IMAGES))
+def test_the_snippet_is_the_tested_spec(mode: Mode) -> None:
+    """What users paste is exactly what the probe submitted: same containers, images, resources, volumes."""
+    spec = probe_spec(mode)
+    pod = parse(snippets.pod_snippet(spec))
     assert pod["apiVersion"] == "v1"
     assert pod["kind"] == "Pod"
+    assert pod["spec"] == spec.spec
     mounted = {m["name"] for c in containers(pod).values() for m in c.get("volumeMounts", [])}
     assert mounted == {v["name"] for v in pod["spec"]["volumes"]}
+    assert all(c["resources"] == RESOURCES.to_spec() for name, c in containers(pod).items() if name != "registry")
 
 
-def test_dind_pod_is_a_native_privileged_socket_only_sidecar() -> None:
-    text = snippets.dind_pod(IMAGES)
-    pod = parse(text)
-    dind = containers(pod)["dind"]
-    assert dind["image"] == IMAGES["dind"]
-    assert IMAGES["dind"] in text
+def test_native_dind_is_offered_only_where_it_was_proven() -> None:
+    classic = probe_spec(Mode.DIND, layout=specs.CLASSIC)
+    native_proven = probe_spec(Mode.DIND, layout=specs.NATIVE)
+    native_failed = probe_spec(Mode.DIND, layout=specs.NATIVE, proven=False)
+    assert snippets.pick_tested(Mode.DIND, (classic, native_proven)) == native_proven
+    assert snippets.pick_tested(Mode.DIND, (classic, native_failed)) == classic
+    assert snippets.pick_tested(Mode.DIND, (probe_spec(Mode.DIND, layout=specs.CLASSIC, proven=False),)) is None
+
+
+def test_dind_snippet_gives_the_non_root_job_the_socket() -> None:
+    pod = parse(snippets.pod_snippet(probe_spec(Mode.DIND, layout=specs.NATIVE)))
+    dind, job = containers(pod)["dind"], containers(pod)["job"]
+    assert dind["image"] == IMAGES.dind
     assert dind["restartPolicy"] == "Always"
     assert dind["securityContext"] == {"privileged": True}
     assert {"name": "DOCKER_TLS_CERTDIR", "value": ""} in dind["env"]
-    assert dind["args"] == ["dockerd", "--host=unix:///var/run/docker.sock"]
-    assert dind["startupProbe"]["exec"]["command"] == ["docker", "info"]
-    mounts = {m["mountPath"]: m["name"] for m in dind["volumeMounts"]}
-    assert mounts == {"/var/run": "docker-run", "/var/lib/docker": "docker-data"}
-    job = containers(pod)["job"]
+    assert dind["args"] == ["dockerd", "--host=unix:///var/run/docker.sock", "--group=1001"]
+    assert job["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001}
     assert {"name": "docker-run", "mountPath": "/var/run"} in job["volumeMounts"]
-    assert all("emptyDir" in volume for volume in pod["spec"]["volumes"])
 
 
-def test_buildkit_pod_uses_the_rootless_reference_security_context() -> None:
-    pod = parse(snippets.buildkit_rootless_pod(IMAGES))
-    buildkitd = containers(pod)["buildkitd"]
-    assert buildkitd["image"] == IMAGES["buildkit"]
+def test_buildkit_snippet_uses_the_rootless_reference_security_context() -> None:
+    buildkitd = containers(parse(snippets.pod_snippet(probe_spec(Mode.BUILDKIT_ROOTLESS))))["buildkitd"]
+    assert buildkitd["image"] == IMAGES.buildkit
     assert buildkitd["securityContext"] == {
         "seccompProfile": {"type": "Unconfined"},
         "appArmorProfile": {"type": "Unconfined"},
         "runAsUser": 1000,
         "runAsGroup": 1000,
     }
-    assert buildkitd["args"] == [
-        "--addr",
-        "unix:///run/user/1000/buildkit/buildkitd.sock",
-        "--oci-worker-no-process-sandbox",
-    ]
-    assert "/home/user/.local/share/buildkit" in {m["mountPath"] for m in buildkitd["volumeMounts"]}
-    assert all("privileged" not in c.get("securityContext", {}) for c in containers(pod).values())
 
 
-def test_sysbox_pod_runs_dockerd_without_privileged() -> None:
-    pod = parse(snippets.sysbox_pod(IMAGES))
+def test_sysbox_snippet_carries_the_probes_annotations_and_no_privileged() -> None:
+    pod = parse(snippets.pod_snippet(probe_spec(Mode.SYSBOX)))
+    assert pod["metadata"]["annotations"] == specs.SYSBOX_ANNOTATIONS
     assert pod["spec"]["runtimeClassName"] == "sysbox-runc"
-    assert containers(pod)["dind"]["image"] == IMAGES["dind"]
-    assert all("securityContext" not in c for c in containers(pod).values())
+    assert all("privileged" not in str(c.get("securityContext", {})) for c in containers(pod).values())
 
 
-def test_host_socket_pod_says_it_is_discouraged() -> None:
-    text = snippets.host_socket_pod(IMAGES)
-    assert text.startswith("# DISCOURAGED")
-    assert parse(text)["spec"]["volumes"][0]["hostPath"] == {"path": "/var/run/docker.sock", "type": "Socket"}
+def test_host_socket_snippet_says_it_is_discouraged() -> None:
+    assert "DISCOURAGED" in snippets.pod_snippet(probe_spec(Mode.HOST_SOCKET))
 
 
-def test_upstream_images_are_the_default() -> None:
-    assert "image: docker:28-dind" in snippets.dind_pod()
-    assert "image: moby/buildkit:rootless" in snippets.buildkit_rootless_pod()
+def test_no_snippet_for_a_mode_without_a_proven_spec() -> None:
+    config = snippets.build_snippets(
+        full_docker=Mode.DIND,
+        build_only=Mode.BUILDKIT_ROOTLESS,
+        usable=frozenset({Mode.DIND, Mode.BUILDKIT_ROOTLESS}),
+        tested=lambda mode: (probe_spec(mode, proven=mode is Mode.DIND),),
+    )
+    assert list(config) == ["skypilot", "dind"]
 
 
 @pytest.mark.parametrize(
@@ -111,7 +128,7 @@ def test_skypilot_warns_against_a_cache_class_without_overlay() -> None:
     text = snippets.skypilot_config(
         usable=frozenset({Mode.DIND}),
         full_docker=Mode.DIND,
-        cache=snippets.CacheClass(name="fuse-cache", overlay=False),
+        cache=OverlayResult(storage_class="fuse-cache", fs_type="fuse.bindfs", overlay=False),
     )
     assert "overlay FAILED on StorageClass fuse-cache" in text
     assert "cache_volume" in text
@@ -127,7 +144,7 @@ def test_build_snippets_always_has_skypilot_and_one_pod_per_recommended_mode() -
         full_docker=Mode.DIND,
         build_only=Mode.BUILDKIT_ROOTLESS,
         usable=frozenset({Mode.DIND, Mode.BUILDKIT_ROOTLESS}),
-        images=IMAGES,
+        tested=lambda mode: (probe_spec(mode),),
     )
     assert list(config) == ["skypilot", "dind", "buildkit-rootless"]
     for text in config.values():
@@ -135,12 +152,6 @@ def test_build_snippets_always_has_skypilot_and_one_pod_per_recommended_mode() -
     assert list(snippets.build_snippets(full_docker=Mode.NONE, build_only=Mode.NONE, usable=frozenset())) == [
         "skypilot"
     ]
-
-
-def test_unknown_image_keys_are_ignored_and_known_ones_win() -> None:
-    resolved = snippets.resolve_images({"dind": "mine:1", "tools": "tools:1"})
-    assert resolved["dind"] == "mine:1"
-    assert resolved["buildkit"] == snippets.DEFAULT_IMAGES["buildkit"]
 
 
 @pytest.mark.parametrize("mode", ASSESSED, ids=lambda mode: mode.value)

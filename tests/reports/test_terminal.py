@@ -6,17 +6,20 @@ import re
 from collections.abc import Callable
 
 import reports
-from probes.model import CAPABILITIES, Mode, RunResult, Status, Verdict
+from probes.definitions import catalog
+from probes.model import Mode, RunResult, Status, Verdict
 from reports.terminal import SUMMARY_WIDTH, shorten
 
 MakeVerdict = Callable[..., Verdict]
 MakeRun = Callable[..., RunResult]
 ANSI = re.compile(r"\x1b\[")
 
+CHECK_IDS = tuple(definition.id for definition in catalog())
+
 
 def test_lines_name_every_check_and_mode(profile_run: RunResult) -> None:
     text = "\n".join(reports.render_terminal(reports.build_report(profile_run)))
-    for check_id in CAPABILITIES:
+    for check_id in CHECK_IDS:
         assert check_id in text
     for mode in ("dind", "buildkit-rootless", "sysbox", "host-socket"):
         assert mode in text
