@@ -5,8 +5,10 @@ in the pod, builds a Dockerfile FROM that base with a RUN step (so buildkitd pul
 its user namespace), pushes the result, and reads the pushed manifest back. A read-back that does not find the
 manifest, or finds another digest, is a failure.
 
-Without --registry the push goes to a throwaway registry that runs as a second container of the probe pod: BuildKit
-speaks plain HTTP to localhost registries by default, so buildkitd keeps its reference configuration.
+A throwaway registry runs as a second container of the probe pod and serves the base image: BuildKit speaks plain
+HTTP to localhost registries by default, so buildkitd keeps its reference configuration (pulling from another
+plain-HTTP registry would need a buildkitd.toml). The result is pushed to --registry when given, else to the
+throwaway registry.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ REMEDIATION = (
 )
 
 REGISTRY_PORT = 5000
+LOCAL_REGISTRY = f"localhost:{REGISTRY_PORT}"
 
 # Known failure texts (docs/probe-facts.md, "Rootless BuildKit") -> the cause a person can act on.
 FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -100,9 +103,9 @@ done
 echo "buildkitd=ok"
 echo "snapshotter=$(buildctl debug workers -v 2>/dev/null \
   | grep -o 'org.mobyproject.buildkit.worker.snapshotter:[^ ]*' | head -n 1 | cut -d: -f2)"
-build() {  # build STEP DIR IMAGE: build DIR's Dockerfile and push it as IMAGE
+build() {  # build STEP DIR IMAGE OUTPUT-OPTIONS: build DIR's Dockerfile and push it as IMAGE
   if buildctl build --frontend dockerfile.v0 --local context="$2" --local dockerfile="$2" \
-      --output "type=image,name=$3,push=true$INSECURE" --metadata-file "$2/meta.json" > "$2/build.log" 2>&1; then
+      --output "type=image,name=$3,push=true$4" --metadata-file "$2/meta.json" > "$2/build.log" 2>&1; then
     echo "$1=ok"
   else
     echo "$1=failed"; echo "$1_error=$(grep -iE 'error|fail|denied' "$2/build.log" | tail -n 4 | tr '\n' ' ')"
@@ -118,10 +121,10 @@ for lib in $(ldd "$sh_bin" 2>/dev/null | grep -o '/[^ ]*') /lib/ld-musl-*.so.1; 
   [ -e "$lib" ] && mkdir -p "$w/base/rootfs$(dirname "$lib")" && cp "$lib" "$w/base/rootfs$lib"
 done
 printf 'FROM scratch\nCOPY rootfs/ /\n' > "$w/base/Dockerfile"
-build base "$w/base" "$BASE" || exit 0
+build base "$w/base" "$BASE" ",registry.insecure=true" || exit 0
 mkdir -p "$w/probe"
 printf 'FROM %s\nRUN echo "built by dindcheck $RUN_ID" > /built && test -s /built\n' "$BASE" > "$w/probe/Dockerfile"
-build build_push "$w/probe" "$REF"
+build build_push "$w/probe" "$REF" "$INSECURE"
 """
 
 
@@ -133,13 +136,13 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         registry = settings.registry.rstrip("/")
         insecure = settings.registry_insecure
         evidence["registry"] = {"address": registry, "kind": "user"}
-        pod_spec = spec
     else:
-        registry = f"localhost:{REGISTRY_PORT}"
+        registry = LOCAL_REGISTRY
         insecure = True
         evidence["registry"] = {"address": registry, "kind": "throwaway registry container in the probe pod"}
-        pod_spec = {**spec, "containers": [*spec["containers"], _registry_container(settings)]}
-        pod_spec["volumes"] = [*spec["volumes"], {"name": "registry-data", "emptyDir": {}}]
+    # the harness's registry container serves the base image; the spec users paste is buildkitd's alone
+    pod_spec = {**spec, "containers": [*spec["containers"], _registry_container(settings)]}
+    pod_spec["volumes"] = [*spec["volumes"], {"name": "registry-data", "emptyDir": {}}]
     manifest = ctx.pod_manifest("buildkitd", pod_spec)
     name = manifest["metadata"]["name"]
     ctx.say("creating the rootless BuildKit pod")
@@ -182,7 +185,7 @@ def _build(
         raise
     run_id = ctx.scope.run_id
     ref = f"{registry}/dindcheck/probe:{run_id}"
-    base = f"{registry}/dindcheck/base:{run_id}"
+    base = f"{LOCAL_REGISTRY}/dindcheck/base:{run_id}"
     ctx.say(f"pushing a base image, building FROM it with a RUN step, pushing {ref}")
     env = f"REF='{ref}'; BASE='{base}'; RUN_ID='{run_id}'; INSECURE='{',registry.insecure=true' if insecure else ''}'"
     result = ctx.exec(name, "buildkitd", f"{env}\n{BUILD_AND_PUSH}", timeout_s=180)

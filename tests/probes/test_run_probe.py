@@ -1,0 +1,109 @@
+"""run_probe turns whatever a probe raised into a verdict that claims nothing it did not prove."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes.client.rest import ApiException
+
+from probes.engine import Outcome, ProbeContext, Task, run_probe
+from probes.exceptions import (
+    AdmissionRejectedError,
+    CancelledError,
+    ExecChannelError,
+    PodNotRunningError,
+    ProbeError,
+)
+from probes.model import Facts, Mode, ModeBlock, Status
+
+
+class QuietContext:
+    """run_probe only tells the terminal it is done."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def say(self, message: str) -> None:
+        """Remember what the probe said."""
+        self.said.append(message)
+
+
+def run(work: Callable[[Any], Outcome]) -> Any:
+    task = Task("probe-x", "probe-x", "do the thing", work)
+    context: Any = QuietContext()
+    verdict = run_probe(task, context)
+    assert context.said == ["done"]
+    return verdict
+
+
+def raising(error: BaseException) -> Callable[[ProbeContext], Outcome]:
+    def work(_context: ProbeContext) -> Outcome:
+        raise error
+
+    return work
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "cause"),
+    [
+        (
+            PodNotRunningError("pod p is not running: ErrImagePull: x", reason="ErrImagePull: x", phase="Pending"),
+            "inconclusive",
+            "ErrImagePull",
+        ),
+        (CancelledError("run cancelled"), "inconclusive", "cancelled"),
+        (ExecChannelError("exec into p/job failed: Handshake status 403"), "inconclusive", "Handshake status 403"),
+        (ProbeError("overlay script did not run"), "inconclusive", "overlay script did not run"),
+        (ApiException(status=500, reason="Internal Server Error"), "inconclusive", "API error 500"),
+        (urllib3.exceptions.ProtocolError("connection reset"), "inconclusive", "API connection failed"),
+        (
+            AdmissionRejectedError("violates PodSecurity", source="pod-security-admission", code=403, decided=False),
+            "skipped",
+            "rejected by pod-security-admission",
+        ),
+        (
+            AdmissionRejectedError("exceeded quota: q", source="resource-quota", code=403, decided=None),
+            "inconclusive",
+            "rejected by resource-quota",
+        ),
+    ],
+)
+def test_errors_become_verdicts_with_their_cause(error: BaseException, status: str, cause: str) -> None:
+    verdict = run(raising(error))
+    assert verdict.status.value == status
+    assert cause in verdict.summary
+    assert verdict.remediation == "do the thing"
+
+
+def test_an_exec_channel_failure_is_never_a_fail() -> None:
+    """The old path read a broken `kubectl exec` as 'dockerd never answered' (fail): now it proves nothing."""
+    verdict = run(raising(ExecChannelError("exec into p/job: no exit status within 105s")))
+    assert verdict.status is Status.INCONCLUSIVE
+    assert verdict.evidence["exec"] == "exec into p/job: no exit status within 105s"
+
+
+def test_a_bug_is_inconclusive_with_the_traceback_never_a_pass() -> None:
+    verdict = run(raising(KeyError("oops")))
+    assert verdict.status is Status.INCONCLUSIVE
+    assert "internal error" in verdict.summary
+    assert "KeyError" in verdict.evidence["internal_error"]
+
+
+def test_outcome_and_facts_are_carried_into_the_verdict() -> None:
+    facts = Facts(blocks=(ModeBlock(Mode.BUILDKIT_ROOTLESS, "user namespaces off"),))
+
+    def work(_context: ProbeContext) -> Outcome:
+        return Outcome(Status.FAIL, "blocked", {"k": "v"}, remediation="enable userns", facts=facts)
+
+    verdict = run(work)
+    assert (verdict.status, verdict.summary, verdict.evidence, verdict.remediation) == (
+        Status.FAIL,
+        "blocked",
+        {"k": "v"},
+        "enable userns",
+    )
+    assert verdict.facts == facts
+    assert verdict.duration_s >= 0

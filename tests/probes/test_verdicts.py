@@ -1,0 +1,230 @@
+"""Every probe's verdict over recorded outputs: a pass claims exactly what the probe did, causes are named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from probes.definitions import buildkit_rootless, docker_run, host_socket, lsm, overlay_cache, socket_sharing, sysbox
+from probes.definitions._registry import ManifestReadback
+from probes.engine import CommandResult, Outcome
+from probes.model import Status
+
+# ----- sysbox: dockerd without privileged + a nested run + a real user namespace ---------------------------------
+SYSBOX_OK: dict[str, Any] = {
+    "daemon": "ok",
+    "import": "ok",
+    "run_none": "ok",
+    "run_bridge": "ok",
+    "driver": "overlay2",
+    "uid_map": "0 165536 65536",
+}
+
+
+def test_sysbox_passes_only_with_dockerd_a_nested_run_and_a_remapped_root() -> None:
+    outcome = sysbox.verdict(dict(SYSBOX_OK))
+    assert outcome.status is Status.PASS
+    assert "uid_map 0 165536 65536" in outcome.summary
+
+
+def test_sysbox_pod_that_started_but_ran_no_dockerd_fails() -> None:
+    """The old probe passed as soon as a pod started."""
+    outcome = sysbox.verdict({"daemon": "unreachable", "daemon_error": "Cannot connect", "uid_map": "0 165536 65536"})
+    assert outcome.status is Status.FAIL
+    assert "never answered" in outcome.summary
+
+
+def test_sysbox_without_a_user_namespace_is_not_sysbox() -> None:
+    outcome = sysbox.verdict({**SYSBOX_OK, "uid_map": "0 0 4294967295"})
+    assert outcome.status is Status.FAIL
+    assert "no user namespace" in outcome.summary
+
+
+def test_sysbox_nested_run_failure_fails_with_its_error() -> None:
+    outcome = sysbox.verdict({**SYSBOX_OK, "run_bridge": "failed", "run_bridge_error": "OCI runtime create failed"})
+    assert outcome.status is Status.FAIL
+    assert "OCI runtime create failed" in outcome.summary
+
+
+def test_real_userns_reads_uid_map_lines() -> None:
+    assert sysbox.real_userns("0 100000 65536")
+    assert not sysbox.real_userns("0 0 4294967295")
+    assert not sysbox.real_userns("")
+
+
+# ----- rootless BuildKit: a RUN step on a pulled base, pushed, read back ----------------------------------------
+REF = "localhost:5000/dindcheck/probe:abcde"
+BUILT = """buildkitd=ok
+snapshotter=overlayfs
+base=ok
+base_digest=sha256:aaa
+build_push=ok
+build_push_digest=sha256:bbb
+"""
+
+
+def built(stdout: str = BUILT) -> tuple[Outcome, dict[str, Any]]:
+    evidence: dict[str, Any] = {"image": REF}
+    return buildkit_rootless.verdict(CommandResult(0, stdout, "", 1.0), REF, evidence), evidence
+
+
+def test_buildkit_build_with_run_step_then_readback_passes() -> None:
+    outcome, evidence = built()
+    assert outcome.status is Status.PASS
+    assert "RUN step" in outcome.summary
+    readback = ManifestReadback(
+        True, "api-server pod proxy", "sha256:bbb", "application/vnd.oci.image.manifest.v1+json"
+    )
+    assert buildkit_rootless.readback_verdict(outcome, readback, evidence).status is Status.PASS
+
+
+def test_buildkit_readback_404_is_a_fail_not_a_pass() -> None:
+    outcome, evidence = built()
+    readback = ManifestReadback(False, "api-server pod proxy", error="404 Not Found: MANIFEST_UNKNOWN", not_found=True)
+    final = buildkit_rootless.readback_verdict(outcome, readback, evidence)
+    assert final.status is Status.FAIL
+    assert "no manifest" in final.summary
+
+
+def test_buildkit_readback_of_another_digest_fails() -> None:
+    outcome, evidence = built()
+    readback = ManifestReadback(True, "http from this machine", "sha256:other", "oci")
+    assert buildkit_rootless.readback_verdict(outcome, readback, evidence).status is Status.FAIL
+
+
+def test_buildkit_unreadable_registry_after_a_push_proves_nothing() -> None:
+    outcome, evidence = built()
+    readback = ManifestReadback(False, "http from this machine", error="timed out")
+    assert buildkit_rootless.readback_verdict(outcome, readback, evidence).status is Status.INCONCLUSIVE
+
+
+def test_buildkit_run_step_failure_names_the_masked_proc() -> None:
+    stdout = BUILT.replace("build_push=ok", "build_push=failed") + (
+        "\nbuild_push_error=runc run failed: unable to start container process: error mounting "
+        '"proc" to rootfs at "/proc": mount proc:/proc (via /proc/self/fd/6), flags: 0xe: operation not permitted'
+    )
+    outcome, _ = built(stdout)
+    assert outcome.status is Status.FAIL
+    assert "--oci-worker-no-process-sandbox" in outcome.summary
+    assert "building FROM it with a RUN step" in outcome.summary
+
+
+def test_buildkit_unreachable_registry_is_inconclusive() -> None:
+    stdout = "buildkitd=ok\nbase=failed\nbase_error=failed to do request: dial tcp 127.0.0.1:9: connection refused"
+    outcome, _ = built(stdout)
+    assert outcome.status is Status.INCONCLUSIVE
+    assert "connection refused" in outcome.summary
+
+
+def test_buildkit_userns_disabled_is_named() -> None:
+    log = "[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: no space left on device"
+    outcome = buildkit_rootless.verdict(
+        CommandResult(0, "buildkitd=unreachable\nbuildkitd_error=connection refused", "", 1.0),
+        REF,
+        {},
+        log=lambda: log,
+    )
+    assert outcome.status is Status.FAIL
+    assert "user namespaces are disabled" in outcome.summary
+
+
+# ----- host socket: absence is the kubelet's hostPath type check, nothing else -----------------------------------
+def test_socket_absent_only_from_the_hostpath_type_check() -> None:
+    message = 'MountVolume.SetUp failed for volume "docker-sock" : hostPath type check failed: /var/run/docker.sock'
+    assert host_socket.socket_absent("FailedMount", message + " is not a socket file")
+    assert not host_socket.socket_absent("FailedMount", "rpc error: open /var/lib/kubelet/x: no such file or directory")
+    assert not host_socket.socket_absent("BackOff", "hostPath type check failed")
+
+
+def test_host_socket_passes_only_when_the_daemon_answers() -> None:
+    assert host_socket.verdict({"server": "24.0.7"}).status is Status.PASS
+    assert host_socket.verdict({"server": "Cannot connect to the Docker daemon"}).status is Status.FAIL
+
+
+# ----- overlay: the mount's own words first ----------------------------------------------------------------------
+def test_overlay_reason_quotes_the_mount_before_the_node_wide_kernel_log() -> None:
+    reason = overlay_cache.overlay_reason(
+        "mount: /cache/m: wrong fs type, bad option, bad superblock on overlay",
+        "overlayfs: upper fs does not support tmpfile",
+    )
+    assert reason.startswith("mount: /cache/m: wrong fs type")
+    assert reason.endswith("(kernel log on the node: overlayfs: upper fs does not support tmpfile)")
+    assert overlay_cache.overlay_reason("", "") == ""
+
+
+def test_overlay_fails_on_the_class_and_names_it() -> None:
+    evidence = {
+        "emptydir": {"overlay": True, "fs_type": "ext4", "reason": ""},
+        "cache_class": {"storage_class": "fuse-cache", "overlay": False, "fs_type": "fuse.bindfs", "reason": "boom"},
+    }
+    outcome = overlay_cache.verdict(evidence, "fuse-cache", "")
+    assert outcome.status is Status.FAIL
+    assert "fuse-cache" in outcome.summary
+    facts = overlay_cache.overlay_facts(evidence)
+    cache = facts.cache_overlay()
+    assert cache is not None
+    assert cache.overlay is False
+
+
+# ----- socket sharing and docker run -------------------------------------------------------------------------------
+def test_socket_sharing_names_a_permission_denied_socket() -> None:
+    layout = socket_sharing.layout_result(
+        {
+            "daemon": "unreachable",
+            "daemon_error": "permission denied while trying to connect to the Docker daemon socket",
+            "client_uid": "1000",
+        },
+        "",
+    )
+    outcome = socket_sharing.verdict({"classic": layout, "native_sidecar": {"supported": False}})
+    assert outcome.status is Status.FAIL
+    assert "--group" in (outcome.remediation or "")
+
+
+def test_socket_sharing_pod_that_never_ran_is_inconclusive() -> None:
+    outcome = socket_sharing.verdict(
+        {
+            "classic": {"ok": False, "pod_ran": False, "reason": "ImagePullBackOff"},
+            "native_sidecar": {"supported": False},
+        }
+    )
+    assert outcome.status is Status.INCONCLUSIVE
+
+
+def test_docker_run_iptables_failure_is_named_with_its_remedy() -> None:
+    log = "Error initializing network controller: ... Failed to initialize nft: Protocol not supported"
+    outcome = docker_run.verdict({"daemon": "unreachable", "dockerd_log": log})
+    assert outcome.status is Status.FAIL
+    assert "iptables backend" in outcome.summary
+    assert "DOCKER_IPTABLES_LEGACY=1" in (outcome.remediation or "")
+
+
+def test_docker_run_warns_when_the_nested_mtu_exceeds_the_pods() -> None:
+    evidence = {
+        "daemon": "ok",
+        "import": "ok",
+        "run_none": "ok",
+        "run_bridge": "ok",
+        "pod_mtu": "1400",
+        "inner_mtu": "1500",
+    }
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "WARNING" in outcome.summary
+    assert "--mtu=1400" in (outcome.remediation or "")
+
+
+def test_docker_run_needs_the_bridge() -> None:
+    evidence = {"daemon": "ok", "import": "ok", "run_none": "ok", "run_bridge": "failed", "run_bridge_error": "x"}
+    assert docker_run.verdict(evidence).status is Status.FAIL
+
+
+# ----- lsm: unreadable files are absent, not empty ----------------------------------------------------------------
+def test_lsm_script_marks_unreadable_files_absent() -> None:
+    assert '[ -r "$2" ]' in lsm.READINGS
+    outcome = lsm.verdict("max_user_namespaces=<absent>\nselinux_enforce=<absent>\nuserns_try=ok\n", 0, "")
+    assert outcome.status is Status.PASS
+    assert outcome.evidence["active"] == []
+
+
+def test_lsm_without_readings_is_inconclusive() -> None:
+    assert lsm.verdict("", 1, "sh: not found").status is Status.INCONCLUSIVE
