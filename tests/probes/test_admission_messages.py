@@ -81,3 +81,36 @@ def test_warning_headers_are_unquoted() -> None:
 
 def test_no_warning_headers() -> None:
     assert admission.warnings_from_headers({}) == ()
+
+
+QUOTA_LIMITS = 'pods "x" is forbidden: failed quota: q: must specify limits.cpu for: dind; limits.memory for: dind'
+QUOTA_EXCEEDED = (
+    'pods "x" is forbidden: exceeded quota: q, requested: limits.cpu=1, used: limits.cpu=8, limited: limits.cpu=8'
+)
+RBAC = (
+    'pods is forbidden: User "system:serviceaccount:ci:dindcheck" cannot create resource "pods" in API group "" '
+    'in the namespace "ci"'
+)
+LIMIT_RANGE = 'pods "x" is forbidden: maximum cpu usage per Container is 500m, but limit is 1'
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "source"),
+    [
+        (403, QUOTA_LIMITS, admission.SOURCE_QUOTA),
+        (403, QUOTA_EXCEEDED, admission.SOURCE_QUOTA),
+        (403, RBAC, admission.SOURCE_RBAC),
+        (403, LIMIT_RANGE, admission.SOURCE_LIMIT_RANGE),
+        (429, "Too many requests, please try again later.", admission.SOURCE_THROTTLED),
+    ],
+)
+def test_refusals_that_are_no_policy_leave_admission_unknown(code: int, message: str, source: str) -> None:
+    """A quota, the run's RBAC or throttling say nothing about whether privileged pods are allowed."""
+    answer = admission.rejection(code, json.dumps({"kind": "Status", "message": message}))
+    assert answer.source == source
+    assert answer.admitted is None
+
+
+@pytest.mark.parametrize("message", [PSA, VAP, GATEKEEPER])
+def test_policies_still_deny(message: str) -> None:
+    assert admission.rejection(403, json.dumps({"message": message})).admitted is False

@@ -1,0 +1,61 @@
+"""Waiting for a pod: retried kubelet events do not end the wait early; a probe's known-final event does."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from probes.engine import ProbeContext, Progress, RunScope, Task
+from probes.exceptions import PodNotRunningError
+
+
+class FakeCore:
+    """A Pending pod whose only news is a FailedMount warning event, as the kubelet reports it while retrying."""
+
+    def __init__(self, event_reason: str, event_message: str) -> None:
+        self.event = SimpleNamespace(type="Warning", reason=event_reason, message=event_message, last_timestamp="1")
+        self.reads = 0
+
+    def read_namespaced_pod(self, _name: str, _namespace: str, **_kwargs: Any) -> Any:
+        """Still Pending, every time."""
+        self.reads += 1
+        status = SimpleNamespace(
+            phase="Pending",
+            reason=None,
+            message=None,
+            container_statuses=[],
+            init_container_statuses=[],
+            conditions=[],
+        )
+        return SimpleNamespace(status=status)
+
+    def list_namespaced_event(self, _namespace: str, **_kwargs: Any) -> Any:
+        """The one warning the kubelet keeps repeating."""
+        return SimpleNamespace(items=[self.event])
+
+
+def context(core: FakeCore, *, timeout_s: float = 1.2) -> ProbeContext:
+    connection: Any = SimpleNamespace(core=core, api_client=None)
+    task = Task("p", "p", "", lambda _ctx: None)  # type: ignore[arg-type,return-value]
+    return ProbeContext(task, connection, RunScope("ns", "run1", timeout_s=timeout_s), Progress(), threading.Event())
+
+
+def test_a_retried_mount_failure_waits_until_the_deadline() -> None:
+    core = FakeCore("FailedMount", 'MountVolume.SetUp failed for volume "cache" : rpc error: transient')
+    with pytest.raises(PodNotRunningError) as raised:
+        context(core).wait_running("pod-a")
+    assert "not running after 1s" in str(raised.value)
+    assert raised.value.event_reason == "FailedMount"
+    assert core.reads >= 2, "the wait ended at the first event instead of at its deadline"
+
+
+def test_a_final_event_ends_the_wait_at_once_with_its_words() -> None:
+    core = FakeCore("FailedMount", "hostPath type check failed: /var/run/docker.sock is not a socket file")
+    with pytest.raises(PodNotRunningError) as raised:
+        context(core, timeout_s=30).wait_running("pod-a", final_event=lambda reason, _msg: reason == "FailedMount")
+    assert "is not running" in str(raised.value)
+    assert "hostPath type check failed" in raised.value.event_message
+    assert core.reads == 1
