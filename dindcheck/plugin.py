@@ -166,7 +166,6 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
             f"{options.namespace_pod_security} (--namespace-pod-security): admission was measured under that level"
         )
     registry_secret = workspace.copy_registry_secret(connection, space, options.registry_secret)
-    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels)
     scope = RunScope(
         namespace=space.namespace,
         run_id=run_id,
@@ -186,6 +185,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     tasks = [definition.task(settings) for definition in catalog() if definition.id in state.selected]
     state.runner = ProbeRunner(connection, scope, state.progress)
     state.runner.start(tasks)
+    # the cluster's description is for the report only: read it while the probes work, not before
+    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels)
     if reporter is not None:
         reporter.write_line(
             f"dindcheck: {state.cluster_info.server} ({state.cluster_info.version}), namespace "

@@ -62,7 +62,7 @@ images_ensure() {
   TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
     bash -c '"$0" build >"$1"' "$TB_LIB/images.sh" "$out"
   local key
-  for key in PAUSE DIND BUILDKIT REGISTRY TOOLS; do
+  for key in PAUSE DIND BUILDKIT REGISTRY TOOLS DINDCHECK; do
     local v; v=$(sed -n "s/^TESTBED_IMAGE_$key=//p" "$out" | tail -n1)
     [[ -n $v ]] || die "images.sh build printed no TESTBED_IMAGE_$key line (output: $out, log: $TB_LOGS/images-build.log)"
     printf -v "TESTBED_IMAGE_$key" '%s' "$v"
@@ -70,7 +70,7 @@ images_ensure() {
 }
 
 _image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TESTBED_IMAGE_BUILDKIT" \
-  "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS"; }
+  "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS" "$TESTBED_IMAGE_DINDCHECK"; }
 
 # images_import: imports the images into our containerd (k8s.io namespace) unless all are there.
 images_import() {

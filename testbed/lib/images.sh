@@ -30,14 +30,18 @@ LOG=$IMAGES/build.log # debootstrap/apt output; its tail is shown when a build f
 # Everything that decides the base rootfs; changing it rebuilds the base (and so every image).
 BASE_SPEC="v1 $SUITE minbase $MIRROR $SECURITY_MIRROR"
 
-NAMES=(pause tools dind buildkit registry)
+NAMES=(pause tools dind buildkit registry dindcheck)
 declare -A PACKAGES=(
   [pause]=""
   [tools]="" # minbase already has sh, coreutils, util-linux (findmnt, unshare, mount), grep
   [dind]="docker.io iptables ca-certificates busybox-static procps openssl xz-utils pigz"
   [buildkit]="uidmap libcap2-bin rootlesskit runc fuse-overlayfs ca-certificates pigz xz-utils"
   [registry]="docker-registry ca-certificates"
+  [dindcheck]="python3 python3-venv ca-certificates"
 )
+REPO=$(cd "$LIB/../.." && pwd)
+# What the dindcheck image is built from: the package and the suite (a change to any rebuilds it).
+DINDCHECK_SOURCES=(pyproject.toml conftest.py probes reports dindcheck suites)
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 T0=$SECONDS
@@ -246,6 +250,26 @@ custom_buildkit() {
   [[ $(in_chroot "$root" getcap /usr/bin/newuidmap) == *cap_setuid* ]] || die "setcap on newuidmap did not stick"
 }
 
+custom_dindcheck() {
+  # The same image the Containerfile describes for users (python slim + the package + the suite), assembled from
+  # Debian packages and the wheel built from this checkout, because no base image can be pulled here.
+  local root=$1 wheels
+  wheels=$(mktemp -d)
+  WORKDIRS+=("$wheels")
+  python3 -m pip wheel --quiet --no-deps --wheel-dir "$wheels" "$REPO" >>"$LOG" 2>&1
+  mkdir -p "$root/tmp/wheels" "$root/app"
+  cp "$wheels"/*.whl "$root/tmp/wheels/"
+  in_chroot "$root" python3 -m venv /opt/dindcheck >>"$LOG" 2>&1
+  in_chroot "$root" /opt/dindcheck/bin/pip install --quiet --no-cache-dir /tmp/wheels/*.whl >>"$LOG" 2>&1
+  rm -rf "$root/tmp/wheels" "$wheels"
+  untrack "$wheels"
+  cp -r "$REPO/suites" "$REPO/conftest.py" "$REPO/pyproject.toml" "$root/app/"
+  find "$root/app" -name __pycache__ -prune -exec rm -rf {} +
+  if ! in_chroot "$root" getent passwd dindcheck >/dev/null; then
+    in_chroot "$root" useradd -u 1000 -U -m -d /work -s /bin/sh dindcheck
+  fi
+}
+
 custom_registry() {
   local root=$1
   mkdir -p "$root/etc/docker/registry" "$root/var/lib/registry"
@@ -294,6 +318,10 @@ image_config() {
     CFG=(--env "$path" --entrypoint '["docker-registry","serve","/etc/docker/registry/config.yml"]'
       --volume /var/lib/registry --expose 5000/tcp)
     ;;
+  dindcheck)
+    CFG=(--env "PATH=/opt/dindcheck/bin:$CHROOT_PATH" --user 1000:1000 --workdir /work
+      --entrypoint '["pytest","/app/suites","-p","no:cacheprovider"]')
+    ;;
   esac
 }
 
@@ -307,6 +335,8 @@ input_hash() { # hash of everything that decides image $1's content
     pause) sha256sum "$SRC/pause.c" ;;
     dind) sha256sum "$SRC/dind/dockerd-entrypoint.sh" "$SRC/dind/dind" ;;
     buildkit) sha256sum "$BIN/buildkitd" "$BIN/buildctl" ;;
+    dindcheck) (cd "$REPO" && find "${DINDCHECK_SOURCES[@]}" -type f ! -path '*__pycache__*' -print0 | sort -z |
+      xargs -0 sha256sum) ;;
     esac
   } | sed 's|  /.*/|  |' | sha256sum | cut -c1-64
 }
@@ -368,7 +398,7 @@ build_image() { # build_image NAME HASH
   say "$name: built $ref ($(du -h "$IMAGES/$name.tar" | cut -f1), $((SECONDS - t)) s)"
 }
 
-declare -A ESTIMATE=([tools]="5 s" [dind]="25 s" [buildkit]="15 s" [registry]="10 s")
+declare -A ESTIMATE=([tools]="5 s" [dind]="25 s" [buildkit]="15 s" [registry]="10 s" [dindcheck]="40 s")
 
 print_refs() {
   local name var
