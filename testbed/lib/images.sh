@@ -253,14 +253,16 @@ custom_buildkit() {
 custom_dindcheck() {
   # The same image the Containerfile describes for users (python slim + the package + the suite), assembled from
   # Debian packages and the wheel built from this checkout, because no base image can be pulled here.
-  local root=$1 wheels
+  local root=$1 wheels wheel
   wheels=$(mktemp -d)
   WORKDIRS+=("$wheels")
   python3 -m pip wheel --quiet --no-deps --wheel-dir "$wheels" "$REPO" >>"$LOG" 2>&1
+  wheel=$(cd "$wheels" && ls -- *.whl)
+  [[ $wheel == dindcheck-*.whl ]] || die "dindcheck: no wheel built (log: $LOG)"
   mkdir -p "$root/tmp/wheels" "$root/app"
-  cp "$wheels"/*.whl "$root/tmp/wheels/"
+  cp "$wheels/$wheel" "$root/tmp/wheels/"
   in_chroot "$root" python3 -m venv /opt/dindcheck >>"$LOG" 2>&1
-  in_chroot "$root" /opt/dindcheck/bin/pip install --quiet --no-cache-dir /tmp/wheels/*.whl >>"$LOG" 2>&1
+  in_chroot "$root" /opt/dindcheck/bin/pip install --quiet --no-cache-dir "/tmp/wheels/$wheel" >>"$LOG" 2>&1
   rm -rf "$root/tmp/wheels" "$wheels"
   untrack "$wheels"
   cp -r "$REPO/suites" "$REPO/conftest.py" "$REPO/pyproject.toml" "$root/app/"
