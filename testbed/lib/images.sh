@@ -256,13 +256,16 @@ custom_dindcheck() {
   local root=$1 wheels wheel
   wheels=$(mktemp -d)
   WORKDIRS+=("$wheels")
-  python3 -m pip wheel --quiet --no-deps --wheel-dir "$wheels" "$REPO" >>"$LOG" 2>&1
-  wheel=$(cd "$wheels" && ls -- *.whl)
-  [[ $wheel == dindcheck-*.whl ]] || die "dindcheck: no wheel built (log: $LOG)"
+  # The host's pip fetches the wheels (it is set up for the package registry; the chroot is not), the image's pip
+  # installs them offline. Debian's python3 is 3.11 like the host's, so the wheels' tags fit.
+  python3 -m pip wheel --quiet --wheel-dir "$wheels" "$REPO" >>"$LOG" 2>&1
+  wheel=$(cd "$wheels" && ls -- dindcheck-*.whl)
+  [[ -n $wheel ]] || die "dindcheck: no wheel built (log: $LOG)"
   mkdir -p "$root/tmp/wheels" "$root/app"
-  cp "$wheels/$wheel" "$root/tmp/wheels/"
+  cp "$wheels"/*.whl "$root/tmp/wheels/"
   in_chroot "$root" python3 -m venv /opt/dindcheck >>"$LOG" 2>&1
-  in_chroot "$root" /opt/dindcheck/bin/pip install --quiet --no-cache-dir "/tmp/wheels/$wheel" >>"$LOG" 2>&1
+  in_chroot "$root" /opt/dindcheck/bin/pip install --quiet --no-cache-dir --no-index --find-links /tmp/wheels \
+    "/tmp/wheels/$wheel" >>"$LOG" 2>&1
   rm -rf "$root/tmp/wheels" "$wheels"
   untrack "$wheels"
   cp -r "$REPO/suites" "$REPO/conftest.py" "$REPO/pyproject.toml" "$root/app/"
