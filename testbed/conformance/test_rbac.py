@@ -28,6 +28,7 @@ from testbed.conformance.harness import (
 RBAC = REPO / "deploy" / "rbac.yaml"
 NAMESPACE = "dindcheck"
 USAGE_ERROR = 4
+MANAGED = "app.kubernetes.io/managed-by=dindcheck"  # the nightly Job's own pods live in the namespace too
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_minimal_rbac_reaches_the_admin_verdicts(
     run = run_suite(env, out_root / "rbac-minimal")
     assert run.report, run.output[-3000:]
     assert statuses(run) == statuses(suite_run), run.output[-3000:]
-    assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-o", "name").strip() == ""
+    assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-l", MANAGED, "-o", "name").strip() == ""
     assert wait_until_clean(testbed_env, 30) == []
     assert not any(note.startswith("RBAC:") for note in run.report["cluster"]["notes"]), run.report["cluster"]
 
@@ -93,6 +94,6 @@ def test_one_rule_removed_is_named_before_anything_is_created(
         assert run.exit_code == USAGE_ERROR, run.output[-3000:]
         assert "RBAC: the run may not deletecollection pods" in run.output
         assert "Traceback" not in run.output
-        assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-o", "name").strip() == ""
+        assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-l", MANAGED, "-o", "name").strip() == ""
     finally:
         kubectl(testbed_env, "apply", "-f", str(RBAC))
