@@ -64,6 +64,8 @@ TERMINAL_WAITING_REASONS = frozenset(
     }
 )
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+NOT_PROCESSED = frozenset({429})
+"""A create is retried only when the server said it did nothing: after a 5xx it may exist, and a retry would 409."""
 
 T = TypeVar("T")
 
@@ -210,10 +212,17 @@ def exit_code(status_text: str) -> int:
     raise ExecChannelError(f"exec failed: {status.get('message') or status_text[:200]}")
 
 
-def api_call(call: Callable[..., T], *args: Any, deadline_s: float = API_RETRY_S, **kwargs: Any) -> T:
+def api_call(
+    call: Callable[..., T],
+    *args: Any,
+    deadline_s: float = API_RETRY_S,
+    retried: frozenset[int] = RETRIED_STATUSES,
+    **kwargs: Any,
+) -> T:
     """Call the API, riding out throttling (429), server errors (5xx) and dropped connections with backoff.
 
     A refusal that will not change (403, 404, 409, 422) is raised at once; the caller decides what it means.
+    Creates pass retried=NOT_PROCESSED: only a call the server did not process is safe to repeat.
     """
     deadline = time.monotonic() + deadline_s
     delay = 0.5
@@ -221,10 +230,10 @@ def api_call(call: Callable[..., T], *args: Any, deadline_s: float = API_RETRY_S
         try:
             return call(*args, _request_timeout=API_TIMEOUT_S, **kwargs)
         except ApiException as exc:
-            if exc.status not in RETRIED_STATUSES or time.monotonic() + delay > deadline:
+            if exc.status not in retried or time.monotonic() + delay > deadline:
                 raise
         except (urllib3.exceptions.HTTPError, OSError):
-            if time.monotonic() + delay > deadline:
+            if retried is NOT_PROCESSED or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
@@ -319,7 +328,11 @@ class ProbeContext:
         kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         try:
             _, code, headers = api_call(
-                self.core.create_namespaced_pod_with_http_info, self.scope.namespace, manifest, **kwargs
+                self.core.create_namespaced_pod_with_http_info,
+                self.scope.namespace,
+                manifest,
+                retried=NOT_PROCESSED,
+                **kwargs,
             )
         except ApiException as exc:
             return admission.rejection(int(exc.status or 0), exc.body)
@@ -413,7 +426,9 @@ class ProbeContext:
             },
         }
         try:
-            api_call(self.core.create_namespaced_persistent_volume_claim, self.scope.namespace, body)
+            api_call(
+                self.core.create_namespaced_persistent_volume_claim, self.scope.namespace, body, retried=NOT_PROCESSED
+            )
         except ApiException as exc:
             raise refusal(admission.rejection(int(exc.status or 0), exc.body)) from exc
         return name

@@ -20,7 +20,7 @@ import urllib3
 from kubernetes.client.rest import ApiException
 
 from probes.cluster import Connection
-from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL, api_call
+from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, NOT_PROCESSED, RUN_LABEL, api_call
 from probes.exceptions import UsageError
 
 PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
@@ -82,7 +82,7 @@ def create(connection: Connection, workspace: Workspace) -> None:
             "kind": "Namespace",
             "metadata": {"name": workspace.namespace, "labels": workspace.labels},
         }
-        api_call(core.create_namespace, body)
+        api_call(core.create_namespace, body, retried=NOT_PROCESSED)
     elif workspace.pod_security:
         _set_pod_security(connection, workspace.namespace, workspace.pod_security)
 
@@ -114,7 +114,7 @@ def copy_registry_secret(connection: Connection, workspace: Workspace, spec: str
         "metadata": {"name": copy_name, "labels": {RUN_LABEL: workspace.run_id, MANAGED_BY_LABEL: MANAGED_BY}},
         "data": secret.data,
     }
-    api_call(connection.core.create_namespaced_secret, workspace.namespace, body)
+    api_call(connection.core.create_namespaced_secret, workspace.namespace, body, retried=NOT_PROCESSED)
     return copy_name
 
 
