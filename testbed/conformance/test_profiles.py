@@ -15,7 +15,7 @@ import yaml
 
 from probes.definitions import catalog
 from reports import json_report
-from testbed.conformance.harness import Profile, SuiteRun, wait_until_clean
+from testbed.conformance.harness import Profile, SuiteRun, run_suite, wait_until_clean
 
 ANY = "-"
 # check statuses per profile ("-": whatever is true, stated honestly), then (full_docker, build_only)
@@ -196,3 +196,21 @@ def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[st
 
 def test_progress_is_shown_while_waiting(suite_run: SuiteRun) -> None:
     assert re.search(r"^  \[\s*\d+\.\ds\] [a-z-]+: \S", suite_run.output, re.MULTILINE), suite_run.output[:3000]
+
+
+def test_a_baseline_of_the_same_profile_says_no_change(
+    suite_run: SuiteRun, profile: Profile, testbed_env: dict[str, str]
+) -> None:
+    """--baseline against this profile's own report: one 'no change' line and an empty changes block."""
+    if profile.name != "permissive":
+        pytest.skip("shown once, on the permissive profile")
+    again = run_suite(
+        testbed_env,
+        suite_run.out_dir.parent / "baseline-same",
+        "--baseline",
+        str(suite_run.out_dir / "report.json"),
+        "--fail-on-regression",
+    )
+    assert again.exit_code == 0, again.output[-3000:]
+    assert again.report["changes"]["none"] is True, again.report["changes"]
+    assert re.search(r"^since the baseline of \S+: no change$", again.output, re.MULTILINE), again.output[-3000:]
