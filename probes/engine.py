@@ -385,6 +385,8 @@ class ProbeContext:
                 )
             self.say(f"pod {pod_name} {phase}: {compact(reason, 120)}")
             if time.monotonic() >= deadline:
+                if last_event[0] and last_event[0] not in reason:
+                    reason = f"{reason}; last warning {last_event[0]}: {last_event[1]}"
                 raise PodNotRunningError(
                     f"pod {pod_name} not running after {limit_s:.0f}s ({phase}: {compact(reason)})",
                     reason=reason,

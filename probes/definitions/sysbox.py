@@ -24,6 +24,15 @@ REMEDIATION = (
     "Install sysbox on a node pool (nestybox sysbox-deploy-k8s labels nodes sysbox-runtime=running and registers "
     "RuntimeClass sysbox-runc with a nodeSelector), then run DinD without privileged via runtimeClassName."
 )
+NO_HANDLER = ("no runtime for", "failed to find runtime handler", "runtimehandler", "not supported")
+
+
+def handler_missing(event_reason: str, event_message: str) -> bool:
+    """The node's runtime has no sysbox-runc handler: the kubelet retries the sandbox, but none will appear."""
+    lowered = event_message.lower()
+    return event_reason == "FailedCreatePodSandBox" and "sysbox" in lowered and any(m in lowered for m in NO_HANDLER)
+
+
 UID_MAP = "echo \"uid_map=$(head -n 1 /proc/self/uid_map | tr -s ' ' | sed 's/^ //')\""
 IDENTITY_MAP = ("0", "0", "4294967295")
 
@@ -52,27 +61,34 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     spec = specs.sysbox_pod_spec(settings.images, settings.resources, job_uid=settings.job_uid)
     manifest = ctx.pod_manifest("run", spec, annotations=specs.SYSBOX_ANNOTATIONS)
     name = manifest["metadata"]["name"]
+    ctx.say(f"creating pod {name}")
     try:
-        with ctx.pod(manifest, timeout_s=min(ctx.scope.timeout_s, 90.0)):
-            evidence.update(key_values(ctx.exec(name, "dind", UID_MAP, timeout_s=20).stdout))
-            ctx.say("waiting for dockerd inside the sysbox pod")
-            evidence.update(key_values(ctx.exec(name, "job", WAIT_FOR_DAEMON, timeout_s=90).stdout))
-            if evidence.get("daemon") == "ok":
-                ctx.say("nested docker run inside the sysbox pod")
-                evidence.update(key_values(ctx.exec(name, "job", NESTED_RUN, timeout_s=120).stdout))
-            else:
-                evidence["dockerd_log"] = dockerd_log_tail(ctx, name)
+        ctx.create_pod(manifest)
     except AdmissionRejectedError as exc:
         evidence["admission"] = exc.evidence()
         status = Status.FAIL if exc.decided is False else Status.INCONCLUSIVE
         return Outcome(status, f"a sysbox pod was {exc.describe()}", evidence)
+    try:
+        ctx.wait_running(name, timeout_s=min(ctx.scope.timeout_s, 90.0), final_event=handler_missing)
+        evidence.update(key_values(ctx.exec(name, "dind", UID_MAP, timeout_s=20).stdout))
+        ctx.say("waiting for dockerd inside the sysbox pod")
+        evidence.update(key_values(ctx.exec(name, "job", WAIT_FOR_DAEMON, timeout_s=90).stdout))
+        if evidence.get("daemon") == "ok":
+            ctx.say("nested docker run inside the sysbox pod")
+            evidence.update(key_values(ctx.exec(name, "job", NESTED_RUN, timeout_s=120).stdout))
+        else:
+            evidence["dockerd_log"] = dockerd_log_tail(ctx, name)
     except PodNotRunningError as exc:
+        if not handler_missing(exc.event_reason, exc.event_message):
+            raise  # an image pull, scheduling, a deadline: nothing learnt about sysbox (inconclusive)
         evidence["pod"] = exc.evidence()
         return Outcome(
             Status.FAIL,
-            f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but its pod cannot start: {compact(exc.reason)}",
+            f"RuntimeClass {specs.SYSBOX_RUNTIME_CLASS} exists but the node has no such handler: {compact(exc.reason)}",
             evidence,
         )
+    finally:
+        ctx.delete_pod(name)
     outcome = verdict(evidence)
     tested = specs.record(
         Mode.SYSBOX, "sysbox", spec, proven=outcome.status is Status.PASS, annotations=specs.SYSBOX_ANNOTATIONS

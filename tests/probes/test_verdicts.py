@@ -45,6 +45,16 @@ def test_sysbox_nested_run_failure_fails_with_its_error() -> None:
     assert "OCI runtime create failed" in outcome.summary
 
 
+def test_a_missing_sysbox_handler_is_final_other_sandbox_errors_are_not() -> None:
+    message = (
+        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox runtime: "
+        'no runtime for "sysbox-runc" is configured'
+    )
+    assert sysbox.handler_missing("FailedCreatePodSandBox", message)
+    assert not sysbox.handler_missing("FailedCreatePodSandBox", "failed to setup network for sandbox: plugin timeout")
+    assert not sysbox.handler_missing("FailedMount", message)
+
+
 def test_real_userns_reads_uid_map_lines() -> None:
     assert sysbox.real_userns("0 100000 65536")
     assert not sysbox.real_userns("0 0 4294967295")
