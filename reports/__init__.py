@@ -44,10 +44,15 @@ def write_json(report: Report, path: Path) -> None:
     json_report.write(report.json, path)
 
 
-def write_prometheus(report: Report, path: Path) -> None:
-    """Write Prometheus text format (--report-prom), for a node-exporter textfile collector or a pushgateway."""
+def write_prometheus(report: Report, path: Path, *, pool: str = "") -> None:
+    """Write Prometheus text format (--report-prom), for a node-exporter textfile collector or a pushgateway.
+
+    Written to a temporary file and renamed: a textfile collector reading the directory never sees half a file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(prometheus.render_prometheus(report.json), encoding="utf-8")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(prometheus.render_prometheus(report.json, pool=pool), encoding="utf-8")
+    partial.replace(path)
 
 
 def write_markdown(report: Report, path: Path) -> None:

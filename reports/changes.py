@@ -2,10 +2,13 @@
 
 Pure functions over report JSON (schema dindcheck/report/v1): the baseline is an earlier report file, the current
 one is the report being built, so any two reports of one cluster can be compared, whichever dindcheck wrote them.
+A baseline is a file from last night, possibly hand-edited or truncated: every read here tolerates missing or
+mistyped keys instead of failing the run with a traceback.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,11 +19,33 @@ from probes.exceptions import UsageError
 
 SCHEMA = "dindcheck/report/v1"
 NOT_RUN = "not run"
+NODE_FACTS = ("container_runtime", "kernel")
+"""Per-node facts compared: what decides whether overlay, user namespaces and nested runtimes work."""
+ROOT_CAUSE_STATUSES = frozenset({"fail", "inconclusive", NOT_RUN})
+"""A blocker in one of these states is a cause; a skipped one is a consequence (its pod was never admitted)."""
+TOP_LEVEL = {"cluster": dict, "checks": list, "modes": list, "recommendation": dict}
+"""What a report must have for a comparison to mean anything (the schema's required containers)."""
+
+
+def _one_line(text: object) -> str:
+    """Probe summaries may hold newlines; every change is one line in a log or a list."""
+    return " ".join(str(text).split())
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _records(value: object, key: str) -> dict[str, Mapping[str, Any]]:
+    """The objects of a JSON list by their key field; anything else in the list is ignored."""
+    if not isinstance(value, list):
+        return {}
+    return {str(item[key]): item for item in value if isinstance(item, Mapping) and key in item}
 
 
 @dataclass(frozen=True)
 class CheckChange:
-    """A check whose status moved, with both summaries."""
+    """A check whose status moved, with both summaries ('not run' when it is absent from one report)."""
 
     id: str
     before: str
@@ -37,31 +62,78 @@ class CheckChange:
             text += f" (was: {self.before_summary})"
         return text
 
+    def to_json(self) -> dict[str, str]:
+        """The changes.checks[] entry."""
+        return {
+            "id": self.id,
+            "before": self.before,
+            "after": self.after,
+            "before_summary": self.before_summary,
+            "after_summary": self.after_summary,
+        }
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A check blocking a mode now, with its current status and summary: the 'because' of a mode change."""
+
+    check: str
+    status: str
+    summary: str
+
+    def to_json(self) -> dict[str, str]:
+        """The changes.modes[].causes[] entry."""
+        return {"check": self.check, "status": self.status, "summary": self.summary}
+
 
 @dataclass(frozen=True)
 class ModeChange:
-    """A mode that became usable or unusable, and what blocks it now."""
+    """A mode that became usable or unusable, what blocks it now, and why (the blockers that are causes)."""
 
     id: str
     was_usable: bool
     is_usable: bool
     blocked_by: tuple[str, ...]
+    causes: tuple[Cause, ...] = ()
+    """The blockers that failed, were inconclusive or did not run; skipped ones only follow from those."""
+
+    @property
+    def regressed(self) -> bool:
+        """Usable in the baseline, not now."""
+        return self.was_usable and not self.is_usable
 
     def describe(self) -> str:
-        """'dind: usable -> NOT usable (blocked by privileged-admission)'."""
+        """'dind: usable -> NOT usable (blocked by privileged-admission: <summary>; also docker-run)'."""
 
         def word(usable: bool) -> str:
             return "usable" if usable else "NOT usable"
 
         text = f"{self.id}: {word(self.was_usable)} -> {word(self.is_usable)}"
         if self.blocked_by:
-            text += f" (blocked by {', '.join(self.blocked_by)})"
+            named = {cause.check for cause in self.causes}
+            parts = [f"{cause.check}: {cause.summary}" if cause.summary else cause.check for cause in self.causes]
+            rest = [check for check in self.blocked_by if check not in named]
+            if parts and rest:
+                parts.append(f"also {', '.join(rest)}")
+            elif rest:
+                parts = [", ".join(rest)]
+            text += f" (blocked by {'; '.join(parts)})"
         return text
+
+    def to_json(self) -> dict[str, Any]:
+        """The changes.modes[] entry."""
+        return {
+            "id": self.id,
+            "was_usable": self.was_usable,
+            "is_usable": self.is_usable,
+            "blocked_by": list(self.blocked_by),
+            "causes": [cause.to_json() for cause in self.causes],
+        }
 
 
 @dataclass(frozen=True)
 class FactChange:
-    """A cluster fact that moved: server version, a node's runtime or kernel, a node, an image digest."""
+    """A value that moved: a recommendation, the server version, a node's runtime or kernel, a node, an image."""
 
     what: str
     before: str
@@ -70,6 +142,10 @@ class FactChange:
     def describe(self) -> str:
         """'node ci-1 container_runtime: containerd://1.7 -> containerd://2.0'."""
         return f"{self.what}: {self.before or '(none)'} -> {self.after or '(none)'}"
+
+    def to_json(self) -> dict[str, str]:
+        """The changes.recommendation[] and changes.cluster[] entry."""
+        return {"what": self.what, "before": self.before, "after": self.after}
 
 
 @dataclass(frozen=True)
@@ -90,88 +166,94 @@ class Changes:
     @property
     def regressions(self) -> tuple[str, ...]:
         """Modes usable in the baseline that are not usable now (--fail-on-regression)."""
-        return tuple(change.id for change in self.modes if change.was_usable and not change.is_usable)
+        return tuple(change.id for change in self.modes if change.regressed)
 
     def count(self) -> int:
         """How many changes there are."""
         return len(self.checks) + len(self.modes) + len(self.recommendation) + len(self.cluster)
 
     def to_json(self) -> dict[str, Any]:
-        """The report's `changes` block."""
+        """The report's `changes` block (schema: report-v1.json, $defs/changes)."""
         return {
             "baseline_generated_at": self.baseline_generated_at,
             "none": self.empty,
             "regressions": list(self.regressions),
-            "checks": [
-                {
-                    "id": c.id,
-                    "before": c.before,
-                    "after": c.after,
-                    "before_summary": c.before_summary,
-                    "after_summary": c.after_summary,
-                }
-                for c in self.checks
-            ],
-            "modes": [
-                {"id": m.id, "was_usable": m.was_usable, "is_usable": m.is_usable, "blocked_by": list(m.blocked_by)}
-                for m in self.modes
-            ],
-            "recommendation": [{"what": f.what, "before": f.before, "after": f.after} for f in self.recommendation],
-            "cluster": [{"what": f.what, "before": f.before, "after": f.after} for f in self.cluster],
+            "checks": [change.to_json() for change in self.checks],
+            "modes": [change.to_json() for change in self.modes],
+            "recommendation": [change.to_json() for change in self.recommendation],
+            "cluster": [change.to_json() for change in self.cluster],
         }
 
 
 def load_baseline(path: Path, *, server: str) -> dict[str, Any]:
-    """An earlier report of this cluster; UsageError (one line) for anything else."""
+    """An earlier report of this cluster; UsageError (one line) for anything else, before any probe pod exists."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"--baseline {path}: cannot read it ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise UsageError(f"--baseline {path}: not JSON ({exc})") from None
+        raise UsageError(f"--baseline {path}: cannot read it ({_one_line(exc.strerror or exc)})") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise UsageError(f"--baseline {path}: not JSON ({_one_line(exc)})") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        found = report.get("schema") if isinstance(report, dict) else type(report).__name__
+        found = report.get("schema") if isinstance(report, dict) else f"a JSON {type(report).__name__}"
         raise UsageError(f"--baseline {path}: schema {found!r}, not {SCHEMA!r}: not a dindcheck report of this version")
-    baseline_server = str((report.get("cluster") or {}).get("server", ""))
-    if baseline_server != server:
-        raise UsageError(f"--baseline {path} is a report of {baseline_server or '(unknown)'}, not of {server}")
+    malformed = [key for key, kind in TOP_LEVEL.items() if not isinstance(report.get(key), kind)]
+    if malformed:
+        raise UsageError(f"--baseline {path}: a {SCHEMA} report without a valid {', '.join(malformed)}: truncated?")
+    baseline_server = str(report["cluster"].get("server") or "")
+    if baseline_server.rstrip("/") != server.rstrip("/"):
+        raise UsageError(
+            f"--baseline {path} is a report of {baseline_server or '(unknown server)'}, not of {server}: "
+            "compare reports of one cluster"
+        )
     return report
 
 
-def _by_id(items: object) -> dict[str, Mapping[str, Any]]:
-    return {str(item["id"]): item for item in items or [] if isinstance(item, Mapping) and "id" in item}  # type: ignore[attr-defined]
-
-
 def _check_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[CheckChange, ...]:
-    old, new = _by_id(before.get("checks")), _by_id(after.get("checks"))
+    old, new = _records(before.get("checks"), "id"), _records(after.get("checks"), "id")
     changes = []
     for check_id in sorted(old.keys() | new.keys()):
         was, now = old.get(check_id, {}), new.get(check_id, {})
-        if was.get("status", NOT_RUN) != now.get("status", NOT_RUN):
+        if str(was.get("status", NOT_RUN)) != str(now.get("status", NOT_RUN)):
             changes.append(
                 CheckChange(
                     check_id,
                     str(was.get("status", NOT_RUN)),
                     str(now.get("status", NOT_RUN)),
-                    str(was.get("summary", "")),
-                    str(now.get("summary", "")),
+                    _one_line(was.get("summary", "")),
+                    _one_line(now.get("summary", "")),
                 )
             )
     return tuple(changes)
 
 
+def _causes(blocked_by: tuple[str, ...], checks: Mapping[str, Mapping[str, Any]]) -> tuple[Cause, ...]:
+    """The blockers that explain the block (fail, inconclusive, not run), else every blocker."""
+    found = tuple(
+        Cause(
+            check_id,
+            str(checks.get(check_id, {}).get("status", NOT_RUN)),
+            _one_line(checks.get(check_id, {}).get("summary", "")),
+        )
+        for check_id in blocked_by
+    )
+    return tuple(cause for cause in found if cause.status in ROOT_CAUSE_STATUSES) or found
+
+
 def _mode_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[ModeChange, ...]:
-    old, new = _by_id(before.get("modes")), _by_id(after.get("modes"))
+    old, new = _records(before.get("modes"), "id"), _records(after.get("modes"), "id")
+    checks = _records(after.get("checks"), "id")
     changes = []
     for mode_id in sorted(old.keys() | new.keys()):
         was, now = bool(old.get(mode_id, {}).get("usable")), bool(new.get(mode_id, {}).get("usable"))
         if was != now:
-            changes.append(ModeChange(mode_id, was, now, tuple(new.get(mode_id, {}).get("blocked_by", ()))))
+            raw = new.get(mode_id, {}).get("blocked_by")
+            blocked_by = tuple(map(str, raw)) if isinstance(raw, list) and not now else ()
+            changes.append(ModeChange(mode_id, was, now, blocked_by, _causes(blocked_by, checks)))
     return tuple(changes)
 
 
 def _recommendation_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FactChange, ...]:
-    old, new = before.get("recommendation") or {}, after.get("recommendation") or {}
+    old, new = _mapping(before.get("recommendation")), _mapping(after.get("recommendation"))
     return tuple(
         FactChange(key, str(old.get(key, "")), str(new.get(key, "")))
         for key in ("full_docker", "build_only")
@@ -179,30 +261,54 @@ def _recommendation_changes(before: Mapping[str, Any], after: Mapping[str, Any])
     )
 
 
-def _cluster_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FactChange, ...]:
-    old, new = before.get("cluster") or {}, after.get("cluster") or {}
+def _node_line(node: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key} {node[key]}" for key in NODE_FACTS if node.get(key))
+
+
+def _node_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FactChange]:
+    old_nodes, new_nodes = _records(old.get("nodes"), "name"), _records(new.get("nodes"), "name")
     changes: list[FactChange] = []
-    if old.get("version") != new.get("version"):
-        changes.append(FactChange("server version", str(old.get("version", "")), str(new.get("version", ""))))
-    old_nodes = {n.get("name"): n for n in old.get("nodes") or [] if isinstance(n, Mapping)}
-    new_nodes = {n.get("name"): n for n in new.get("nodes") or [] if isinstance(n, Mapping)}
-    for name in sorted(map(str, old_nodes.keys() | new_nodes.keys())):
+    for name in sorted(old_nodes.keys() | new_nodes.keys()):
         if name not in new_nodes:
-            changes.append(FactChange(f"node {name}", "present", "gone"))
+            changes.append(FactChange(f"node {name}", _node_line(old_nodes[name]) or "present", "gone"))
         elif name not in old_nodes:
-            changes.append(FactChange(f"node {name}", "", "new"))
+            changes.append(FactChange(f"node {name}", "", "new: " + (_node_line(new_nodes[name]) or "no details")))
         else:
             changes.extend(
                 FactChange(f"node {name} {key}", str(old_nodes[name].get(key, "")), str(new_nodes[name].get(key, "")))
-                for key in ("container_runtime", "kernel")
+                for key in NODE_FACTS
                 if old_nodes[name].get(key) != new_nodes[name].get(key)
             )
-    old_images, new_images = old.get("images") or {}, new.get("images") or {}
+    return changes
+
+
+def _image_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FactChange]:
+    """A moved digest or ref per role; a role or digest absent on one side (an older report, no pod) says nothing."""
+    old_images, new_images = _mapping(old.get("images")), _mapping(new.get("images"))
+    changes: list[FactChange] = []
     for role in sorted(old_images.keys() & new_images.keys()):
-        was, now = old_images[role] or {}, new_images[role] or {}
-        if was.get("digest") and now.get("digest") and was.get("digest") != now.get("digest"):
-            changes.append(FactChange(f"image {role} ({now.get('ref', '')})", str(was["digest"]), str(now["digest"])))
-    return tuple(changes)
+        was, now = _mapping(old_images[role]), _mapping(new_images[role])
+        old_ref, new_ref = str(was.get("ref") or ""), str(now.get("ref") or "")
+        old_digest, new_digest = str(was.get("digest") or ""), str(now.get("digest") or "")
+        if old_ref != new_ref:
+            changes.append(
+                FactChange(
+                    f"image {role}",
+                    f"{old_ref} ({old_digest})" if old_digest else old_ref,
+                    f"{new_ref} ({new_digest})" if new_digest else new_ref,
+                )
+            )
+        elif old_digest and new_digest and old_digest != new_digest:
+            changes.append(FactChange(f"image {role} ({new_ref})", old_digest, new_digest))
+    return changes
+
+
+def _cluster_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FactChange, ...]:
+    old, new = _mapping(before.get("cluster")), _mapping(after.get("cluster"))
+    changes: list[FactChange] = []
+    if old.get("version") != new.get("version"):
+        changes.append(FactChange("server version", str(old.get("version", "")), str(new.get("version", ""))))
+    return (*changes, *_node_changes(old, new), *_image_changes(old, new))
 
 
 def compute_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Changes:
@@ -216,28 +322,69 @@ def compute_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> 
     )
 
 
-def _lines(changes: Changes) -> list[str]:
+def _head(changes: Changes) -> str:
+    since = f"since the baseline of {changes.baseline_generated_at or 'an earlier run'}"
+    if changes.empty:
+        return f"{since}: no change"
+    count = changes.count()
+    regressed = f"; REGRESSED: {', '.join(changes.regressions)}" if changes.regressions else ""
+    return f"{since}: {count} change{'s' if count != 1 else ''}{regressed}"
+
+
+def changes_terminal_lines(changes: Changes) -> list[str]:
+    """'since the baseline of DATE: no change', or a count and one line per change (modes first: they matter most)."""
     lines = [f"mode {change.describe()}" for change in changes.modes]
     lines += [f"recommendation {change.describe()}" for change in changes.recommendation]
     lines += [f"check {change.describe()}" for change in changes.checks]
     lines += [f"cluster {change.describe()}" for change in changes.cluster]
-    return lines
+    return [_head(changes), *(f"  - {line}" for line in lines)]
 
 
-def changes_terminal_lines(changes: Changes) -> list[str]:
-    """'since the baseline of DATE: no change', or a count and one line per change (modes first)."""
-    head = f"since the baseline of {changes.baseline_generated_at or 'an earlier run'}"
-    if changes.empty:
-        return [f"{head}: no change"]
-    regressed = f"; REGRESSED: {', '.join(changes.regressions)}" if changes.regressions else ""
-    return [f"{head}: {changes.count()} change(s){regressed}", *(f"  - {line}" for line in _lines(changes))]
+def _md(text: str) -> str:
+    """Free text (probe summaries, server messages) in a list item: '<none>' stays visible, nothing opens a table."""
+    return html.escape(_one_line(text), quote=False).replace("|", "\\|")
+
+
+def _md_mode(change: ModeChange) -> str:
+    def word(usable: bool) -> str:
+        return "usable" if usable else "**NOT usable**"
+
+    text = f"Mode `{change.id}`: {word(change.was_usable)} → {word(change.is_usable)}"
+    if change.blocked_by:
+        named = {cause.check for cause in change.causes}
+        parts = [
+            f"`{cause.check}`: {_md(cause.summary)}" if cause.summary else f"`{cause.check}`" for cause in change.causes
+        ]
+        rest = ", ".join(f"`{check}`" for check in change.blocked_by if check not in named)
+        text += f", blocked by {'; '.join(parts)}" + (f" (also {rest})" if parts and rest else rest)
+    return text
+
+
+def _md_check(change: CheckChange) -> str:
+    text = f"Check `{change.id}`: {change.before} → **{change.after}**"
+    if change.after_summary:
+        text += f": {_md(change.after_summary)}"
+    if change.before_summary:
+        text += f" (was: {_md(change.before_summary)})"
+    return text
+
+
+def _md_fact(kind: str, change: FactChange) -> str:
+    return f"{kind} {_md(change.what)}: {_md(change.before) or '(none)'} → {_md(change.after) or '(none)'}"
 
 
 def changes_markdown(changes: Changes) -> str:
-    """A '## What changed since DATE' section."""
-    title = f"## What changed since {changes.baseline_generated_at or 'the baseline'}"
+    """A '## What changed since DATE' section: regressions first, then one bullet per change; one line if none."""
+    title = f"## What changed since {_md(changes.baseline_generated_at) or 'the baseline'}"
     if changes.empty:
         return f"{title}\n\nNo change.\n"
-    body = ["- " + line.replace("|", "\\|") for line in _lines(changes)]
-    lead = f"**Regressed:** {', '.join(f'`{m}`' for m in changes.regressions)}\n\n" if changes.regressions else ""
-    return f"{title}\n\n{lead}" + "\n".join(body) + "\n"
+    bullets = [_md_mode(change) for change in changes.modes]
+    bullets += [_md_fact("Recommendation", change) for change in changes.recommendation]
+    bullets += [_md_check(change) for change in changes.checks]
+    bullets += [_md_fact("Cluster:", change) for change in changes.cluster]
+    count = changes.count()
+    lead = f"{count} change{'s' if count != 1 else ''}."
+    if changes.regressions:
+        regressed = ", ".join(f"`{mode}`" for mode in changes.regressions)
+        lead = f"**Regressed:** {regressed} (usable in the baseline, not now). {lead}"
+    return f"{title}\n\n{lead}\n\n" + "\n".join(f"- {bullet}" for bullet in bullets) + "\n"

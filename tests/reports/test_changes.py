@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from probes.exceptions import UsageError
-from reports import build_report, changes
-from tests.reports.conftest import PROFILES
+from reports import build_report, changes, json_report, render_markdown, render_terminal
+from tests.reports.conftest import PROFILES, VAP_MESSAGE
 
 SERVER = "https://127.0.0.1:6443"
 
@@ -25,7 +25,7 @@ def test_no_change_is_one_line() -> None:
     assert found.empty
     assert found.regressions == ()
     assert changes.changes_terminal_lines(found) == ["since the baseline of 2025-06-01T12:00:00Z: no change"]
-    assert "No change." in changes.changes_markdown(found)
+    assert changes.changes_markdown(found) == "## What changed since 2025-06-01T12:00:00Z\n\nNo change.\n"
     assert found.to_json()["none"] is True
 
 
@@ -35,19 +35,51 @@ def test_privileged_denied_since_last_night_is_a_dind_regression() -> None:
     moved = {change.id: change for change in found.checks}
     assert (moved["privileged-admission"].before, moved["privileged-admission"].after) == ("pass", "fail")
     assert "ValidatingAdmissionPolicy" in moved["privileged-admission"].after_summary
+    assert moved["privileged-admission"].before_summary == "every mode's pod admitted and ran"
     assert any(change.what == "full_docker" and change.after == "none" for change in found.recommendation)
     lines = changes.changes_terminal_lines(found)
-    assert "REGRESSED: dind" in lines[0]
-    assert any(
-        line.startswith("  - mode dind: usable -> NOT usable (blocked by privileged-admission") for line in lines
-    )
+    assert lines[0] == f"since the baseline of 2025-06-01T12:00:00Z: {found.count()} changes; REGRESSED: dind"
+    assert len(lines) == 1 + found.count()
+    assert (
+        "  - check privileged-admission: pass -> fail: the dind pod was rejected by ValidatingAdmissionPolicy "
+        "deny-privileged (was: every mode's pod admitted and ran)"
+    ) in lines
     assert "**Regressed:** `dind`" in changes.changes_markdown(found)
+
+
+def test_a_regressed_mode_names_the_failing_blocker_with_its_summary_now() -> None:
+    found = changes.compute_changes(report("permissive"), report("deny-privileged"))
+    (dind,) = [change for change in found.modes if change.id == "dind"]
+    assert dind.blocked_by == ("privileged-admission", "socket-sharing", "docker-run")
+    # the skipped blockers only follow from the refused pod: the cause is the failed check
+    assert [cause.check for cause in dind.causes] == ["privileged-admission"]
+    assert dind.describe() == (
+        "dind: usable -> NOT usable (blocked by privileged-admission: the dind pod was rejected by "
+        "ValidatingAdmissionPolicy deny-privileged; also socket-sharing, docker-run)"
+    )
+    assert f"  - mode {dind.describe()}" in changes.changes_terminal_lines(found)
+    markdown = changes.changes_markdown(found)
+    assert "- Mode `dind`: usable → **NOT usable**, blocked by `privileged-admission`: the dind pod" in markdown
+    assert "(also `socket-sharing`, `docker-run`)" in markdown
 
 
 def test_a_mode_that_starts_working_is_a_change_not_a_regression() -> None:
     found = changes.compute_changes(report("deny-privileged"), report("permissive"))
     assert found.regressions == ()
-    assert any(change.id == "dind" and change.is_usable for change in found.modes)
+    (dind,) = [change for change in found.modes if change.id == "dind"]
+    assert (dind.was_usable, dind.is_usable, dind.blocked_by, dind.causes) == (False, True, (), ())
+    assert dind.describe() == "dind: NOT usable -> usable"
+    assert "REGRESSED" not in changes.changes_terminal_lines(found)[0]
+
+
+def test_recommendation_moves_are_listed() -> None:
+    found = changes.compute_changes(report("permissive"), report("psa-baseline"))
+    moved = {change.what: (change.before, change.after) for change in found.recommendation}
+    assert moved == {"full_docker": ("dind", "none"), "build_only": ("buildkit-rootless", "none")}
+    lines = changes.changes_terminal_lines(found)
+    assert "  - recommendation full_docker: dind -> none" in lines
+    assert "- Recommendation full_docker: dind → none" in changes.changes_markdown(found)
+    assert set(found.regressions) == {"dind", "buildkit-rootless"}
 
 
 def test_node_runtime_kernel_and_image_digest_changes_are_listed() -> None:
@@ -59,10 +91,48 @@ def test_node_runtime_kernel_and_image_digest_changes_are_listed() -> None:
     after["cluster"]["version"] = "v1.32.0"
     found = changes.compute_changes(before, after)
     described = [change.describe() for change in found.cluster]
-    assert "server version: v1.31.4 -> v1.32.0" in described
-    assert "node testbed-0 container_runtime: containerd://1.7.24 -> containerd://2.1.4" in described
-    assert "node testbed-0 kernel: 6.1.0-28-amd64 -> 6.8.0-45-generic" in described
-    assert "image dind (docker:28-dind): sha256:old -> sha256:new" in described
+    assert described == [
+        "server version: v1.31.4 -> v1.32.0",
+        "node testbed-0 container_runtime: containerd://1.7.24 -> containerd://2.1.4",
+        "node testbed-0 kernel: 6.1.0-28-amd64 -> 6.8.0-45-generic",
+        "image dind (docker:28-dind): sha256:old -> sha256:new",
+    ]
+    assert found.modes == ()
+    assert found.regressions == ()
+    lines = changes.changes_terminal_lines(found)
+    assert lines[0] == "since the baseline of 2025-06-01T12:00:00Z: 4 changes"
+    assert "  - cluster image dind (docker:28-dind): sha256:old -> sha256:new" in lines
+
+
+def test_nodes_added_and_gone_carry_their_runtime_and_kernel() -> None:
+    before, after = report("permissive"), report("permissive")
+    after["cluster"]["nodes"][0] = {**after["cluster"]["nodes"][0], "name": "testbed-1"}
+    described = [change.describe() for change in changes.compute_changes(before, after).cluster]
+    facts = "container_runtime containerd://1.7.24, kernel 6.1.0-28-amd64"
+    assert described == [f"node testbed-0: {facts} -> gone", f"node testbed-1: (none) -> new: {facts}"]
+
+
+def test_image_ref_changes_and_missing_digests() -> None:
+    before, after = report("permissive"), report("permissive")
+    before["cluster"]["images"] = {
+        "dind": {"ref": "docker:27-dind", "digest": "sha256:a"},
+        "tools": {"ref": "debian:bookworm-slim", "digest": ""},
+    }
+    after["cluster"]["images"] = {
+        "dind": {"ref": "docker:28-dind", "digest": "sha256:b"},
+        "tools": {"ref": "debian:bookworm-slim", "digest": "sha256:c"},
+        "registry": {"ref": "registry:2", "digest": "sha256:d"},
+    }
+    described = [change.describe() for change in changes.compute_changes(before, after).cluster]
+    # an unknown digest on one side (no pod ran with it) or a role only one report has says nothing
+    assert described == ["image dind: docker:27-dind (sha256:a) -> docker:28-dind (sha256:b)"]
+
+
+def test_a_baseline_without_images_compares_quietly() -> None:
+    before, after = report("permissive"), report("permissive")
+    del before["cluster"]["images"]
+    after["cluster"]["images"] = {"dind": {"ref": "docker:28-dind", "digest": "sha256:new"}}
+    assert changes.compute_changes(before, after).empty
 
 
 def test_a_check_missing_from_one_report_moved_from_or_to_not_run() -> None:
@@ -70,44 +140,121 @@ def test_a_check_missing_from_one_report_moved_from_or_to_not_run() -> None:
     after["checks"] = [c for c in after["checks"] if c["id"] != "lsm"]
     (change,) = changes.compute_changes(before, after).checks
     assert (change.id, change.before, change.after) == ("lsm", "pass", "not run")
+    (back,) = changes.compute_changes(after, before).checks
+    assert (back.before, back.after, back.before_summary) == ("not run", "pass", "")
 
 
-def write(tmp_path: Path, content: str) -> Path:
+def test_multi_line_summaries_stay_one_line_per_change() -> None:
+    before, after = report("permissive"), report("permissive")
+    after["checks"][0] = {**after["checks"][0], "status": "fail", "summary": "first\nsecond  line"}
+    lines = changes.changes_terminal_lines(changes.compute_changes(before, after))
+    assert all("\n" not in line for line in lines)
+    assert lines[1].endswith("fail: first second line (was: every mode's pod admitted and ran)")
+
+
+def test_markdown_keeps_probe_text_visible_and_tables_intact() -> None:
+    before, after = report("permissive"), report("permissive")
+    after["checks"][0] = {**after["checks"][0], "status": "fail", "summary": "profile <none> | enforce"}
+    markdown = changes.changes_markdown(changes.compute_changes(before, after))
+    assert "profile &lt;none&gt; \\| enforce" in markdown
+
+
+def test_a_junk_baseline_compares_without_a_traceback() -> None:
+    junk: dict[str, Any] = {
+        "schema": "dindcheck/report/v1",
+        "generated_at": "then",
+        "cluster": {"server": SERVER, "nodes": [1, {"no": "name"}], "images": {"dind": None}},
+        "checks": [None, {"status": "pass"}, {"id": "lsm"}],
+        "modes": "dind",
+        "recommendation": [],
+    }
+    found = changes.compute_changes(junk, report("permissive"))
+    assert {change.id for change in found.checks} >= {"lsm", "docker-run"}
+    assert found.regressions == ()
+
+
+def test_the_changes_block_validates_against_the_schema() -> None:
+    for baseline, current in (
+        ("permissive", "deny-privileged"),
+        ("permissive", "permissive"),
+        ("fuse-cache", "psa-baseline"),
+    ):
+        built = build_report(PROFILES[current](), report(baseline))
+        assert json_report.validate(built.json) is True
+        assert built.json["changes"] == changes.compute_changes(report(baseline), report(current)).to_json()
+
+
+def test_the_report_carries_its_changes_block_and_renderers_open_with_it() -> None:
+    built = build_report(PROFILES["deny-privileged"](), report("permissive"))
+    assert built.changes is not None
+    block = built.json["changes"]
+    assert block["regressions"] == ["dind"]
+    (dind,) = [mode for mode in block["modes"] if mode["id"] == "dind"]
+    assert dind["causes"] == [
+        {
+            "check": "privileged-admission",
+            "status": "fail",
+            "summary": "the dind pod was rejected by ValidatingAdmissionPolicy deny-privileged",
+        }
+    ]
+    terminal = render_terminal(built)
+    assert terminal[2].startswith("since the baseline of 2025-06-01T12:00:00Z: ")
+    markdown = render_markdown(built)
+    assert markdown.index("## What changed since") < markdown.index("## Checks")
+    assert VAP_MESSAGE not in "\n".join(changes.changes_terminal_lines(built.changes))
+
+
+def test_without_a_baseline_there_is_no_changes_block() -> None:
+    built = build_report(PROFILES["permissive"]())
+    assert built.changes is None
+    assert "changes" not in built.json
+    assert not any(line.startswith("since the baseline") for line in render_terminal(built))
+
+
+def write(tmp_path: Path, content: str | bytes) -> Path:
     path = tmp_path / "baseline.json"
-    path.write_text(content)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     return path
+
+
+def permissive_with(**overrides: Any) -> str:
+    return json.dumps({**report("permissive"), **overrides})
 
 
 @pytest.mark.parametrize(
     ("content", "said"),
     [
         ("{not json", "not JSON"),
-        (json.dumps({"schema": "dindcheck/report/v0"}), "schema 'dindcheck/report/v0'"),
-        (json.dumps([1, 2]), "not a dindcheck report"),
-        (
-            json.dumps({"schema": "dindcheck/report/v1", "cluster": {"server": "https://other:6443"}}),
-            "https://other:6443",
-        ),
+        ("", "not JSON"),
+        (b"\xff\xfe{}", "not JSON"),
+        (json.dumps({"schema": "dindcheck/report/v0"}), "schema 'dindcheck/report/v0', not 'dindcheck/report/v1'"),
+        (json.dumps({"generated_at": "x"}), "schema None"),
+        (json.dumps([1, 2]), "schema 'a JSON list'"),
+        (permissive_with(cluster={"server": "https://other:6443"}), "of https://other:6443, not of " + SERVER),
+        (permissive_with(cluster={}), "of (unknown server), not of " + SERVER),
+        (permissive_with(cluster="https://127.0.0.1:6443"), "without a valid cluster"),
+        (json.dumps({"schema": "dindcheck/report/v1"}), "without a valid cluster, checks, modes, recommendation"),
     ],
 )
-def test_bad_baselines_are_one_line_usage_errors(tmp_path: Path, content: str, said: str) -> None:
+def test_bad_baselines_are_one_line_usage_errors(tmp_path: Path, content: str | bytes, said: str) -> None:
     with pytest.raises(UsageError) as raised:
         changes.load_baseline(write(tmp_path, content), server=SERVER)
     assert said in str(raised.value)
+    assert str(raised.value).startswith(f"--baseline {tmp_path / 'baseline.json'}")
     assert "\n" not in str(raised.value)
 
 
-def test_unreadable_baseline_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="cannot read it"):
-        changes.load_baseline(tmp_path / "absent.json", server=SERVER)
+@pytest.mark.parametrize("where", ["absent.json", "."])
+def test_unreadable_baseline_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    with pytest.raises(UsageError, match="cannot read it") as raised:
+        changes.load_baseline(tmp_path / where, server=SERVER)
+    assert "\n" not in str(raised.value)
 
 
 def test_a_baseline_of_this_cluster_loads(tmp_path: Path) -> None:
     baseline = changes.load_baseline(write(tmp_path, json.dumps(report("permissive"))), server=SERVER)
-    assert baseline["schema"] == "dindcheck/report/v1"
-
-
-def test_the_report_carries_its_changes_block() -> None:
-    built = build_report(PROFILES["deny-privileged"](), report("permissive"))
-    assert built.changes is not None
-    assert built.json["changes"]["regressions"] == ["dind"]
+    assert baseline == report("permissive")
+    assert changes.load_baseline(write(tmp_path, json.dumps(report("permissive"))), server=SERVER + "/")
