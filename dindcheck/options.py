@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
+from kubernetes.utils import parse_quantity
 
 from probes.exceptions import UsageError
 from probes.model import Mode
@@ -138,6 +139,12 @@ def parse_quantities(option: str, text: str) -> dict[str, str]:
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"{option} {text!r}: expected NAME=QUANTITY[,NAME=QUANTITY] such as cpu=100m,memory=128Mi")
+        try:
+            parse_quantity(value.strip())
+        except ValueError:
+            raise UsageError(
+                f"{option}: {value.strip()!r} is not a Kubernetes quantity (e.g. 100m, 1, 128Mi)"
+            ) from None
         parsed[key.strip()] = value.strip()
     return parsed
 

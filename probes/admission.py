@@ -37,7 +37,10 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (SOURCE_SCC, re.compile(r"security context constraint", re.IGNORECASE)),
     (SOURCE_RUNTIME_CLASS, re.compile(r"RuntimeClass \"[^\"]+\" not found")),
     (SOURCE_QUOTA, re.compile(r"exceeded quota|must specify (limits|requests)|failed quota", re.IGNORECASE)),
-    (SOURCE_LIMIT_RANGE, re.compile(r"(maximum|minimum) \w+ usage per (Container|Pod)", re.IGNORECASE)),
+    (
+        SOURCE_LIMIT_RANGE,
+        re.compile(r"(maximum|minimum) \w+ usage per (Container|Pod)|max limit to request ratio per", re.IGNORECASE),
+    ),
     (SOURCE_RBAC, re.compile(r"cannot (create|get|list|delete|patch) resource", re.IGNORECASE)),
     (SOURCE_WEBHOOK, re.compile(r"admission webhook \"[^\"]+\" denied")),
     (SOURCE_NAMESPACE, re.compile(r"because it is being terminated|namespaces \"[^\"]+\" not found")),

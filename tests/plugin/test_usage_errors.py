@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from dindcheck.options import parse_quantities
+from probes.exceptions import UsageError
+
 pytest_plugins = ("pytester",)
 
 PROBE_TEST = """
@@ -126,3 +129,21 @@ def test_runs_without_probe_tests_need_no_cluster(pytester: pytest.Pytester) -> 
         "-p", "dindcheck.plugin", "test_plain.py", "--kubeconfig", str(pytester.path / "absent.yaml")
     )
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(("option", "value"), [("--pod-requests", "bogus"), ("--pod-limits", "cpu=1,memory=")])
+def test_bad_pod_resources_are_one_line(pytester: pytest.Pytester, option: str, value: str) -> None:
+    result = run(pytester, option, value)
+    assert_one_clear_line(result, f"{option} {value!r}: expected NAME=QUANTITY")
+    said = [line for line in result.stdout.lines + result.stderr.lines if line.strip()]
+    assert said == [f"ERROR: {option} {value!r}: expected NAME=QUANTITY[,NAME=QUANTITY] such as cpu=100m,memory=128Mi"]
+
+
+def test_pod_resources_parse_and_may_be_empty() -> None:
+    assert parse_quantities("--pod-requests", " cpu=100m , memory=128Mi ") == {"cpu": "100m", "memory": "128Mi"}
+    assert parse_quantities("--pod-limits", "") == {}
+
+
+def test_a_value_that_is_no_quantity_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="lots"):
+        parse_quantities("--pod-requests", "cpu=lots")

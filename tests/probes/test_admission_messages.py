@@ -114,3 +114,36 @@ def test_refusals_that_are_no_policy_leave_admission_unknown(code: int, message:
 @pytest.mark.parametrize("message", [PSA, VAP, GATEKEEPER])
 def test_policies_still_deny(message: str) -> None:
     assert admission.rejection(403, json.dumps({"message": message})).admitted is False
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["exceeded quota: q, requested: limits.cpu=1", "must specify limits.cpu for: dind"],
+)
+def test_quota_words_alone_are_enough(message: str) -> None:
+    """Webhooks and older servers shorten the message: the quota's own words still name it."""
+    answer = admission.rejection(403, json.dumps({"message": message}))
+    assert (answer.source, answer.admitted) == (admission.SOURCE_QUOTA, None)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (0, ""),
+        (500, "Internal error occurred: failed calling webhook"),
+        (403, 'pods "x" is forbidden: unable to create new content in namespace ci because it is being terminated'),
+        (404, 'namespaces "ci" not found'),
+    ],
+)
+def test_no_answer_is_unknown_never_denied(code: int, message: str) -> None:
+    assert admission.rejection(code, json.dumps({"message": message})).admitted is None
+
+
+LIMIT_RATIO = (
+    'pods "x" is forbidden: [cpu max limit to request ratio per Container is 4, but provided ratio is 20.000000]'
+)
+
+
+def test_a_limit_to_request_ratio_refusal_is_the_limit_range() -> None:
+    answer = admission.rejection(403, json.dumps({"message": LIMIT_RATIO}))
+    assert (answer.source, answer.admitted) == (admission.SOURCE_LIMIT_RANGE, None)

@@ -51,3 +51,16 @@ def test_anything_else_is_a_channel_error_with_its_own_words(status_text: str, s
     with pytest.raises(ExecChannelError) as raised:
         exit_code(status_text)
     assert said in str(raised.value)
+
+
+def test_a_non_zero_status_without_its_code_is_not_given_a_made_up_one() -> None:
+    """NonZeroExitCode with no ExitCode cause says the command failed, not how: no code is better than a guess."""
+    status = json.dumps({"status": "Failure", "reason": "NonZeroExitCode", "message": "command terminated"})
+    with pytest.raises(ExecChannelError, match="command terminated"):
+        exit_code(status)
+
+
+def test_only_the_exit_code_cause_counts() -> None:
+    status = json.loads(EXIT_3)
+    status["details"]["causes"].insert(0, {"reason": "Other", "message": "7"})
+    assert exit_code(json.dumps(status)) == 3

@@ -5,7 +5,15 @@ Observed facts and inferred consequences must stay apart: the report says which 
 
 from __future__ import annotations
 
-from probes.definitions.lsm import ABSENT, assess
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+from probes.definitions.lsm import ABSENT, READINGS, assess, verdict
+from probes.engine import key_values
+from probes.model import Status
 
 # Recorded from the testbed (kernel with lockdown, capability, landlock, bpf: no AppArmor, no SELinux).
 TESTBED = {
@@ -104,3 +112,71 @@ def test_privileged_selinux_context_is_spc_t() -> None:
 def test_old_debian_userns_clone_off_blocks() -> None:
     found = assess({**TESTBED, "unprivileged_userns_clone": "0"})
     assert "unprivileged_userns_clone=0" in found.blocks_by_mode()["buildkit-rootless"]
+
+
+# ----- the READINGS script itself, run with /bin/sh as in the pod (it only reads files) -----------------------------
+READERS = re.findall(r"^r (\w+) (\S+)$", READINGS, re.MULTILINE)
+
+
+def run_sh(script: str) -> str:
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def read_with_r(tmp_path: Path, files: dict[str, bytes | None]) -> dict[str, str]:
+    """Run the script's own reader `r` over files in tmp_path (None: no such file; b'/': a directory)."""
+    calls = []
+    for key, content in files.items():
+        path = tmp_path / key
+        if content == b"/":
+            path.mkdir()
+        elif content is not None:
+            path.write_bytes(content)
+        calls.append(f"r {key} {shlex.quote(str(path))}")
+    reader = READINGS.split(f"\nr {READERS[0][0]} ")[0]
+    return key_values(run_sh(reader + "\n" + "\n".join(calls)))
+
+
+def test_reader_marks_missing_and_unreadable_files_absent_not_empty(tmp_path: Path) -> None:
+    """Before the [ -r ] guard a missing file read as '' and an empty reading looked like a setting."""
+    readings = read_with_r(
+        tmp_path,
+        {
+            "enabled": b"Y\n",
+            "lsm": b"lockdown,capability,selinux,bpf",
+            "selinux_context": b"system_u:system_r:container_t:s0:c1,c2\x00",
+            "missing": None,
+            "a_directory": b"/",
+            "empty": b"",
+        },
+    )
+    assert readings == {
+        "enabled": "Y",
+        "lsm": "lockdown,capability,selinux,bpf",
+        "selinux_context": "system_u:system_r:container_t:s0:c1,c2",
+        "missing": ABSENT,
+        "a_directory": ABSENT,
+        "empty": "",
+    }
+
+
+def test_the_whole_script_reads_every_setting_or_says_absent() -> None:
+    assert len(READERS) == 8, "the script's `r KEY PATH` lines were not found"
+    readings = key_values(run_sh(READINGS))
+    for key, path in READERS:
+        if not Path(path).exists():
+            assert readings[key] == ABSENT, key
+        else:
+            assert key in readings, key
+    assert readings["kernel"] == os.uname().release
+    assert "userns_try" in readings
+    assert verdict(run_sh(READINGS), 0, "").status is not Status.INCONCLUSIVE
+
+
+def test_absent_readings_are_never_taken_for_a_setting() -> None:
+    all_absent = {key: ABSENT for key, _ in READERS}
+    found = assess(all_absent)
+    assert found.active == ()
+    assert found.blocks == ()
+    assert not any(ABSENT in fact for fact in found.observed)

@@ -78,3 +78,20 @@ def test_compact_keeps_head_and_root_cause() -> None:
     assert short.startswith("failed to get sandbox image")
     assert short.endswith("not found")
     assert compact("short text") == "short text"
+
+
+def test_a_pod_past_its_active_deadline_is_terminal() -> None:
+    """A pod past its activeDeadlineSeconds never runs: a wait on it must not go on until its own timeout."""
+    stopped = pod(phase="Failed")
+    stopped.status.reason = "DeadlineExceeded"
+    stopped.status.message = "Pod was active on the node longer than the specified deadline"
+    terminal, reason = pod_problem(stopped)
+    assert terminal
+    assert reason == "DeadlineExceeded: Pod was active on the node longer than the specified deadline"
+
+
+def test_a_stuck_init_container_is_named() -> None:
+    """The native sidecar is an init container: its pull failure is the pod's problem."""
+    stuck = pod()
+    stuck.status.init_container_statuses = [waiting("ErrImagePull", "not found")]
+    assert pod_problem(stuck) == (True, "container c: ErrImagePull: not found")

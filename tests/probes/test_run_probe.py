@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from probes.engine import Outcome, ProbeContext, Task, run_probe
+from probes import admission
+from probes.engine import Outcome, ProbeContext, Task, refusal, run_probe
 from probes.exceptions import (
     AdmissionRejectedError,
     CancelledError,
@@ -107,3 +109,64 @@ def test_outcome_and_facts_are_carried_into_the_verdict() -> None:
     )
     assert verdict.facts == facts
     assert verdict.duration_s >= 0
+
+
+def api_error(status: int, message: str) -> ApiException:
+    error = ApiException(status=status, reason="Forbidden")
+    error.body = json.dumps({"kind": "Status", "message": message, "code": status})
+    return error
+
+
+def test_an_api_error_names_the_servers_own_message() -> None:
+    verdict = run(raising(api_error(403, 'nodes is forbidden: User "x" cannot list resource "nodes"')))
+    assert verdict.status is Status.INCONCLUSIVE
+    assert 'API error 403: nodes is forbidden: User "x" cannot list resource "nodes"' in verdict.summary
+    assert verdict.evidence == {"api_status": 403}
+
+
+def test_a_dropped_connection_is_inconclusive() -> None:
+    verdict = run(raising(ConnectionResetError(104, "Connection reset by peer")))
+    assert verdict.status is Status.INCONCLUSIVE
+    assert "Connection reset by peer" in verdict.summary
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status"),
+    [
+        (403, 'pods "p" is forbidden: exceeded quota: q, requested: limits.cpu=1', Status.INCONCLUSIVE),
+        (403, 'pods "p" is forbidden: failed quota: q: must specify limits.cpu for: dind', Status.INCONCLUSIVE),
+        (429, "Too many requests, please try again later.", Status.INCONCLUSIVE),
+        (
+            403,
+            (
+                'pods is forbidden: User "system:serviceaccount:x:y" cannot create resource "pods" in API group "" '
+                'in the namespace "z"'
+            ),
+            Status.INCONCLUSIVE,
+        ),
+        (403, 'pods "p" is forbidden: violates PodSecurity "baseline:latest": privileged', Status.SKIPPED),
+    ],
+)
+def test_a_refused_create_skips_only_when_a_policy_refused(code: int, message: str, status: Status) -> None:
+    """From the server's answer to the verdict, as create_pod raises it: a quota or RBAC refusal decides nothing."""
+    answer = admission.rejection(code, json.dumps({"kind": "Status", "message": message}))
+    verdict = run(raising(refusal(answer)))
+    assert verdict.status is status
+    assert message in verdict.summary
+    assert verdict.evidence["admission"]["source"] == answer.source
+
+
+def test_a_pod_that_never_ran_keeps_the_kubelets_last_word() -> None:
+    error = PodNotRunningError(
+        "pod p not running after 60s (Pending: FailedMount: timed out)",
+        reason="FailedMount: timed out",
+        phase="Pending",
+        event_reason="FailedMount",
+        event_message="timed out waiting for the condition",
+    )
+    verdict = run(raising(error))
+    assert verdict.status is Status.INCONCLUSIVE
+    assert verdict.evidence["pod"]["event"] == {
+        "reason": "FailedMount",
+        "message": "timed out waiting for the condition",
+    }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from probes.definitions import buildkit_rootless, docker_run, host_socket, lsm, overlay_cache, socket_sharing, sysbox
 from probes.definitions._registry import ManifestReadback
@@ -53,6 +56,13 @@ def test_a_missing_sysbox_handler_is_final_other_sandbox_errors_are_not() -> Non
     assert sysbox.handler_missing("FailedCreatePodSandBox", message)
     assert not sysbox.handler_missing("FailedCreatePodSandBox", "failed to setup network for sandbox: plugin timeout")
     assert not sysbox.handler_missing("FailedMount", message)
+
+
+def test_sysbox_with_an_unreadable_uid_map_proves_no_isolation() -> None:
+    evidence = {key: value for key, value in SYSBOX_OK.items() if key != "uid_map"}
+    outcome = sysbox.verdict(evidence)
+    assert outcome.status is Status.FAIL
+    assert "uid_map unreadable" in outcome.summary
 
 
 def test_real_userns_reads_uid_map_lines() -> None:
@@ -125,6 +135,45 @@ def test_buildkit_unreachable_registry_is_inconclusive() -> None:
     assert "connection refused" in outcome.summary
 
 
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("newuidmap: write to uid_map failed: Operation not permitted; newuidmap: Could not set caps", "cannot gain"),
+        ("[rootlesskit:parent] error: failed to share mount point: /: permission denied", "AppArmor confines"),
+        ("fork/exec /proc/self/exe: operation not permitted", "forbids creating user namespaces"),
+        ("sysctl kernel.apparmor_restrict_unprivileged_userns is 1", "AppArmor restricts unprivileged"),
+    ],
+)
+def test_buildkit_known_failures_are_named_fails(error: str, cause: str) -> None:
+    stdout = BUILT.replace("build_push=ok", "build_push=failed") + f"\nbuild_push_error={error}"
+    outcome, _ = built(stdout)
+    assert outcome.status is Status.FAIL
+    assert cause in outcome.summary
+    assert error[:30] in outcome.summary, "the summary lost BuildKit's own words"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "failed to authorize: 401 Unauthorized",
+        "dial tcp: lookup reg.corp: no such host",
+        "tls: failed to verify certificate: x509: certificate signed by unknown authority",
+    ],
+)
+def test_buildkit_push_problems_prove_nothing_about_buildkit(error: str) -> None:
+    stdout = BUILT.replace("build_push=ok", "build_push=failed") + f"\nbuild_push_error={error}"
+    outcome, _ = built(stdout)
+    assert outcome.status is Status.INCONCLUSIVE
+    assert "--registry" in (outcome.remediation or "")
+
+
+def test_buildkit_unknown_build_failure_fails_with_its_words() -> None:
+    stdout = BUILT.replace("build_push=ok", "build_push=failed") + "\nbuild_push_error=process did not complete: 2"
+    outcome, _ = built(stdout)
+    assert outcome.status is Status.FAIL
+    assert "process did not complete: 2" in outcome.summary
+
+
 def test_buildkit_userns_disabled_is_named() -> None:
     log = "[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: no space left on device"
     outcome = buildkit_rootless.verdict(
@@ -175,7 +224,62 @@ def test_overlay_fails_on_the_class_and_names_it() -> None:
     assert cache.overlay is False
 
 
+def test_overlay_pod_on_the_class_that_never_ran_proves_nothing_about_it() -> None:
+    evidence = {
+        "emptydir": {"overlay": True, "fs_type": "ext4"},
+        "cache_class": {"storage_class": "slow", "overlay": None, "reason": "pod with the PVC did not run: x"},
+    }
+    outcome = overlay_cache.verdict(evidence, "slow", "Unschedulable: pvc unbound")
+    assert outcome.status is Status.INCONCLUSIVE
+    assert "Unschedulable: pvc unbound" in outcome.summary
+    cache = overlay_cache.overlay_facts(evidence).cache_overlay()
+    assert cache is not None
+    assert cache.overlay is None
+
+
+def test_overlay_failing_on_the_emptydir_fails_with_the_mount_error() -> None:
+    evidence = {"emptydir": {"overlay": False, "fs_type": "xfs", "reason": "mount: permission denied"}}
+    outcome = overlay_cache.verdict(evidence, None, "")
+    assert outcome.status is Status.FAIL
+    assert "mount: permission denied" in outcome.summary
+    empty = overlay_cache.overlay_facts(evidence).emptydir_overlay()
+    assert empty is not None
+    assert (empty.overlay, empty.fs_type) == (False, "xfs")
+
+
+def test_overlay_without_a_cache_class_says_only_emptydir_was_tested() -> None:
+    outcome = overlay_cache.verdict({"emptydir": {"overlay": True, "fs_type": "ext4"}}, None, "")
+    assert outcome.status is Status.PASS
+    assert "only emptyDir tested" in outcome.summary
+
+
 # ----- socket sharing and docker run -------------------------------------------------------------------------------
+def admitted_pod(*init_containers: Any) -> Any:
+    return SimpleNamespace(spec=SimpleNamespace(init_containers=list(init_containers) or None))
+
+
+def test_native_sidecar_counts_only_as_the_server_stored_it() -> None:
+    """SidecarContainers off, or a webhook, drops restartPolicy: the pod then holds a plain init container."""
+    assert socket_sharing.native_as_admitted(admitted_pod(SimpleNamespace(restart_policy="Always")))
+    assert not socket_sharing.native_as_admitted(admitted_pod(SimpleNamespace(restart_policy=None)))
+    assert not socket_sharing.native_as_admitted(admitted_pod())
+
+
+def test_socket_sharing_passes_on_the_native_layout_alone() -> None:
+    classic = socket_sharing.layout_result({"daemon": "unreachable", "daemon_error": "Cannot connect"}, "")
+    native = {"supported": True, **socket_sharing.layout_result({"daemon": "ok", "client_uid": "1000"}, "")}
+    native["ready_s"] = 3.2
+    outcome = socket_sharing.verdict({"classic": classic, "native_sidecar": native})
+    assert outcome.status is Status.PASS
+    assert "classic sidecar failed (Cannot connect)" in outcome.summary
+    assert "native sidecar ready in 3.2s" in outcome.summary
+
+
+def test_socket_sharing_layout_without_output_says_so() -> None:
+    assert socket_sharing.layout_result({}, "")["reason"] == "the job container's script printed nothing"
+    assert socket_sharing.layout_result({}, "sh: docker: not found")["reason"] == "sh: docker: not found"
+
+
 def test_socket_sharing_names_a_permission_denied_socket() -> None:
     layout = socket_sharing.layout_result(
         {

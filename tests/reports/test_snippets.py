@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
 
+import reports
 from probes import specs
-from probes.model import Mode, OverlayResult, TestedSpec
+from probes.model import Facts, Mode, OverlayResult, RunResult, TestedSpec, Verdict
 from probes.settings import Images, Resources
 from reports import snippets
+
+MakeVerdict = Callable[..., Verdict]
+MakeRun = Callable[..., RunResult]
 
 IMAGES = Images(dind="registry.corp/mirror/docker:27-dind", buildkit="registry.corp/mirror/buildkit:v0.19-rootless")
 RESOURCES = Resources(requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "2", "memory": "2Gi"})
@@ -58,6 +64,32 @@ def test_native_dind_is_offered_only_where_it_was_proven() -> None:
     assert snippets.pick_tested(Mode.DIND, (classic, native_proven)) == native_proven
     assert snippets.pick_tested(Mode.DIND, (classic, native_failed)) == classic
     assert snippets.pick_tested(Mode.DIND, (probe_spec(Mode.DIND, layout=specs.CLASSIC, proven=False),)) is None
+
+
+@pytest.mark.parametrize("native_proven", [True, False], ids=["native-proven", "native-failed"])
+def test_the_reports_dind_snippet_is_the_layout_this_run_proved(
+    make_verdict: MakeVerdict, make_run: MakeRun, native_proven: bool
+) -> None:
+    """Through the whole report: the probes' TestedSpecs, not a template, decide which DinD pod is printed."""
+    classic = probe_spec(Mode.DIND, layout=specs.CLASSIC)
+    native = probe_spec(Mode.DIND, layout=specs.NATIVE, proven=native_proven)
+    run = make_run(
+        make_verdict("privileged-admission"),
+        replace(make_verdict("socket-sharing"), facts=Facts(specs=(classic, native))),
+        replace(make_verdict("docker-run"), facts=Facts(specs=(classic,))),
+    )
+    report = reports.build_report(run)
+    assert report.recommendation.full_docker is Mode.DIND
+    pod = parse(report.json["recommendation"]["snippets"]["dind"])
+    assert pod["spec"] == (native if native_proven else classic).spec
+
+
+def test_a_usable_mode_without_a_proven_spec_gets_no_snippet(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    """No template falls in for a missing spec: the report prints only what a probe ran."""
+    run = make_run(replace(make_verdict("buildkit-rootless"), facts=Facts()))
+    report = reports.build_report(run)
+    assert report.recommendation.build_only is Mode.BUILDKIT_ROOTLESS
+    assert list(report.recommendation.snippets) == ["skypilot"]
 
 
 def test_dind_snippet_gives_the_non_root_job_the_socket() -> None:

@@ -67,3 +67,32 @@ def test_modes_table_counts_extra_warnings(profiles: dict[str, RunResult]) -> No
     dind_row = next(line for line in lines if line.startswith("dind "))
     assert "yes" in dind_row
     assert "overlay on the cache class fuse-cache" in dind_row
+
+
+def test_last_line_names_the_checks_that_proved_nothing_with_their_causes(
+    make_verdict: MakeVerdict, make_run: MakeRun
+) -> None:
+    run = make_run(
+        make_verdict("lsm"),
+        make_verdict("docker-run", Status.FAIL, "nested run failed"),
+        make_verdict("buildkit-rootless", Status.INCONCLUSIVE, "could not run: ErrImagePull: moby/buildkit:nope"),
+        make_verdict("sysbox", Status.SKIPPED, "sysbox not installed: no RuntimeClass sysbox-runc"),
+    )
+    last = reports.render_terminal(reports.build_report(run))[-1]
+    assert last == (
+        "proved nothing: 2 of 4 checks (1 inconclusive, 1 skipped): "
+        "buildkit-rootless inconclusive: could not run: ErrImagePull: moby/buildkit:nope; "
+        "sysbox skipped: sysbox not installed: no RuntimeClass sysbox-runc"
+    )
+
+
+def test_last_line_says_zero_when_every_check_reached_a_verdict(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    run = make_run(make_verdict("lsm"), make_verdict("docker-run", Status.FAIL, "nested run failed"))
+    last = reports.render_terminal(reports.build_report(run))[-1]
+    assert last == "proved nothing: 0 of 2 checks (every check that ran reached a verdict)"
+
+
+def test_the_proved_nothing_line_ends_every_profile(profile_run: RunResult) -> None:
+    lines = reports.render_terminal(reports.build_report(profile_run))
+    assert lines[-1].startswith("proved nothing: ")
+    assert sum(line.startswith("proved nothing") for line in lines) == 1

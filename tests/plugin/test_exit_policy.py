@@ -1,0 +1,134 @@
+"""The exit code a CI step sees: --fail-on-inconclusive and --require-mode, through the plugin's real session end.
+
+The cluster part of the run is replaced by a runner with fixed verdicts (a conftest in the pytester directory swaps
+the plugin's _start_run); everything after it, the tests' outcomes, the report, the exit policy and the terminal
+summary, is the plugin's own code. Runs in a subprocess so the swap never reaches this session.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from probes.definitions import catalog
+
+pytest_plugins = ("pytester",)
+
+CONFTEST = """
+import threading
+import time
+
+import dindcheck.plugin as plugin
+from probes.engine import ImageLedger
+from probes.model import ClusterInfo, Status, Verdict
+
+STATUSES = __STATUSES__
+
+
+class FixedRunner:
+    '''A ProbeRunner whose probes have all finished with the given statuses.'''
+
+    def __init__(self, verdicts):
+        self._verdicts = verdicts
+        self.cancel = threading.Event()
+        self.images = ImageLedger()
+
+    def started(self, probe_id):
+        return probe_id in self._verdicts
+
+    def verdict(self, probe_id, on_wait, poll_s=1.0):
+        return self._verdicts[probe_id]
+
+    def finished(self):
+        return tuple(self._verdicts.values())
+
+    def stop(self, wait_s=5.0):
+        self.cancel.set()
+
+
+def start_without_a_cluster(state, options, reporter):
+    state.started_at = time.monotonic()
+    state.generated_at = "2026-01-01T00:00:00+00:00"
+    state.cluster_info = ClusterInfo(server="https://fixed.example:6443", version="v1.31.4")
+    state.runner = FixedRunner(
+        {pid: Verdict(pid, pid, Status(STATUSES[pid]), f"{pid} said {STATUSES[pid]}") for pid in state.selected}
+    )
+
+
+plugin._start_run = start_without_a_cluster
+"""
+
+SUITE = """
+import pytest
+from dindcheck.plugin import expect_pass
+
+@pytest.mark.probe("{probe}")
+def test_{name}(probe_verdict):
+    expect_pass(probe_verdict)
+"""
+
+
+def run(pytester: pytest.Pytester, statuses: dict[str, str], *args: str) -> pytest.RunResult:
+    pytester.makeconftest(CONFTEST.replace("__STATUSES__", repr(statuses)))
+    pytester.makepyfile(
+        **{f"test_{pid.replace('-', '_')}": SUITE.format(probe=pid, name=pid.replace("-", "_")) for pid in statuses}
+    )
+    return pytester.runpytest_subprocess("-p", "dindcheck.plugin", *args)
+
+
+def test_an_inconclusive_check_is_a_skip_and_exit_0_by_default(pytester: pytest.Pytester) -> None:
+    result = run(pytester, {"lsm": "inconclusive"})
+    result.assert_outcomes(skipped=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["proved nothing: 1 of 1 checks (1 inconclusive, 0 skipped): lsm inconclusive: lsm said inconclusive"]
+    )
+
+
+def test_fail_on_inconclusive_turns_proved_nothing_into_exit_1(pytester: pytest.Pytester) -> None:
+    result = run(pytester, {"lsm": "inconclusive", "docker-run": "pass"}, "--fail-on-inconclusive")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["dindcheck: --fail-on-inconclusive: lsm proved nothing"])
+
+
+@pytest.mark.parametrize("status", ["pass", "skipped"])
+def test_fail_on_inconclusive_leaves_answers_alone(pytester: pytest.Pytester, status: str) -> None:
+    """A skip is an answer (sysbox is not installed), not 'proved nothing' about the cluster's behaviour."""
+    result = run(pytester, {"sysbox": status}, "--fail-on-inconclusive")
+    assert result.ret == pytest.ExitCode.OK
+    assert "--fail-on-inconclusive:" not in result.stdout.str()
+
+
+def test_require_mode_exits_0_when_the_mode_is_usable_even_if_other_checks_fail(pytester: pytest.Pytester) -> None:
+    result = run(pytester, {"buildkit-rootless": "pass", "host-socket": "fail"}, "--require-mode", "buildkit-rootless")
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["dindcheck: --require-mode buildkit-rootless: usable"])
+
+
+def test_require_mode_exits_1_when_the_mode_is_not_proven_although_every_test_passed(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(pytester, {"lsm": "pass"}, "--require-mode", "dind")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["dindcheck: --require-mode dind: NOT usable"])
+
+
+def test_a_usable_required_mode_does_not_hide_an_inconclusive_check(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        {"buildkit-rootless": "pass", "lsm": "inconclusive"},
+        "--require-mode",
+        "buildkit-rootless",
+        "--fail-on-inconclusive",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_the_report_lists_every_catalog_check_selected_or_not(pytester: pytest.Pytester) -> None:
+    """The check list is the catalog's, in its order (RunResult.capabilities): a deselected check shows as not run."""
+    result = run(pytester, {"lsm": "pass"})
+    result.stdout.fnmatch_lines(
+        [f"{definition.id} *{'pass' if definition.id == 'lsm' else 'not run'}*" for definition in catalog()]
+    )

@@ -1,0 +1,134 @@
+"""Mode pod specs carry the run's resources on every container, and the harness wraps them without touching them."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from probes import specs
+from probes.engine import EXEC_BUDGET_S, Outcome, ProbeContext, Progress, RunScope, Task
+from probes.model import Mode
+from probes.settings import Images, Resources
+
+IMAGES = Images(dind="mirror/docker:dind", buildkit="mirror/buildkit:rootless", tools="mirror/debian")
+RESOURCES = Resources(requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "2", "memory": "2Gi"})
+
+
+def every_container(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def all_specs(resources: Resources) -> dict[str, dict[str, Any]]:
+    """Every spec a probe submits, by a readable name: each mode's, the native DinD layout, the tools pod."""
+    found = {mode.value: spec for mode, spec in specs.mode_specs(IMAGES, resources, job_uid=1000).items()}
+    found["dind-native"] = specs.dind_pod_spec(IMAGES, resources, layout=specs.NATIVE, job_uid=1000)
+    found["tools"] = specs.tools_pod_spec(IMAGES.tools, resources, privileged=True)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(all_specs(RESOURCES)))
+def test_every_container_gets_the_requests_and_limits_given(name: str) -> None:
+    """A namespace with a ResourceQuota or LimitRange refuses containers without them."""
+    for container in every_container(all_specs(RESOURCES)[name]):
+        assert container["resources"] == {"requests": dict(RESOURCES.requests), "limits": dict(RESOURCES.limits)}
+
+
+def test_empty_requests_are_left_out_not_sent_empty() -> None:
+    """--pod-requests '' means no requests at all (the LimitRange's defaults apply), not an empty block."""
+    for spec in all_specs(Resources(requests={}, limits={"cpu": "1"})).values():
+        for container in every_container(spec):
+            assert container["resources"] == {"limits": {"cpu": "1"}}
+
+
+def test_mode_specs_cover_every_mode_with_the_containers_users_name() -> None:
+    names = {
+        mode: [c["name"] for c in every_container(spec)]
+        for mode, spec in specs.mode_specs(IMAGES, RESOURCES, job_uid=1000).items()
+    }
+    assert names == {
+        Mode.DIND: ["dind", "job"],
+        Mode.BUILDKIT_ROOTLESS: ["buildkitd"],
+        Mode.SYSBOX: ["dind", "job"],
+        Mode.HOST_SOCKET: ["job"],
+    }
+
+
+def test_sysbox_is_the_dind_layout_without_privileged_under_its_runtime_class() -> None:
+    sysbox = specs.sysbox_pod_spec(IMAGES, RESOURCES, job_uid=1000)
+    assert sysbox["runtimeClassName"] == specs.SYSBOX_RUNTIME_CLASS
+    without_class = {key: value for key, value in sysbox.items() if key != "runtimeClassName"}
+    assert without_class == specs.dind_pod_spec(IMAGES, RESOURCES, privileged=False, job_uid=1000)
+    assert not any("privileged" in str(c.get("securityContext", {})) for c in every_container(sysbox))
+    assert specs.SYSBOX_ANNOTATIONS
+
+
+def test_native_layout_moves_only_the_sidecar() -> None:
+    classic = specs.dind_pod_spec(IMAGES, RESOURCES, job_uid=1000)
+    native = specs.dind_pod_spec(IMAGES, RESOURCES, layout=specs.NATIVE, job_uid=1000)
+    sidecar = native["initContainers"][0]
+    assert sidecar["restartPolicy"] == "Always"
+    assert "startupProbe" in sidecar
+    plain = {key: value for key, value in sidecar.items() if key not in ("restartPolicy", "startupProbe")}
+    assert [plain, *native["containers"]] == classic["containers"]
+    assert native["volumes"] == classic["volumes"]
+
+
+def test_record_keeps_the_spec_as_submitted() -> None:
+    spec = specs.host_socket_pod_spec(IMAGES, RESOURCES)
+    tested = specs.record(Mode.HOST_SOCKET, "host-socket", spec, proven=True)
+    assert (tested.mode, tested.layout, tested.spec, tested.proven, tested.annotations) == (
+        Mode.HOST_SOCKET,
+        "host-socket",
+        spec,
+        True,
+        {},
+    )
+
+
+# ----- the harness's part of a probe pod ---------------------------------------------------------------------------
+def never_run(_context: ProbeContext) -> Outcome:
+    raise AssertionError("pod_manifest does not run the probe")
+
+
+def probe_context(scope: RunScope) -> ProbeContext:
+    """A context whose connection is never used: pod_manifest only builds a dict."""
+    connection: Any = SimpleNamespace(core=None, api_client=None)
+    task = Task("docker-run", "docker-run", "", never_run)
+    return ProbeContext(task, connection, scope, Progress(), threading.Event())
+
+
+@pytest.mark.parametrize("mode", [m for m in Mode if m is not Mode.NONE], ids=lambda mode: mode.value)
+def test_pod_manifest_adds_a_deadline_around_the_spec_and_leaves_containers_alone(mode: Mode) -> None:
+    spec = specs.mode_specs(IMAGES, RESOURCES, job_uid=1000)[mode]
+    submitted = copy.deepcopy(spec)
+    scope = RunScope("ns-1", "r1abc", timeout_s=42.0, image_pull_secret="pull")  # noqa: S106 - a Secret's name
+    manifest = probe_context(scope).pod_manifest("run", spec, annotations=specs.SYSBOX_ANNOTATIONS)
+    pod_spec = manifest["spec"]
+    assert pod_spec["activeDeadlineSeconds"] == scope.active_deadline_s == 42 + EXEC_BUDGET_S
+    assert pod_spec["restartPolicy"] == "Never"
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert pod_spec["imagePullSecrets"] == [{"name": "pull"}]
+    for key, value in spec.items():
+        assert pod_spec[key] == value, key
+    assert spec == submitted, "pod_manifest changed the probe's spec"
+    assert manifest["metadata"]["annotations"] == specs.SYSBOX_ANNOTATIONS
+    assert manifest["metadata"]["namespace"] == "ns-1"
+    assert manifest["metadata"]["labels"]["dindcheck.io/run"] == "r1abc"
+
+
+def test_a_pod_of_a_killed_run_ends_by_itself_after_the_wait_and_the_commands() -> None:
+    """The pod deadline must outlast the start timeout plus the commands, or it would cut a probe short."""
+    assert RunScope("ns", "r", timeout_s=120.0).active_deadline_s == 120 + EXEC_BUDGET_S
+    assert RunScope("ns", "r", timeout_s=0.5).active_deadline_s >= EXEC_BUDGET_S
+
+
+def test_manifest_names_fit_dns_1123() -> None:
+    manifest = probe_context(RunScope("ns", "r1abc")).pod_manifest("x" * 80, {"containers": []})
+    name = manifest["metadata"]["name"]
+    assert len(name) <= 63
+    assert not name.endswith("-")
+    assert "imagePullSecrets" not in manifest["spec"]
