@@ -121,7 +121,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-def _quantities(values: dict[str, str] | Mapping[str, str]) -> str:
+def _quantities(values: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in values.items())
 
 

@@ -82,12 +82,11 @@ def render(report: Report) -> list[str]:
 
 def proved_nothing_line(report: Report) -> str:
     """The last line, whatever the flags: how many checks proved nothing, and why (a green run can hide them)."""
-    inconclusive = [v for v in report.proved_nothing() if v.status is Status.INCONCLUSIVE]
-    skipped = [v for v in report.proved_nothing() if v.status is Status.SKIPPED]
+    nothing = report.proved_nothing()  # inconclusive first, then skipped
     ran = len(report.run.verdicts)
-    if not inconclusive and not skipped:
+    if not nothing:
         return f"proved nothing: 0 of {ran} checks (every check that ran reached a verdict)"
-    parts = [f"{v.id} inconclusive: {shorten(v.summary, 90)}" for v in inconclusive]
-    parts += [f"{v.id} skipped: {shorten(v.summary, 90)}" for v in skipped]
-    counts = f"{len(inconclusive)} inconclusive, {len(skipped)} skipped"
-    return f"proved nothing: {len(inconclusive) + len(skipped)} of {ran} checks ({counts}): " + "; ".join(parts)
+    inconclusive = sum(v.status is Status.INCONCLUSIVE for v in nothing)
+    counts = f"{inconclusive} inconclusive, {len(nothing) - inconclusive} skipped"
+    parts = "; ".join(f"{v.id} {v.status.value}: {shorten(v.summary, 90)}" for v in nothing)
+    return f"proved nothing: {len(nothing)} of {ran} checks ({counts}): {parts}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from probes import specs
@@ -199,12 +200,14 @@ def _build(
     return readback_verdict(outcome, readback, evidence)
 
 
-def verdict(result: CommandResult, ref: str, evidence: dict[str, Any], *, log: Any = str) -> Outcome:
+def verdict(
+    result: CommandResult, ref: str, evidence: dict[str, Any], *, log: Callable[[], str] = lambda: ""
+) -> Outcome:
     """What the build script's output proves (pure over the recorded output, so it is unit-tested)."""
     values = key_values(result.stdout)
     evidence.update({k: v for k, v in values.items() if v})
     if values.get("buildkitd") != "ok":
-        text = str(log())
+        text = log()  # read only when buildkitd never answered
         cause = classify_failure(text + values.get("buildkitd_error", "")) or values.get("buildkitd_error", "")
         evidence["buildkitd_log"] = text.strip().splitlines()[-8:]
         return Outcome(Status.FAIL, f"buildkitd never answered: {cause or result.tail()}", evidence)
