@@ -60,6 +60,20 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--image-registry", default=defaults.registry, help=f"throwaway registry image (default: {defaults.registry})"
     )
+    group.addoption(
+        "--image-job",
+        default="",
+        help="image of the job container that uses dockerd, i.e. your runner's image with its docker CLI "
+        "(default: the DinD image's own CLI); an old CLI can be refused by a newer dockerd",
+    )
+    group.addoption(
+        "--dind-env",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="environment of the dockerd sidecar as your runners set it, e.g. DOCKER_IPTABLES_LEGACY=1 or "
+        "DOCKER_MIN_API_VERSION=1.41 (repeatable; the config to paste carries it)",
+    )
     group.addoption("--image-pull-secret", help="name of an image pull Secret for every probe pod (in the namespace)")
     group.addoption(
         "--timeout",
@@ -132,6 +146,17 @@ def _job_uid(value: object) -> int:
     return uid
 
 
+def parse_env(option: str, values: list[str]) -> tuple[tuple[str, str], ...]:
+    """['KEY=VALUE', ...] -> (('KEY', 'VALUE'), ...); UsageError names a value that is no KEY=VALUE."""
+    parsed: list[tuple[str, str]] = []
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "").isalnum():
+            raise UsageError(f"{option} {text!r}: expected KEY=VALUE with KEY a variable name (e.g. FOO_BAR=1)")
+        parsed.append((key, value))
+    return tuple(parsed)
+
+
 def parse_quantities(option: str, text: str) -> dict[str, str]:
     """'cpu=100m,memory=128Mi' -> {'cpu': '100m', 'memory': '128Mi'}; UsageError names the bad part."""
     parsed: dict[str, str] = {}
@@ -175,6 +200,7 @@ class Options:
     fail_on_regression: bool = False
     report_prom: str | None = None
     resources: Resources = field(default_factory=Resources)
+    dind_env: tuple[tuple[str, str], ...] = ()
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -209,6 +235,7 @@ def read_options(config: pytest.Config) -> Options:
             buildkit=get("image_buildkit"),
             tools=get("image_tools"),
             registry=get("image_registry"),
+            job=get("image_job") or "",
         ),
         image_pull_secret=get("image_pull_secret"),
         timeout_s=timeout,
@@ -225,4 +252,5 @@ def read_options(config: pytest.Config) -> Options:
             requests=parse_quantities("--pod-requests", get("pod_requests") or ""),
             limits=parse_quantities("--pod-limits", get("pod_limits") or ""),
         ),
+        dind_env=parse_env("--dind-env", get("dind_env") or []),
     )

@@ -181,6 +181,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         registry_secret=registry_secret,
         registry_insecure=options.registry_insecure,
         job_uid=options.job_uid,
+        dind_env=options.dind_env,
     )
     tasks = [definition.task(settings) for definition in catalog() if definition.id in state.selected]
     state.runner = ProbeRunner(connection, scope, state.progress)

@@ -17,14 +17,24 @@ from probes.engine import Outcome, ProbeContext, Task
 class Images:
     """Every image a probe may use; all overridable for air-gapped clusters and mirrors (--image-*)."""
 
-    dind: str = "docker.io/library/docker:28-dind"
+    dind: str = "docker.io/library/docker:29-dind"
     buildkit: str = "docker.io/moby/buildkit:rootless"
     tools: str = "docker.io/library/debian:bookworm-slim"
     registry: str = "docker.io/library/registry:2"
+    job: str = ""
+    """The job container's image, whose docker CLI talks to the sidecar (empty: the DinD image's own CLI)."""
+
+    @property
+    def job_or_dind(self) -> str:
+        """The image the job container runs: a runner image's old CLI can be refused by a newer dockerd."""
+        return self.job or self.dind
 
     def by_role(self) -> dict[str, str]:
         """Role -> image, as the report lists the images the run used."""
-        return {"dind": self.dind, "buildkit": self.buildkit, "tools": self.tools, "registry": self.registry}
+        roles = {"dind": self.dind, "buildkit": self.buildkit, "tools": self.tools, "registry": self.registry}
+        if self.job:
+            roles["job"] = self.job
+        return roles
 
 
 DEFAULT_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "50m", "memory": "64Mi"})
@@ -63,6 +73,8 @@ class ProbeSettings:
     registry_insecure: bool = False
     job_uid: int = 1000
     """The job container's uid and gid: real runners are not root (ARC 1001, SkyPilot 1000); 0 probes as root."""
+    dind_env: tuple[tuple[str, str], ...] = ()
+    """Extra environment of the dockerd sidecar, as the user's runner sets it (DOCKER_IPTABLES_LEGACY, ...)."""
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,16 @@ def _container(name: str, image: str, resources: Resources, **fields: Any) -> di
     return {"name": name, "image": image, **fields, "resources": resources.to_spec()}
 
 
-def dind_container(image: str, resources: Resources, *, privileged: bool = True, job_gid: int = 0) -> dict[str, Any]:
+Env = tuple[tuple[str, str], ...]
+
+
+def dind_container(
+    image: str, resources: Resources, *, privileged: bool = True, job_gid: int = 0, env: Env = ()
+) -> dict[str, Any]:
     """The dockerd sidecar, socket-only (no TCP, no TLS: the socket never leaves the pod).
 
     args start with `dockerd`: docker:dind's entrypoint adds a TCP listener when the first arg is an option.
-    `--group` gives the job's gid the socket, so a non-root job can use it.
+    `--group` gives the job's gid the socket, so a non-root job can use it. env: the user's own (--dind-env).
     """
     mounts = [{"name": "docker-run", "mountPath": "/var/run"}]
     if privileged:  # under sysbox the runtime provides /var/lib/docker itself
@@ -44,7 +49,7 @@ def dind_container(image: str, resources: Resources, *, privileged: bool = True,
         image,
         resources,
         args=["dockerd", f"--host={DOCKER_SOCKET}", *([f"--group={job_gid}"] if job_gid else [])],
-        env=[{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
+        env=[{"name": "DOCKER_TLS_CERTDIR", "value": ""}, *({"name": k, "value": v} for k, v in env)],
         volumeMounts=mounts,
     )
     if privileged:
@@ -64,18 +69,24 @@ def docker_job_container(image: str, resources: Resources, *, uid: int = 0) -> d
 
 
 def dind_pod_spec(
-    images: Images, resources: Resources, *, layout: str = CLASSIC, privileged: bool = True, job_uid: int = 0
+    images: Images,
+    resources: Resources,
+    *,
+    layout: str = CLASSIC,
+    privileged: bool = True,
+    job_uid: int = 0,
+    dind_env: Env = (),
 ) -> dict[str, Any]:
     """DinD as ARC, GitLab, Buildkite and SkyPilot deploy it: dockerd sidecar + job container, one pod.
 
     classic: both in `containers` (the job must wait for the socket); native: dockerd in `initContainers` with
     restartPolicy Always and a startupProbe, so the job starts only once the daemon answers (Kubernetes >= 1.29).
     """
-    sidecar = dind_container(images.dind, resources, privileged=privileged, job_gid=job_uid)
+    sidecar = dind_container(images.dind, resources, privileged=privileged, job_gid=job_uid, env=dind_env)
     volumes: list[dict[str, Any]] = [{"name": "docker-run", "emptyDir": {}}]
     if privileged:
         volumes.append({"name": "docker-data", "emptyDir": {}})
-    job = docker_job_container(images.dind, resources, uid=job_uid)
+    job = docker_job_container(images.job_or_dind, resources, uid=job_uid)
     if layout == NATIVE:
         sidecar["restartPolicy"] = "Always"
         sidecar["startupProbe"] = {
@@ -121,9 +132,9 @@ def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: 
     return {"containers": [container], "volumes": volumes}
 
 
-def sysbox_pod_spec(images: Images, resources: Resources, *, job_uid: int = 0) -> dict[str, Any]:
+def sysbox_pod_spec(images: Images, resources: Resources, *, job_uid: int = 0, dind_env: Env = ()) -> dict[str, Any]:
     """DinD under sysbox: the same sidecar layout, no privileged at all; the runtime provides the isolation."""
-    layout = dind_pod_spec(images, resources, privileged=False, job_uid=job_uid)
+    layout = dind_pod_spec(images, resources, privileged=False, job_uid=job_uid, dind_env=dind_env)
     return {"runtimeClassName": SYSBOX_RUNTIME_CLASS, **layout}
 
 
@@ -131,7 +142,7 @@ def host_socket_pod_spec(images: Images, resources: Resources) -> dict[str, Any]
     """The discouraged layout: the node's own docker.sock through hostPath (root on the node)."""
     job = _container(
         "job",
-        images.dind,
+        images.job_or_dind,
         resources,
         command=list(SLEEP),
         env=[{"name": "DOCKER_HOST", "value": f"unix://{HOST_DOCKER_SOCKET}"}],
@@ -151,12 +162,14 @@ def tools_pod_spec(image: str, resources: Resources, *, privileged: bool = False
     return {"containers": [container]}
 
 
-def mode_specs(images: Images, resources: Resources, *, job_uid: int = 0) -> dict[Mode, dict[str, Any]]:
+def mode_specs(
+    images: Images, resources: Resources, *, job_uid: int = 0, dind_env: Env = ()
+) -> dict[Mode, dict[str, Any]]:
     """Every mode's pod spec as the other probes run it: what privileged-admission dry-runs."""
     return {
-        Mode.DIND: dind_pod_spec(images, resources, job_uid=job_uid),
+        Mode.DIND: dind_pod_spec(images, resources, job_uid=job_uid, dind_env=dind_env),
         Mode.BUILDKIT_ROOTLESS: buildkit_pod_spec(images, resources),
-        Mode.SYSBOX: sysbox_pod_spec(images, resources, job_uid=job_uid),
+        Mode.SYSBOX: sysbox_pod_spec(images, resources, job_uid=job_uid, dind_env=dind_env),
         Mode.HOST_SOCKET: host_socket_pod_spec(images, resources),
     }
 

@@ -260,7 +260,10 @@ def test_node_ready(tb: Testbed) -> None:
 
 
 def test_dind_nested_docker_run(tb: Testbed) -> None:
-    """A privileged DinD pod runs dockerd and a nested `docker run` of an image made in the pod (docker import)."""
+    """A privileged DinD pod runs dockerd and a nested `docker run` of an image made in the pod (docker import).
+
+    Its Docker version and storage are the ones the --dind profile announces.
+    """
     if knob(tb, "DENY_PRIVILEGED") == "true":
         pytest.skip("--deny-privileged is active: privileged pods are denied (see test_deny_privileged_rejects)")
     name = "smoke-dind"
@@ -278,12 +281,18 @@ def test_dind_nested_docker_run(tb: Testbed) -> None:
         "rm -rf /tmp/rootfs; mkdir -p /tmp/rootfs/bin; cp /bin/busybox /tmp/rootfs/bin/busybox; "
         "tar -C /tmp/rootfs -c . | docker import - smoke/busybox:1 >/dev/null; "
         "docker run --rm --network none smoke/busybox:1 /bin/busybox echo nested-docker-run-ok; "
-        "docker info -f 'driver={{.Driver}}'"
+        "docker info -f 'driver={{.Driver}} server={{.ServerVersion}} status={{json .DriverStatus}}'; "
+        "docker version -f 'client={{.Client.Version}}'"
     )
     proc = tb.exec(tb.ns_open, name, script)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\ndockerd logs:\n{tb.logs(tb.ns_open, name)}"
     assert "nested-docker-run-ok" in proc.stdout
-    assert "driver=overlay2" in proc.stdout, proc.stdout
+    if knob(tb, "DIND") == "legacy":  # Debian's Docker 20.10: graph driver overlay2
+        expected = ["driver=overlay2", "server=20.10.", "client=20.10."]
+    else:  # Docker 29: the containerd image store (snapshotter overlayfs) is the default on a fresh data root
+        expected = ["driver=overlayfs", "io.containerd.snapshotter.v1", "server=29.", "client=29."]
+    for text in expected:
+        assert text in proc.stdout, proc.stdout
 
 
 def start_buildkit(tb: Testbed, name: str) -> None:
@@ -494,3 +503,7 @@ def test_env_file_matches_contract(tb: Testbed) -> None:
     )
     assert env["TESTBED_PYTEST_ARGS"] == expected
     assert os.access(tb.kubectl_path, os.X_OK)
+    # --dind picks TESTBED_IMAGE_DIND; the Docker 20.10 image and the Kaniko executor are always announced.
+    assert env["TESTBED_IMAGE_DIND_LEGACY"].rsplit("/", 1)[-1].startswith("dind-legacy:")
+    assert (env["TESTBED_IMAGE_DIND"] == env["TESTBED_IMAGE_DIND_LEGACY"]) == (knob(tb, "DIND") == "legacy")
+    assert env["TESTBED_IMAGE_KANIKO"].rsplit("/", 1)[-1].startswith("kaniko:")

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from probes import specs
-from probes.definitions._docker import NESTED_RUN, WAIT_FOR_DAEMON, dockerd_log_tail
+from probes.definitions._docker import (
+    API_VERSION_REMEDIATION,
+    NESTED_RUN,
+    WAIT_FOR_DAEMON,
+    api_version_cause,
+    dockerd_log_tail,
+)
 from probes.engine import Outcome, ProbeContext, compact, key_values
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
@@ -68,7 +74,9 @@ DEGRADED_DRIVERS = ("vfs", "fuse-overlayfs", "native")
 
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """A DinD pod; from the unprivileged job container: wait for dockerd, import an image, run it twice."""
-    spec = specs.dind_pod_spec(settings.images, settings.resources, job_uid=settings.job_uid)
+    spec = specs.dind_pod_spec(
+        settings.images, settings.resources, job_uid=settings.job_uid, dind_env=settings.dind_env
+    )
     manifest = ctx.pod_manifest("run", spec)
     name = manifest["metadata"]["name"]
     evidence: dict[str, Any] = {}
@@ -76,6 +84,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         ctx.say("waiting for dockerd")
         daemon = key_values(ctx.exec(name, "job", WAIT_FOR_DAEMON, timeout_s=90).stdout)
         evidence["daemon"] = daemon.get("daemon", "unknown")
+        evidence.update({key: daemon[key] for key in ("client_version", "client_api") if daemon.get(key)})
         evidence.update(key_values(ctx.exec(name, "dind", HOST_FACTS, timeout_s=20).stdout))
         if daemon.get("daemon") == "ok":
             ctx.say("importing an image made in the pod and running it")
@@ -93,14 +102,24 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
 
 def verdict(evidence: dict[str, Any]) -> Outcome:
     """Pass only when a nested container ran on the default bridge (pure, over the recorded evidence)."""
+    store = " (containerd image store)" if evidence.get("image_store") == "containerd" else ""
     facts = (
-        f"driver {evidence.get('driver', '?')}, cgroup v{evidence.get('cgroup_version', '?')}, "
-        f"{evidence.get('iptables', 'iptables ?')}, MTU {evidence.get('pod_mtu', '?')}"
+        f"Docker {evidence.get('server_version') or '?'}, driver {evidence.get('driver', '?')}{store}, "
+        f"cgroup v{evidence.get('cgroup_version', '?')}, {evidence.get('iptables', 'iptables ?')}, "
+        f"MTU {evidence.get('pod_mtu', '?')}"
     )
     if evidence.get("driver") in DEGRADED_DRIVERS:
-        facts += f" (storage driver {evidence['driver']} is slow/degraded: overlay2 expected)"
+        facts += f" (storage driver {evidence['driver']} is slow/degraded: overlay2 or overlayfs expected)"
     backends = {b: evidence.get(f"iptables_{b}", "?") for b in ("legacy", "nft")}
     evidence["iptables_backends"] = backends
+    if evidence.get("daemon") == "api_refused":
+        cause = api_version_cause(str(evidence.get("daemon_error", ""))) or str(evidence.get("daemon_error", ""))
+        return Outcome(
+            Status.FAIL,
+            f"{cause} (job CLI {evidence.get('client_version') or '?'}, API {evidence.get('client_api') or '?'})",
+            evidence,
+            remediation=API_VERSION_REMEDIATION,
+        )
     if evidence.get("daemon") != "ok":
         log = str(evidence.get("dockerd_log", ""))
         cause = iptables_cause(log)

@@ -26,7 +26,9 @@ REMEDIATION = (
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Dry-run every mode's spec, then run a real privileged pod when DinD's spec was not refused by a policy."""
     answers: dict[Mode, Admission] = {}
-    for mode, spec in specs.mode_specs(settings.images, settings.resources, job_uid=settings.job_uid).items():
+    for mode, spec in specs.mode_specs(
+        settings.images, settings.resources, job_uid=settings.job_uid, dind_env=settings.dind_env
+    ).items():
         ctx.say(f"dry-run create of the {mode.value} pod spec")
         annotations = specs.SYSBOX_ANNOTATIONS if mode is Mode.SYSBOX else None
         answers[mode] = ctx.dry_run(ctx.pod_manifest(f"dry-{mode.value}", spec, annotations=annotations))

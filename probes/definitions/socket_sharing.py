@@ -12,7 +12,12 @@ import time
 from typing import Any
 
 from probes import specs
-from probes.definitions._docker import WAIT_FOR_DAEMON, dockerd_log_tail
+from probes.definitions._docker import (
+    API_VERSION_REMEDIATION,
+    WAIT_FOR_DAEMON,
+    api_version_cause,
+    dockerd_log_tail,
+)
 from probes.engine import Outcome, ProbeContext, compact, key_values
 from probes.exceptions import PodNotRunningError
 from probes.model import Facts, Mode, Status
@@ -54,7 +59,7 @@ def _try_layout(ctx: ProbeContext, name: str, created_at: float) -> dict[str, An
 def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
     """What one layout's job container saw (pure, over the script's KEY=VALUE output)."""
     found: dict[str, Any] = {"ok": values.get("daemon") == "ok", "pod_ran": True}
-    for key in ("socket", "client_uid", "client_gid", "server_version", "waited_s"):
+    for key in ("socket", "client_uid", "client_gid", "client_version", "server_version", "waited_s"):
         if values.get(key):
             found[key] = values[key]
     if not found["ok"]:
@@ -65,7 +70,9 @@ def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Start both layouts together; pass when the job container reaches dockerd through the socket."""
     layouts = {
-        layout: specs.dind_pod_spec(settings.images, settings.resources, layout=layout, job_uid=settings.job_uid)
+        layout: specs.dind_pod_spec(
+            settings.images, settings.resources, layout=layout, job_uid=settings.job_uid, dind_env=settings.dind_env
+        )
         for layout in (specs.CLASSIC, specs.NATIVE)
     }
     manifests = {layout: ctx.pod_manifest(layout, spec) for layout, spec in layouts.items()}
@@ -133,6 +140,14 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     if not classic.get("pod_ran"):
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}", evidence)
     log = classic.get("dockerd_log", "")
+    refused = api_version_cause(str(classic.get("reason", "")))
+    if refused:
+        return Outcome(
+            Status.FAIL,
+            f"the socket is shared, but {refused} (job CLI {classic.get('client_version') or '?'})",
+            evidence,
+            remediation=API_VERSION_REMEDIATION,
+        )
     if "permission denied" in str(classic.get("reason", "")).lower():
         return Outcome(
             Status.FAIL,

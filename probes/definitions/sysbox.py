@@ -14,7 +14,13 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.definitions._docker import NESTED_RUN, WAIT_FOR_DAEMON, dockerd_log_tail
+from probes.definitions._docker import (
+    API_VERSION_REMEDIATION,
+    NESTED_RUN,
+    WAIT_FOR_DAEMON,
+    api_version_cause,
+    dockerd_log_tail,
+)
 from probes.engine import Outcome, ProbeContext, api_call, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Facts, Mode, Status
@@ -58,7 +64,9 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         evidence["labelled_nodes"] = [n.metadata.name for n in nodes]
     except ApiException as exc:
         evidence["labelled_nodes"] = f"not listed ({exc.status})"
-    spec = specs.sysbox_pod_spec(settings.images, settings.resources, job_uid=settings.job_uid)
+    spec = specs.sysbox_pod_spec(
+        settings.images, settings.resources, job_uid=settings.job_uid, dind_env=settings.dind_env
+    )
     manifest = ctx.pod_manifest("run", spec, annotations=specs.SYSBOX_ANNOTATIONS)
     name = manifest["metadata"]["name"]
     ctx.say(f"creating pod {name}")
@@ -105,6 +113,11 @@ def real_userns(uid_map: str) -> bool:
 def verdict(evidence: dict[str, Any]) -> Outcome:
     """Pass only when dockerd ran without privileged, a nested container ran, and root was remapped (pure)."""
     uid_map = str(evidence.get("uid_map", ""))
+    refused = api_version_cause(str(evidence.get("daemon_error", "")))
+    if refused:
+        return Outcome(
+            Status.FAIL, f"dockerd runs in the sysbox pod, but {refused}", evidence, remediation=API_VERSION_REMEDIATION
+        )
     if evidence.get("daemon") != "ok":
         return Outcome(
             Status.FAIL,

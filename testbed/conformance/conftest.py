@@ -27,6 +27,7 @@ def profile() -> Profile:
         userns=values["USERNS"],
         cache_fs=values["CACHE_FS"],
         sysbox_class=values["SYSBOX_CLASS"] == "true",
+        dind=values.get("DIND", "29"),
     )
 
 

@@ -39,6 +39,8 @@ class Profile:
     userns: str
     cache_fs: str
     sysbox_class: bool
+    dind: str = "29"
+    """The DinD image's Docker: 29 (built from Go modules, as docker:dind today) or legacy (Debian's 20.10)."""
 
     @property
     def name(self) -> str:
@@ -54,6 +56,8 @@ class Profile:
             parts.append(f"cache-{self.cache_fs}")
         if self.sysbox_class:
             parts.append("sysbox-class")
+        if self.dind == "legacy":
+            parts.append("dind-legacy")
         return "+".join(parts) or "permissive"
 
 

@@ -280,3 +280,37 @@ def test_namespace_pod_security_label_is_opt_in_and_reported(
     assert run.report["cluster"]["namespace_labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert any("--namespace-pod-security" in note for note in run.report["cluster"]["notes"])
     assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_an_old_job_cli_refused_by_docker_29_is_named(
+    testbed_env: dict[str, str], profile: Profile, out_root: Path
+) -> None:
+    """A runner image with Docker 20.10's CLI (API 1.41) against Docker 29 with its 1.44 minimum: the named cause."""
+    if profile.dind == "legacy":
+        pytest.skip("the DinD image is Docker 20.10 itself")
+    run = run_suite(
+        testbed_env,
+        out_root / "fault-old-cli",
+        "--image-job",
+        testbed_env["TESTBED_IMAGE_DIND_LEGACY"],
+        "--dind-env",
+        "DOCKER_MIN_API_VERSION=1.44",
+        "-k",
+        "docker_run or socket_sharing",
+    )
+    assert run.exit_code == 1, run.output[-2000:]
+    docker_run = run.check("docker-run")
+    assert docker_run["status"] == "fail"
+    assert docker_run["evidence"]["daemon"] == "api_refused"
+    assert docker_run["evidence"]["client_version"].startswith("20.10."), docker_run["evidence"]
+    # the daemon's own words, quoted
+    assert "Minimum supported API version is 1.44" in docker_run["evidence"]["daemon_error"]
+    assert "Minimum supported API version is 1.44" in docker_run["summary"]
+    assert "API version" in docker_run["summary"]
+    assert "DOCKER_MIN_API_VERSION" in docker_run["remediation"]
+    sharing = run.check("socket-sharing")
+    assert sharing["status"] == "fail", sharing["summary"]
+    assert "API version" in sharing["summary"]
+    assert not run.mode("dind")["usable"]
+    assert wait_until_clean(testbed_env, 30) == []

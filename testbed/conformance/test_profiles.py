@@ -31,6 +31,17 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "host-socket": {"skipped"},
         "modes": ("dind", "buildkit-rootless"),
     },
+    "dind-legacy": {  # Docker 20.10 in the DinD image: every verdict as with Docker 29
+        "privileged-admission": {"pass"},
+        "overlay-cache": {"pass"},
+        "docker-run": {"pass"},
+        "buildkit-rootless": {"pass"},
+        "socket-sharing": {"pass"},
+        "lsm": {"pass"},
+        "sysbox": {"skipped"},
+        "host-socket": {"skipped"},
+        "modes": ("dind", "buildkit-rootless"),
+    },
     "deny-privileged": {
         "privileged-admission": {"fail"},
         "overlay-cache": ANY,
@@ -192,6 +203,23 @@ def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[st
         containers = spec.get("initContainers", []) + spec["containers"]
         assert {c["image"] for c in containers} <= run_images, containers
         assert all(c["resources"]["limits"] for c in containers), containers
+
+
+def test_the_docker_release_probed_is_in_the_evidence(suite_run: SuiteRun, profile: Profile) -> None:
+    """Docker 29 by default (as docker:dind today), 20.10 with --dind legacy: the report says which ran."""
+    run = suite_run.check("docker-run")
+    if run["status"] != "pass":
+        pytest.skip("no nested docker run on this profile")
+    evidence = run["evidence"]
+    if profile.dind == "legacy":
+        assert evidence["server_version"].startswith("20.10."), evidence
+        assert (evidence["driver"], evidence["image_store"]) == ("overlay2", "graphdriver"), evidence
+    else:
+        assert evidence["server_version"].startswith("29."), evidence
+        assert (evidence["driver"], evidence["image_store"]) == ("overlayfs", "containerd"), evidence
+    assert f"Docker {evidence['server_version']}" in run["summary"]
+    sharing = suite_run.check("socket-sharing")["evidence"]["classic"]
+    assert sharing["server_version"] == evidence["server_version"], sharing
 
 
 def test_progress_is_shown_while_waiting(suite_run: SuiteRun) -> None:

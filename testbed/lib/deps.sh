@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# What `up` installs or builds when it is missing: Debian packages (apt-get), the Kubernetes and BuildKit binaries
-# (Go module proxy, cached in $TB_BIN), and the provisioner's venv.
+# What `up` installs or builds when it is missing: Debian packages (apt-get), the Kubernetes, BuildKit, Docker 29 and
+# Kaniko binaries (Go module proxy, cached in $TB_BIN), and the provisioner's venv.
 
 TB_PACKAGES=(containerd runc etcd-server containernetworking-plugins docker.io docker-registry debootstrap uidmap
   rootlesskit bindfs iptables openssl curl iproute2 python3-venv util-linux)
@@ -18,7 +18,7 @@ deps_ensure() {
 
 # run_with_progress NAME WHAT CMD...: runs a long build with its output in $TB_LOGS/NAME.log, echoing its own
 # progress lines (those matching $TB_PROGRESS_RE) and a heartbeat every minute.
-TB_PROGRESS_RE='^(kubernetes|buildkit|images?|testbed|step|building|==>)'
+TB_PROGRESS_RE='^(kubernetes|buildkit|docker|kaniko|images?|testbed|step|building|==>)'
 run_with_progress() {
   local name=$1 what=$2; shift 2
   local logf=$TB_LOGS/$name.log start=$SECONDS
@@ -51,6 +51,8 @@ builds_ensure() {
   run_with_progress build-kubernetes "kubernetes build (cold: ~25 min on 2 cores)" \
     "$TB_LIB/build-kubernetes.sh" "$TB_BIN"
   run_with_progress build-buildkit "buildkit build (cold: a few minutes)" "$TB_LIB/build-buildkit.sh" "$TB_BIN"
+  run_with_progress build-docker "docker 29 build (cold: about 5 minutes)" "$TB_LIB/build-docker.sh" "$TB_BIN"
+  run_with_progress build-kaniko "kaniko build (cold: about 2 minutes)" "$TB_LIB/build-kaniko.sh" "$TB_BIN"
   venv_ensure
 }
 
@@ -59,18 +61,19 @@ images_ensure() {
   [[ -x $TB_LIB/images.sh ]] || die "$TB_LIB/images.sh is missing (the image builder); cannot build the images"
   local out=$TB_STATE/images.refs
   # shellcheck disable=SC2016  # $0/$1 are expanded by the inner bash
-  TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
     bash -c '"$0" build >"$1"' "$TB_LIB/images.sh" "$out"
   local key
-  for key in PAUSE DIND BUILDKIT REGISTRY TOOLS DINDCHECK; do
+  for key in PAUSE DIND DIND_LEGACY BUILDKIT REGISTRY TOOLS DINDCHECK KANIKO; do
     local v; v=$(sed -n "s/^TESTBED_IMAGE_$key=//p" "$out" | tail -n1)
     [[ -n $v ]] || die "images.sh build printed no TESTBED_IMAGE_$key line (output: $out, log: $TB_LOGS/images-build.log)"
     printf -v "TESTBED_IMAGE_$key" '%s' "$v"
   done
 }
 
-_image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TESTBED_IMAGE_BUILDKIT" \
-  "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS" "$TESTBED_IMAGE_DINDCHECK"; }
+_image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TESTBED_IMAGE_DIND_LEGACY" \
+  "$TESTBED_IMAGE_BUILDKIT" "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS" "$TESTBED_IMAGE_DINDCHECK" \
+  "$TESTBED_IMAGE_KANIKO"; }
 
 # images_import: imports the images into our containerd (k8s.io namespace) unless all are there.
 images_import() {
@@ -79,7 +82,7 @@ images_import() {
   for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || absent=1; done
   ((absent)) || return 0
   log "images: importing into containerd (k8s.io)"
-  TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
   have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
   for ref in $(_image_refs); do
     grep -qxF "$ref" <<<"$have" || die "image $ref is not in containerd after images.sh import (was the image cache rebuilt meanwhile? re-run testbed/up; log: $TB_LOGS/images-import.log)"
@@ -97,5 +100,5 @@ images_push() {
   done
   ((absent)) || return 0
   log "images: pushing to $TB_REGISTRY"
-  TB_PROGRESS_RE='^(images:|buildkit |kubernetes )' run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
 }

@@ -22,6 +22,8 @@ export SOURCE_DATE_EPOCH=1704067200 # 2024-01-01T00:00:00Z
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(cd "$LIB/../images" && pwd)
 BIN=$CACHE/bin
+DOCKER_BIN=$BIN/docker-engine # build-docker.sh's output
+KANIKO_BIN=$BIN/kaniko         # build-kaniko.sh's output
 IMAGES=$CACHE/images
 ROOTFS=$CACHE/rootfs
 APT_ARCHIVES=$CACHE/apt-archives # .deb files shared by all image builds (bind-mounted into the chroot)
@@ -30,14 +32,19 @@ LOG=$IMAGES/build.log # debootstrap/apt output; its tail is shown when a build f
 # Everything that decides the base rootfs; changing it rebuilds the base (and so every image).
 BASE_SPEC="v1 $SUITE minbase $MIRROR $SECURITY_MIRROR"
 
-NAMES=(pause tools dind buildkit registry dindcheck)
+NAMES=(pause tools dind dind-legacy buildkit registry dindcheck kaniko)
+# dind: Docker 29 (dockerd, docker-proxy, docker CLI, buildx plugin built by build-docker.sh) on Debian's containerd,
+# runc and tini; dind-legacy: Debian's docker.io (Docker 20.10, API 1.41), the dind image every earlier verdict used.
+DIND_COMMON="iptables ca-certificates busybox-static procps openssl xz-utils pigz"
 declare -A PACKAGES=(
   [pause]=""
   [tools]="" # minbase already has sh, coreutils, util-linux (findmnt, unshare, mount), grep
-  [dind]="docker.io iptables ca-certificates busybox-static procps openssl xz-utils pigz"
+  [dind]="containerd runc tini nftables $DIND_COMMON" # nft: Docker 29's --firewall-backend=nftables (and its cleanup)
+  [dind-legacy]="docker.io $DIND_COMMON"
   [buildkit]="uidmap libcap2-bin rootlesskit runc fuse-overlayfs ca-certificates pigz xz-utils"
   [registry]="docker-registry ca-certificates"
   [dindcheck]="python3 python3-venv ca-certificates"
+  [kaniko]="ca-certificates" # only lends its CA bundle: the image itself is FROM scratch like upstream's
 )
 REPO=$(cd "$LIB/../.." && pwd)
 # What the dindcheck image is built from: the package and the suite (a change to any rebuilds it).
@@ -205,7 +212,17 @@ EOF
 
 custom_tools() { :; }
 
-custom_dind() {
+custom_dind() { # Docker 29: the built engine (static binaries) where docker:dind has them, then the common setup
+  local root=$1
+  install -m 0755 "$DOCKER_BIN/dockerd" "$DOCKER_BIN/docker-proxy" "$DOCKER_BIN/docker" "$root/usr/local/bin/"
+  mkdir -p "$root/usr/local/libexec/docker/cli-plugins"
+  install -m 0755 "$DOCKER_BIN/docker-buildx" "$root/usr/local/libexec/docker/cli-plugins/docker-buildx"
+  dind_setup "$root"
+}
+
+custom_dind_legacy() { dind_setup "$1"; }
+
+dind_setup() { # entrypoint, iptables-legacy PATH override, docker-init, /certs: the same in both dind variants
   local root=$1 t
   install -m 0755 "$SRC/dind/dockerd-entrypoint.sh" "$root/usr/local/bin/dockerd-entrypoint.sh"
   install -m 0755 "$SRC/dind/dind" "$root/usr/local/bin/dind"
@@ -214,7 +231,7 @@ custom_dind() {
   for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
     ln -sf "/usr/sbin/${t/tables/tables-legacy}" "$root/usr/local/sbin/.iptables-legacy/$t"
   done
-  # docker-init (tini) for reaping when dockerd 20.10 is PID 1.
+  # docker-init (tini): for reaping when dockerd is PID 1, and what `docker run --init` runs.
   if [[ ! -e $root/usr/local/bin/docker-init ]]; then
     for t in usr/bin/tini-static usr/bin/tini usr/sbin/docker-init usr/libexec/docker/docker-init; do
       if [[ -x $root/$t ]]; then
@@ -275,6 +292,25 @@ custom_dindcheck() {
   fi
 }
 
+custom_kaniko() { :; }
+
+kaniko_scratch() { # kaniko_scratch ROOT: replace the Debian tree by upstream's FROM-scratch executor layout
+  # Kaniko unpacks the FROM image over its own container's root and snapshots it, so its image must hold nothing
+  # outside /kaniko (an ignored path) but what upstream's kaniko-executor target has: the executor, the CA bundle,
+  # /kaniko/.docker (DOCKER_CONFIG), /etc/nsswitch.conf, the /workspace workdir. No credential helpers (gcr, ecr,
+  # acr): the testbed has no cloud registries.
+  local root=$1 full=$1.full
+  WORKDIRS+=("$full")
+  mv "$root" "$full"
+  mkdir -p "$root/kaniko/ssl/certs" "$root/kaniko/.docker" "$root/etc" "$root/workspace"
+  chmod 0777 "$root/kaniko" # as upstream: non-root runs write there
+  install -m 0755 "$KANIKO_BIN/executor" "$root/kaniko/executor"
+  install -m 0644 "$KANIKO_BIN/nsswitch.conf" "$root/etc/nsswitch.conf"
+  install -m 0644 "$full/etc/ssl/certs/ca-certificates.crt" "$root/kaniko/ssl/certs/ca-certificates.crt"
+  safe_rm "$full"
+  untrack "$full"
+}
+
 custom_registry() {
   local root=$1
   mkdir -p "$root/etc/docker/registry" "$root/var/lib/registry"
@@ -308,7 +344,7 @@ image_config() {
   case $1 in
   pause) CFG=(--entrypoint '["/pause"]') ;;
   tools) CFG=(--env "$path" --cmd '["sleep","infinity"]') ;;
-  dind)
+  dind | dind-legacy)
     # As docker:dind: TLS on by default (pods set DOCKER_TLS_CERTDIR="" for socket-only), data volume, 2375/2376.
     CFG=(--env "$path" --env DOCKER_TLS_CERTDIR=/certs --entrypoint '["dockerd-entrypoint.sh"]'
       --volume /var/lib/docker --expose 2375/tcp --expose 2376/tcp)
@@ -327,6 +363,11 @@ image_config() {
     CFG=(--env "PATH=/opt/dindcheck/bin:$CHROOT_PATH" --user 1000:1000 --workdir /work
       --entrypoint '["pytest","/app/suites","-p","no:cacheprovider"]')
     ;;
+  kaniko)
+    # As upstream's kaniko-executor target (deploy/Dockerfile), without DOCKER_CREDENTIAL_GCR_CONFIG (no helpers).
+    CFG=(--env HOME=/root --env USER=root --env PATH=/usr/local/bin:/kaniko --env SSL_CERT_DIR=/kaniko/ssl/certs
+      --env DOCKER_CONFIG=/kaniko/.docker/ --workdir /workspace --entrypoint '["/kaniko/executor"]')
+    ;;
   esac
 }
 
@@ -338,7 +379,9 @@ input_hash() { # hash of everything that decides image $1's content
     sha256sum "${BASH_SOURCE[0]}" "$LIB/oci_image.py"
     case $name in
     pause) sha256sum "$SRC/pause.c" ;;
-    dind) sha256sum "$SRC/dind/dockerd-entrypoint.sh" "$SRC/dind/dind" ;;
+    dind) sha256sum "$SRC/dind/dockerd-entrypoint.sh" "$SRC/dind/dind" "$DOCKER_BIN"/{dockerd,docker-proxy,docker,docker-buildx} ;;
+    dind-legacy) sha256sum "$SRC/dind/dockerd-entrypoint.sh" "$SRC/dind/dind" ;;
+    kaniko) sha256sum "$KANIKO_BIN/executor" "$KANIKO_BIN/nsswitch.conf" ;;
     buildkit) sha256sum "$BIN/buildkitd" "$BIN/buildctl" ;;
     dindcheck) (cd "$REPO" && find "${DINDCHECK_SOURCES[@]}" -type f ! -path '*__pycache__*' -print0 | sort -z |
       xargs -0 sha256sum) ;;
@@ -384,12 +427,13 @@ build_image() { # build_image NAME HASH
       chroot_enter "$work"
       # shellcheck disable=SC2086 # word splitting of the package list is intended
       apt_install "$work" ${PACKAGES[$name]}
-      "custom_$name" "$work"
+      "custom_${name//-/_}" "$work"
       chroot_leave "$work"
     else
-      "custom_$name" "$work"
+      "custom_${name//-/_}" "$work"
     fi
     clean_rootfs "$work"
+    if [[ $name == kaniko ]]; then kaniko_scratch "$work"; fi
   fi
   say "$name: packing OCI archive..."
   local CFG=()
@@ -403,13 +447,14 @@ build_image() { # build_image NAME HASH
   say "$name: built $ref ($(du -h "$IMAGES/$name.tar" | cut -f1), $((SECONDS - t)) s)"
 }
 
-declare -A ESTIMATE=([tools]="5 s" [dind]="25 s" [buildkit]="15 s" [registry]="10 s" [dindcheck]="40 s")
+declare -A ESTIMATE=([tools]="5 s" [dind]="25 s" [dind-legacy]="25 s" [buildkit]="15 s" [registry]="10 s" [dindcheck]="40 s" [kaniko]="10 s")
 
 print_refs() {
   local name var
   for name in "${NAMES[@]}"; do
     [[ -f $IMAGES/$name.ref ]] || die "$name not built (run: images.sh build)"
     var=TESTBED_IMAGE_${name^^}
+    var=${var//-/_}
     echo "$var=$(<"$IMAGES/$name.ref")"
   done
 }
@@ -421,6 +466,8 @@ cmd_build() {
   : >"$LOG"
   BUILDING=1
   "$LIB/build-buildkit.sh" "$BIN" >&2
+  "$LIB/build-docker.sh" "$BIN" >&2
+  "$LIB/build-kaniko.sh" "$BIN" >&2
   local name hash
   for name in "${NAMES[@]}"; do
     hash=$(input_hash "$name")

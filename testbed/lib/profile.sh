@@ -1,10 +1,12 @@
 # shellcheck shell=bash
-# The cluster profile: five independent knobs, each standing for a real cluster setting (see testbed/README.md).
+# The cluster profile: six independent knobs, each standing for a real cluster setting (see testbed/README.md).
 #   --psa-default LEVEL   apiserver AdmissionConfiguration PodSecurity defaults (enforce/audit/warn)
 #   --deny-privileged     ValidatingAdmissionPolicy + binding denying privileged containers (Gatekeeper-like)
 #   --userns on|off       node sysctl user.max_user_namespaces (off = 0)
 #   --cache-fs FS         where the dindcheck-cache StorageClass keeps its volumes: ext4 (node disk), tmpfs, fuse
 #   --sysbox-class        RuntimeClass sysbox-runc registered while no node has the handler
+#   --dind 29|legacy      the DinD image announced as TESTBED_IMAGE_DIND: Docker 29 (as docker:dind today) or Debian's
+#                         Docker 20.10 (API 1.41); both images are always built, imported and pushed
 # The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
 
 TB_PROFILE_FILE=$TB_STATE/profile
@@ -19,12 +21,15 @@ DENY_PRIVILEGED=false
 USERNS=on
 CACHE_FS=ext4
 SYSBOX_CLASS=false
+DIND=29
 
 profile_usage() {
   cat <<USAGE
 usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
-                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class]
-A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class.
+                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy]
+A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29.
+--dind picks the DinD image the suite gets (TESTBED_IMAGE_DIND): 29 (default; Docker 29 built from Go modules) or
+legacy (Debian's Docker 20.10); TESTBED_IMAGE_DIND_LEGACY always names the 20.10 image.
 USAGE
 }
 
@@ -39,6 +44,8 @@ profile_parse() {
       --cache-fs) CACHE_FS=${2:-}; shift ;;
       --cache-fs=*) CACHE_FS=${1#*=} ;;
       --sysbox-class) SYSBOX_CLASS=true ;;
+      --dind) DIND=${2:-}; shift ;;
+      --dind=*) DIND=${1#*=} ;;
       -h|--help) profile_usage; exit 0 ;;
       *) profile_usage >&2; die "unknown argument: $1" ;;
     esac
@@ -47,10 +54,11 @@ profile_parse() {
   case $PSA_DEFAULT in privileged|baseline|restricted) ;; *) die "--psa-default must be privileged|baseline|restricted, not '$PSA_DEFAULT'" ;; esac
   case $USERNS in on|off) ;; *) die "--userns must be on|off, not '$USERNS'" ;; esac
   case $CACHE_FS in ext4|tmpfs|fuse) ;; *) die "--cache-fs must be ext4|tmpfs|fuse, not '$CACHE_FS'" ;; esac
+  case $DIND in 29|legacy) ;; *) die "--dind must be 29|legacy, not '$DIND'" ;; esac
 }
 
 profile_describe() {
-  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS"
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND"
 }
 
 profile_write() {
@@ -60,8 +68,14 @@ DENY_PRIVILEGED=$DENY_PRIVILEGED
 USERNS=$USERNS
 CACHE_FS=$CACHE_FS
 SYSBOX_CLASS=$SYSBOX_CLASS
+DIND=$DIND
 USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
+}
+
+# dind_image: the DinD image ref the profile announces (images_ensure has set both refs).
+dind_image() {
+  if [[ $DIND == legacy ]]; then echo "$TESTBED_IMAGE_DIND_LEGACY"; else echo "$TESTBED_IMAGE_DIND"; fi
 }
 
 # admission_config_write: the apiserver's AdmissionConfiguration (PodSecurity defaults); prints its path.

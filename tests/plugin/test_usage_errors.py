@@ -60,6 +60,11 @@ def test_non_positive_timeout(pytester: pytest.Pytester) -> None:
     assert_one_clear_line(run(pytester, "--timeout", "0"), "--timeout must be a positive number")
 
 
+def test_dind_env_that_is_no_assignment(pytester: pytest.Pytester) -> None:
+    assert_one_clear_line(run(pytester, "--dind-env", "DOCKER_MIN_API_VERSION"), "expected KEY=VALUE")
+    assert_one_clear_line(run(pytester, "--dind-env", "1BAD=x"), "expected KEY=VALUE")
+
+
 def test_missing_kubeconfig(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--kubeconfig", str(pytester.path / "nope.yaml"))
     assert_one_clear_line(result, "kubeconfig not found")

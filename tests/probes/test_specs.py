@@ -132,3 +132,24 @@ def test_manifest_names_fit_dns_1123() -> None:
     assert len(name) <= 63
     assert not name.endswith("-")
     assert "imagePullSecrets" not in manifest["spec"]
+
+
+def test_the_users_dind_env_and_job_image_reach_every_dind_spec() -> None:
+    """--dind-env and --image-job shape the spec that runs, so the config to paste carries them too."""
+    images = Images(dind="mirror/docker:29-dind", job="mirror/runner:2.330")
+    env = (("DOCKER_MIN_API_VERSION", "1.41"), ("DOCKER_IPTABLES_LEGACY", "1"))
+    for spec in (
+        specs.dind_pod_spec(images, RESOURCES, job_uid=1001, dind_env=env),
+        specs.dind_pod_spec(images, RESOURCES, layout=specs.NATIVE, job_uid=1001, dind_env=env),
+        specs.sysbox_pod_spec(images, RESOURCES, job_uid=1001, dind_env=env),
+    ):
+        by_name = {c["name"]: c for c in every_container(spec)}
+        assert by_name["dind"]["image"] == "mirror/docker:29-dind"
+        assert {"name": "DOCKER_MIN_API_VERSION", "value": "1.41"} in by_name["dind"]["env"]
+        assert {"name": "DOCKER_IPTABLES_LEGACY", "value": "1"} in by_name["dind"]["env"]
+        assert by_name["job"]["image"] == "mirror/runner:2.330"
+    host = specs.host_socket_pod_spec(images, RESOURCES)
+    assert host["containers"][0]["image"] == "mirror/runner:2.330"
+    assert specs.dind_pod_spec(IMAGES, RESOURCES)["containers"][1]["image"] == IMAGES.dind  # default: dind's CLI
+    assert "job" in images.by_role()
+    assert "job" not in IMAGES.by_role()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from probes.definitions import buildkit_rootless, docker_run, host_socket, lsm, overlay_cache, socket_sharing, sysbox
+from probes.definitions._docker import WAIT_FOR_DAEMON
 from probes.definitions._registry import ManifestReadback
-from probes.engine import CommandResult, Outcome
+from probes.engine import CommandResult, Outcome, key_values
 from probes.model import Status
 
 # ----- sysbox: dockerd without privileged + a nested run + a real user namespace ---------------------------------
@@ -342,3 +345,95 @@ def test_lsm_script_marks_unreadable_files_absent() -> None:
 
 def test_lsm_without_readings_is_inconclusive() -> None:
     assert lsm.verdict("", 1, "sh: not found").status is Status.INCONCLUSIVE
+
+
+# ----- Docker 29: an API-version refusal is named, and waiting for it ends at once ----------------------------------
+# moby's version middleware, as Docker 29.0 answers a Docker 20.10 CLI (API 1.41).
+REFUSED = (
+    "Error response from daemon: client version 1.41 is too old. Minimum supported API version is 1.44, "
+    "please upgrade your client to a newer version"
+)
+
+
+def test_docker_run_names_an_api_version_refusal_with_both_remedies() -> None:
+    evidence = {"daemon": "api_refused", "daemon_error": REFUSED, "client_version": "20.10.24", "client_api": "1.41"}
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.FAIL
+    assert "API version" in outcome.summary
+    assert "Minimum supported API version is 1.44" in outcome.summary
+    assert "20.10.24" in outcome.summary
+    assert "DOCKER_MIN_API_VERSION" in (outcome.remediation or "")
+
+
+def test_socket_sharing_names_an_api_version_refusal() -> None:
+    classic = socket_sharing.layout_result(
+        {"daemon": "api_refused", "daemon_error": REFUSED, "client_version": "20.10.24"}, ""
+    )
+    outcome = socket_sharing.verdict({"classic": classic, "native_sidecar": {"supported": False}})
+    assert outcome.status is Status.FAIL
+    assert "API version" in outcome.summary
+    assert "20.10.24" in outcome.summary
+    assert "DOCKER_MIN_API_VERSION" in (outcome.remediation or "")
+
+
+def test_sysbox_names_an_api_version_refusal() -> None:
+    outcome = sysbox.verdict({"daemon": "api_refused", "daemon_error": REFUSED})
+    assert outcome.status is Status.FAIL
+    assert "API version" in outcome.summary
+
+
+def test_docker_run_records_the_release_and_the_image_store() -> None:
+    evidence = {
+        "daemon": "ok",
+        "import": "ok",
+        "run_none": "ok",
+        "run_bridge": "ok",
+        "driver": "overlayfs",
+        "image_store": "containerd",
+        "server_version": "29.8.1",
+    }
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "Docker 29.8.1, driver overlayfs (containerd image store)" in outcome.summary
+    assert "degraded" not in outcome.summary
+
+
+def _wait_with_fake_docker(tmp_path: Any, info_answer: str, info_rc: int) -> dict[str, str]:
+    """WAIT_FOR_DAEMON run by a real sh against a stand-in `docker` whose `info` prints info_answer (a script)."""
+    fake = tmp_path / "docker"
+    fake.write_text(
+        f'#!/bin/sh\ncase "$1" in\n  version) echo 20.10.24 ;;\n  info) {info_answer}; exit {info_rc} ;;\nesac\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(
+        ["sh", "-c", WAIT_FOR_DAEMON], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    return key_values(done.stdout)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # Docker 20.10's CLI: the daemon's words in the Server section on stdout, a generic line on stderr
+        (
+            f"printf 'Client:\\n Debug Mode: false\\n\\nServer:\\nERROR: {REFUSED}\\n'; "
+            "echo 'errors pretty printing info' >&2"
+        ),
+        f"echo '{REFUSED}' >&2",  # newer CLIs: on stderr
+    ],
+    ids=["cli-20.10", "cli-newer"],
+)
+def test_waiting_for_dockerd_stops_at_once_on_an_api_refusal(tmp_path: Any, answer: str) -> None:
+    started = time.monotonic()
+    found = _wait_with_fake_docker(tmp_path, answer, 1)
+    assert time.monotonic() - started < 5
+    assert found["daemon"] == "api_refused"
+    assert "Minimum supported API version is 1.44" in found["daemon_error"]
+    assert found["client_version"] == "20.10.24"
+
+
+def test_waiting_for_dockerd_reports_success(tmp_path: Any) -> None:
+    found = _wait_with_fake_docker(tmp_path, "echo 'Server Version: 29.8.1'", 0)
+    assert found["daemon"] == "ok"
+    assert "waited_s" in found

@@ -66,7 +66,7 @@ VAP_MESSAGE = (
 )
 
 
-TESTED_IMAGES = Images(dind="docker:28-dind", buildkit="moby/buildkit:rootless", tools="debian:bookworm-slim")
+TESTED_IMAGES = Images(dind="docker:29-dind", buildkit="moby/buildkit:rootless", tools="debian:bookworm-slim")
 TESTED_RESOURCES = Resources()
 
 

@@ -84,8 +84,8 @@ def test_recommendation_moves_are_listed() -> None:
 
 def test_node_runtime_kernel_and_image_digest_changes_are_listed() -> None:
     before, after = report("permissive"), report("permissive")
-    before["cluster"]["images"] = {"dind": {"ref": "docker:28-dind", "digest": "sha256:old"}}
-    after["cluster"]["images"] = {"dind": {"ref": "docker:28-dind", "digest": "sha256:new"}}
+    before["cluster"]["images"] = {"dind": {"ref": "docker:29-dind", "digest": "sha256:old"}}
+    after["cluster"]["images"] = {"dind": {"ref": "docker:29-dind", "digest": "sha256:new"}}
     after["cluster"]["nodes"][0]["container_runtime"] = "containerd://2.1.4"
     after["cluster"]["nodes"][0]["kernel"] = "6.8.0-45-generic"
     after["cluster"]["version"] = "v1.32.0"
@@ -95,13 +95,13 @@ def test_node_runtime_kernel_and_image_digest_changes_are_listed() -> None:
         "server version: v1.31.4 -> v1.32.0",
         "node testbed-0 container_runtime: containerd://1.7.24 -> containerd://2.1.4",
         "node testbed-0 kernel: 6.1.0-28-amd64 -> 6.8.0-45-generic",
-        "image dind (docker:28-dind): sha256:old -> sha256:new",
+        "image dind (docker:29-dind): sha256:old -> sha256:new",
     ]
     assert found.modes == ()
     assert found.regressions == ()
     lines = changes.changes_terminal_lines(found)
     assert lines[0] == "since the baseline of 2025-06-01T12:00:00Z: 4 changes"
-    assert "  - cluster image dind (docker:28-dind): sha256:old -> sha256:new" in lines
+    assert "  - cluster image dind (docker:29-dind): sha256:old -> sha256:new" in lines
 
 
 def test_nodes_added_and_gone_carry_their_runtime_and_kernel() -> None:
@@ -119,19 +119,19 @@ def test_image_ref_changes_and_missing_digests() -> None:
         "tools": {"ref": "debian:bookworm-slim", "digest": ""},
     }
     after["cluster"]["images"] = {
-        "dind": {"ref": "docker:28-dind", "digest": "sha256:b"},
+        "dind": {"ref": "docker:29-dind", "digest": "sha256:b"},
         "tools": {"ref": "debian:bookworm-slim", "digest": "sha256:c"},
         "registry": {"ref": "registry:2", "digest": "sha256:d"},
     }
     described = [change.describe() for change in changes.compute_changes(before, after).cluster]
     # an unknown digest on one side (no pod ran with it) or a role only one report has says nothing
-    assert described == ["image dind: docker:27-dind (sha256:a) -> docker:28-dind (sha256:b)"]
+    assert described == ["image dind: docker:27-dind (sha256:a) -> docker:29-dind (sha256:b)"]
 
 
 def test_a_baseline_without_images_compares_quietly() -> None:
     before, after = report("permissive"), report("permissive")
     del before["cluster"]["images"]
-    after["cluster"]["images"] = {"dind": {"ref": "docker:28-dind", "digest": "sha256:new"}}
+    after["cluster"]["images"] = {"dind": {"ref": "docker:29-dind", "digest": "sha256:new"}}
     assert changes.compute_changes(before, after).empty
 
 

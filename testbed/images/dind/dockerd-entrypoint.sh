@@ -8,6 +8,8 @@
 #     (docker:dind would also open plain tcp 2375 after a 15 s deprecation delay; the testbed never wants that).
 #   - dockerd is started through the `dind` script (cgroup/mount preparation), under docker-init (tini) when PID 1,
 #     because dockerd 20.10 does not reap orphans.
+#   - when the runc in PATH knows no time namespace (Debian bookworm's 1.1.5) and dockerd would use them (>= 29.5),
+#     --feature time-namespaces=false is added (see below).
 #   - anything else is exec'd as is (e.g. `docker info`, `sh`).
 set -eu
 
@@ -54,6 +56,27 @@ tls_generate() {
 	chmod 0644 "$dir/client/key.pem" # clients in other containers (any uid) read it, as in docker:dind
 }
 
+# runc_has_time_ns: the runc dockerd will call supports time namespaces (runc >= 1.2 lists "time" in `runc features`).
+runc_has_time_ns() {
+	runc features 2>/dev/null | tr -d ' \t\n' | grep -q '"namespaces":\[[^]]*"time"'
+}
+
+# time_ns_decided ARGS...: the user already chose: a time-namespaces feature on the command line, or a "features" key
+# in the daemon config file (a flag would then conflict with it: dockerd refuses to start).
+time_ns_decided() {
+	config=/etc/docker/daemon.json
+	prev=""
+	for a in "$@"; do
+		case $a in
+		*time-namespaces*) return 0 ;;
+		--config-file=*) config=${a#--config-file=} ;;
+		esac
+		[ "$prev" = --config-file ] && config=$a
+		prev=$a
+	done
+	[ -f "$config" ] && grep -q '"features"' "$config"
+}
+
 has_host_arg() {
 	for a in "$@"; do
 		case $a in
@@ -95,6 +118,15 @@ if [ "$1" = dockerd ]; then
 	elif ! iptables -nL >/dev/null 2>&1 && iptables-legacy -nL >/dev/null 2>&1; then
 		log "iptables (nf_tables) unusable, falling back to iptables-legacy"
 		export PATH="$legacy:$PATH"
+	fi
+
+	# Time namespaces: dockerd >= 29.5 gives every container one whenever the kernel supports them, without asking the
+	# runtime; runc before 1.2 does not know that namespace, and every container then fails to start with
+	# 'runc create failed: namespace {"time" ""} does not exist'. dockerd's own escape hatch turns them off (its
+	# containers then share the pod's time namespace, as with Docker <= 29.4). Older dockerd have no --feature flag.
+	if ! runc_has_time_ns && ! time_ns_decided "$@" && dockerd --help 2>/dev/null | grep -q -- '--feature'; then
+		log "runc without time namespace support ($(runc --version 2>/dev/null | head -n 1)): adding --feature time-namespaces=false"
+		set -- "$@" --feature time-namespaces=false
 	fi
 
 	set -- "$(command -v dind)" "$@"
