@@ -58,6 +58,9 @@ def add_options(parser: pytest.Parser) -> None:
         "--image-tools", default=defaults.tools, help=f"tools image with /bin/sh (default: {defaults.tools})"
     )
     group.addoption(
+        "--image-kaniko", default=defaults.kaniko, help=f"Kaniko executor image (default: {defaults.kaniko})"
+    )
+    group.addoption(
         "--image-registry", default=defaults.registry, help=f"throwaway registry image (default: {defaults.registry})"
     )
     group.addoption(
@@ -235,6 +238,7 @@ def read_options(config: pytest.Config) -> Options:
             buildkit=get("image_buildkit"),
             tools=get("image_tools"),
             registry=get("image_registry"),
+            kaniko=get("image_kaniko"),
             job=get("image_job") or "",
         ),
         image_pull_secret=get("image_pull_secret"),

@@ -396,6 +396,36 @@ class ProbeContext:
                 )
             self.sleep(POLL_S)
 
+    def wait_terminated(self, pod_name: str, container: str, *, timeout_s: float | None = None) -> Any:
+        """Wait until a container of a run-to-completion pod has terminated, or the pod ended without running it.
+
+        The caller reads the outcome from the returned pod's statuses (exit codes, termination messages).
+        PodNotRunningError: the pod could not start (image, admission at the kubelet) or the deadline passed.
+        """
+        limit_s = timeout_s or self.scope.timeout_s
+        deadline = time.monotonic() + limit_s
+        while True:
+            self.check_cancelled()
+            pod = self.read_pod(pod_name)
+            phase = pod.status.phase or "Pending"
+            statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
+            self._images.record(pod)
+            done = next((s for s in statuses if s.name == container and s.state and s.state.terminated), None)
+            if done is not None or phase in ("Succeeded", "Failed"):
+                return pod
+            terminal, reason = pod_problem(pod)
+            if terminal and "exited" not in reason:
+                raise PodNotRunningError(f"pod {pod_name}: {compact(reason)}", reason=reason, phase=phase)
+            if time.monotonic() >= deadline:
+                raise PodNotRunningError(
+                    f"container {container} of pod {pod_name} not done after {limit_s:.0f}s ({phase}: "
+                    f"{compact(reason)})",
+                    reason=reason,
+                    phase=phase,
+                )
+            self.say(f"pod {pod_name} {phase}: {compact(reason, 120)}")
+            self.sleep(POLL_S)
+
     def events(self, name: str) -> list[Any]:
         """Events about one object of this run, oldest first."""
         found = api_call(

@@ -28,6 +28,7 @@ class Mode(enum.Enum):
 
     DIND = "dind"
     BUILDKIT_ROOTLESS = "buildkit-rootless"
+    KANIKO = "kaniko"
     SYSBOX = "sysbox"
     HOST_SOCKET = "host-socket"
     NONE = "none"

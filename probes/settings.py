@@ -21,6 +21,8 @@ class Images:
     buildkit: str = "docker.io/moby/buildkit:rootless"
     tools: str = "docker.io/library/debian:bookworm-slim"
     registry: str = "docker.io/library/registry:2"
+    kaniko: str = "cgr.dev/chainguard/kaniko:latest"
+    """Chainguard's build of chainguard-dev/kaniko, the maintained fork (upstream Kaniko was archived in 2025)."""
     job: str = ""
     """The job container's image, whose docker CLI talks to the sidecar (empty: the DinD image's own CLI)."""
 
@@ -31,7 +33,13 @@ class Images:
 
     def by_role(self) -> dict[str, str]:
         """Role -> image, as the report lists the images the run used."""
-        roles = {"dind": self.dind, "buildkit": self.buildkit, "tools": self.tools, "registry": self.registry}
+        roles = {
+            "dind": self.dind,
+            "buildkit": self.buildkit,
+            "kaniko": self.kaniko,
+            "tools": self.tools,
+            "registry": self.registry,
+        }
         if self.job:
             roles["job"] = self.job
         return roles

@@ -22,6 +22,8 @@ SYSBOX_RUNTIME_CLASS = "sysbox-runc"
 SYSBOX_ANNOTATIONS = {"io.kubernetes.cri-o.userns-mode": "auto:size=65536"}
 """CRI-O gives the pod a user namespace from this annotation (sysbox's Kubernetes guide)."""
 HOST_DOCKER_SOCKET = "/var/run/docker.sock"
+KANIKO_WORKSPACE = "/workspace"
+KANIKO_DOCKER_CONFIG = "/kaniko/.docker"
 CLASSIC = "classic"
 NATIVE = "native"
 
@@ -132,6 +134,56 @@ def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: 
     return {"containers": [container], "volumes": volumes}
 
 
+def kaniko_pod_spec(
+    images: Images,
+    resources: Resources,
+    *,
+    destination: str = "REGISTRY/IMAGE:TAG",
+    insecure_registries: tuple[str, ...] = (),
+    registry_secret: str | None = None,
+    context_dir: str = KANIKO_WORKSPACE,
+) -> dict[str, Any]:
+    """The Kaniko executor as CI systems run it in a pod: root, but not privileged, no user namespace.
+
+    allowPrivilegeEscalation false and the RuntimeDefault seccomp profile: what Pod Security baseline allows.
+    Kaniko unpacks the base image over its own root filesystem, so that root stays writable. The build context and
+    Dockerfile are in /workspace; the pushed digest lands in the termination message.
+    """
+    args = [
+        f"--dockerfile={context_dir}/Dockerfile",
+        f"--context=dir://{context_dir}",
+        f"--destination={destination}",
+        "--digest-file=/dev/termination-log",
+        *(f"--insecure-registry={registry}" for registry in insecure_registries),
+    ]
+    container = _container(
+        "kaniko",
+        images.kaniko,
+        resources,
+        args=args,
+        securityContext={
+            "runAsUser": 0,
+            "allowPrivilegeEscalation": False,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        volumeMounts=[{"name": "workspace", "mountPath": KANIKO_WORKSPACE}],
+    )
+    volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}]
+    if registry_secret:
+        container["env"] = [{"name": "DOCKER_CONFIG", "value": KANIKO_DOCKER_CONFIG}]
+        container["volumeMounts"].append({"name": "registry-auth", "mountPath": KANIKO_DOCKER_CONFIG})
+        volumes.append(
+            {
+                "name": "registry-auth",
+                "secret": {
+                    "secretName": registry_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
+    return {"containers": [container], "volumes": volumes}
+
+
 def sysbox_pod_spec(images: Images, resources: Resources, *, job_uid: int = 0, dind_env: Env = ()) -> dict[str, Any]:
     """DinD under sysbox: the same sidecar layout, no privileged at all; the runtime provides the isolation."""
     layout = dind_pod_spec(images, resources, privileged=False, job_uid=job_uid, dind_env=dind_env)
@@ -169,6 +221,7 @@ def mode_specs(
     return {
         Mode.DIND: dind_pod_spec(images, resources, job_uid=job_uid, dind_env=dind_env),
         Mode.BUILDKIT_ROOTLESS: buildkit_pod_spec(images, resources),
+        Mode.KANIKO: kaniko_pod_spec(images, resources),
         Mode.SYSBOX: sysbox_pod_spec(images, resources, job_uid=job_uid, dind_env=dind_env),
         Mode.HOST_SOCKET: host_socket_pod_spec(images, resources),
     }

@@ -23,9 +23,8 @@ HOST_SOCKET_WARNING = "root on the node: any job can take over the node; discour
 
 ALTERNATIVES_ADVICE = (
     "no verified way to build images on this cluster; UNVERIFIED alternatives (dindcheck did not probe them): "
-    "a Kaniko fork (chainguard-dev/kaniko or osscontainertools/kaniko; upstream was archived in June 2025; "
-    "needs root in the container but not privileged), Buildah with --isolation chroot, "
-    "or a remote builder outside this cluster (BuildKit on a VM, a cloud build service)"
+    "Buildah with --isolation chroot, or a remote builder outside this cluster (BuildKit on a VM, a cloud build "
+    "service)"
 )
 
 
@@ -55,6 +54,13 @@ DECISION_TABLE: tuple[ModeRule, ...] = (
         can_run=False,
         can_build=True,
         cache_path="/home/user/.local/share/buildkit",
+    ),
+    ModeRule(
+        mode=Mode.KANIKO,
+        requires=("kaniko",),
+        cautions=("lsm", "privileged-admission"),
+        can_run=False,
+        can_build=True,
     ),
     ModeRule(
         mode=Mode.SYSBOX,

@@ -26,6 +26,13 @@ SECURITY_COST: Mapping[Mode, str] = {
         "syscalls and user namespaces are the exposure. Fails Pod Security baseline (Unconfined profiles) and "
         "restricted. Builds and pushes only: no docker run."
     ),
+    Mode.KANIKO: (
+        "No privileged and no user namespace: the executor runs as root inside its container with the default "
+        "capabilities and seccomp profile (allowPrivilegeEscalation false), which Pod Security baseline allows and "
+        "restricted forbids. Root in a container is still a larger kernel attack surface than rootless BuildKit's "
+        "unprivileged user, and a build can read whatever the pod can (mounted secrets). Builds and pushes only, "
+        "one image per run, slower than BuildKit (it snapshots its own filesystem after every step)."
+    ),
     Mode.SYSBOX: (
         "No privileged: the container's root maps to an unprivileged user on the node through user namespaces, and "
         "sysbox virtualises /proc and /sys for the inner Docker. The cost is a node-level install (sysbox-runc, "
@@ -49,6 +56,13 @@ SNIPPET_TITLES: Mapping[Mode, tuple[str, ...]] = {
         "Build in the buildkitd container (or a job container sharing /run/user/1000/buildkit):",
         "  buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=. \\",
         "    --output type=image,name=REGISTRY/IMAGE:TAG,push=true",
+    ),
+    Mode.KANIKO: (
+        "Kaniko: the executor as root, not privileged, no user namespace (Pod Security baseline), as tested.",
+        "Put your build context in /workspace (or pass --context git://..., s3://...) and set --destination.",
+        'GitLab CI (Kubernetes executor): a job with image: {image} (entrypoint: [""] on images with a shell)',
+        "  running /kaniko/executor (or executor) with the same args. Buildkite agent-stack-k8s / ARC:",
+        "  a step or container with this container spec. SkyPilot: enable_docker has no Kaniko mode.",
     ),
     Mode.SYSBOX: (
         "Sysbox: dockerd without privileged under RuntimeClass sysbox-runc (nodes need sysbox installed).",
@@ -107,12 +121,18 @@ def skypilot_config(
         comments = [where, "enable_docker: BUILD = rootless BuildKit sidecar: docker buildx build and push, no run."]
         comments.extend(_cache_comments(cache, "BUILD"))
         return _yaml({"kubernetes": {"enable_docker": "BUILD"}}, tuple(comments))
+    kaniko = (
+        ("Kaniko builds and pushes here (see the kaniko snippet), but enable_docker has no Kaniko mode.",)
+        if Mode.KANIKO in usable
+        else ()
+    )
     return _yaml(
         None,
         (
             where,
             "Neither SkyPilot enable_docker mode (true/ALL = dind, BUILD = rootless BuildKit) works on this cluster:",
             "leave enable_docker unset.",
+            *kaniko,
         ),
     )
 
@@ -132,7 +152,11 @@ def pod_snippet(tested: TestedSpec) -> str:
     if tested.annotations:
         metadata["annotations"] = dict(tested.annotations)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": _plain(tested.spec)}
-    comments = tuple(line.replace("{layout}", tested.layout) for line in SNIPPET_TITLES.get(tested.mode, ()))
+    first = (tested.spec.get("containers") or [{}])[0]
+    comments = tuple(
+        line.replace("{layout}", tested.layout).replace("{image}", str(first.get("image", "")))
+        for line in SNIPPET_TITLES.get(tested.mode, ())
+    )
     return _yaml(pod, (*comments, "This is the pod spec dindcheck ran on this cluster, with the images it used."))
 
 

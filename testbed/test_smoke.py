@@ -498,7 +498,7 @@ def test_env_file_matches_contract(tb: Testbed) -> None:
     expected = (
         f"--kubeconfig {env['KUBECONFIG']} --image-dind {env['TESTBED_IMAGE_DIND']} "
         f"--image-buildkit {env['TESTBED_IMAGE_BUILDKIT']} --image-tools {env['TESTBED_IMAGE_TOOLS']} "
-        f"--image-registry {env['TESTBED_IMAGE_REGISTRY']} "
+        f"--image-registry {env['TESTBED_IMAGE_REGISTRY']} --image-kaniko {env['TESTBED_IMAGE_KANIKO']} "
         f"--storage-class {env['TESTBED_CACHE_STORAGE_CLASS']}"
     )
     assert env["TESTBED_PYTEST_ARGS"] == expected

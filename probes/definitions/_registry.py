@@ -10,10 +10,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from probes.engine import API_TIMEOUT_S, ProbeContext
+from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext
+from probes.model import Status
+from probes.settings import ProbeSettings
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
@@ -158,3 +161,59 @@ def _media_type(body: object) -> str:
     if isinstance(parsed, dict):
         return str(parsed.get("mediaType") or ("oci-manifest" if parsed.get("schemaVersion") == 2 else ""))
     return ""
+
+
+# Texts of a registry that could not be used (unreachable, refused credentials, TLS): the builder was not at fault.
+PUSH_PROBLEMS = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "unauthorized",
+    "401",
+    "403",
+    "failed to do request",
+    "server gave http response to https client",
+    "x509",
+)
+
+
+def is_push_problem(error: str) -> bool:
+    """The registry's reachability or credentials failed, not the builder: the proof could not be made."""
+    return any(marker in error.lower() for marker in PUSH_PROBLEMS)
+
+
+def readback_verdict(built: Outcome, readback: ManifestReadback, evidence: dict[str, Any], *, builder: str) -> Outcome:
+    """The push is proven only when the registry serves the manifest the builder said it pushed."""
+    pushed = str(evidence.get("digest", ""))
+    if readback.not_found:
+        return Outcome(Status.FAIL, f"the registry has no manifest for {evidence['image']}: {readback.error}", evidence)
+    if readback.ok and pushed and readback.digest and readback.digest != pushed:
+        return Outcome(Status.FAIL, f"the registry serves {readback.digest}, {builder} pushed {pushed}", evidence)
+    if not readback.ok:
+        return Outcome(
+            Status.INCONCLUSIVE,
+            f"built and pushed, but the manifest could not be read back ({readback.via}: {readback.error})",
+            evidence,
+        )
+    return Outcome(Status.PASS, f"{built.summary}; manifest read back via {readback.via}", evidence, remediation="")
+
+
+def read_back(
+    ctx: ProbeContext, settings: ProbeSettings, ref: str, pod_name: str, port: int, insecure: bool
+) -> ManifestReadback:
+    """The pushed manifest: from the probe pod's throwaway registry, or from --registry over HTTP(S)."""
+    _, repo, tag = split_reference(ref)
+    if not settings.registry:
+        return via_pod_proxy(ctx, pod_name, port, repo, tag)
+    return via_http(ref, insecure=insecure, docker_config=_docker_config(ctx, settings))
+
+
+def _docker_config(ctx: ProbeContext, settings: ProbeSettings) -> dict[str, object] | None:
+    if not settings.registry_secret:
+        return None
+    secret = ctx.core.read_namespaced_secret(settings.registry_secret, ctx.scope.namespace)
+    raw = (secret.data or {}).get(".dockerconfigjson")
+    if not raw:
+        return None
+    parsed = json.loads(base64.b64decode(raw))
+    return parsed if isinstance(parsed, dict) else None

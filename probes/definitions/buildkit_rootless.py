@@ -13,8 +13,6 @@ throwaway registry.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -63,17 +61,6 @@ FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
         "/proc is masked: run buildkitd with --oci-worker-no-process-sandbox",
     ),
 )
-PUSH_PROBLEMS = (
-    "connection refused",
-    "no such host",
-    "i/o timeout",
-    "unauthorized",
-    "401",
-    "403",
-    "failed to do request",
-    "server gave http response to https client",
-    "x509",
-)
 
 
 def classify_failure(text: str) -> str:
@@ -83,11 +70,6 @@ def classify_failure(text: str) -> str:
         if any(needle.lower() in lowered for needle in needles):
             return cause
     return ""
-
-
-def is_push_problem(error: str) -> bool:
-    """The registry's reachability or credentials failed, not BuildKit: the proof could not be made."""
-    return any(marker in error.lower() for marker in PUSH_PROBLEMS)
 
 
 # Steps print KEY=VALUE lines; the build step is one function so base and probe builds read the same.
@@ -195,9 +177,9 @@ def _build(
     outcome = verdict(result, ref, evidence, log=lambda: ctx.logs(name, "buildkitd"))
     if outcome.status is not Status.PASS:
         return outcome
-    readback = _read_back(ctx, settings, ref, pod, insecure)
+    readback = _registry.read_back(ctx, settings, ref, pod.metadata.name, REGISTRY_PORT, insecure)
     evidence["readback"] = readback.to_evidence()
-    return readback_verdict(outcome, readback, evidence)
+    return _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
 
 
 def verdict(
@@ -218,7 +200,7 @@ def verdict(
         cause = classify_failure(error)
         if cause:
             return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(error, 240)})", evidence)
-        if is_push_problem(error):
+        if _registry.is_push_problem(error):
             return Outcome(
                 Status.INCONCLUSIVE,
                 f"{what}: the registry was not usable: {compact(error, 240)}; the registry's reachability or "
@@ -235,42 +217,6 @@ def verdict(
         f"privileged; snapshotter {values.get('snapshotter') or '?'}"
     )
     return Outcome(Status.PASS, summary, evidence, remediation="")
-
-
-def readback_verdict(built: Outcome, readback: _registry.ManifestReadback, evidence: dict[str, Any]) -> Outcome:
-    """The push is proven only when the registry serves the manifest BuildKit said it pushed."""
-    pushed = str(evidence.get("digest", ""))
-    if readback.not_found:
-        return Outcome(Status.FAIL, f"the registry has no manifest for {evidence['image']}: {readback.error}", evidence)
-    if readback.ok and pushed and readback.digest and readback.digest != pushed:
-        return Outcome(Status.FAIL, f"the registry serves {readback.digest}, BuildKit pushed {pushed}", evidence)
-    if not readback.ok:
-        return Outcome(
-            Status.INCONCLUSIVE,
-            f"built and pushed, but the manifest could not be read back ({readback.via}: {readback.error})",
-            evidence,
-        )
-    return Outcome(Status.PASS, f"{built.summary}; manifest read back via {readback.via}", evidence, remediation="")
-
-
-def _read_back(
-    ctx: ProbeContext, settings: ProbeSettings, ref: str, pod: Any, insecure: bool
-) -> _registry.ManifestReadback:
-    _, repo, tag = _registry.split_reference(ref)
-    if not settings.registry:
-        return _registry.via_pod_proxy(ctx, pod.metadata.name, REGISTRY_PORT, repo, tag)
-    return _registry.via_http(ref, insecure=insecure, docker_config=_docker_config(ctx, settings))
-
-
-def _docker_config(ctx: ProbeContext, settings: ProbeSettings) -> dict[str, object] | None:
-    if not settings.registry_secret:
-        return None
-    secret = ctx.core.read_namespaced_secret(settings.registry_secret, ctx.scope.namespace)
-    raw = (secret.data or {}).get(".dockerconfigjson")
-    if not raw:
-        return None
-    parsed = json.loads(base64.b64decode(raw))
-    return parsed if isinstance(parsed, dict) else None
 
 
 PROBE = ProbeDefinition(

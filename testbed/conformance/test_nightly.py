@@ -8,7 +8,6 @@ previous night and fails (exit 1, --fail-on-regression).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -75,11 +74,6 @@ def latest_report(env: dict[str, str]) -> dict[str, Any]:
 def nightly(testbed_env: dict[str, str]) -> dict[str, str]:
     if "TESTBED_IMAGE_DINDCHECK" not in testbed_env:
         pytest.skip("the testbed has no dindcheck image")
-    if os.environ.get("DINDCHECK_CONFORMANCE_IN_CLUSTER") != "1":
-        # Opt-in until the testbed's pod -> API server connectivity is understood: runs inside a pod intermittently
-        # see TCP connect timeouts to 10.88.0.1:6443 (their checks then say inconclusive, honestly, but the
-        # comparison with the outside run fails). Passed on two of four CI runs on this machine.
-        pytest.skip("in-cluster Job cases are opt-in: DINDCHECK_CONFORMANCE_IN_CLUSTER=1")
     return testbed_env
 
 

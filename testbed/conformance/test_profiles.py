@@ -29,6 +29,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "lsm": {"pass"},
         "sysbox": {"skipped"},
         "host-socket": {"skipped"},
+        "kaniko": {"pass"},
         "modes": ("dind", "buildkit-rootless"),
     },
     "dind-legacy": {  # Docker 20.10 in the DinD image: every verdict as with Docker 29
@@ -40,6 +41,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "lsm": {"pass"},
         "sysbox": {"skipped"},
         "host-socket": {"skipped"},
+        "kaniko": {"pass"},
         "modes": ("dind", "buildkit-rootless"),
     },
     "deny-privileged": {
@@ -47,13 +49,28 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "overlay-cache": ANY,
         "docker-run": {"skipped", "inconclusive"},
         "buildkit-rootless": {"pass"},
+        "kaniko": {"pass"},
         "modes": ("none", "buildkit-rootless"),
+    },
+    "deny-privileged+userns-off": {  # neither privileged nor user namespaces: Kaniko is the build path left
+        "privileged-admission": {"fail"},
+        "docker-run": {"skipped", "inconclusive"},
+        "buildkit-rootless": {"fail"},
+        "kaniko": {"pass"},
+        "modes": ("none", "kaniko"),
     },
     "psa-baseline": {
         "privileged-admission": {"fail"},
         "overlay-cache": ANY,
         "docker-run": {"skipped", "inconclusive"},
         "buildkit-rootless": {"fail"},
+        "kaniko": {"pass"},  # root, default capabilities and seccomp, no escalation: what baseline allows
+        "modes": ("none", "kaniko"),
+    },
+    "psa-restricted": {
+        "privileged-admission": {"fail"},
+        "buildkit-rootless": {"fail"},
+        "kaniko": {"fail"},  # restricted forbids running as root
         "modes": ("none", "none"),
     },
     "userns-off": {
@@ -61,11 +78,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "overlay-cache": {"pass"},
         "docker-run": {"pass"},
         "buildkit-rootless": {"fail"},
-        "modes": ("dind", "dind"),
+        "kaniko": {"pass"},
+        "modes": ("dind", "kaniko"),
     },
     "sysbox-class": {
         "privileged-admission": {"pass"},
         "sysbox": {"fail"},
+        "kaniko": {"pass"},
         "modes": ("dind", "buildkit-rootless"),
     },
     "cache-fuse": {
@@ -73,6 +92,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "overlay-cache": {"fail"},
         "docker-run": {"pass"},
         "buildkit-rootless": {"pass"},
+        "kaniko": {"pass"},
         "modes": ("dind", "buildkit-rootless"),
     },
 }
@@ -195,14 +215,47 @@ def test_pushed_manifest_is_read_back(suite_run: SuiteRun) -> None:
 def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[str, str]) -> None:
     """The config to paste is the spec a probe ran: the run's images and resources, in every container."""
     snippets = suite_run.report["recommendation"]["snippets"]
-    run_images = {testbed_env[key] for key in ("TESTBED_IMAGE_DIND", "TESTBED_IMAGE_BUILDKIT", "TESTBED_IMAGE_TOOLS")}
-    for mode in ("dind", "buildkit-rootless", "sysbox", "host-socket"):
+    run_images = {
+        testbed_env[key]
+        for key in ("TESTBED_IMAGE_DIND", "TESTBED_IMAGE_BUILDKIT", "TESTBED_IMAGE_TOOLS", "TESTBED_IMAGE_KANIKO")
+    }
+    for mode in ("dind", "buildkit-rootless", "kaniko", "sysbox", "host-socket"):
         if mode not in snippets:
             continue
         spec = yaml.safe_load(snippets[mode])["spec"]
         containers = spec.get("initContainers", []) + spec["containers"]
         assert {c["image"] for c in containers} <= run_images, containers
         assert all(c["resources"]["limits"] for c in containers), containers
+
+
+def test_kaniko_rejection_quotes_pod_security(suite_run: SuiteRun, profile: Profile) -> None:
+    """Under restricted, Kaniko's own spec (not the probe's helpers) is refused, in the API server's words."""
+    if profile.psa_default != "restricted":
+        pytest.skip("Kaniko's spec is admitted below Pod Security restricted")
+    kaniko = suite_run.check("kaniko")
+    answer = kaniko["evidence"]["admission_of_the_tested_spec"]
+    assert answer["admitted"] is False
+    assert answer["source"] == "pod-security-admission"
+    assert answer["message"] in kaniko["summary"]
+    assert "runAsNonRoot" in answer["message"] or "runAsUser=0" in answer["message"], answer["message"]
+    dry_run = suite_run.check("privileged-admission")["evidence"]["specs"]["kaniko"]
+    assert dry_run["admitted"] is False
+
+
+def test_kaniko_build_is_read_back(suite_run: SuiteRun) -> None:
+    kaniko = suite_run.check("kaniko")
+    if kaniko["status"] != "pass":
+        pytest.skip("Kaniko does not work on this profile")
+    evidence = kaniko["evidence"]
+    assert evidence["readback"]["ok"] is True, evidence["readback"]
+    assert evidence["readback"]["digest"] == evidence["digest"]
+    assert evidence["steps"]["base"]["message"].startswith("sha256:"), "the base was not pushed to the registry"
+    assert "RUN step" in kaniko["summary"]
+    snippet = yaml.safe_load(suite_run.report["recommendation"]["snippets"].get("kaniko", "{}") or "{}")
+    if suite_run.report["recommendation"]["build_only"] == "kaniko":
+        (container,) = snippet["spec"]["containers"]
+        assert container["securityContext"]["runAsUser"] == 0
+        assert "privileged" not in container["securityContext"]
 
 
 def test_the_docker_release_probed_is_in_the_evidence(suite_run: SuiteRun, profile: Profile) -> None:

@@ -5,11 +5,23 @@
 
 TB_CNI_CONF_DIR=$TB_CONF/cni
 TB_CNI_IPAM_DIR=$TB_RUN/cni-ipam
+# The bridge's own MAC, fixed (locally administered, derived from the node IP: 0a:58:0a:58:00:01). A bridge whose
+# address was never set takes the lowest MAC of its ports and changes it whenever a pod's veth with a lower MAC
+# joins or the lowest one leaves; pods that cached the old MAC for $TB_NODE_IP then send to an address the bridge
+# no longer delivers locally, and their connections to the API server and registry time out until their ARP entry
+# expires (up to ~50 s). Setting the address pins it (addr_assign_type 3, "set"); it goes away with the bridge.
+# shellcheck disable=SC2086 # word splitting of the dotted quad is intended
+TB_BRIDGE_MAC=$(printf '0a:58:%02x:%02x:%02x:%02x' ${TB_NODE_IP//./ })
 
 network_up() {
   if ! ip link show "$TB_BRIDGE" >/dev/null 2>&1; then
     log "network: creating bridge $TB_BRIDGE with $TB_NODE_IP/16"
-    ip link add "$TB_BRIDGE" type bridge
+    ip link add "$TB_BRIDGE" address "$TB_BRIDGE_MAC" type bridge
+  fi
+  if [[ $(<"/sys/class/net/$TB_BRIDGE/address") != "$TB_BRIDGE_MAC" ||
+    $(<"/sys/class/net/$TB_BRIDGE/addr_assign_type") != 3 ]]; then
+    log "network: pinning $TB_BRIDGE's MAC to $TB_BRIDGE_MAC"
+    ip link set dev "$TB_BRIDGE" address "$TB_BRIDGE_MAC"
   fi
   if ! ip -4 addr show dev "$TB_BRIDGE" | grep -q "inet $TB_NODE_IP/16"; then
     ip addr add "$TB_NODE_IP/16" dev "$TB_BRIDGE"

@@ -52,9 +52,34 @@ def test_mode_specs_cover_every_mode_with_the_containers_users_name() -> None:
     assert names == {
         Mode.DIND: ["dind", "job"],
         Mode.BUILDKIT_ROOTLESS: ["buildkitd"],
+        Mode.KANIKO: ["kaniko"],
         Mode.SYSBOX: ["dind", "job"],
         Mode.HOST_SOCKET: ["job"],
     }
+
+
+def test_kaniko_runs_as_root_but_within_pod_security_baseline() -> None:
+    """Root, default capabilities, RuntimeDefault seccomp, no escalation, writable root: what baseline admits."""
+    secret_ref = "push-credentials"  # noqa: S105 - the name of a Secret, not a password
+    spec = specs.kaniko_pod_spec(
+        IMAGES,
+        RESOURCES,
+        destination="r.example/a:b",
+        insecure_registries=("localhost:5000",),
+        registry_secret=secret_ref,
+    )
+    (kaniko,) = spec["containers"]
+    assert kaniko["securityContext"] == {
+        "runAsUser": 0,
+        "allowPrivilegeEscalation": False,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert "privileged" not in kaniko["securityContext"]
+    assert "--destination=r.example/a:b" in kaniko["args"]
+    assert "--insecure-registry=localhost:5000" in kaniko["args"]
+    assert "--digest-file=/dev/termination-log" in kaniko["args"]
+    assert {"name": "DOCKER_CONFIG", "value": "/kaniko/.docker"} in kaniko["env"]
+    assert [v["name"] for v in spec["volumes"]] == ["workspace", "registry-auth"]
 
 
 def test_sysbox_is_the_dind_layout_without_privileged_under_its_runtime_class() -> None:

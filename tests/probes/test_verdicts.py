@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from probes.definitions import buildkit_rootless, docker_run, host_socket, lsm, overlay_cache, socket_sharing, sysbox
+from probes.definitions import (
+    _registry,
+    buildkit_rootless,
+    docker_run,
+    host_socket,
+    kaniko,
+    lsm,
+    overlay_cache,
+    socket_sharing,
+    sysbox,
+)
 from probes.definitions._docker import WAIT_FOR_DAEMON
 from probes.definitions._registry import ManifestReadback
 from probes.engine import CommandResult, Outcome, key_values
@@ -97,13 +107,13 @@ def test_buildkit_build_with_run_step_then_readback_passes() -> None:
     readback = ManifestReadback(
         True, "api-server pod proxy", "sha256:bbb", "application/vnd.oci.image.manifest.v1+json"
     )
-    assert buildkit_rootless.readback_verdict(outcome, readback, evidence).status is Status.PASS
+    assert _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit").status is Status.PASS
 
 
 def test_buildkit_readback_404_is_a_fail_not_a_pass() -> None:
     outcome, evidence = built()
     readback = ManifestReadback(False, "api-server pod proxy", error="404 Not Found: MANIFEST_UNKNOWN", not_found=True)
-    final = buildkit_rootless.readback_verdict(outcome, readback, evidence)
+    final = _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
     assert final.status is Status.FAIL
     assert "no manifest" in final.summary
 
@@ -111,13 +121,13 @@ def test_buildkit_readback_404_is_a_fail_not_a_pass() -> None:
 def test_buildkit_readback_of_another_digest_fails() -> None:
     outcome, evidence = built()
     readback = ManifestReadback(True, "http from this machine", "sha256:other", "oci")
-    assert buildkit_rootless.readback_verdict(outcome, readback, evidence).status is Status.FAIL
+    assert _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit").status is Status.FAIL
 
 
 def test_buildkit_unreadable_registry_after_a_push_proves_nothing() -> None:
     outcome, evidence = built()
     readback = ManifestReadback(False, "http from this machine", error="timed out")
-    assert buildkit_rootless.readback_verdict(outcome, readback, evidence).status is Status.INCONCLUSIVE
+    assert _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit").status is Status.INCONCLUSIVE
 
 
 def test_buildkit_run_step_failure_names_the_masked_proc() -> None:
@@ -437,3 +447,89 @@ def test_waiting_for_dockerd_reports_success(tmp_path: Any) -> None:
     found = _wait_with_fake_docker(tmp_path, "echo 'Server Version: 29.8.1'", 0)
     assert found["daemon"] == "ok"
     assert "waited_s" in found
+
+
+# ----- kaniko: every step's own exit, the digest from the termination message, named causes -------------------------
+KANIKO_REF = "localhost:5000/dindcheck/kaniko:abcde"
+DIGEST = "sha256:" + "b" * 64
+
+
+def kaniko_steps(**failed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    steps: dict[str, dict[str, Any]] = {
+        "prepare": {"exit_code": 0, "reason": "Completed", "message": ""},
+        "base": {"exit_code": 0, "reason": "Completed", "message": "sha256:" + "a" * 64},
+        "kaniko": {"exit_code": 0, "reason": "Completed", "message": DIGEST},
+    }
+    steps.update(failed)
+    return steps
+
+
+def test_kaniko_passes_with_the_digest_of_its_termination_message() -> None:
+    evidence: dict[str, Any] = {"image": KANIKO_REF}
+    outcome = kaniko.verdict(kaniko_steps(), KANIKO_REF, evidence)
+    assert outcome.status is Status.PASS
+    assert evidence["digest"] == DIGEST
+    assert DIGEST in outcome.summary
+    readback = ManifestReadback(False, "api-server pod proxy", error="404 Not Found", not_found=True)
+    assert _registry.readback_verdict(outcome, readback, evidence, builder="Kaniko").status is Status.FAIL
+
+
+@pytest.mark.parametrize(
+    ("log", "cause"),
+    [
+        # the executor copies the Dockerfile under /kaniko first (chainguard-dev/kaniko v1.25)
+        (
+            "error resolving dockerfile path: copying dockerfile: open /kaniko/Dockerfile: read-only file system",
+            "readOnlyRootFilesystem must be false",
+        ),
+        (
+            (
+                "error building image: error building stage: failed to get filesystem from image: chown /bin/sh: "
+                "operation not permitted"
+            ),
+            "capability Kaniko needs",
+        ),
+    ],
+)
+def test_kaniko_known_failures_are_named(log: str, cause: str) -> None:
+    steps = kaniko_steps(kaniko={"exit_code": 1, "reason": "Error", "message": "", "log": [log]})
+    outcome = kaniko.verdict(steps, KANIKO_REF, {})
+    assert outcome.status is Status.FAIL
+    assert cause in outcome.summary
+
+
+def test_kaniko_forced_non_root_is_named_from_the_kubelets_words() -> None:
+    reason = (
+        "container kaniko: CreateContainerConfigError: container's runAsUser breaks non-root policy "
+        '(pod: "dc-abcde-kaniko-build_ns", container: kaniko)'
+    )
+    assert "must run as root" in kaniko.classify_failure(reason)
+
+
+def test_kaniko_chown_without_a_kernel_refusal_is_no_capability_cause() -> None:
+    assert kaniko.classify_failure("chown: changed ownership of /built") == ""
+
+
+def test_kaniko_unreachable_registry_proves_nothing_about_kaniko() -> None:
+    log = (
+        "error checking push permissions -- make sure you entered the correct tag name, and that you are "
+        'authenticated correctly, and try again: checking push permission for "r.example/a:b": creating push '
+        'check transport for r.example failed: Get "https://r.example/v2/": dial tcp: lookup r.example: no such host'
+    )
+    steps = kaniko_steps(kaniko={"exit_code": 1, "reason": "Error", "message": "", "log": [log]})
+    assert kaniko.verdict(steps, KANIKO_REF, {}).status is Status.INCONCLUSIVE
+
+
+def test_kaniko_scaffolding_failures_and_missing_steps_prove_nothing() -> None:
+    broken = kaniko_steps(prepare={"exit_code": 127, "reason": "Error", "message": "", "log": ["sh: ldd: not found"]})
+    assert kaniko.verdict(broken, KANIKO_REF, {}).status is Status.INCONCLUSIVE
+    never = {"prepare": kaniko_steps()["prepare"]}
+    assert kaniko.verdict(never, KANIKO_REF, {}).status is Status.INCONCLUSIVE
+
+
+def test_kaniko_run_step_failure_fails_with_its_words() -> None:
+    log = "error building image: error building stage: failed to execute command: starting command: fork/exec"
+    steps = kaniko_steps(kaniko={"exit_code": 1, "reason": "Error", "message": "", "log": [log]})
+    outcome = kaniko.verdict(steps, KANIKO_REF, {})
+    assert outcome.status is Status.FAIL
+    assert "failed to execute command" in outcome.summary

@@ -40,7 +40,7 @@ def test_written_file_equals_the_report_dict(profile_run: RunResult, tmp_path: P
 
 def test_modes_never_include_none(profile_run: RunResult) -> None:
     modes = reports.build_report(profile_run).json["modes"]
-    assert [mode["id"] for mode in modes] == ["buildkit-rootless", "sysbox", "dind", "host-socket"]
+    assert [mode["id"] for mode in modes] == ["buildkit-rootless", "kaniko", "sysbox", "dind", "host-socket"]
     assert all(set(mode) == {"id", "usable", "blocked_by", "warnings"} for mode in modes)
 
 
@@ -55,7 +55,7 @@ def test_schema_rejects_none_as_an_assessed_mode(profiles: dict[str, RunResult])
     ("path", "value"),
     [
         (("checks", 0, "status"), "passed"),
-        (("recommendation", "full_docker"), "kaniko"),
+        (("recommendation", "full_docker"), "buildah"),
         (("timing", "total_s"), "84s"),
         (("schema",), "dindcheck/report/v2"),
     ],

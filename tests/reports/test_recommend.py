@@ -61,7 +61,7 @@ def test_psa_baseline_advises_unverified_alternatives(profiles: dict[str, RunRes
     reasons = recommend(profiles["psa-baseline"]).reasons
     assert ALTERNATIVES_ADVICE in reasons
     assert "UNVERIFIED" in ALTERNATIVES_ADVICE
-    for alternative in ("Kaniko", "Buildah", "chroot", "remote builder"):
+    for alternative in ("Buildah", "chroot", "remote builder"):
         assert alternative in ALTERNATIVES_ADVICE
 
 
@@ -144,8 +144,18 @@ def test_sysbox_is_preferred_over_dind_when_both_work(make_verdict: MakeVerdict,
     assert recommendation.build_only is Mode.BUILDKIT_ROOTLESS
 
 
-def test_sysbox_builds_when_rootless_buildkit_does_not(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+def test_kaniko_builds_when_rootless_buildkit_does_not(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    """Kaniko needs neither privileged nor user namespaces: it comes before sysbox and dind for build + push."""
     run = make_run(*all_pass(make_verdict, except_for={"buildkit-rootless": Status.FAIL}))
+    recommendation = recommend(run)
+    assert recommendation.build_only is Mode.KANIKO
+    assert recommendation.full_docker is Mode.SYSBOX  # Kaniko never runs containers
+
+
+def test_sysbox_builds_when_neither_rootless_builder_does(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    run = make_run(
+        *all_pass(make_verdict, except_for={"buildkit-rootless": Status.FAIL, "kaniko": Status.INCONCLUSIVE})
+    )
     assert recommend(run).build_only is Mode.SYSBOX
 
 
@@ -272,7 +282,7 @@ def test_decision_table_names_only_known_checks() -> None:
 
 def test_orders_follow_the_security_first_contract() -> None:
     assert FULL_DOCKER_ORDER == (Mode.SYSBOX, Mode.DIND, Mode.HOST_SOCKET)
-    assert BUILD_ONLY_ORDER == (Mode.BUILDKIT_ROOTLESS, Mode.SYSBOX, Mode.DIND, Mode.HOST_SOCKET)
+    assert BUILD_ONLY_ORDER == (Mode.BUILDKIT_ROOTLESS, Mode.KANIKO, Mode.SYSBOX, Mode.DIND, Mode.HOST_SOCKET)
 
 
 def test_dind_requirements_match_the_contract() -> None:
@@ -282,6 +292,8 @@ def test_dind_requirements_match_the_contract() -> None:
     assert not rules[Mode.BUILDKIT_ROOTLESS].can_run
     assert rules[Mode.SYSBOX].requires == ("sysbox",)
     assert rules[Mode.HOST_SOCKET].requires == ("host-socket",)
+    assert rules[Mode.KANIKO].requires == ("kaniko",)
+    assert not rules[Mode.KANIKO].can_run
 
 
 def test_a_server_message_quoted_by_the_blocking_check_is_not_repeated(
