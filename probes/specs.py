@@ -100,6 +100,20 @@ def dind_pod_spec(
     return {"containers": [sidecar, job], "volumes": volumes}
 
 
+def _mount_registry_auth(
+    container: dict[str, Any], volumes: list[dict[str, Any]], secret_name: str, docker_config: str
+) -> None:
+    """Push credentials where the builder looks: the Secret's .dockerconfigjson as $DOCKER_CONFIG/config.json."""
+    container["env"] = [*container.get("env", []), {"name": "DOCKER_CONFIG", "value": docker_config}]
+    container["volumeMounts"].append({"name": "registry-auth", "mountPath": docker_config})
+    volumes.append(
+        {
+            "name": "registry-auth",
+            "secret": {"secretName": secret_name, "items": [{"key": ".dockerconfigjson", "path": "config.json"}]},
+        }
+    )
+
+
 def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: str | None = None) -> dict[str, Any]:
     """BuildKit's rootless reference pod (examples/kubernetes/*.rootless.yaml), no privileged.
 
@@ -120,17 +134,7 @@ def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: 
     )
     volumes: list[dict[str, Any]] = [{"name": "buildkitd", "emptyDir": {}}]
     if registry_secret:
-        container["env"] = [{"name": "DOCKER_CONFIG", "value": "/home/user/.docker"}]
-        container["volumeMounts"].append({"name": "registry-auth", "mountPath": "/home/user/.docker"})
-        volumes.append(
-            {
-                "name": "registry-auth",
-                "secret": {
-                    "secretName": registry_secret,
-                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                },
-            }
-        )
+        _mount_registry_auth(container, volumes, registry_secret, "/home/user/.docker")
     return {"containers": [container], "volumes": volumes}
 
 
@@ -170,17 +174,7 @@ def kaniko_pod_spec(
     )
     volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}]
     if registry_secret:
-        container["env"] = [{"name": "DOCKER_CONFIG", "value": KANIKO_DOCKER_CONFIG}]
-        container["volumeMounts"].append({"name": "registry-auth", "mountPath": KANIKO_DOCKER_CONFIG})
-        volumes.append(
-            {
-                "name": "registry-auth",
-                "secret": {
-                    "secretName": registry_secret,
-                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                },
-            }
-        )
+        _mount_registry_auth(container, volumes, registry_secret, KANIKO_DOCKER_CONFIG)
     return {"containers": [container], "volumes": volumes}
 
 

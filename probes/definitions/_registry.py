@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext
+from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, compact
 from probes.model import Status
 from probes.settings import ProbeSettings
 
@@ -180,6 +180,18 @@ PUSH_PROBLEMS = (
 def is_push_problem(error: str) -> bool:
     """The registry's reachability or credentials failed, not the builder: the proof could not be made."""
     return any(marker in error.lower() for marker in PUSH_PROBLEMS)
+
+
+def push_problem_outcome(what: str, error: str, evidence: dict[str, Any], *, builder: str) -> Outcome:
+    """The registry stopped the proof (unreachable, credentials, TLS): inconclusive, never the builder's failure."""
+    return Outcome(
+        Status.INCONCLUSIVE,
+        f"{what}: the registry was not usable: {compact(error, 240)}; the registry's reachability or credentials, "
+        f"not {builder}, stopped the proof",
+        evidence,
+        remediation="Check --registry (address, port, http vs https: --registry-insecure) and --registry-secret, "
+        "and that pods may reach it (NetworkPolicy, egress).",
+    )
 
 
 def readback_verdict(built: Outcome, readback: ManifestReadback, evidence: dict[str, Any], *, builder: str) -> Outcome:

@@ -201,14 +201,7 @@ def verdict(
         if cause:
             return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(error, 240)})", evidence)
         if _registry.is_push_problem(error):
-            return Outcome(
-                Status.INCONCLUSIVE,
-                f"{what}: the registry was not usable: {compact(error, 240)}; the registry's reachability or "
-                "credentials, not BuildKit, stopped the proof",
-                evidence,
-                remediation="Check --registry (address, port, http vs https: --registry-insecure) and "
-                "--registry-secret, and that pods may reach it (NetworkPolicy, egress).",
-            )
+            return _registry.push_problem_outcome(what, error, evidence, builder="BuildKit")
         return Outcome(Status.FAIL, f"{what} failed: {compact(error, 300)}", evidence)
     pushed = values.get("build_push_digest", "")
     evidence["digest"] = pushed

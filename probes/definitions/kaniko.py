@@ -235,14 +235,7 @@ def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]
         if cause:
             return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(text, 240)})", evidence)
         if _registry.is_push_problem(text):
-            return Outcome(
-                Status.INCONCLUSIVE,
-                f"{what}: the registry was not usable: {compact(text, 240)}; the registry's reachability or "
-                "credentials, not Kaniko, stopped the proof",
-                evidence,
-                remediation="Check --registry (address, port, http vs https: --registry-insecure) and "
-                "--registry-secret, and that pods may reach it (NetworkPolicy, egress).",
-            )
+            return _registry.push_problem_outcome(what, text, evidence, builder="Kaniko")
         return Outcome(Status.FAIL, f"{what} failed (exit {state['exit_code']}): {compact(text, 300)}", evidence)
     pushed = str(steps["kaniko"].get("message", ""))
     evidence["digest"] = pushed if pushed.startswith("sha256:") else ""

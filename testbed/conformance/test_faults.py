@@ -86,15 +86,19 @@ def test_push_to_the_testbed_registry(testbed_env: dict[str, str], out_root: Pat
         testbed_env,
         out_root / "user-registry",
         "-k",
-        "buildkit_rootless",
+        "buildkit_rootless or kaniko",
         "--registry",
         testbed_env["TESTBED_REGISTRY"],
         "--registry-insecure",
     )
-    check = run.check("buildkit-rootless")
-    assert check["status"] == "pass", check
-    assert check["evidence"]["readback"]["ok"] is True
-    assert check["evidence"]["readback"]["digest"] == check["evidence"]["digest"]
+    for check_id in ("buildkit-rootless", "kaniko"):
+        check = run.check(check_id)
+        assert check["status"] == "pass", check
+        assert check["evidence"]["registry"]["kind"] == "user"
+        assert check["evidence"]["image"].startswith(testbed_env["TESTBED_REGISTRY"] + "/")
+        assert check["evidence"]["readback"]["ok"] is True
+        assert check["evidence"]["readback"]["via"] == "http from this machine"
+        assert check["evidence"]["readback"]["digest"] == check["evidence"]["digest"]
 
 
 @pytest.mark.usefixtures("permissive")
