@@ -167,6 +167,21 @@ class Progress:
             return dict(self._latest)
 
 
+Needle = str | tuple[str, ...]
+"""A text to look for, or several that must all be present."""
+
+
+def named_cause(text: str, causes: tuple[tuple[tuple[Needle, ...], str], ...]) -> str:
+    """The first cause one of whose needles the text contains (case-insensitive), or '' when none matches."""
+    lowered = text.lower()
+    for needles, cause in causes:
+        for needle in needles:
+            parts = (needle,) if isinstance(needle, str) else needle
+            if all(part.lower() in lowered for part in parts):
+                return cause
+    return ""
+
+
 def compact(text: str, limit: int = 320) -> str:
     """A long runtime error, shortened for a one-line summary: its head and its tail (the root cause) kept.
 

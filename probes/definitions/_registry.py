@@ -18,6 +18,27 @@ from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, compact
 from probes.model import Status
 from probes.settings import ProbeSettings
 
+REGISTRY_PORT = 5000
+LOCAL_REGISTRY = f"localhost:{REGISTRY_PORT}"
+"""Builders speak plain HTTP to a localhost registry by default: the throwaway registry lives in the probe pod."""
+
+# Shell functions for the builder probes. base_rootfs DIR: a base image's context made here (the container's own
+# /bin/sh and the libraries it loads, nothing pulled from elsewhere). probe_dockerfile DIR BASE RUN_ID: a Dockerfile
+# FROM that base with a RUN step, so the builder pulls it and runs a step in it.
+BUILD_CONTEXTS = r"""
+base_rootfs() {
+  mkdir -p "$1/rootfs/bin"; sh_bin=$(readlink -f /bin/sh); cp "$sh_bin" "$1/rootfs/bin/sh"
+  for lib in $(ldd "$sh_bin" 2>/dev/null | grep -o '/[^ ]*') /lib/ld-musl-*.so.1; do
+    if [ -e "$lib" ]; then mkdir -p "$1/rootfs$(dirname "$lib")"; cp "$lib" "$1/rootfs$lib"; fi
+  done
+  printf 'FROM scratch\nCOPY rootfs/ /\n' > "$1/Dockerfile"
+}
+probe_dockerfile() {
+  mkdir -p "$1"
+  printf 'FROM %s\nRUN echo "built by dindcheck %s" > /built && test -s /built\n' "$2" "$3" > "$1/Dockerfile"
+}
+"""
+
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
     "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json"
@@ -180,6 +201,17 @@ PUSH_PROBLEMS = (
 def is_push_problem(error: str) -> bool:
     """The registry's reachability or credentials failed, not the builder: the proof could not be made."""
     return any(marker in error.lower() for marker in PUSH_PROBLEMS)
+
+
+def registry_container(settings: ProbeSettings) -> dict[str, Any]:
+    """The throwaway registry as a container of the probe pod, on REGISTRY_PORT, storage on an emptyDir."""
+    return {
+        "name": "registry",
+        "image": settings.images.registry,
+        "ports": [{"containerPort": REGISTRY_PORT}],
+        "volumeMounts": [{"name": "registry-data", "mountPath": "/var/lib/registry"}],
+        "resources": settings.resources.to_spec(),
+    }
 
 
 def push_problem_outcome(what: str, error: str, evidence: dict[str, Any], *, builder: str) -> Outcome:

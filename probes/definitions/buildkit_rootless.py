@@ -18,7 +18,7 @@ from typing import Any
 
 from probes import specs
 from probes.definitions import _registry
-from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values
+from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values, named_cause
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
@@ -29,9 +29,6 @@ REMEDIATION = (
     "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04+), allowPrivilegeEscalation not false "
     "(newuidmap is setuid), --oci-worker-no-process-sandbox, and its state dir on an emptyDir."
 )
-
-REGISTRY_PORT = 5000
-LOCAL_REGISTRY = f"localhost:{REGISTRY_PORT}"
 
 # Known failure texts (docs/probe-facts.md, "Rootless BuildKit") -> the cause a person can act on.
 FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -65,11 +62,7 @@ FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
 
 def classify_failure(text: str) -> str:
     """Name the cause of a rootless BuildKit failure from its log, or '' when it is not a known one."""
-    lowered = text.lower()
-    for needles, cause in FAILURE_CAUSES:
-        if any(needle.lower() in lowered for needle in needles):
-            return cause
-    return ""
+    return named_cause(text, FAILURE_CAUSES)
 
 
 # Steps print KEY=VALUE lines; the build step is one function so base and probe builds read the same.
@@ -98,15 +91,9 @@ build() {  # build STEP DIR IMAGE OUTPUT-OPTIONS: build DIR's Dockerfile and pus
     | grep -o '"containerimage.digest":"sha256:[0-9a-f]*"' | cut -d'"' -f4)"
 }
 w=$(mktemp -d)
-# A base image made here: the container's own shell and the libraries it loads, nothing pulled from elsewhere.
-mkdir -p "$w/base/rootfs/bin"; sh_bin=$(readlink -f /bin/sh); cp "$sh_bin" "$w/base/rootfs/bin/sh"
-for lib in $(ldd "$sh_bin" 2>/dev/null | grep -o '/[^ ]*') /lib/ld-musl-*.so.1; do
-  [ -e "$lib" ] && mkdir -p "$w/base/rootfs$(dirname "$lib")" && cp "$lib" "$w/base/rootfs$lib"
-done
-printf 'FROM scratch\nCOPY rootfs/ /\n' > "$w/base/Dockerfile"
+base_rootfs "$w/base"
 build base "$w/base" "$BASE" ",registry.insecure=true" || exit 0
-mkdir -p "$w/probe"
-printf 'FROM %s\nRUN echo "built by dindcheck $RUN_ID" > /built && test -s /built\n' "$BASE" > "$w/probe/Dockerfile"
+probe_dockerfile "$w/probe" "$BASE" "$RUN_ID"
 build build_push "$w/probe" "$REF" "$INSECURE"
 """
 
@@ -120,11 +107,11 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         insecure = settings.registry_insecure
         evidence["registry"] = {"address": registry, "kind": "user"}
     else:
-        registry = LOCAL_REGISTRY
+        registry = _registry.LOCAL_REGISTRY
         insecure = True
         evidence["registry"] = {"address": registry, "kind": "throwaway registry container in the probe pod"}
     # the harness's registry container serves the base image; the spec users paste is buildkitd's alone
-    pod_spec = {**spec, "containers": [*spec["containers"], _registry_container(settings)]}
+    pod_spec = {**spec, "containers": [*spec["containers"], _registry.registry_container(settings)]}
     pod_spec["volumes"] = [*spec["volumes"], {"name": "registry-data", "emptyDir": {}}]
     manifest = ctx.pod_manifest("buildkitd", pod_spec)
     name = manifest["metadata"]["name"]
@@ -144,16 +131,6 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
 
 
-def _registry_container(settings: ProbeSettings) -> dict[str, Any]:
-    return {
-        "name": "registry",
-        "image": settings.images.registry,
-        "ports": [{"containerPort": REGISTRY_PORT}],
-        "volumeMounts": [{"name": "registry-data", "mountPath": "/var/lib/registry"}],
-        "resources": settings.resources.to_spec(),
-    }
-
-
 def _build(
     ctx: ProbeContext, settings: ProbeSettings, name: str, registry: str, insecure: bool, evidence: dict[str, Any]
 ) -> Outcome:
@@ -168,16 +145,16 @@ def _build(
         raise
     run_id = ctx.scope.run_id
     ref = f"{registry}/dindcheck/probe:{run_id}"
-    base = f"{LOCAL_REGISTRY}/dindcheck/base:{run_id}"
+    base = f"{_registry.LOCAL_REGISTRY}/dindcheck/base:{run_id}"
     ctx.say(f"pushing a base image, building FROM it with a RUN step, pushing {ref}")
     env = f"REF='{ref}'; BASE='{base}'; RUN_ID='{run_id}'; INSECURE='{',registry.insecure=true' if insecure else ''}'"
-    result = ctx.exec(name, "buildkitd", f"{env}\n{BUILD_AND_PUSH}", timeout_s=180)
+    result = ctx.exec(name, "buildkitd", f"{env}\n{_registry.BUILD_CONTEXTS}{BUILD_AND_PUSH}", timeout_s=180)
     evidence["image"] = ref
     evidence["base_image"] = base
     outcome = verdict(result, ref, evidence, log=lambda: ctx.logs(name, "buildkitd"))
     if outcome.status is not Status.PASS:
         return outcome
-    readback = _registry.read_back(ctx, settings, ref, pod.metadata.name, REGISTRY_PORT, insecure)
+    readback = _registry.read_back(ctx, settings, ref, pod.metadata.name, _registry.REGISTRY_PORT, insecure)
     evidence["readback"] = readback.to_evidence()
     return _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from probes import specs
 from probes.definitions import _registry
-from probes.engine import Outcome, ProbeContext, compact
+from probes.engine import Needle, Outcome, ProbeContext, compact, named_cause
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
@@ -29,11 +29,8 @@ REMEDIATION = (
     "and runs RUN steps as root) and a writable root filesystem. It needs neither privileged nor user namespaces."
 )
 
-REGISTRY_PORT = 5000
-LOCAL_REGISTRY = f"localhost:{REGISTRY_PORT}"
-
 # Known failure texts (docs/probe-facts.md, "Kaniko") -> the cause a person can act on.
-FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
+FAILURE_CAUSES: tuple[tuple[tuple[Needle, ...], str], ...] = (
     (
         ("runasnonroot", "will run as root", "breaks non-root policy"),
         "Kaniko must run as root: the cluster forces runAsNonRoot (Pod Security restricted or a policy)",
@@ -43,7 +40,8 @@ FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
         "Kaniko unpacks the base image over its own root filesystem: readOnlyRootFilesystem must be false",
     ),
     (
-        ("chown", "setgid", "setuid", "mknod"),
+        # only where the kernel refused the call: a chown that succeeded is no cause
+        tuple((call, "operation not permitted") for call in ("chown", "setgid", "setuid", "mknod")),
         (
             "a capability Kaniko needs to unpack files as root was dropped (keep CHOWN, DAC_OVERRIDE, FOWNER, "
             "SETUID, SETGID)"
@@ -57,28 +55,19 @@ FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
 
 # The scaffolding's first step: a base rootfs of the tools image's own /bin/sh and the libraries it loads (nothing
 # pulled from elsewhere), its Dockerfile, and the Dockerfile the kaniko container builds.
-PREPARE = r"""
+PREPARE = (
+    _registry.BUILD_CONTEXTS
+    + r"""
 set -eu
-w=/workspace
-mkdir -p "$w/base/rootfs/bin"
-sh_bin=$(readlink -f /bin/sh); cp "$sh_bin" "$w/base/rootfs/bin/sh"
-for lib in $(ldd "$sh_bin" 2>/dev/null | grep -o '/[^ ]*'); do
-  mkdir -p "$w/base/rootfs$(dirname "$lib")"; cp "$lib" "$w/base/rootfs$lib"
-done
-printf 'FROM scratch\nCOPY rootfs/ /\n' > "$w/base/Dockerfile"
-printf 'FROM %s\nRUN echo "built by dindcheck %s" > /built && test -s /built\n' "$BASE" "$RUN_ID" > "$w/Dockerfile"
+base_rootfs /workspace/base
+probe_dockerfile /workspace "$BASE" "$RUN_ID"
 """
+)
 
 
 def classify_failure(text: str) -> str:
     """Name the cause of a Kaniko failure from its words, or '' when it is not a known one."""
-    lowered = text.lower()
-    for needles, cause in FAILURE_CAUSES:
-        if any(needle in lowered for needle in needles):
-            if needles[0] == "chown" and "operation not permitted" not in lowered:
-                continue  # chown is only a cause when the kernel refused it
-            return cause
-    return ""
+    return named_cause(text, FAILURE_CAUSES)
 
 
 def _scaffolding(ctx: ProbeContext, settings: ProbeSettings, base: str) -> dict[str, Any]:
@@ -93,20 +82,16 @@ def _scaffolding(ctx: ProbeContext, settings: ProbeSettings, base: str) -> dict[
         "volumeMounts": [{"name": "workspace", "mountPath": specs.KANIKO_WORKSPACE}],
         "resources": resources,
     }
-    registry = {
-        "name": "registry",
-        "image": settings.images.registry,
+    registry = {  # a native sidecar: up before the base build, and until the read-back
+        **_registry.registry_container(settings),
         "restartPolicy": "Always",
-        "ports": [{"containerPort": REGISTRY_PORT}],
-        "startupProbe": {"tcpSocket": {"port": REGISTRY_PORT}, "periodSeconds": 1, "failureThreshold": 120},
-        "volumeMounts": [{"name": "registry-data", "mountPath": "/var/lib/registry"}],
-        "resources": resources,
+        "startupProbe": {"tcpSocket": {"port": _registry.REGISTRY_PORT}, "periodSeconds": 1, "failureThreshold": 120},
     }
     base_build = specs.kaniko_pod_spec(
         settings.images,
         settings.resources,
         destination=base,
-        insecure_registries=(LOCAL_REGISTRY,),
+        insecure_registries=(_registry.LOCAL_REGISTRY,),
         context_dir=f"{specs.KANIKO_WORKSPACE}/base",
     )["containers"][0]
     base_build["name"] = "base"
@@ -123,11 +108,11 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         insecure = settings.registry_insecure
         evidence["registry"] = {"address": registry, "kind": "user"}
     else:
-        registry, insecure = LOCAL_REGISTRY, True
+        registry, insecure = _registry.LOCAL_REGISTRY, True
         evidence["registry"] = {"address": registry, "kind": "throwaway registry sidecar in the probe pod"}
     ref = f"{registry}/dindcheck/kaniko:{run_id}"
-    base = f"{LOCAL_REGISTRY}/dindcheck/kaniko-base:{run_id}"
-    insecure_registries = tuple(dict.fromkeys((LOCAL_REGISTRY, *((registry,) if insecure else ()))))
+    base = f"{_registry.LOCAL_REGISTRY}/dindcheck/kaniko-base:{run_id}"
+    insecure_registries = tuple(dict.fromkeys((_registry.LOCAL_REGISTRY, *((registry,) if insecure else ()))))
     spec = specs.kaniko_pod_spec(
         settings.images,
         settings.resources,
@@ -197,7 +182,7 @@ def _build(
     outcome = verdict(steps, ref, evidence)
     if outcome.status is not Status.PASS:
         return outcome
-    readback = _registry.read_back(ctx, settings, ref, name, REGISTRY_PORT, insecure)
+    readback = _registry.read_back(ctx, settings, ref, name, _registry.REGISTRY_PORT, insecure)
     evidence["readback"] = readback.to_evidence()
     return _registry.readback_verdict(outcome, readback, evidence, builder="Kaniko")
 
