@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -209,6 +209,61 @@ class ImageUse:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where probe pods may run (--node-selector, --toleration, --node, or one pool of --each-pool).
+
+    Only pod-level scheduling fields: a verdict is about the nodes where CI runs, so every probe pod of the run
+    (and the volume it binds, for WaitForFirstConsumer classes) lands where these say.
+    """
+
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, str], ...] = ()
+    """Kubernetes toleration objects (key, operator, value, effect); {"operator": "Exists"} tolerates every taint."""
+    node: str = ""
+    """One node by name (a nodeAffinity on metadata.name, so the scheduler and volume binding still take part)."""
+
+    @property
+    def targeted(self) -> bool:
+        """Whether the run was told where to go (else the scheduler's default placement)."""
+        return bool(self.node_selector or self.tolerations or self.node)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report JSON v1 shape of a placement."""
+        return {
+            "node_selector": dict(self.node_selector),
+            "tolerations": [dict(toleration) for toleration in self.tolerations],
+            "node": self.node,
+        }
+
+
+NO_PLACEMENT = Placement()
+
+
+@dataclass(frozen=True)
+class PoolResult:
+    """One node pool of an --each-pool run: the node that stood for it, why, and its checks' verdicts."""
+
+    name: str
+    """The pool label's value on the pool's nodes."""
+    node: str
+    chosen_because: str
+    nodes: tuple[str, ...]
+    """Every Ready node of the pool (the probes ran on `node` only)."""
+    placement: Placement
+    verdicts: tuple[Verdict, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The pool's identity in report JSON v1 (the report adds its checks, modes and recommendation)."""
+        return {
+            "pool": self.name,
+            "node": self.node,
+            "chosen_because": self.chosen_because,
+            "nodes": list(self.nodes),
+            "placement": self.placement.to_json(),
+        }
+
+
+@dataclass(frozen=True)
 class ClusterInfo:
     """Which cluster was probed, as the report names it."""
 
@@ -220,6 +275,10 @@ class ClusterInfo:
     notes: tuple[str, ...] = ()
     images: Mapping[str, ImageUse] = field(default_factory=dict)
     """Role (dind, buildkit, tools, registry) -> the image used and its resolved digest."""
+    probed_nodes: tuple[str, ...] = ()
+    """The nodes probe pods ran on (every pool's, for --each-pool)."""
+    placement: Placement = NO_PLACEMENT
+    """Where the run was told to place its pods (a single-pool run; --each-pool gives each pool its own)."""
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of the cluster block."""
@@ -231,6 +290,8 @@ class ClusterInfo:
             "namespace_labels": self.namespace_labels,
             "notes": list(self.notes),
             "images": {role: image.to_json() for role, image in self.images.items()},
+            "probed_nodes": list(self.probed_nodes),
+            "placement": self.placement.to_json(),
         }
 
 
@@ -245,6 +306,15 @@ class RunResult:
     required_mode: Mode | None = None
     capabilities: tuple[str, ...] = ()
     """Every check the suite knows, in catalog order (so a deselected one shows as not run)."""
+    pool_label: str = ""
+    """The node label whose values name the pools (--each-pool); '' for a single-pool run."""
+    pools: tuple[PoolResult, ...] = ()
+    """Per-pool verdicts of an --each-pool run; then `verdicts` is empty (no check ran 'on the cluster')."""
+
+    def for_pool(self, pool: PoolResult) -> RunResult:
+        """This run as if only that pool had been probed: what each pool's assessment and report read."""
+        cluster = replace(self.cluster, probed_nodes=(pool.node,), placement=pool.placement)
+        return replace(self, cluster=cluster, verdicts=pool.verdicts, pool_label="", pools=())
 
     def verdict(self, check_id: str) -> Verdict | None:
         """The verdict of one check, or None when it was not run (deselected, or the run stopped first)."""
