@@ -12,8 +12,9 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from probes.exceptions import UsageError
-from probes.model import Mode
+from probes.model import Mode, Placement
 from probes.settings import DEFAULT_LIMITS, DEFAULT_REQUESTS, Images, Resources
+from probes.targets import parse_node_selector, parse_toleration
 from probes.workspace import PSA_LEVELS
 
 USABLE_MODES = tuple(m.value for m in Mode if m is not Mode.NONE)
@@ -131,6 +132,30 @@ def add_options(parser: pytest.Parser) -> None:
         "1000; dockerd gets --group=GID so it can use the socket (default: 1000; 0 = root)",
     )
     group.addoption(
+        "--node-selector",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="probe only nodes with this label, e.g. your CI pool's (repeatable; every probe pod and the volumes "
+        "they bind land there; no Ready node matching is a usage error)",
+    )
+    group.addoption(
+        "--toleration",
+        metavar="KEY[=VALUE]:EFFECT|all",
+        action="append",
+        default=[],
+        help="let probe pods onto nodes with this taint, e.g. dedicated=ci:NoSchedule, or 'all' for every taint "
+        "(repeatable)",
+    )
+    group.addoption("--node", metavar="NAME", help="probe on this one node")
+    group.addoption(
+        "--each-pool",
+        metavar="LABEL",
+        help="run every check once per node pool, all pools at once: one node per distinct value of LABEL among "
+        "Ready nodes (e.g. cloud.google.com/gke-nodepool, eks.amazonaws.com/nodegroup, agentpool); tainted "
+        "pools need --toleration (all)",
+    )
+    group.addoption(
         "--kubectl",
         metavar="PATH",
         help="no longer used: commands run in probe pods through the API server's exec channel (kept so existing "
@@ -204,6 +229,10 @@ class Options:
     report_prom: str | None = None
     resources: Resources = field(default_factory=Resources)
     dind_env: tuple[tuple[str, str], ...] = ()
+    placement: Placement = field(default_factory=Placement)
+    """--node-selector, --toleration, --node (with --each-pool: which nodes the pools are drawn from, and the
+    tolerations every pool's pods get)."""
+    each_pool: str | None = None
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -220,6 +249,11 @@ def read_options(config: pytest.Config) -> Options:
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
     if get("fail_on_regression") and not get("baseline"):
         raise UsageError("--fail-on-regression needs --baseline PATH (the report to compare with)")
+    each_pool = get("each_pool")
+    if each_pool is not None and not each_pool.strip():
+        raise UsageError("--each-pool needs a node label, e.g. --each-pool cloud.google.com/gke-nodepool")
+    if each_pool and get("node"):
+        raise UsageError("--each-pool and --node contradict each other: --each-pool picks one node per pool itself")
     secret = get("registry_secret")
     if secret and "/" not in secret and not get("namespace"):
         raise UsageError("--registry-secret NAME needs --namespace (or write it as NAMESPACE/NAME to copy it)")
@@ -257,4 +291,10 @@ def read_options(config: pytest.Config) -> Options:
             limits=parse_quantities("--pod-limits", get("pod_limits") or ""),
         ),
         dind_env=parse_env("--dind-env", get("dind_env") or []),
+        placement=Placement(
+            node_selector=parse_node_selector(get("node_selector") or []),
+            tolerations=tuple(parse_toleration(text) for text in get("toleration") or []),
+            node=get("node") or "",
+        ),
+        each_pool=each_pool.strip() if each_pool else None,
     )

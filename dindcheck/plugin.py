@@ -25,14 +25,15 @@ from kubernetes.client.rest import ApiException
 
 import reports
 from dindcheck.options import Options, add_options, read_options
-from probes import cluster, workspace
+from probes import cluster, targets, workspace
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
-from probes.model import ClusterInfo, ImageUse, RunResult, Status, Verdict
+from probes.model import ClusterInfo, ImageUse, PoolResult, RunResult, Status, Verdict
 from probes.settings import ProbeSettings
 
 PROBE_MARKER = "probe"
+POOL_PARAMETER = "dindcheck_pool"
 PROGRESS_EVERY_S = 3.0
 
 
@@ -47,6 +48,9 @@ class RunState:
     progress: Progress = field(default_factory=Progress)
     cluster_info: ClusterInfo | None = None
     selected: tuple[str, ...] = ()
+    """Task keys of the selected tests: probe ids, or pool/probe id with --each-pool."""
+    targets: tuple[targets.Target, ...] = ()
+    """Where the probes run: one target, or one per pool with --each-pool (known before tests are collected)."""
     started_at: float = 0.0
     generated_at: str = ""
     shown: dict[str, str] = field(default_factory=dict)
@@ -98,6 +102,39 @@ def _probe_id(item: pytest.Item) -> str | None:
     return str(marker.args[0]) if marker and marker.args else None
 
 
+def pytest_collection(session: pytest.Session) -> None:
+    """With --each-pool, find the pools before collection: each test is collected once per pool (pool=NAME ids)."""
+    state = session.config.stash[STATE]
+    options = state.options
+    if options is None or not options.each_pool:
+        return
+    try:
+        state.connection = cluster.connect(options.kubeconfig, options.context)
+        nodes = cluster.node_views(state.connection)
+        state.targets, notes = targets.pool_targets(nodes, options.each_pool, options.placement)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    state.notes += notes
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per pool with --each-pool, so -k 'pool=ci' and JUnit work per pool."""
+    state = metafunc.config.stash[STATE]
+    if POOL_PARAMETER in metafunc.fixturenames and state.options is not None and state.options.each_pool:
+        pools = [target.pool for target in state.targets]
+        metafunc.parametrize(POOL_PARAMETER, pools, ids=[f"pool={pool}" for pool in pools])
+
+
+def _task_key(item: pytest.Item) -> str | None:
+    """The Task.key of a probe test: its probe id, prefixed by its pool with --each-pool."""
+    probe_id = _probe_id(item)
+    if probe_id is None:
+        return None
+    callspec = getattr(item, "callspec", None)
+    pool = callspec.params.get(POOL_PARAMETER, "") if callspec is not None else ""
+    return f"{pool}/{probe_id}" if pool else probe_id
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give each probe test a marker named after its capability, so `-m docker_run` selects it."""
     known = {d.id for d in catalog()}
@@ -117,7 +154,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = config.stash[STATE]
     if not state.collected:  # pytest calls this hook in a `finally`: collection failed, say nothing more
         return
-    selected = tuple(sorted({pid for item in session.items if (pid := _probe_id(item))}))
+    selected = tuple(sorted({key for item in session.items if (key := _task_key(item))}))
     options = state.options
     if not selected or config.option.collectonly or options is None:
         return
@@ -142,8 +179,12 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     if options.kubectl and reporter is not None:
         reporter.write_line("dindcheck: --kubectl is no longer used: probes exec through the API server")
-    connection = cluster.connect(options.kubeconfig, options.context)
+    connection = state.connection or cluster.connect(options.kubeconfig, options.context)
     state.connection = connection
+    if not options.each_pool:
+        targeted = bool(options.placement.node_selector or options.placement.node)
+        nodes = cluster.node_views(connection) if targeted else ()
+        state.targets = (targets.single_target(nodes, options.placement),)
     if options.baseline:
         state.baseline = reports.load_baseline(Path(options.baseline), server=connection.server)
     permissions = cluster.required_permissions(
@@ -151,6 +192,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         label_namespace=options.namespace_pod_security is not None,
         copy_registry_secret=bool(options.registry_secret and "/" in options.registry_secret),
         throwaway_registry=options.registry is None,
+        list_nodes=bool(options.each_pool or options.placement.node_selector or options.placement.node),
     )
     storage_class, notes = cluster.preflight(
         connection, namespace=options.namespace, storage_class=options.storage_class, permissions=permissions
@@ -183,7 +225,13 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         job_uid=options.job_uid,
         dind_env=options.dind_env,
     )
-    tasks = [definition.task(settings) for definition in catalog() if definition.id in state.selected]
+    tasks = [
+        task
+        for target in state.targets
+        for definition in catalog()
+        if (task := replace(definition.task(settings), placement=target.placement, target=target.pool)).key
+        in state.selected
+    ]
     state.runner = ProbeRunner(connection, scope, state.progress)
     state.runner.start(tasks)
     # the cluster's description is for the report only: read it while the probes work, not before
@@ -193,21 +241,43 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
             f"dindcheck: {state.cluster_info.server} ({state.cluster_info.version}), namespace "
             f"{scope.namespace}; probing {len(tasks)} capabilities at once: {', '.join(state.selected)}"
         )
+        for line in _where_lines(state.targets, options):
+            reporter.write_line(line)
+
+
+def _where_lines(run_targets: tuple[targets.Target, ...], options: Options) -> list[str]:
+    """Where the probes run, said before they start: a verdict is only about those nodes."""
+    if options.each_pool:
+        return [
+            f"dindcheck: pool {target.pool}: on node {target.node} ({target.chosen_because})" for target in run_targets
+        ]
+    target = run_targets[0] if run_targets else None
+    if target is None or not target.placement.targeted:
+        return []
+    return [f"dindcheck: probing only where the placement allows: {', '.join(target.nodes) or 'as scheduled'}"]
 
 
 @pytest.fixture
-def probe_verdict(request: pytest.FixtureRequest, record_property: Any) -> Verdict:
+def dindcheck_pool() -> str:
+    """The pool a test reports on ('' unless --each-pool parametrizes it)."""
+    return ""
+
+
+@pytest.fixture
+def probe_verdict(request: pytest.FixtureRequest, record_property: Any, dindcheck_pool: str) -> Verdict:
     """The verdict of the probe named by this test's `probe` marker (waits for it, showing progress)."""
     state = request.config.stash[STATE]
-    probe_id = _probe_id(request.node)
-    if probe_id is None:
+    task_key = _task_key(request.node)
+    if task_key is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses probe_verdict without @pytest.mark.probe(ID)")
     runner = state.runner
-    if runner is None or not runner.started(probe_id):
+    if runner is None or not runner.started(task_key):
         pytest.skip("not run: no cluster run was started (collect-only or setup failed)")
-    verdict = runner.verdict(probe_id, lambda: _show_progress(state, request.config))
-    state.reported.add(probe_id)
+    verdict = runner.verdict(task_key, lambda: _show_progress(state, request.config))
+    state.reported.add(task_key)
+    properties = [("dindcheck.pool", dindcheck_pool)] if dindcheck_pool else []
     for key, value in (
+        *properties,
         ("dindcheck.check", verdict.id),
         ("dindcheck.capability", verdict.capability),
         ("dindcheck.status", verdict.status.value),
@@ -285,15 +355,29 @@ def _write_reports(state: RunState, reporter: Any) -> None:
         return
     images = {role: ImageUse(ref, state.runner.images.digest(ref)) for role, ref in options.images.by_role().items()}
     notes = tuple(dict.fromkeys(state.cluster_info.notes + tuple(state.notes)))
-    cluster_info = replace(state.cluster_info, notes=notes, images=images)
-    verdicts = {verdict.id: verdict for verdict in state.runner.finished()}
+    finished = state.runner.finished()
+    probed = sorted({node for v in finished.values() for node in str(v.evidence.get("node", "")).split(", ") if node})
+    single = state.targets[0].placement if state.targets and not options.each_pool else options.placement
+    cluster_info = replace(state.cluster_info, notes=notes, images=images, probed_nodes=tuple(probed), placement=single)
     run = RunResult(
         cluster=cluster_info,
-        verdicts=tuple(verdicts[k] for k in sorted(verdicts)),
+        verdicts=() if options.each_pool else _in_catalog_order(finished, ""),
         generated_at=state.generated_at,
         total_s=time.monotonic() - state.started_at,
         required_mode=options.require_mode,
         capabilities=tuple(d.id for d in catalog()),
+        pool_label=options.each_pool or "",
+        pools=tuple(
+            PoolResult(
+                name=target.pool,
+                node=target.node,
+                chosen_because=target.chosen_because,
+                nodes=target.nodes,
+                placement=target.placement,
+                verdicts=_in_catalog_order(finished, target.pool),
+            )
+            for target in (state.targets if options.each_pool else ())
+        ),
     )
     state.report = reports.build_report(run, state.baseline)
     if options.report_json:
@@ -311,6 +395,13 @@ def _write_reports(state: RunState, reporter: Any) -> None:
             reporter.write_line(f"dindcheck: {what} report written to {path}")
 
 
+def _in_catalog_order(finished: dict[str, Verdict], pool: str) -> tuple[Verdict, ...]:
+    """One target's verdicts (pool '' = the single-target run), sorted by check id as reports list them."""
+    prefix = f"{pool}/" if pool else ""
+    mine = [v for key, v in finished.items() if key == f"{prefix}{v.id}"]
+    return tuple(sorted(mine, key=lambda v: v.id))
+
+
 def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:
     """--require-mode answers only 'is MODE proven usable?'; --fail-on-inconclusive turns 'proved nothing' into 1."""
     options = state.options
@@ -322,8 +413,17 @@ def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int
         failed = not report.is_usable(options.require_mode)
         if reporter is not None:
             word = "usable" if not failed else "NOT usable"
+            if options.each_pool:
+                word += (
+                    " on every pool"
+                    if not failed
+                    else f" on pool(s) {', '.join(report.unusable_pools(options.require_mode))}"
+                )
             reporter.write_line(f"dindcheck: --require-mode {options.require_mode.value}: {word}")
-    inconclusive = [v.id for v in report.run.verdicts if v.status is Status.INCONCLUSIVE and v.id in state.selected]
+    finished = state.runner.finished() if state.runner is not None else {}
+    inconclusive = [
+        key for key, v in sorted(finished.items()) if v.status is Status.INCONCLUSIVE and key in state.selected
+    ]
     if options.fail_on_inconclusive and inconclusive:
         failed = True
         if reporter is not None:

@@ -20,6 +20,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from probes.exceptions import ClusterUnreachableError, UsageError
 from probes.model import ClusterInfo, NodeInfo
+from probes.targets import NodeView, node_view
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -169,6 +170,20 @@ def describe_cluster(connection: Connection, namespace: str, namespace_labels: d
     )
 
 
+def node_views(connection: Connection) -> tuple[NodeView, ...]:
+    """Every node with its readiness, labels and taints: targeting decides from these before any pod exists."""
+    try:
+        items = connection.core.list_node(_request_timeout=CONNECT_TIMEOUT_S).items
+    except ApiException as exc:
+        if exc.status in (401, 403):
+            raise UsageError(
+                f"RBAC: the run may not list nodes ({exc.status}), which --node-selector, --node and --each-pool "
+                "need (deploy/rbac.yaml's ClusterRole grants it)"
+            ) from None
+        raise
+    return tuple(node_view(node) for node in items)
+
+
 @dataclass(frozen=True)
 class Permission:
     """One RBAC permission the run needs, asked of the API server before any probing."""
@@ -186,7 +201,12 @@ class Permission:
 
 
 def required_permissions(
-    *, borrowed_namespace: bool, label_namespace: bool, copy_registry_secret: bool, throwaway_registry: bool
+    *,
+    borrowed_namespace: bool,
+    label_namespace: bool,
+    copy_registry_secret: bool,
+    throwaway_registry: bool,
+    list_nodes: bool = False,
 ) -> tuple[Permission, ...]:
     """Every permission the run will use with these options (deploy/rbac.yaml grants exactly these).
 
@@ -215,6 +235,8 @@ def required_permissions(
     ]
     if throwaway_registry:
         needed.append(Permission("get", "pods", subresource="proxy"))
+    if list_nodes:  # --node-selector, --node, --each-pool: where to probe is decided from the Node objects
+        needed.append(Permission("list", "nodes", cluster_scoped=True))
     if copy_registry_secret:
         needed += [
             Permission("create", "secrets"),

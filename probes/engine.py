@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import shlex
 import threading
@@ -35,12 +36,13 @@ from probes.exceptions import (
     PodNotRunningError,
     ProbeError,
 )
-from probes.model import NO_FACTS, Admission, Evidence, Facts, Status, Verdict
+from probes.model import NO_FACTS, NO_PLACEMENT, Admission, Evidence, Facts, Placement, Status, Verdict
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "dindcheck"  # CONTRACT (docs/contracts.md): every object created carries this label
 PROBE_LABEL = "dindcheck.io/probe"
 RUN_LABEL = "dindcheck.io/run"
+TARGET_LABEL = "dindcheck.io/target"
 POLL_S = 0.5
 EVENT_POLL_S = 2.0
 API_TIMEOUT_S = 15.0
@@ -125,6 +127,15 @@ class Task:
     capability: str
     remediation: str
     work: Callable[[ProbeContext], Outcome]
+    placement: Placement = NO_PLACEMENT
+    """Where its pods go (pod-level scheduling fields only)."""
+    target: str = ""
+    """Tells runs of the same probe on different targets apart (object names, labels, the runner's key)."""
+
+    @property
+    def key(self) -> str:
+        """The runner's key: unique per probe and target."""
+        return f"{self.target}/{self.id}" if self.target else self.id
 
 
 class ImageLedger:
@@ -273,20 +284,26 @@ class ProbeContext:
         self._progress = progress
         self._cancel = cancel
         self._images = images or ImageLedger()
+        self.nodes: set[str] = set()
+        """The nodes this probe's pods ran on (the verdict names them)."""
 
     # ----- naming and manifests -------------------------------------------------------------------------------
     @property
     def labels(self) -> dict[str, str]:
         """Labels on every object this probe makes (cleanup finds them by these)."""
-        return {
+        labels = {
             MANAGED_BY_LABEL: MANAGED_BY,
             PROBE_LABEL: self.task.id,
             RUN_LABEL: self.scope.run_id,
         }
+        if self.task.target:
+            labels[TARGET_LABEL] = self.task.target
+        return labels
 
     def name(self, suffix: str) -> str:
-        """A DNS-1123 object name unique to this run and probe."""
-        return f"dc-{self.scope.run_id}-{self.task.id}-{suffix}"[:63].rstrip("-")
+        """A DNS-1123 object name unique to this run, target and probe."""
+        target = f"{short_name(self.task.target)}-" if self.task.target else ""
+        return f"dc-{self.scope.run_id}-{target}{self.task.id}-{suffix}"[:63].rstrip("-")
 
     def pod_manifest(
         self, suffix: str, spec: Mapping[str, Any], *, annotations: Mapping[str, str] | None = None
@@ -306,6 +323,7 @@ class ProbeContext:
         if self.scope.image_pull_secret:
             full_spec["imagePullSecrets"] = [{"name": self.scope.image_pull_secret}]
         full_spec.update(copy.deepcopy(dict(spec)))
+        place(full_spec, self.task.placement)
         metadata: dict[str, Any] = {"name": self.name(suffix), "namespace": self.scope.namespace, "labels": self.labels}
         if annotations:
             metadata["annotations"] = dict(annotations)
@@ -314,7 +332,7 @@ class ProbeContext:
     # ----- progress and cancellation --------------------------------------------------------------------------
     def say(self, message: str) -> None:
         """Tell the terminal what this probe is doing."""
-        self._progress.update(self.task.id, message)
+        self._progress.update(self.task.key, message)
 
     def check_cancelled(self) -> None:
         """Stop work when the run is being torn down."""
@@ -381,6 +399,7 @@ class ProbeContext:
             if phase == "Running" and _all_started(pod):
                 self.say(f"pod {pod_name} running")
                 self._images.record(pod)
+                self._note_node(pod)
                 return pod
             terminal, reason = pod_problem(pod)
             if not terminal and time.monotonic() >= next_events:
@@ -425,6 +444,7 @@ class ProbeContext:
             phase = pod.status.phase or "Pending"
             statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
             self._images.record(pod)
+            self._note_node(pod)
             done = next((s for s in statuses if s.name == container and s.state and s.state.terminated), None)
             if done is not None or phase in ("Succeeded", "Failed"):
                 return pod
@@ -440,6 +460,10 @@ class ProbeContext:
                 )
             self.say(f"pod {pod_name} {phase}: {compact(reason, 120)}")
             self.sleep(POLL_S)
+
+    def _note_node(self, pod: Any) -> None:
+        if pod.spec.node_name:
+            self.nodes.add(str(pod.spec.node_name))
 
     def events(self, name: str) -> list[Any]:
         """Events about one object of this run, oldest first."""
@@ -574,6 +598,36 @@ class ProbeContext:
             self.delete_pod(name)
 
 
+def short_name(text: str, limit: int = 10) -> str:
+    """A short DNS-1123 label for a name that may be long or hold other characters: the name itself when it fits."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
+    if slug and len(slug) <= limit and slug == text:
+        return slug
+    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:4]
+    return f"{slug[: limit - 5].strip('-')}-{digest}".lstrip("-")
+
+
+def place(spec: dict[str, Any], placement: Placement) -> None:
+    """Add the run's placement to a pod spec: merged with what the probe's own spec asks (a runtime's nodeSelector).
+
+    A node is pinned by a nodeAffinity on metadata.name, not by nodeName: nodeName bypasses the scheduler, so taints
+    would not be checked and a WaitForFirstConsumer volume would never bind.
+    """
+    if placement.node_selector:
+        spec["nodeSelector"] = {**dict(placement.node_selector), **spec.get("nodeSelector", {})}
+    if placement.tolerations:
+        spec["tolerations"] = [*spec.get("tolerations", []), *(dict(t) for t in placement.tolerations)]
+    if placement.node:
+        term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [placement.node]}]}
+        affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+        required = affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {"nodeSelectorTerms": []})
+        terms = required["nodeSelectorTerms"] or [{}]
+        # terms are ORed: the node's field requirement goes into each, so every alternative is on that node
+        required["nodeSelectorTerms"] = [
+            {**t, "matchFields": [*t.get("matchFields", []), *term["matchFields"]]} for t in terms
+        ]
+
+
 def refusal(result: Admission) -> AdmissionRejectedError:
     """The error a probe sees when the API server refused to create one of its objects."""
     return AdmissionRejectedError(result.message, source=result.source, code=result.code, decided=result.admitted)
@@ -621,6 +675,7 @@ class ProbeRunner:
         self.cancel = threading.Event()
         self.images = ImageLedger()
         self._futures: dict[str, Future[Verdict]] = {}
+        """Keyed by Task.key (probe id, or target/probe id)."""
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self, tasks: list[Task]) -> None:
@@ -628,15 +683,15 @@ class ProbeRunner:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="probe")
         for task in tasks:
             context = ProbeContext(task, self._connection, self._scope, self._progress, self.cancel, self.images)
-            self._futures[task.id] = self._pool.submit(run_probe, task, context)
+            self._futures[task.key] = self._pool.submit(run_probe, task, context)
 
-    def started(self, probe_id: str) -> bool:
-        """Whether that probe was started in this run."""
-        return probe_id in self._futures
+    def started(self, key: str) -> bool:
+        """Whether that probe (Task.key) was started in this run."""
+        return key in self._futures
 
-    def verdict(self, probe_id: str, on_wait: Callable[[], None], poll_s: float = 1.0) -> Verdict:
-        """Block until a probe is done, calling on_wait while waiting (progress display)."""
-        future = self._futures[probe_id]
+    def verdict(self, key: str, on_wait: Callable[[], None], poll_s: float = 1.0) -> Verdict:
+        """Block until a probe (Task.key) is done, calling on_wait while waiting (progress display)."""
+        future = self._futures[key]
         while not future.done():
             on_wait()
             try:
@@ -645,9 +700,11 @@ class ProbeRunner:
                 continue
         return future.result()
 
-    def finished(self) -> tuple[Verdict, ...]:
-        """The verdict of every probe that has finished, whether or not a test asked for it (-x, Ctrl-C)."""
-        return tuple(future.result() for future in self._futures.values() if future.done() and not future.cancelled())
+    def finished(self) -> dict[str, Verdict]:
+        """Task.key -> verdict of every probe that has finished, whether or not a test asked for it (-x, Ctrl-C)."""
+        return {
+            key: future.result() for key, future in self._futures.items() if future.done() and not future.cancelled()
+        }
 
     def stop(self, wait_s: float = 5.0) -> None:
         """Cancel every probe and give threads a moment to notice; threads stuck in I/O are abandoned."""
@@ -692,12 +749,15 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
             {"internal_error": traceback.format_exc()},
         )
     context.say("done")
+    evidence = outcome.evidence
+    if context.nodes:
+        evidence = {**evidence, "node": ", ".join(sorted(context.nodes))}
     return Verdict(
         id=task.id,
         capability=task.capability,
         status=outcome.status,
         summary=outcome.summary,
-        evidence=outcome.evidence,
+        evidence=evidence,
         remediation=outcome.remediation if outcome.remediation is not None else task.remediation,
         duration_s=time.monotonic() - started,
         facts=outcome.facts,

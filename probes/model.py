@@ -312,7 +312,7 @@ class RunResult:
     """Per-pool verdicts of an --each-pool run; then `verdicts` is empty (no check ran 'on the cluster')."""
 
     def for_pool(self, pool: PoolResult) -> RunResult:
-        """This run as if only that pool had been probed: what each pool's assessment and report read."""
+        """The run as if only that pool had been probed: what each pool's assessment and report read."""
         cluster = replace(self.cluster, probed_nodes=(pool.node,), placement=pool.placement)
         return replace(self, cluster=cluster, verdicts=pool.verdicts, pool_label="", pools=())
 

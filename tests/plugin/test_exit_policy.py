@@ -39,7 +39,7 @@ class FixedRunner:
         return self._verdicts[probe_id]
 
     def finished(self):
-        return tuple(self._verdicts.values())
+        return dict(self._verdicts)
 
     def stop(self, wait_s=5.0):
         self.cancel.set()

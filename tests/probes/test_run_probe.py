@@ -23,10 +23,11 @@ from probes.model import Facts, Mode, ModeBlock, Status
 
 
 class QuietContext:
-    """run_probe only tells the terminal it is done."""
+    """run_probe only tells the terminal it is done and reads which nodes the probe's pods ran on."""
 
-    def __init__(self) -> None:
+    def __init__(self, nodes: set[str] | None = None) -> None:
         self.said: list[str] = []
+        self.nodes = nodes or set()
 
     def say(self, message: str) -> None:
         """Remember what the probe said."""

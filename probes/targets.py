@@ -1,0 +1,220 @@
+"""Which nodes a run probes: the whole cluster as scheduled, one targeted pool, or every pool at once.
+
+A verdict is about the nodes where CI runs. Real clusters keep CI on dedicated, tainted node pools, so a run can be
+pointed at them (--node-selector, --toleration, --node) or run once per pool (--each-pool LABEL). Everything here
+is decided from the Node objects before any pod exists: a selector that matches no Ready node, or nodes whose taints
+the run does not tolerate, are usage errors within seconds, never a run whose pods stay Pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from probes.exceptions import UsageError
+from probes.model import NO_PLACEMENT, Placement
+
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+"""Taint effects that keep a pod off a node unless tolerated (PreferNoSchedule only discourages)."""
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+TOLERATE_ALL: Mapping[str, str] = {"operator": "Exists"}
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A node taint, as `kubectl describe node` shows it."""
+
+    key: str
+    value: str
+    effect: str
+
+    def describe(self) -> str:
+        """key=value:Effect (key:Effect without a value)."""
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What targeting needs to know of a node."""
+
+    name: str
+    ready: bool
+    schedulable: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one full set of probes runs: the run as a whole (pool ''), or one pool of --each-pool."""
+
+    pool: str
+    placement: Placement
+    node: str = ""
+    """The node that stands for the pool (each pool's probes all run there)."""
+    chosen_because: str = ""
+    nodes: tuple[str, ...] = ()
+    """Every Ready node of the pool."""
+
+
+WHOLE_CLUSTER = Target(pool="", placement=NO_PLACEMENT)
+
+
+def parse_node_selector(values: list[str]) -> dict[str, str]:
+    """['KEY=VALUE', ...] -> {KEY: VALUE}; UsageError names a value that is no KEY=VALUE."""
+    selector: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--node-selector {text!r}: expected KEY=VALUE, e.g. dindcheck.io/pool=ci")
+        selector[key.strip()] = value.strip()
+    return selector
+
+
+def parse_toleration(text: str) -> Mapping[str, str]:
+    """'KEY[=VALUE][:EFFECT]' or 'all' -> a Kubernetes toleration; UsageError names what is wrong."""
+    if text.strip() == "all":
+        return dict(TOLERATE_ALL)
+    body, colon, effect = text.rpartition(":") if ":" in text else (text, "", "")
+    if colon and effect not in TAINT_EFFECTS:
+        raise UsageError(f"--toleration {text!r}: the effect must be one of {', '.join(TAINT_EFFECTS)}")
+    key, sep, value = body.partition("=")
+    if not key.strip():
+        raise UsageError(f"--toleration {text!r}: expected KEY[=VALUE]:EFFECT (e.g. dedicated=ci:NoSchedule) or all")
+    toleration = {"key": key.strip(), "operator": "Equal" if sep else "Exists"}
+    if sep:
+        toleration["value"] = value.strip()
+    if effect:
+        toleration["effect"] = effect
+    return toleration
+
+
+def tolerates(toleration: Mapping[str, str], taint: Taint) -> bool:
+    """Kubernetes' rule: effect empty or equal, key empty (with Exists) or equal, and Exists or an equal value."""
+    if toleration.get("effect") and toleration["effect"] != taint.effect:
+        return False
+    key = toleration.get("key", "")
+    if key and key != taint.key:
+        return False
+    if toleration.get("operator", "Equal") == "Exists":
+        return True
+    return bool(key) and toleration.get("value", "") == taint.value
+
+
+def blocking_taints(node: NodeView, tolerations: tuple[Mapping[str, str], ...]) -> tuple[Taint, ...]:
+    """The node's taints that keep a pod with these tolerations off it."""
+    return tuple(
+        taint
+        for taint in node.taints
+        if taint.effect in BLOCKING_EFFECTS and not any(tolerates(t, taint) for t in tolerations)
+    )
+
+
+def _matches(node: NodeView, selector: Mapping[str, str]) -> bool:
+    return all(node.labels.get(key) == value for key, value in selector.items())
+
+
+def _describe_selector(placement: Placement) -> str:
+    parts = [f"--node-selector {key}={value}" for key, value in placement.node_selector.items()]
+    if placement.node:
+        parts.append(f"--node {placement.node}")
+    return " ".join(parts)
+
+
+def _usable(node: NodeView, tolerations: tuple[Mapping[str, str], ...]) -> bool:
+    return node.ready and node.schedulable and not blocking_taints(node, tolerations)
+
+
+def _taint_advice(nodes: list[NodeView], tolerations: tuple[Mapping[str, str], ...]) -> str:
+    taints = sorted({taint.describe() for node in nodes for taint in blocking_taints(node, tolerations)})
+    flags = " ".join(f"--toleration {taint}" for taint in taints)
+    return f"tainted {', '.join(taints)} (add {flags}, or --toleration all)"
+
+
+def single_target(nodes: tuple[NodeView, ...], placement: Placement) -> Target:
+    """The run's one target; with a selector or node, at least one Ready node must take its pods."""
+    if not (placement.node_selector or placement.node):
+        return Target(pool="", placement=placement)
+    wanted = [node for node in nodes if _matches(node, placement.node_selector)]
+    if placement.node:
+        wanted = [node for node in wanted if node.name == placement.node]
+    ready = [node for node in wanted if node.ready and node.schedulable]
+    what = _describe_selector(placement)
+    if not ready:
+        seen = f"{len(wanted)} matching node(s), none Ready and schedulable" if wanted else "no node matches"
+        raise UsageError(f"{what}: {seen} (kubectl get nodes --show-labels lists them)")
+    takers = [node for node in ready if _usable(node, placement.tolerations)]
+    if not takers:
+        raise UsageError(f"{what}: every matching Ready node is {_taint_advice(ready, placement.tolerations)}")
+    return Target(pool="", placement=placement, nodes=tuple(node.name for node in takers))
+
+
+def pool_targets(
+    nodes: tuple[NodeView, ...], label: str, placement: Placement
+) -> tuple[tuple[Target, ...], tuple[str, ...]]:
+    """One target per value of label among the Ready nodes (that match the selector), and notes on what was left.
+
+    Each pool is probed on one node: the first by name of its Ready, schedulable nodes whose taints the run
+    tolerates, so tonight's run probes the same node as last night's. A pool none of whose nodes would take the
+    probe pods is left out and named in the notes.
+    """
+    pools: dict[str, list[NodeView]] = {}
+    unlabelled: list[str] = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        if not (node.ready and node.schedulable and _matches(node, placement.node_selector)):
+            continue
+        if label in node.labels:
+            pools.setdefault(node.labels[label], []).append(node)
+        else:
+            unlabelled.append(node.name)
+    where = f" matching {_describe_selector(placement)}" if placement.node_selector else ""
+    if not pools:
+        raise UsageError(
+            f"--each-pool {label}: no Ready node{where} has the label {label} (kubectl get nodes -L {label})"
+        )
+    notes: list[str] = []
+    if unlabelled:
+        notes.append(f"--each-pool {label}: not probed, no {label} label: {', '.join(unlabelled)}")
+    targets: list[Target] = []
+    for pool, members in sorted(pools.items()):
+        takers = [node for node in members if _usable(node, placement.tolerations)]
+        if not takers:
+            notes.append(f"pool {pool} not probed: every Ready node is {_taint_advice(members, placement.tolerations)}")
+            continue
+        chosen = takers[0]
+        why = (
+            "the pool's only Ready node"
+            if len(members) == 1
+            else f"the first by name of the pool's {len(takers)} Ready node(s) that take the probe pods "
+            f"(of {len(members)}): the same node every run"
+        )
+        pool_placement = Placement(node=chosen.name, tolerations=placement.tolerations)
+        targets.append(
+            Target(
+                pool=pool,
+                placement=pool_placement,
+                node=chosen.name,
+                chosen_because=why,
+                nodes=tuple(node.name for node in members),
+            )
+        )
+    if not targets:
+        raise UsageError(f"--each-pool {label}: no pool to probe among the Ready nodes{where}: {'; '.join(notes)}")
+    return tuple(targets), tuple(notes)
+
+
+def node_view(node: Any) -> NodeView:
+    """A NodeView from a kubernetes client V1Node."""
+    conditions = {c.type: c.status for c in (node.status.conditions or [])}
+    taints = tuple(
+        Taint(key=str(t.key), value=str(t.value or ""), effect=str(t.effect)) for t in (node.spec.taints or [])
+    )
+    return NodeView(
+        name=str(node.metadata.name),
+        ready=conditions.get("Ready") == "True",
+        schedulable=not node.spec.unschedulable,
+        labels=dict(node.metadata.labels or {}),
+        taints=taints,
+    )
