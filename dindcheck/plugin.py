@@ -145,6 +145,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if probe_id not in known:
             raise pytest.UsageError(f"{item.nodeid}: unknown probe {probe_id!r} (known: {', '.join(sorted(known))})")
         item.add_marker(_marker_name(probe_id))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get(POOL_PARAMETER):
+            # '-k' cannot parse 'pool=ci': 'pool_ci' selects a pool's tests (node ids keep [pool=ci] exactly)
+            item.extra_keyword_matches.add(f"pool_{callspec.params[POOL_PARAMETER]}")
     config.stash[STATE].collected = True
 
 
