@@ -1,0 +1,136 @@
+"""Node pools on the two-node testbed (testbed/up --nodes 2): the verdict is about the nodes where CI runs.
+
+The ci node (label dindcheck.io/pool=ci, taint dedicated=ci:NoSchedule) runs containerd 2 and keeps cache volumes on
+FUSE; the default node runs containerd 1.6 with the cache on ext4. Each case runs the suite as a user does and reads
+its JSON report and JUnit file.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from testbed.conformance.harness import Profile, SuiteRun, kubectl, run_suite, wait_until_clean
+
+POOL_LABEL = "dindcheck.io/pool"
+CI_TARGET = ("--node-selector", f"{POOL_LABEL}=ci", "--toleration", "dedicated=ci:NoSchedule")
+EACH_POOL = ("--each-pool", POOL_LABEL, "--toleration", "all")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_nodes(profile: Profile) -> None:
+    if profile.nodes < 2:
+        pytest.skip("node pools are shown on the two-node testbed (testbed/up --nodes 2)")
+
+
+@pytest.fixture(scope="module")
+def pool_nodes(testbed_env: dict[str, str]) -> dict[str, str]:
+    """Pool name -> its node's name, from the Node objects."""
+    found: dict[str, str] = {}
+    for line in kubectl(testbed_env, "get", "nodes", "-L", POOL_LABEL, "--no-headers").splitlines():
+        fields = line.split()
+        found[fields[-1]] = fields[0]
+    return found
+
+
+@pytest.fixture(scope="module")
+def pools_dir(out_root: Path, profile: Profile) -> Path:
+    return out_root / profile.name
+
+
+@pytest.fixture(scope="module")
+def ci_run(testbed_env: dict[str, str], suite_run: SuiteRun, pools_dir: Path) -> SuiteRun:
+    del suite_run  # runs after the session's default run, never at the same time
+    return run_suite(testbed_env, pools_dir / "pool-ci", *CI_TARGET)
+
+
+@pytest.fixture(scope="module")
+def pools_run(testbed_env: dict[str, str], ci_run: SuiteRun, pools_dir: Path) -> SuiteRun:
+    del ci_run
+    return run_suite(testbed_env, pools_dir / "each-pool", *EACH_POOL, "--require-mode", "dind")
+
+
+def checks_nodes(report: dict[str, object], checks_key: str = "checks") -> set[str]:
+    checks = report[checks_key]
+    assert isinstance(checks, list)
+    return {check["evidence"]["node"] for check in checks if "node" in check["evidence"]}
+
+
+def test_an_untargeted_run_stays_off_the_tainted_pool(suite_run: SuiteRun, pool_nodes: dict[str, str]) -> None:
+    """No targeting: the scheduler places pods, the ci taint keeps them on the default node, the report says so."""
+    assert suite_run.report["cluster"]["probed_nodes"] == [pool_nodes["default"]]
+    assert checks_nodes(suite_run.report) == {pool_nodes["default"]}
+
+
+def test_a_selector_with_its_toleration_probes_only_the_ci_node(ci_run: SuiteRun, pool_nodes: dict[str, str]) -> None:
+    report = ci_run.report
+    assert report, ci_run.output[-3000:]
+    assert report["cluster"]["probed_nodes"] == [pool_nodes["ci"]]
+    assert checks_nodes(report) == {pool_nodes["ci"]}
+    assert report["cluster"]["placement"]["node_selector"] == {POOL_LABEL: "ci"}
+    overlay = ci_run.check("overlay-cache")
+    assert overlay["status"] == "fail", overlay
+    assert "fuse" in overlay["summary"].lower(), overlay["summary"]
+
+
+def test_each_pool_reports_both_pools_with_their_own_verdicts(pools_run: SuiteRun, pool_nodes: dict[str, str]) -> None:
+    report = pools_run.report
+    assert report, pools_run.output[-3000:]
+    pools = {pool["pool"]: pool for pool in report["pools"]}
+    assert set(pools) == {"ci", "default"}
+    for name, pool in pools.items():
+        assert pool["node"] == pool_nodes[name]
+        assert checks_nodes(pool) == {pool_nodes[name]}
+    overlay = {name: next(c for c in pool["checks"] if c["id"] == "overlay-cache") for name, pool in pools.items()}
+    assert overlay["default"]["status"] == "pass", overlay["default"]
+    assert overlay["ci"]["status"] == "fail", overlay["ci"]
+    runtimes = {node["name"]: node["container_runtime"] for node in report["cluster"]["nodes"]}
+    assert runtimes[pool_nodes["default"]].startswith("containerd://1."), runtimes
+    assert runtimes[pool_nodes["ci"]].startswith("containerd://2."), runtimes
+    assert report["checks"] == []  # no check ran "on the cluster": each pool carries its own
+
+
+def test_each_pool_ids_and_junit_carry_the_pool(pools_run: SuiteRun) -> None:
+    tree = ET.parse(pools_run.out_dir / "junit.xml")  # noqa: S314 - our own pytest's output
+    names = {case.get("name") for case in tree.iter("testcase")}
+    assert {"test_docker_run[pool=ci]", "test_docker_run[pool=default]"} <= names, names
+
+
+def test_require_mode_dind_across_pools(pools_run: SuiteRun) -> None:
+    """The ci pool's failing cache class is a warning for DinD, not a blocker, so --require-mode dind passes.
+
+    DinD keeps /var/lib/docker on an emptyDir (overlay passed on the node disk there); the cache class only says
+    where not to keep the layer cache.
+    """
+    pools = {pool["pool"]: pool for pool in pools_run.report["pools"]}
+    ci_dind = next(m for m in pools["ci"]["modes"] if m["id"] == "dind")
+    assert ci_dind["usable"] is True, ci_dind
+    assert any("cache" in warning.lower() for warning in ci_dind["warnings"]), ci_dind
+    assert pools_run.exit_code == 0, pools_run.output[-3000:]
+    assert "--require-mode dind: usable on every pool" in pools_run.output
+
+
+def test_a_selector_matching_nothing_exits_4_in_seconds(testbed_env: dict[str, str], pools_dir: Path) -> None:
+    started = time.monotonic()
+    run = run_suite(testbed_env, pools_dir / "no-match", "--node-selector", f"{POOL_LABEL}=nope")
+    assert run.exit_code == 4, run.output[-3000:]
+    assert time.monotonic() - started < 20
+    assert f"--node-selector {POOL_LABEL}=nope: no node matches" in run.output
+
+
+def test_the_ci_pool_without_toleration_is_a_usage_error_naming_the_taint(
+    testbed_env: dict[str, str], pools_dir: Path
+) -> None:
+    run = run_suite(testbed_env, pools_dir / "no-toleration", "--node-selector", f"{POOL_LABEL}=ci")
+    assert run.exit_code == 4, run.output[-3000:]
+    assert "--toleration dedicated=ci:NoSchedule" in run.output
+
+
+def test_nothing_is_left_behind_on_either_node(testbed_env: dict[str, str], pools_run: SuiteRun) -> None:
+    del pools_run
+    assert wait_until_clean(testbed_env, 60) == []
+    pods = kubectl(testbed_env, "get", "pods", "-A", "-o", "wide", "--no-headers")
+    assert "dc-" not in pods, pods
