@@ -1,7 +1,9 @@
 """Benchmark (not a test): wall time of a full warm run on the testbed, per-probe durations, and their ratio.
 
-Usage: python testbed/conformance/bench.py [--runs N] [--out DIR]. Writes benchmark.json and benchmark.md to DIR
-(default ci-out/) and prints the table. Aim: the full run within 1.3x its slowest probe, well under a minute.
+Usage: python testbed/conformance/bench.py [--runs N] [--out DIR] [--pools]. Writes benchmark.json and
+benchmark.md to DIR (default ci-out/) and prints the table. Aim: the full run within 1.3x its slowest probe, well
+under a minute. With --pools (two-node testbed): each round also runs one pool (--node-selector) and both pools at
+once (--each-pool), side by side; aim: two pools within 1.3x the wall time of one.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "ci-out")
+    parser.add_argument("--pools", action="store_true", help="also compare one pool with two (two-node testbed)")
     args = parser.parse_args()
     env = read_shell_env(STATE / "env")
+    if args.pools:
+        return pools_benchmark(env, args.runs, args.out)
     runs = []
     for index in range(args.runs):
         run = run_suite(env, args.out / f"bench-{index}")
@@ -69,6 +74,33 @@ def main() -> int:
         f"median wall {summary['median_wall_s']} s, median ratio {summary['median_ratio']} (aim <= {AIM_RATIO})",
     ]
     (args.out / "benchmark.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+ONE_POOL = ("--node-selector", "dindcheck.io/pool=default")
+TWO_POOLS = ("--each-pool", "dindcheck.io/pool", "--toleration", "all")
+
+
+def pools_benchmark(env: dict[str, str], rounds: int, out: Path) -> int:
+    """One pool, then both pools at once, per round: wall time must stay O(1) in the number of pools."""
+    rows = []
+    for index in range(rounds):
+        one = run_suite(env, out / f"bench-pool-one-{index}", *ONE_POOL)
+        two = run_suite(env, out / f"bench-pool-two-{index}", *TWO_POOLS)
+        if not one.report or not two.report:
+            print((one.output if not one.report else two.output)[-3000:], file=sys.stderr)
+            return 1
+        rows.append({"one_pool_s": round(one.wall_s, 2), "two_pools_s": round(two.wall_s, 2)})
+        rows[-1]["ratio"] = round(two.wall_s / one.wall_s, 2)
+    summary = {"rounds": rows, "median_ratio": round(statistics.median(r["ratio"] for r in rows), 2)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark-pools.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = ["# two pools vs one (warm two-node testbed)", "", "| round | one pool s | two pools s | ratio |"]
+    lines += ["|---|---|---|---|"]
+    lines += [f"| {i} | {r['one_pool_s']} | {r['two_pools_s']} | {r['ratio']} |" for i, r in enumerate(rows)]
+    lines += ["", f"median two/one ratio {summary['median_ratio']} (aim <= {AIM_RATIO})"]
+    (out / "benchmark-pools.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
