@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 from reports import json_report, markdown, prometheus, terminal
 from reports.changes import load_baseline
 from reports.recommend import ModeAssessment, Recommendation
-from reports.report import Report, build_report
+from reports.report import PoolReport, Report, build_report
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
     "ModeAssessment",
+    "PoolReport",
     "Recommendation",
     "Report",
     "build_report",

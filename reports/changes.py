@@ -2,6 +2,8 @@
 
 Pure functions over report JSON (schema dindcheck/report/v1): the baseline is an earlier report file, the current
 one is the report being built, so any two reports of one cluster can be compared, whichever dindcheck wrote them.
+In a multi-pool report (a `pools` block) checks are every pool's, named 'pool/check', and modes are the top-level
+ones (usable on every pool), blocked by 'pool/check'.
 A baseline is a file from last night, possibly hand-edited or truncated: every read here tolerates missing or
 mistyped keys instead of failing the run with a traceback.
 """
@@ -208,8 +210,42 @@ def load_baseline(path: Path, *, server: str) -> dict[str, Any]:
     return report
 
 
+def _pools(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(pool name, pool block) of a multi-pool report; empty for a single-pool one (or a mangled pools key)."""
+    pools = report.get("pools")
+    if not isinstance(pools, list):
+        return []
+    return [(str(block["pool"]), block) for block in pools if isinstance(block, Mapping) and "pool" in block]
+
+
+def _checks(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """A report's checks by id; a multi-pool report's are every pool's, as 'pool/check' (its top level has none)."""
+    pools = _pools(report)
+    if not pools:
+        return _records(report.get("checks"), "id")
+    return {
+        f"{name}/{check_id}": check
+        for name, block in pools
+        for check_id, check in _records(block.get("checks"), "id").items()
+    }
+
+
+def _blockers(report: Mapping[str, Any], mode_id: str) -> tuple[str, ...]:
+    """What blocks a mode in a report: its blocked_by; in a multi-pool report every pool's, as 'pool/check'."""
+
+    def blocked_by(modes: object) -> tuple[str, ...]:
+        mode = _records(modes, "id").get(mode_id, {})
+        raw = mode.get("blocked_by")
+        return tuple(map(str, raw)) if isinstance(raw, list) and not mode.get("usable") else ()
+
+    pools = _pools(report)
+    if not pools:
+        return blocked_by(report.get("modes"))
+    return tuple(f"{name}/{check_id}" for name, block in pools for check_id in blocked_by(block.get("modes")))
+
+
 def _check_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[CheckChange, ...]:
-    old, new = _records(before.get("checks"), "id"), _records(after.get("checks"), "id")
+    old, new = _checks(before), _checks(after)
     changes = []
     for check_id in sorted(old.keys() | new.keys()):
         was, now = old.get(check_id, {}), new.get(check_id, {})
@@ -241,13 +277,12 @@ def _causes(blocked_by: tuple[str, ...], checks: Mapping[str, Mapping[str, Any]]
 
 def _mode_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[ModeChange, ...]:
     old, new = _records(before.get("modes"), "id"), _records(after.get("modes"), "id")
-    checks = _records(after.get("checks"), "id")
+    checks = _checks(after)
     changes = []
     for mode_id in sorted(old.keys() | new.keys()):
         was, now = bool(old.get(mode_id, {}).get("usable")), bool(new.get(mode_id, {}).get("usable"))
         if was != now:
-            raw = new.get(mode_id, {}).get("blocked_by")
-            blocked_by = tuple(map(str, raw)) if isinstance(raw, list) and not now else ()
+            blocked_by = () if now else _blockers(after, mode_id)
             changes.append(ModeChange(mode_id, was, now, blocked_by, _causes(blocked_by, checks)))
     return tuple(changes)
 
@@ -303,12 +338,31 @@ def _image_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FactC
     return changes
 
 
+def _pool_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[FactChange]:
+    """Pools added or gone (then every check moves: its label names the pool), and a pool probed on another node."""
+
+    def pools_line(report: Mapping[str, Any]) -> str:
+        names = ", ".join(name for name, _ in _pools(report))
+        return f"{report.get('pool_label') or '(no label)'}={names}" if names else ""
+
+    changes: list[FactChange] = []
+    if pools_line(before) != pools_line(after):
+        changes.append(FactChange("node pools", pools_line(before), pools_line(after)))
+    old, new = dict(_pools(before)), dict(_pools(after))
+    changes.extend(
+        FactChange(f"pool {name} probed node", str(old[name].get("node", "")), str(new[name].get("node", "")))
+        for name in sorted(old.keys() & new.keys())
+        if old[name].get("node") != new[name].get("node")
+    )
+    return changes
+
+
 def _cluster_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FactChange, ...]:
     old, new = _mapping(before.get("cluster")), _mapping(after.get("cluster"))
     changes: list[FactChange] = []
     if old.get("version") != new.get("version"):
         changes.append(FactChange("server version", str(old.get("version", "")), str(new.get("version", ""))))
-    return (*changes, *_node_changes(old, new), *_image_changes(old, new))
+    return (*changes, *_node_changes(old, new), *_image_changes(old, new), *_pool_changes(before, after))
 
 
 def compute_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> Changes:

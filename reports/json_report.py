@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from reports.recommend import ModeAssessment, Recommendation
+    from reports.report import PoolReport
 
 SCHEMA_ID = "dindcheck/report/v1"
 SCHEMA_RESOURCE = ("schema", "report-v1.json")
@@ -51,12 +52,33 @@ def required_mode_usable(mode: Mode, assessments: tuple[ModeAssessment, ...]) ->
     return any(assessment.mode is mode and assessment.usable for assessment in assessments)
 
 
+def pool_json(pool: PoolReport) -> dict[str, Any]:
+    """One entry of `pools`: the pool's identity, then its own report's checks, modes, recommendation and timings.
+
+    Its timing has only the checks': the pools were probed in one run, whose wall time is the top-level total_s.
+    """
+    own = pool.report.json
+    return {
+        **plain_object(pool.pool.to_json()),
+        "checks": own["checks"],
+        "modes": own["modes"],
+        "recommendation": own["recommendation"],
+        "timing": {"checks": own["timing"]["checks"]},
+    }
+
+
 def build_report_json(
     run: RunResult,
     assessments: tuple[ModeAssessment, ...],
     recommendation: Recommendation,
+    *,
+    pools: Sequence[PoolReport] = (),
 ) -> dict[str, Any]:
-    """The v1 dict. Extra keys beyond the contract: required_mode (when asked for) and timing.checks."""
+    """The v1 dict. Extra keys beyond the contract: required_mode (when asked for) and timing.checks.
+
+    With pools (an --each-pool run) also pool_label and pools; checks is then empty (no check ran on the cluster as
+    a whole) and modes and recommendation are what holds on every pool.
+    """
     report: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "generated_at": run.generated_at,
@@ -82,11 +104,17 @@ def build_report_json(
             "checks": {verdict.id: round(verdict.duration_s, 3) for verdict in run.verdicts},
         },
     }
+    if pools:
+        report["pool_label"] = run.pool_label
+        report["pools"] = [pool_json(pool) for pool in pools]
     if run.required_mode is not None:
         report["required_mode"] = {
             "mode": run.required_mode.value,
             "usable": required_mode_usable(run.required_mode, assessments),
         }
+        if pools:
+            mode = run.required_mode
+            report["required_mode"]["unusable_pools"] = [pool.name for pool in pools if not pool.report.is_usable(mode)]
     return report
 
 

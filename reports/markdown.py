@@ -14,12 +14,12 @@ from probes.model import Mode, Status, Verdict
 from reports import changes
 from reports.json_report import plain
 from reports.snippets import SECURITY_COST
-from reports.terminal import proved_nothing_line
+from reports.terminal import describe_placement, proved_nothing_line
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from reports.report import Report
+    from reports.report import PoolReport, Report
 
 STATUS_EMOJI: Mapping[Status | None, str] = {
     Status.PASS: "✅",
@@ -38,6 +38,11 @@ SNIPPET_TITLES: Mapping[str, str] = {
 }
 
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io/"
+
+SNIPPETS_EVERY_POOL_NOTE = (
+    "For every pool: each pod spec below was proven on the pool that Why names; the pools' specs differ only in "
+    "placement (nodeSelector, tolerations, node affinity), and each pool's own are in its section."
+)
 
 
 def text(value: str) -> str:
@@ -61,25 +66,33 @@ def _status_word(verdict: Verdict | None) -> str:
     return "not run" if verdict is None else verdict.status.value
 
 
+def _required_mode(report: Report, required: Mode) -> str:
+    if report.is_usable(required):
+        return f"**Required mode `{required.value}`:** usable ✅"
+    pools = ", ".join(f"`{text(name)}`" for name in report.unusable_pools(required))
+    return f"**Required mode `{required.value}`:** NOT usable ❌" + (f" on pool(s) {pools}" if pools else "")
+
+
 def _headline(report: Report) -> list[str]:
     recommendation = report.recommendation
     run = report.run
+    every = " on every pool" if report.pools else ""
     lines = [
         "# dindcheck compatibility report",
         "",
         (
-            f"**Full Docker (docker run):** `{recommendation.full_docker.value}` · "
-            f"**Build only (build + push):** `{recommendation.build_only.value}`"
+            f"**Full Docker (docker run){every}:** `{recommendation.full_docker.value}` · "
+            f"**Build only (build + push){every}:** `{recommendation.build_only.value}`"
         ),
         "",
     ]
     if run.required_mode is not None:
-        met = report.is_usable(run.required_mode)
-        lines += [f"**Required mode `{run.required_mode.value}`:** {'usable ✅' if met else 'NOT usable ❌'}", ""]
+        lines += [_required_mode(report, run.required_mode), ""]
     cluster = run.cluster
+    pools = f" in {len(report.pools)} pool(s) by label `{text(run.pool_label)}`" if report.pools else ""
     lines.append(
         f"Cluster `{text(cluster.server) or 'unknown'}`, Kubernetes {text(cluster.version) or 'unknown'}, "
-        f"{len(cluster.nodes)} node(s); generated {text(run.generated_at)} in {run.total_s:.1f}s.",
+        f"{len(cluster.nodes)} node(s){pools}; generated {text(run.generated_at)} in {run.total_s:.1f}s.",
     )
     lines += ["", text(proved_nothing_line(report)) + "."]
     return lines
@@ -95,25 +108,76 @@ def _checks(report: Report) -> list[str]:
     return lines
 
 
+def _usable_word(usable: bool) -> str:
+    return "✅ yes" if usable else "❌ no"
+
+
+def _why(report: Report) -> list[str]:
+    return ["", "### Why", "", *(f"- {text(reason)}" for reason in report.recommendation.reasons)]
+
+
 def _modes(report: Report) -> list[str]:
     lines = ["", "## Modes", "", "| Mode | Usable | Blocked by | Warnings |", "|---|---|---|---|"]
     for assessment in report.assessments:
-        usable = "✅ yes" if assessment.usable else "❌ no"
         blocked = ", ".join(f"`{check_id}`" for check_id in assessment.blocked_by)
         warnings = "<br>".join(cell(warning) for warning in assessment.warnings)
-        lines.append(f"| `{assessment.mode.value}` | {usable} | {blocked} | {warnings} |")
-    lines += ["", "### Why", ""]
-    lines += [f"- {text(reason)}" for reason in report.recommendation.reasons]
+        lines.append(f"| `{assessment.mode.value}` | {_usable_word(assessment.usable)} | {blocked} | {warnings} |")
+    return lines + _why(report)
+
+
+def _pool_header(report: Report) -> str:
+    return " | ".join(f"`{cell(pool.name)}`" for pool in report.pools)
+
+
+def _pools(report: Report) -> list[str]:
+    """Each pool's probed node, why that one, and what the pool would get on its own."""
+    lines = [
+        "",
+        "## Node pools",
+        "",
+        f"By label `{text(report.run.pool_label)}`; the probes ran on one node per pool.",
+        "",
+        "| Pool | Probed node | Chosen because | Ready nodes | Full Docker | Build only |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pool in report.pools:
+        found = pool.report.recommendation
+        lines.append(
+            f"| `{cell(pool.name)}` | `{cell(pool.pool.node)}` | {cell(pool.pool.chosen_because)} | "
+            f"{len(pool.pool.nodes)} | `{found.full_docker.value}` | `{found.build_only.value}` |"
+        )
     return lines
 
 
-def _details(report: Report) -> list[str]:
+def _check_matrix(report: Report) -> list[str]:
+    columns = "|---" * (len(report.pools) + 1) + "|"
+    lines = ["", "## Checks by pool", "", f"| Check | {_pool_header(report)} |", columns]
+    for check_id, cells in report.check_matrix():
+        statuses = " | ".join(
+            f"{STATUS_EMOJI[None if verdict is None else verdict.status]} {_status_word(verdict)}" for verdict in cells
+        )
+        lines.append(f"| `{check_id}` | {statuses} |")
+    return lines
+
+
+def _modes_matrix(report: Report) -> list[str]:
+    columns = "|---" * (len(report.pools) + 3) + "|"
+    lines = ["", "## Modes by pool", "", f"| Mode | {_pool_header(report)} | Every pool | Warnings |", columns]
+    usable = [{a.mode: a.usable for a in pool.report.assessments} for pool in report.pools]
+    for assessment in report.assessments:
+        cells = " | ".join(_usable_word(by_mode[assessment.mode]) for by_mode in usable)
+        warnings = "<br>".join(cell(warning) for warning in assessment.warnings)
+        lines.append(f"| `{assessment.mode.value}` | {cells} | {_usable_word(assessment.usable)} | {warnings} |")
+    return lines + _why(report)
+
+
+def _details(report: Report, title: str = "## Details of checks that did not pass") -> list[str]:
     failing = [
         verdict for _, verdict in report.check_rows() if verdict is not None and verdict.status is not Status.PASS
     ]
     if not failing:
         return []
-    lines = ["", "## Details of checks that did not pass"]
+    lines = ["", title]
     for verdict in failing:
         emoji = STATUS_EMOJI[verdict.status]
         lines += ["", "<details>", f"<summary>{emoji} {verdict.id}: {text(verdict.summary)}</summary>", ""]
@@ -124,11 +188,44 @@ def _details(report: Report) -> list[str]:
     return lines
 
 
+def _snippet_blocks(snippets: Mapping[str, str], heading: str) -> list[str]:
+    lines: list[str] = []
+    for key, snippet in snippets.items():
+        lines += ["", f"{heading} {SNIPPET_TITLES.get(key, key)}", "", *fenced(snippet, "yaml")]
+    return lines
+
+
 def _snippets(report: Report) -> list[str]:
     lines = ["", "## Config to paste"]
-    for key, snippet in report.recommendation.snippets.items():
-        lines += ["", f"### {SNIPPET_TITLES.get(key, key)}", "", *fenced(snippet, "yaml")]
-    return lines
+    if report.pools:
+        lines += [
+            "",
+            SNIPPETS_EVERY_POOL_NOTE,
+        ]
+    return lines + _snippet_blocks(report.recommendation.snippets, "###")
+
+
+def _pool_section(pool: PoolReport) -> list[str]:
+    """One pool: where it was probed, what it gets, its checks that did not pass, and its own config (folded)."""
+    found = pool.report.recommendation
+    node = f"Probed on `{text(pool.pool.node)}` ({text(pool.pool.chosen_because)})"
+    others = [name for name in pool.pool.nodes if name != pool.pool.node]
+    if others:
+        node += f"; its other Ready node(s): {', '.join(f'`{text(name)}`' for name in others)}"
+    lines = ["", f"## Pool `{text(pool.name)}`", "", node + "."]
+    placement = describe_placement(pool.pool.placement)
+    if placement:
+        lines += ["", f"Placement: {text(placement)}."]
+    lines += [
+        "",
+        (
+            f"**Full Docker (docker run):** `{found.full_docker.value}` · "
+            f"**Build only (build + push):** `{found.build_only.value}`"
+        ),
+    ]
+    lines += _details(pool.report, f"### Checks that did not pass on `{text(pool.name)}`")
+    lines += ["", "<details>", f"<summary>Config to paste for pool {text(pool.name)}</summary>"]
+    return [*lines, *_snippet_blocks(found.snippets, "####"), "", "</details>"]
 
 
 def _security_costs(report: Report) -> list[str]:
@@ -148,6 +245,10 @@ def _notes(report: Report) -> list[str]:
         labels = ", ".join(f"`{key}={value}`" for key, value in sorted(psa_labels.items()))
         notes.append(f"Pod Security labels on the probe namespace `{text(cluster.namespace)}`: {labels}.")
     notes += [text(note) for note in cluster.notes]
+    if cluster.probed_nodes or cluster.placement.targeted:
+        probed = ", ".join(f"`{text(name)}`" for name in cluster.probed_nodes) or "none recorded"
+        placement = describe_placement(cluster.placement)
+        notes.append(f"Probed node(s): {probed}" + (f" (placement: {text(placement)})" if placement else "") + ".")
     if cluster.nodes:
         nodes = "; ".join(
             text(f"{node.name} ({node.container_runtime}, kernel {node.kernel}, {node.os_image}, {node.architecture})")
@@ -170,11 +271,11 @@ def render(report: Report) -> str:
     lines = [
         *_headline(report),
         *([] if report.changes is None else ["", changes.changes_markdown(report.changes).rstrip("\n")]),
-        *_checks(report),
-        *_modes(report),
-        *_details(report),
-        *_snippets(report),
-        *_security_costs(report),
-        *_notes(report),
     ]
+    if report.pools:
+        lines += [*_pools(report), *_check_matrix(report), *_modes_matrix(report)]
+        lines += [line for pool in report.pools for line in _pool_section(pool)]
+    else:
+        lines += [*_checks(report), *_modes(report), *_details(report)]
+    lines += [*_snippets(report), *_security_costs(report), *_notes(report)]
     return "\n".join(lines) + "\n"

@@ -212,7 +212,7 @@ def assess_mode(run: RunResult, rule: ModeRule) -> ModeAssessment:
     reading = _readings(run, rule)
     if not blocked_by:
         warnings = rule.standing_warnings + reading.warnings + reading.hints
-        return ModeAssessment(mode=rule.mode, usable=True, blocked_by=(), warnings=_unique(warnings))
+        return ModeAssessment(mode=rule.mode, usable=True, blocked_by=(), warnings=unique(warnings))
     described = tuple(describe_check(check_id, run.verdict(check_id)) for check_id in blocked_by)
     # a hint that only repeats what a blocking check already quoted (the same server message) adds nothing
     fresh_hints = tuple(hint for hint in reading.hints if not any(hint.split("): ", 1)[-1] in d for d in described))
@@ -221,8 +221,8 @@ def assess_mode(run: RunResult, rule: ModeRule) -> ModeAssessment:
         mode=rule.mode,
         usable=False,
         blocked_by=blocked_by,
-        warnings=_unique(rule.standing_warnings + reading.warnings),
-        causes=_unique(causes),
+        warnings=unique(rule.standing_warnings + reading.warnings),
+        causes=unique(causes),
     )
 
 
@@ -231,23 +231,26 @@ def assess(run: RunResult) -> tuple[ModeAssessment, ...]:
     return tuple(assess_mode(run, rule) for rule in DECISION_TABLE)
 
 
-def _unique(texts: tuple[str, ...]) -> tuple[str, ...]:
+def unique(texts: tuple[str, ...]) -> tuple[str, ...]:
     """Drop repeated texts (two checks can say the same thing) but keep the first-seen order."""
     return tuple(dict.fromkeys(texts))
 
 
-def _first_usable(order: tuple[Mode, ...], assessments: Mapping[Mode, ModeAssessment]) -> Mode:
+def first_usable(order: tuple[Mode, ...], assessments: Mapping[Mode, ModeAssessment]) -> Mode:
+    """The most secure usable mode of an order (Mode.NONE when none is)."""
     return next((mode for mode in order if assessments[mode].usable), Mode.NONE)
 
 
-def _choice_reason(purpose: str, chosen: Mode, order: tuple[Mode, ...]) -> str:
+def choice_reason(purpose: str, chosen: Mode, order: tuple[Mode, ...]) -> str:
+    """'full_docker: dind: the first usable mode in security order (...)'."""
     ranking = ", ".join(mode.value for mode in order)
     if chosen is Mode.NONE:
         return f"{purpose}: none: no usable mode among ({ranking})"
     return f"{purpose}: {chosen.value}: the first usable mode in security order ({ranking})"
 
 
-def _rejection_reason(assessment: ModeAssessment) -> str:
+def rejection_reason(assessment: ModeAssessment) -> str:
+    """'dind not usable: <cause>; <cause>'."""
     return f"{assessment.mode.value} not usable: " + "; ".join(assessment.causes)
 
 
@@ -262,13 +265,13 @@ def recommend(run: RunResult, assessments: tuple[ModeAssessment, ...] | None = N
     if assessments is None:
         assessments = assess(run)
     by_mode = {assessment.mode: assessment for assessment in assessments}
-    full_docker = _first_usable(FULL_DOCKER_ORDER, by_mode)
-    build_only = _first_usable(BUILD_ONLY_ORDER, by_mode)
+    full_docker = first_usable(FULL_DOCKER_ORDER, by_mode)
+    build_only = first_usable(BUILD_ONLY_ORDER, by_mode)
     reasons = [
-        _choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
-        _choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
+        choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
+        choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
     ]
-    reasons.extend(_rejection_reason(assessment) for assessment in assessments if not assessment.usable)
+    reasons.extend(rejection_reason(assessment) for assessment in assessments if not assessment.usable)
     if build_only is Mode.NONE:
         reasons.append(ALTERNATIVES_ADVICE)
     config = snippets.build_snippets(

@@ -6,13 +6,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import Mode, RunResult, Status, Verdict
-from reports import changes, json_report, recommend
+from probes.model import Mode, PoolResult, RunResult, Status, Verdict
+from reports import changes, json_report, pools, recommend
+
+LabelledVerdict = tuple[str, Verdict]
+"""(label, verdict): the label is the check id, or 'pool/check' in a multi-pool report."""
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    """One pool of an --each-pool run and its own report, as if only that pool had been probed (no baseline)."""
+
+    pool: PoolResult
+    report: Report
+
+    @property
+    def name(self) -> str:
+        """The pool label's value."""
+        return self.pool.name
 
 
 @dataclass(frozen=True)
 class Report:
-    """A run's verdicts, the per-mode assessment, the recommendation, and the v1 JSON built from them."""
+    """A run's verdicts, the per-mode assessment, the recommendation, and the v1 JSON built from them.
+
+    For an --each-pool run (pools non-empty) the run has no verdicts of its own; assessments and recommendation are
+    what holds on every pool, and each pool's own report is in `pools`.
+    """
 
     run: RunResult
     assessments: tuple[recommend.ModeAssessment, ...]
@@ -20,30 +40,72 @@ class Report:
     json: dict[str, Any]
     changes: changes.Changes | None = None
     """What changed since the --baseline report (None without a baseline)."""
+    pools: tuple[PoolReport, ...] = ()
+    """Each probed pool's report, in the run's pool order; empty for a single-pool run."""
 
     def is_usable(self, mode: Mode) -> bool:
-        """The --require-mode gate: is this mode usable on the cluster? ('none' asks for nothing: always true)."""
+        """The --require-mode gate: is this mode usable (on every pool)? ('none' asks for nothing: always true)."""
         return json_report.required_mode_usable(mode, self.assessments)
 
-    def check_rows(self) -> tuple[tuple[str, Verdict | None], ...]:
-        """Every known check in catalog order, None for those not run (so a deselected check shows), then extras."""
-        known = tuple((check_id, self.run.verdict(check_id)) for check_id in self.run.capabilities)
-        extras = tuple((v.id, v) for v in self.run.verdicts if v.id not in self.run.capabilities)
-        return known + extras
+    def unusable_pools(self, mode: Mode) -> tuple[str, ...]:
+        """The pools where the mode is not usable, in pool order: what --require-mode names when it fails.
 
-    def proved_nothing(self) -> tuple[Verdict, ...]:
-        """Checks that ran and proved nothing either way (inconclusive), then those that were skipped."""
+        Always empty for a single-pool run (there are no named pools): ask is_usable there.
+        """
+        return tuple(pool.name for pool in self.pools if not pool.report.is_usable(mode))
+
+    def verdicts(self) -> tuple[LabelledVerdict, ...]:
+        """Every verdict of the run, labelled: check ids, or 'pool/check' pool by pool for a multi-pool run."""
+        if self.pools:
+            return tuple((f"{pool.name}/{label}", v) for pool in self.pools for label, v in pool.report.verdicts())
+        return tuple((verdict.id, verdict) for verdict in self.run.verdicts)
+
+    def check_ids(self) -> tuple[str, ...]:
+        """Every known check in catalog order (so a deselected one shows), then checks any pool ran that it lacks."""
+        ran = (verdict.id for verdict in self.run.verdicts)
+        if self.pools:
+            ran = (verdict.id for pool in self.pools for verdict in pool.report.run.verdicts)
+        return tuple(dict.fromkeys((*self.run.capabilities, *ran)))
+
+    def check_rows(self) -> tuple[tuple[str, Verdict | None], ...]:
+        """Every check with its verdict, None when not run; for a multi-pool run, pool by pool as 'pool/check'."""
+        if self.pools:
+            return tuple((f"{pool.name}/{label}", v) for pool in self.pools for label, v in pool.report.check_rows())
+        return tuple((check_id, self.run.verdict(check_id)) for check_id in self.check_ids())
+
+    def check_matrix(self) -> tuple[tuple[str, tuple[Verdict | None, ...]], ...]:
+        """Check by pool: one row per check (check_ids order), one cell per pool (pools order), None when not run."""
+        runs = [pool.report.run for pool in self.pools] or [self.run]
+        return tuple((check_id, tuple(run.verdict(check_id) for run in runs)) for check_id in self.check_ids())
+
+    def proved_nothing(self) -> tuple[LabelledVerdict, ...]:
+        """Checks that ran and proved nothing either way (inconclusive), then those that were skipped; every pool's."""
         order = (Status.INCONCLUSIVE, Status.SKIPPED)
-        return tuple(v for status in order for v in self.run.verdicts if v.status is status)
+        return tuple((label, v) for status in order for label, v in self.verdicts() if v.status is status)
 
 
 def build_report(run: RunResult, baseline: Mapping[str, Any] | None = None) -> Report:
-    """Assess every mode, recommend, build the JSON once, and compare it with the baseline report when given."""
-    assessments = recommend.assess(run)
-    recommendation = recommend.recommend(run, assessments)
-    document = json_report.build_report_json(run, assessments, recommendation)
+    """Assess every mode, recommend, build the JSON once, and compare it with the baseline report when given.
+
+    An --each-pool run first gets one report per pool; its own assessments and recommendation then combine them.
+    """
+    pool_reports = tuple(PoolReport(pool, build_report(run.for_pool(pool))) for pool in run.pools)
+    if pool_reports:
+        assessments = pools.assess(pool_reports)
+        recommendation = pools.recommend_every_pool(pool_reports, assessments)
+    else:
+        assessments = recommend.assess(run)
+        recommendation = recommend.recommend(run, assessments)
+    document = json_report.build_report_json(run, assessments, recommendation, pools=pool_reports)
     found = None
     if baseline is not None:
         found = changes.compute_changes(baseline, document)
         document["changes"] = found.to_json()
-    return Report(run=run, assessments=assessments, recommendation=recommendation, json=document, changes=found)
+    return Report(
+        run=run,
+        assessments=assessments,
+        recommendation=recommendation,
+        json=document,
+        changes=found,
+        pools=pool_reports,
+    )

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from probes.model import Mode, Status
+from probes.model import Mode, Placement, Status, Verdict
 from reports import changes
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from reports.report import Report
 
 SUMMARY_WIDTH = 72
@@ -25,6 +27,82 @@ def shorten(text: str, width: int) -> str:
     """One line of at most width characters: long probe output must not wrap a terminal table."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 3].rstrip() + "..."
+
+
+def _toleration(toleration: Mapping[str, str]) -> str:
+    """'dedicated=ci:NoSchedule', 'gpu:NoSchedule' (Exists), 'every taint' (Exists without a key)."""
+    key, value, effect = toleration.get("key", ""), toleration.get("value", ""), toleration.get("effect", "")
+    tolerated = (key or "every taint") if toleration.get("operator") == "Exists" else f"{key}={value}"
+    return f"{tolerated}:{effect}" if effect else tolerated
+
+
+def describe_placement(placement: Placement) -> str:
+    """'node selector pool=ci; tolerating dedicated=ci:NoSchedule; node ci-1', or '' for the default placement."""
+    parts = []
+    if placement.node_selector:
+        parts.append("node selector " + ", ".join(f"{k}={v}" for k, v in sorted(placement.node_selector.items())))
+    if placement.tolerations:
+        parts.append("tolerating " + ", ".join(_toleration(toleration) for toleration in placement.tolerations))
+    if placement.node:
+        parts.append(f"node {placement.node}")
+    return "; ".join(parts)
+
+
+def probed_nodes_line(report: Report) -> str:
+    """'probed node(s): a, b (placement: ...)', or '' when the run recorded neither nodes nor a placement."""
+    cluster = report.run.cluster
+    if not cluster.probed_nodes and not cluster.placement.targeted:
+        return ""
+    line = f"probed node(s): {', '.join(cluster.probed_nodes) or 'none recorded'}"
+    placement = describe_placement(cluster.placement)
+    return f"{line} (placement: {placement})" if placement else line
+
+
+def _pools_table(report: Report) -> list[str]:
+    """Each pool's probed node, why that one, and what the pool would get on its own."""
+    rows = [
+        (
+            pool.name,
+            pool.pool.node,
+            len(pool.pool.nodes),
+            pool.report.recommendation.full_docker.value,
+            pool.report.recommendation.build_only.value,
+            shorten(pool.pool.chosen_because, WARNING_WIDTH),
+        )
+        for pool in report.pools
+    ]
+    headers = ("pool", "probed node", "nodes", "full docker", "build only", "node chosen because")
+    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
+
+
+def status_word(verdict: Verdict | None) -> str:
+    """A matrix cell: the status, or 'not run'."""
+    return NOT_RUN if verdict is None else verdict.status.value
+
+
+def _check_matrix(report: Report) -> list[str]:
+    rows = [(check_id, *map(status_word, cells)) for check_id, cells in report.check_matrix()]
+    headers = ("check", *(pool.name for pool in report.pools))
+    lines = tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
+    failed = [(label, v) for label, v in report.check_rows() if v is not None and v.status is Status.FAIL]
+    if failed:
+        lines += ["failed:", *(f"  - {label}: {shorten(v.summary, SUMMARY_WIDTH)}" for label, v in failed)]
+    return lines
+
+
+def _modes_matrix(report: Report) -> list[str]:
+    usable = [{a.mode: a.usable for a in pool.report.assessments} for pool in report.pools]
+    rows = [
+        (
+            assessment.mode.value,
+            *("yes" if by_mode[assessment.mode] else "no" for by_mode in usable),
+            "yes" if assessment.usable else "no",
+            _warnings_cell(assessment.warnings),
+        )
+        for assessment in report.assessments
+    ]
+    headers = ("mode", *(pool.name for pool in report.pools), "every pool", "warnings")
+    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
 
 
 def _checks_table(report: Report) -> list[str]:
@@ -61,17 +139,27 @@ def render(report: Report) -> list[str]:
     """The lines to print; the caller owns the terminal (section headers, colours, writing)."""
     cluster = report.run.cluster
     recommendation = report.recommendation
-    lines = [f"dindcheck: {cluster.server or 'unknown server'} (Kubernetes {cluster.version or 'unknown'})", ""]
+    lines = [f"dindcheck: {cluster.server or 'unknown server'} (Kubernetes {cluster.version or 'unknown'})"]
+    if report.pools:
+        lines.append(f"node pools by label {report.run.pool_label} (probes ran on one node per pool):")
+        lines += _pools_table(report)
+    elif probed := probed_nodes_line(report):
+        lines.append(probed)
+    lines.append("")
     if report.changes is not None:
         lines += [*changes.changes_terminal_lines(report.changes), ""]
-    lines += _checks_table(report)
-    lines += ["", *_modes_table(report), ""]
-    lines.append(f"full docker (docker run): {recommendation.full_docker.value}")
-    lines.append(f"build only (build + push): {recommendation.build_only.value}")
+    if report.pools:
+        lines += _check_matrix(report)
+        lines += ["", *_modes_matrix(report), ""]
+    else:
+        lines += _checks_table(report)
+        lines += ["", *_modes_table(report), ""]
+    every = " on every pool" if report.pools else ""
+    lines.append(f"full docker (docker run){every}: {recommendation.full_docker.value}")
+    lines.append(f"build only (build + push){every}: {recommendation.build_only.value}")
     required = report.run.required_mode
     if required is not None:
-        met = report.is_usable(required)
-        lines.append(f"required mode {required.value}: {'usable' if met else 'NOT usable'}")
+        lines.append(required_mode_line(report, required))
     lines.append("why:")
     lines += [f"  - {reason}" for reason in recommendation.reasons]
     if recommendation.full_docker is not Mode.NONE or recommendation.build_only is not Mode.NONE:
@@ -80,13 +168,24 @@ def render(report: Report) -> list[str]:
     return lines
 
 
+def required_mode_line(report: Report, required: Mode) -> str:
+    """'required mode dind: usable', or 'NOT usable', naming the pools where it is not in a multi-pool report."""
+    if report.is_usable(required):
+        return f"required mode {required.value}: usable"
+    pools = report.unusable_pools(required)
+    return f"required mode {required.value}: NOT usable" + (f" on pool(s) {', '.join(pools)}" if pools else "")
+
+
 def proved_nothing_line(report: Report) -> str:
-    """The last line, whatever the flags: how many checks proved nothing, and why (a green run can hide them)."""
+    """The last line, whatever the flags: how many checks proved nothing, and why (a green run can hide them).
+
+    A multi-pool report counts every pool's checks and names them 'pool/check'.
+    """
     nothing = report.proved_nothing()  # inconclusive first, then skipped
-    ran = len(report.run.verdicts)
+    ran = len(report.verdicts())
     if not nothing:
         return f"proved nothing: 0 of {ran} checks (every check that ran reached a verdict)"
-    inconclusive = sum(v.status is Status.INCONCLUSIVE for v in nothing)
+    inconclusive = sum(v.status is Status.INCONCLUSIVE for _, v in nothing)
     counts = f"{inconclusive} inconclusive, {len(nothing) - inconclusive} skipped"
-    parts = "; ".join(f"{v.id} {v.status.value}: {shorten(v.summary, 90)}" for v in nothing)
+    parts = "; ".join(f"{label} {v.status.value}: {shorten(v.summary, 90)}" for label, v in nothing)
     return f"proved nothing: {len(nothing)} of {ran} checks ({counts}): {parts}"

@@ -7,6 +7,7 @@ recommendation test reads as "on a cluster like this, recommend that".
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from probes.model import (
     Mode,
     ModeBlock,
     NodeInfo,
+    Placement,
+    PoolResult,
     RunResult,
     Status,
     TestedSpec,
@@ -298,6 +301,110 @@ def fuse_cache() -> RunResult:
         LSM_NONE,
         SYSBOX_MISSING,
         HOST_SOCKET_MISSING,
+    )
+
+
+POOL_LABEL = "eks.amazonaws.com/nodegroup"
+CI_TAINT = {"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"}
+CHOSEN_BECAUSE = "the first Ready node of the pool by name"
+IPTABLES_SUMMARY = (
+    "nested docker run failed: iptables v1.8.7 (legacy): can't initialize iptables table `nat': Table does not exist "
+    "(do you need to insmod?)"
+)
+FUSE_SUMMARY = "overlay failed on StorageClass fuse-cache (fuse.bindfs)"
+
+
+def pool_node(name: str, pool: str) -> NodeInfo:
+    """A node of the 'default' pool (containerd 1.6, Amazon Linux 2) or the 'ci' pool (containerd 2.1, AL2023)."""
+    runtime, kernel, os_image = (
+        ("containerd://2.1.3", "6.12.30-41.109.amzn2023.x86_64", "Amazon Linux 2023.7.20250609")
+        if pool == "ci"
+        else ("containerd://1.6.33", "5.10.238-231.953.amzn2.x86_64", "Amazon Linux 2")
+    )
+    return NodeInfo(
+        name=name,
+        kubelet_version="v1.31.7-eks-473151a",
+        container_runtime=runtime,
+        kernel=kernel,
+        os_image=os_image,
+        architecture="amd64",
+        labels={POOL_LABEL: pool},
+    )
+
+
+DEFAULT_NODES = ("ip-10-0-1-17.ec2.internal", "ip-10-0-1-42.ec2.internal")
+CI_NODES = ("ip-10-0-2-8.ec2.internal", "ip-10-0-2-91.ec2.internal", "ip-10-0-2-130.ec2.internal")
+POOL_PLACEMENTS = {
+    "default": Placement(node_selector={POOL_LABEL: "default"}),
+    "ci": Placement(node_selector={POOL_LABEL: "ci"}, tolerations=(CI_TAINT,)),
+}
+
+
+def make_pool(name: str, nodes: tuple[str, ...], verdicts: tuple[Verdict, ...]) -> PoolResult:
+    """A pool probed on its first node, placed by the pool label (and tolerating the ci taint)."""
+    return PoolResult(
+        name=name,
+        node=nodes[0],
+        chosen_because=CHOSEN_BECAUSE,
+        nodes=nodes,
+        placement=POOL_PLACEMENTS.get(name, Placement(node_selector={POOL_LABEL: name})),
+        verdicts=verdicts,
+    )
+
+
+def make_pools_run(*pools: PoolResult, required_mode: Mode | None = None) -> RunResult:
+    """An --each-pool run: no verdicts of its own, every pool's in its PoolResult."""
+    nodes = tuple(pool_node(node, pool.name) for pool in pools for node in pool.nodes)
+    cluster = replace(CLUSTER, nodes=nodes, probed_nodes=tuple(pool.node for pool in pools))
+    return replace(
+        make_run(required_mode=required_mode),
+        cluster=cluster,
+        pool_label=POOL_LABEL,
+        pools=pools,
+    )
+
+
+def _on_runtime(verdicts: tuple[Verdict, ...], runtime: str) -> tuple[Verdict, ...]:
+    """The host-socket verdict names the node's runtime: keep it true to the pool's nodes."""
+    return tuple(
+        replace(verdict, evidence={"runtime": runtime}) if verdict.id == "host-socket" else verdict
+        for verdict in verdicts
+    )
+
+
+def default_pool_verdicts() -> tuple[Verdict, ...]:
+    """The default pool: everything the permissive testbed profile proves, on containerd 1.6."""
+    return _on_runtime(permissive().verdicts, "containerd://1.6.33")
+
+
+def ci_pool_verdicts() -> tuple[Verdict, ...]:
+    """The tainted ci pool: overlay fails on the FUSE-backed cache class and nested docker run has no iptables nat."""
+    broken = {
+        "overlay-cache": make_verdict(
+            "overlay-cache",
+            Status.FAIL,
+            FUSE_SUMMARY,
+            _overlay(cache_overlay=False, storage_class="fuse-cache", fs_type="fuse.bindfs"),
+            remediation="use a block-storage class (ext4/xfs) for build caches",
+        ),
+        "docker-run": make_verdict(
+            "docker-run",
+            Status.FAIL,
+            IPTABLES_SUMMARY,
+            {"exit_code": 125},
+            remediation="load the ip_tables and iptable_nat modules on the ci nodes, or run dockerd with nftables",
+        ),
+    }
+    verdicts = tuple(broken.get(verdict.id, verdict) for verdict in permissive().verdicts)
+    return _on_runtime(verdicts, "containerd://2.1.3")
+
+
+def two_pools(*, required_mode: Mode | None = None) -> RunResult:
+    """Two pools: default (containerd 1.6) proves all the permissive profile does; ci (containerd 2.1) no dind."""
+    return make_pools_run(
+        make_pool("default", DEFAULT_NODES, default_pool_verdicts()),
+        make_pool("ci", CI_NODES, ci_pool_verdicts()),
+        required_mode=required_mode,
     )
 
 

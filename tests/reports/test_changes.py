@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from probes.exceptions import UsageError
+from probes.model import Verdict
 from reports import build_report, changes, json_report, render_markdown, render_terminal
-from tests.reports.conftest import PROFILES, VAP_MESSAGE
+from tests.reports.conftest import IPTABLES_SUMMARY, PROFILES, VAP_MESSAGE, two_pools
 
 SERVER = "https://127.0.0.1:6443"
 
@@ -258,3 +260,80 @@ def test_a_baseline_of_this_cluster_loads(tmp_path: Path) -> None:
     baseline = changes.load_baseline(write(tmp_path, json.dumps(report("permissive"))), server=SERVER)
     assert baseline == report("permissive")
     assert changes.load_baseline(write(tmp_path, json.dumps(report("permissive"))), server=SERVER + "/")
+
+
+def pools_report(*, ci: tuple[Verdict, ...] | None = None, ci_node: str = "") -> dict[str, Any]:
+    """The two-pool run, its ci pool's verdicts (and probed node) replaced when given."""
+    run = two_pools()
+    pools = run.pools
+    if ci is not None or ci_node:
+        ci_pool = pools[1]
+        ci_pool = replace(ci_pool, verdicts=ci if ci is not None else ci_pool.verdicts, node=ci_node or ci_pool.node)
+        pools = (pools[0], ci_pool)
+    return copy.deepcopy(build_report(replace(run, pools=pools)).json)
+
+
+def test_pool_checks_are_compared_as_pool_slash_check() -> None:
+    found = changes.compute_changes(pools_report(ci=PROFILES["permissive"]().verdicts), pools_report())
+    assert [(change.id, change.before, change.after) for change in found.checks] == [
+        ("ci/docker-run", "pass", "fail"),
+        ("ci/overlay-cache", "pass", "fail"),
+    ]
+    assert found.checks[0].after_summary == IPTABLES_SUMMARY
+
+
+def test_a_mode_lost_on_one_pool_is_a_regression_caused_by_that_pools_check() -> None:
+    found = changes.compute_changes(pools_report(ci=PROFILES["permissive"]().verdicts), pools_report())
+    assert found.regressions == ("dind",)
+    (dind,) = found.modes
+    assert dind.blocked_by == ("ci/docker-run",)
+    assert dind.causes == (changes.Cause("ci/docker-run", "fail", IPTABLES_SUMMARY),)
+    assert dind.describe() == f"dind: usable -> NOT usable (blocked by ci/docker-run: {IPTABLES_SUMMARY})"
+    assert [change.describe() for change in found.recommendation] == ["full_docker: dind -> none"]
+    assert found.cluster == ()
+
+
+def test_blockers_of_a_mode_lost_on_every_pool_are_named_per_pool() -> None:
+    refused = PROFILES["deny-privileged"]().verdicts
+    before = pools_report(ci=PROFILES["permissive"]().verdicts)
+    run = two_pools()
+    after = build_report(
+        replace(run, pools=(replace(run.pools[0], verdicts=refused), replace(run.pools[1], verdicts=refused)))
+    ).json
+    (dind,) = [change for change in changes.compute_changes(before, after).modes if change.id == "dind"]
+    assert dind.blocked_by == (
+        "default/privileged-admission",
+        "default/socket-sharing",
+        "default/docker-run",
+        "ci/privileged-admission",
+        "ci/socket-sharing",
+        "ci/docker-run",
+    )
+    assert [cause.check for cause in dind.causes] == ["default/privileged-admission", "ci/privileged-admission"]
+
+
+def test_pools_appearing_and_a_pool_probed_on_another_node_are_cluster_changes() -> None:
+    found = changes.compute_changes(report("permissive"), pools_report())
+    (pools,) = [change for change in found.cluster if change.what == "node pools"]
+    assert pools.describe() == "node pools: (none) -> eks.amazonaws.com/nodegroup=default, ci"
+    # every check now has a pool in its name: the single-pool ones are gone, the pool ones new
+    assert {change.id for change in found.checks} >= {"docker-run", "ci/docker-run", "default/docker-run"}
+    moved = changes.compute_changes(pools_report(), pools_report(ci_node="ip-10-0-2-91.ec2.internal"))
+    assert [change.describe() for change in moved.cluster] == [
+        "pool ci probed node: ip-10-0-2-8.ec2.internal -> ip-10-0-2-91.ec2.internal"
+    ]
+    assert moved.checks == ()
+
+
+def test_no_change_between_two_multi_pool_reports() -> None:
+    assert changes.compute_changes(pools_report(), pools_report()).empty
+
+
+def test_a_multi_pool_report_with_a_multi_pool_baseline_validates() -> None:
+    baseline = pools_report(ci=PROFILES["permissive"]().verdicts)
+    built = build_report(two_pools(), baseline)
+    assert json_report.validate(built.json) is True
+    assert built.json["changes"]["regressions"] == ["dind"]
+    moved = f"  - check ci/docker-run: pass -> fail: {IPTABLES_SUMMARY} (was: nested docker run worked"
+    assert any(line.startswith(moved) for line in render_terminal(built))
+    assert "- Check `ci/docker-run`: pass → **fail**" in render_markdown(built)

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import reports
 from reports import build_report
 from reports.prometheus import STATUSES, render_prometheus
-from tests.reports.conftest import PROFILES
+from tests.reports.conftest import PROFILES, two_pools
 
 CLUSTER = "https://127.0.0.1:6443"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -130,3 +130,17 @@ def test_write_prometheus_leaves_no_partial_file(tmp_path: Path) -> None:
     reports.write_prometheus(report, path, pool="ci")
     assert path.read_text(encoding="utf-8") == render_prometheus(report.json, pool="ci")
     assert [p.name for p in path.parent.iterdir()] == ["dindcheck.prom"]
+
+
+def test_a_multi_pool_report_gives_each_pool_its_series() -> None:
+    report = build_report(two_pools()).json
+    parsed = samples(render_prometheus(report))
+    for pool, dind, overlay in (("default", 1, "pass"), ("ci", 0, "fail")):
+        assert parsed[key("dindcheck_mode_usable", cluster=CLUSTER, pool=pool, mode="dind")] == dind
+        assert parsed[key("dindcheck_mode_usable", cluster=CLUSTER, pool=pool, mode="buildkit-rootless")] == 1
+        labels = {"cluster": CLUSTER, "pool": pool, "check": "overlay-cache"}
+        assert parsed[key("dindcheck_check_status", **labels, status=overlay)] == 1
+        assert parsed[key("dindcheck_check_duration_seconds", **labels)] == 1.5
+    assert sum(1 for name, _ in parsed if name == "dindcheck_check_status") == 4 * 16
+    assert not any(dict(labels).get("pool") == "" for name, labels in parsed if not name.startswith("dindcheck_run_"))
+    assert parsed[key("dindcheck_run_duration_seconds", cluster=CLUSTER, pool="")] == 84.25

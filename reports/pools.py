@@ -1,0 +1,119 @@
+"""What holds on every node pool of an --each-pool run: the top level of such a report.
+
+A CI job may land on any pool its runner reaches, so at top level a mode is usable only where it was proven on every
+probed pool, and the recommendation is the most secure such mode. Each pool's own answer stays in its pool block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from probes.model import Mode, OverlayResult, TestedSpec
+from reports import recommend, snippets
+from reports.recommend import BUILD_ONLY_ORDER, FULL_DOCKER_ORDER, ModeAssessment, Recommendation
+
+if TYPE_CHECKING:
+    from reports.report import PoolReport
+
+SPEC_PLACEMENT_NOTE = (
+    "the pools' pod specs differ only in placement (nodeSelector, tolerations, node affinity); each pool's own specs "
+    "are in its block"
+)
+
+
+def pool_prefixed(texts_by_pool: Sequence[tuple[str, tuple[str, ...]]]) -> tuple[str, ...]:
+    """A text every pool says, once as it is; the others as 'pool ci: ...', pool by pool (who it holds for)."""
+    if not texts_by_pool:
+        return ()
+    shared = set.intersection(*(set(texts) for _, texts in texts_by_pool))
+    first = tuple(text for text in texts_by_pool[0][1] if text in shared)
+    own = tuple(f"pool {name}: {text}" for name, texts in texts_by_pool for text in texts if text not in shared)
+    return recommend.unique(first + own)
+
+
+def assess(pools: Sequence[PoolReport]) -> tuple[ModeAssessment, ...]:
+    """Every mode of the decision table, usable only when usable on every pool; blockers and causes of every pool."""
+    per_pool = [(pool.name, {assessment.mode: assessment for assessment in pool.report.assessments}) for pool in pools]
+    combined = []
+    for rule in recommend.DECISION_TABLE:
+        found = [(name, by_mode[rule.mode]) for name, by_mode in per_pool]
+        combined.append(
+            ModeAssessment(
+                mode=rule.mode,
+                usable=all(assessment.usable for _, assessment in found),
+                blocked_by=recommend.unique(tuple(check for _, a in found for check in a.blocked_by)),
+                warnings=pool_prefixed([(name, assessment.warnings) for name, assessment in found]),
+                causes=pool_prefixed([(name, assessment.causes) for name, assessment in found]),
+            )
+        )
+    return tuple(combined)
+
+
+def _choice_reason(purpose: str, chosen: Mode, order: tuple[Mode, ...]) -> str:
+    ranking = ", ".join(mode.value for mode in order)
+    if chosen is Mode.NONE:
+        return f"{purpose}: none: no mode among ({ranking}) is usable on every pool"
+    return f"{purpose}: {chosen.value}: the most secure mode usable on every pool ({ranking})"
+
+
+def _per_pool_reason(purpose: str, pools: Sequence[PoolReport], chosen: Callable[[Recommendation], Mode]) -> str:
+    """What each pool would get on its own: shows which pool holds the every-pool answer back."""
+    each = ", ".join(f"{pool.name} {chosen(pool.report.recommendation).value}" for pool in pools)
+    return f"{purpose} per pool: {each}"
+
+
+def _nothing_builds_reason(pools: Sequence[PoolReport]) -> str:
+    """The advice when no mode builds on every pool: alternatives only when no pool builds at all."""
+    building = [pool for pool in pools if pool.report.recommendation.build_only is not Mode.NONE]
+    if not building:
+        return recommend.ALTERNATIVES_ADVICE
+    where = ", ".join(f"{pool.name} ({pool.report.recommendation.build_only.value})" for pool in building)
+    return f"no mode builds on every pool: build only on pool(s) {where}, or fix the others (see each pool's block)"
+
+
+def proven_on(mode: Mode, pools: Sequence[PoolReport]) -> PoolReport | None:
+    """The first pool where a pod spec of this mode was proven: the top-level snippet is that pool's spec."""
+    if mode is Mode.NONE:
+        return None
+    return next((pool for pool in pools if snippets.pick_tested(mode, pool.report.run.tested_specs(mode))), None)
+
+
+def _cache_on_every_pool(pools: Sequence[PoolReport]) -> OverlayResult | None:
+    """The cache class result that holds everywhere: a pool where overlay failed on it outweighs one where it worked."""
+    tested = [found for pool in pools if (found := recommend.tested_cache_class(pool.report.run)) is not None]
+    return next((found for found in tested if found.overlay is not True), next(iter(tested), None))
+
+
+def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAssessment, ...]) -> Recommendation:
+    """The most secure modes usable on every pool, why (per pool too), and config proven on one of the pools."""
+    by_mode = {assessment.mode: assessment for assessment in assessments}
+    full_docker = recommend.first_usable(FULL_DOCKER_ORDER, by_mode)
+    build_only = recommend.first_usable(BUILD_ONLY_ORDER, by_mode)
+    reasons = [
+        _choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
+        _per_pool_reason("full_docker", pools, lambda found: found.full_docker),
+        _choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
+        _per_pool_reason("build_only", pools, lambda found: found.build_only),
+    ]
+    reasons.extend(recommend.rejection_reason(assessment) for assessment in assessments if not assessment.usable)
+    if build_only is Mode.NONE:
+        reasons.append(_nothing_builds_reason(pools))
+    sources = {mode: pool for mode in (full_docker, build_only) if (pool := proven_on(mode, pools)) is not None}
+    reasons.extend(
+        f"config to paste for {mode.value}: the pod spec proven on pool {pool.name}; {SPEC_PLACEMENT_NOTE}"
+        for mode, pool in sources.items()
+    )
+
+    def tested(mode: Mode) -> tuple[TestedSpec, ...]:
+        source = sources.get(mode)
+        return source.report.run.tested_specs(mode) if source is not None else ()
+
+    config = snippets.build_snippets(
+        full_docker=full_docker,
+        build_only=build_only,
+        usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
+        cache=_cache_on_every_pool(pools),
+        tested=tested,
+    )
+    return Recommendation(full_docker=full_docker, build_only=build_only, reasons=tuple(reasons), snippets=config)
