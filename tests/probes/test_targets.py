@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from probes.engine import place, short_name
@@ -124,7 +126,7 @@ def test_no_pool_at_all_is_a_usage_error() -> None:
 
 
 def test_placement_is_merged_into_the_pod_spec() -> None:
-    spec = {"nodeSelector": {"sysbox-runtime": "running"}, "containers": []}
+    spec: dict[str, Any] = {"nodeSelector": {"sysbox-runtime": "running"}, "containers": []}
     place(
         spec,
         Placement(node_selector={"dindcheck.io/pool": "ci"}, tolerations=(parse_toleration("all"),), node="node-ci"),
@@ -136,7 +138,7 @@ def test_placement_is_merged_into_the_pod_spec() -> None:
 
 
 def test_no_placement_leaves_the_spec_alone() -> None:
-    spec = {"containers": []}
+    spec: dict[str, Any] = {"containers": []}
     place(spec, Placement())
     assert spec == {"containers": []}
 
