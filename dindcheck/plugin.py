@@ -233,7 +233,14 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         task
         for target in state.targets
         for definition in catalog()
-        if (task := replace(definition.task(settings), placement=target.placement, target=target.pool)).key
+        if (
+            task := replace(
+                definition.task(settings),
+                placement=target.placement,
+                target=target.pool,
+                paste_placement=target.paste,
+            )
+        ).key
         in state.selected
     ]
     state.runner = ProbeRunner(connection, scope, state.progress)

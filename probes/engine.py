@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import urllib3
@@ -131,6 +131,8 @@ class Task:
     """Where its pods go (pod-level scheduling fields only)."""
     target: str = ""
     """Tells runs of the same probe on different targets apart (object names, labels, the runner's key)."""
+    paste_placement: Placement = NO_PLACEMENT
+    """The placement the tested specs carry into the config to paste (the pool's selector, the taints met)."""
 
     @property
     def key(self) -> str:
@@ -628,6 +630,13 @@ def place(spec: dict[str, Any], placement: Placement) -> None:
         ]
 
 
+def placed(spec: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
+    """A copy of a pod spec with the placement added."""
+    copied = copy.deepcopy(dict(spec))
+    place(copied, placement)
+    return copied
+
+
 def refusal(result: Admission) -> AdmissionRejectedError:
     """The error a probe sees when the API server refused to create one of its objects."""
     return AdmissionRejectedError(result.message, source=result.source, code=result.code, decided=result.admitted)
@@ -752,6 +761,9 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
     evidence = outcome.evidence
     if context.nodes:
         evidence = {**evidence, "node": ", ".join(sorted(context.nodes))}
+    facts = outcome.facts
+    if facts.specs and task.paste_placement.targeted:
+        facts = replace(facts, specs=tuple(replace(t, spec=placed(t.spec, task.paste_placement)) for t in facts.specs))
     return Verdict(
         id=task.id,
         capability=task.capability,
@@ -760,5 +772,5 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
         evidence=evidence,
         remediation=outcome.remediation if outcome.remediation is not None else task.remediation,
         duration_s=time.monotonic() - started,
-        facts=outcome.facts,
+        facts=facts,
     )

@@ -57,6 +57,9 @@ class Target:
     chosen_because: str = ""
     nodes: tuple[str, ...] = ()
     """Every Ready node of the pool."""
+    paste: Placement = NO_PLACEMENT
+    """The placement the config to paste carries: the pool's label, and tolerations of the taints actually met
+    (never 'tolerate everything', which --toleration all means for a probe, not for a CI pod)."""
 
 
 WHOLE_CLUSTER = Target(pool="", placement=NO_PLACEMENT)
@@ -133,6 +136,19 @@ def _taint_advice(nodes: list[NodeView], tolerations: tuple[Mapping[str, str], .
     return f"tainted {', '.join(taints)} (add {flags}, or --toleration all)"
 
 
+def met_tolerations(nodes: list[NodeView], tolerations: tuple[Mapping[str, str], ...]) -> tuple[Mapping[str, str], ...]:
+    """Tolerations for exactly the blocking taints of these nodes that the run's tolerations let it past."""
+    if not tolerations:
+        return ()
+    met = {taint for node in nodes for taint in node.taints if taint.effect in BLOCKING_EFFECTS}
+    return tuple(
+        {"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}
+        if t.value
+        else {"key": t.key, "operator": "Exists", "effect": t.effect}
+        for t in sorted(met, key=lambda taint: (taint.key, taint.effect))
+    )
+
+
 def single_target(nodes: tuple[NodeView, ...], placement: Placement) -> Target:
     """The run's one target; with a selector or node, at least one Ready node must take its pods."""
     if not (placement.node_selector or placement.node):
@@ -148,7 +164,12 @@ def single_target(nodes: tuple[NodeView, ...], placement: Placement) -> Target:
     takers = [node for node in ready if _usable(node, placement.tolerations)]
     if not takers:
         raise UsageError(f"{what}: every matching Ready node is {_taint_advice(ready, placement.tolerations)}")
-    return Target(pool="", placement=placement, nodes=tuple(node.name for node in takers))
+    paste = Placement(
+        node_selector=placement.node_selector,
+        tolerations=met_tolerations(takers, placement.tolerations),
+        node=placement.node,
+    )
+    return Target(pool="", placement=placement, nodes=tuple(node.name for node in takers), paste=paste)
 
 
 def pool_targets(
@@ -198,6 +219,9 @@ def pool_targets(
                 node=chosen.name,
                 chosen_because=why,
                 nodes=tuple(node.name for node in members),
+                paste=Placement(
+                    node_selector={label: pool}, tolerations=met_tolerations([chosen], placement.tolerations)
+                ),
             )
         )
     if not targets:

@@ -19,7 +19,7 @@ from probes.exceptions import (
     PodNotRunningError,
     ProbeError,
 )
-from probes.model import Facts, Mode, ModeBlock, Status
+from probes.model import Facts, Mode, ModeBlock, Placement, Status, TestedSpec
 
 
 class QuietContext:
@@ -171,3 +171,24 @@ def test_a_pod_that_never_ran_keeps_the_kubelets_last_word() -> None:
         "reason": "FailedMount",
         "message": "timed out waiting for the condition",
     }
+
+
+def test_the_verdict_names_the_nodes_and_the_pasted_specs_carry_the_pool_placement() -> None:
+    tested = TestedSpec(Mode.KANIKO, "kaniko", {"containers": [{"name": "kaniko"}]}, proven=True)
+    paste = Placement(
+        node_selector={"dindcheck.io/pool": "ci"}, tolerations=({"key": "dedicated", "operator": "Exists"},)
+    )
+
+    def work(_context: ProbeContext) -> Outcome:
+        return Outcome(Status.PASS, "built", {"k": "v"}, facts=Facts(specs=(tested,)))
+
+    task = Task("kaniko", "kaniko", "", work, target="ci", paste_placement=paste)
+    verdict = run_probe(task, QuietContext(nodes={"node-ci"}))  # type: ignore[arg-type]
+    assert verdict.evidence == {"k": "v", "node": "node-ci"}
+    assert verdict.facts.specs[0].spec == {
+        "containers": [{"name": "kaniko"}],
+        "nodeSelector": {"dindcheck.io/pool": "ci"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+    }
+    assert tested.spec == {"containers": [{"name": "kaniko"}]}  # the probe's own record is untouched
+    assert task.key == "ci/kaniko"

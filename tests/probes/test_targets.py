@@ -149,3 +149,23 @@ def test_short_names_are_dns_labels_and_stay_apart() -> None:
     assert long_a != long_b
     assert len(long_a) <= 10
     assert all(ch.isalnum() or ch == "-" for ch in short_name("Pool_X.1"))
+
+
+def test_the_config_to_paste_targets_the_pool_with_the_taints_met_not_everything() -> None:
+    found, _ = pool_targets(CLUSTER, "dindcheck.io/pool", Placement(tolerations=(parse_toleration("all"),)))
+    ci, default = found
+    assert ci.paste == Placement(
+        node_selector={"dindcheck.io/pool": "ci"},
+        tolerations=({"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"},),
+    )
+    assert default.paste == Placement(node_selector={"dindcheck.io/pool": "default"})
+
+
+def test_a_single_targeted_run_pastes_its_selector_and_the_taints_met() -> None:
+    target = single_target(
+        CLUSTER, Placement(node_selector={"dindcheck.io/pool": "ci"}, tolerations=(parse_toleration("all"),))
+    )
+    assert target.paste.node_selector == {"dindcheck.io/pool": "ci"}
+    assert target.paste.tolerations == (
+        {"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"},
+    )
