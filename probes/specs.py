@@ -8,6 +8,7 @@ The job container only sleeps here; in a user's pod it runs the job.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from probes.model import Mode, TestedSpec
@@ -26,6 +27,13 @@ KANIKO_WORKSPACE = "/workspace"
 KANIKO_DOCKER_CONFIG = "/kaniko/.docker"
 CLASSIC = "classic"
 NATIVE = "native"
+TLS = "tls"
+"""The DinD layout of GitLab's Kubernetes executor: dockerd as a service container, TLS on tcp 2376, certs shared."""
+DOCKER_TLS_HOST = "tcp://docker:2376"
+DOCKER_TLS_ALIAS = "docker"
+"""GitLab's service alias: the Kubernetes executor puts it in the pod's hostAliases (127.0.0.1)."""
+DOCKER_TLS_CERTDIR = "/certs"
+DOCKER_CLIENT_CERTS = "/certs/client"
 
 
 def _container(name: str, image: str, resources: Resources, **fields: Any) -> dict[str, Any]:
@@ -98,6 +106,46 @@ def dind_pod_spec(
         }
         return {"initContainers": [sidecar], "containers": [job], "volumes": volumes}
     return {"containers": [sidecar, job], "volumes": volumes}
+
+
+def dind_tls_pod_spec(images: Images, resources: Resources, *, job_uid: int = 0, dind_env: Env = ()) -> dict[str, Any]:
+    """DinD as GitLab's Kubernetes executor runs a `docker:dind` service: TLS over TCP, not a shared socket.
+
+    The sidecar gets no args: with DOCKER_TLS_CERTDIR set, docker:dind's entrypoint writes a CA, server and client
+    certs and listens on tcp 2376 with --tlsverify. Only /certs/client is shared (GitLab's `empty_dir` docker-certs,
+    medium Memory); the job dials `docker` (the service alias, 127.0.0.1 through hostAliases) with
+    DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, as GitLab's documented variables say.
+    """
+    certs = {"name": "docker-certs", "mountPath": DOCKER_CLIENT_CERTS}
+    sidecar = _container(
+        "dind",
+        images.dind,
+        resources,
+        env=[
+            {"name": "DOCKER_TLS_CERTDIR", "value": DOCKER_TLS_CERTDIR},
+            *({"name": k, "value": v} for k, v in dind_env),
+        ],
+        securityContext={"privileged": True},
+        volumeMounts=[certs, {"name": "docker-data", "mountPath": "/var/lib/docker"}],
+    )
+    env = [
+        {"name": "DOCKER_HOST", "value": DOCKER_TLS_HOST},
+        {"name": "DOCKER_TLS_CERTDIR", "value": DOCKER_TLS_CERTDIR},
+        {"name": "DOCKER_TLS_VERIFY", "value": "1"},
+        {"name": "DOCKER_CERT_PATH", "value": DOCKER_CLIENT_CERTS},
+    ]
+    job = _container("job", images.job_or_dind, resources, command=list(SLEEP), env=env, volumeMounts=[dict(certs)])
+    if job_uid:
+        env.append({"name": "HOME", "value": "/tmp"})  # noqa: S108 - the docker CLI keeps its config under $HOME
+        job["securityContext"] = {"runAsUser": job_uid, "runAsGroup": job_uid}
+    return {
+        "hostAliases": [{"ip": "127.0.0.1", "hostnames": [DOCKER_TLS_ALIAS]}],
+        "containers": [sidecar, job],
+        "volumes": [
+            {"name": "docker-certs", "emptyDir": {"medium": "Memory"}},
+            {"name": "docker-data", "emptyDir": {}},
+        ],
+    }
 
 
 def _mount_registry_auth(
@@ -226,3 +274,22 @@ def record(
 ) -> TestedSpec:
     """Record a spec as submitted, for the report's config to paste."""
     return TestedSpec(mode=mode, layout=layout, spec=spec, proven=proven, annotations=annotations or {})
+
+
+@dataclass(frozen=True)
+class RemediedSpec(TestedSpec):
+    """A tested DinD spec plus remedies a probe proved on this cluster (e.g. a dockerd --mtu that fixed a stall).
+
+    The spec stays as submitted; the report prints the remedies as comments next to it, never inside it.
+    """
+
+    remedies: tuple[str, ...] = ()
+
+
+def record_remedied(
+    mode: Mode, layout: str, spec: dict[str, Any], *, proven: bool, remedies: tuple[str, ...]
+) -> TestedSpec:
+    """Record a spec as submitted, with the remedies the probe proved (a plain TestedSpec when there are none)."""
+    if not remedies:
+        return record(mode, layout, spec, proven=proven)
+    return RemediedSpec(mode=mode, layout=layout, spec=spec, proven=proven, annotations={}, remedies=remedies)

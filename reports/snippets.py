@@ -7,12 +7,15 @@ leading '#' comment lines.
 
 from __future__ import annotations
 
+import json
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
 
 from probes.model import Mode, OverlayResult, TestedSpec
+from probes.specs import RemediedSpec
 
 SECURITY_COST: Mapping[Mode, str] = {
     Mode.DIND: (
@@ -137,27 +140,60 @@ def skypilot_config(
     )
 
 
+DIND_TLS_TITLES = (
+    "Docker-in-Docker: privileged dockerd sidecar reached over TLS on tcp://docker:2376 (GitLab's form, as tested);",
+    "the client certs are shared on an emptyDir and the job must wait for them (until docker info; do sleep 1; done).",
+)
+DIND_LAYOUT_ORDER = ("native", "classic")
+"""The DinD pod to print, best first: the native sidecar only where it was proven, then the classic one; the TLS
+layout (GitLab's form) gets its own snippet and is printed as the pod only when no socket layout was proven."""
+
+
 def pick_tested(mode: Mode, tested: tuple[TestedSpec, ...]) -> TestedSpec | None:
     """The spec to print for a mode: a proven one, the native DinD sidecar only where it was proven here."""
     proven = [spec for spec in tested if spec.proven]
-    native = [spec for spec in proven if spec.layout == "native"]
-    if mode is Mode.DIND and native:
-        return native[0]
+    if mode is Mode.DIND:
+        rank = {layout: index for index, layout in enumerate(DIND_LAYOUT_ORDER)}
+        proven.sort(key=lambda spec: rank.get(spec.layout, len(rank)))
     return next(iter(proven), None)
 
 
-def pod_snippet(tested: TestedSpec) -> str:
-    """A tested spec as a Pod to paste: exactly the spec the probe submitted, images and resources included."""
+def proven_remedies(tested: tuple[TestedSpec, ...]) -> tuple[str, ...]:
+    """Remedies a probe proved for this mode on this cluster (e.g. docker-run's --mtu), each once."""
+    found = (remedy for spec in tested if isinstance(spec, RemediedSpec) for remedy in spec.remedies)
+    return tuple(dict.fromkeys(found))
+
+
+def _remedy_comments(remedies: tuple[str, ...]) -> tuple[str, ...]:
+    """Each proven remedy as wrapped comment lines (the spec itself stays as it ran)."""
+    lines: list[str] = []
+    for remedy in remedies:
+        lines.extend(textwrap.wrap(remedy, 112))
+    return tuple(lines)
+
+
+def pod_snippet(tested: TestedSpec, remedies: tuple[str, ...] = ()) -> str:
+    """A tested spec as a Pod to paste: exactly the spec the probe submitted, images and resources included.
+
+    remedies (proven by a probe on this cluster) come as comments above it, never inside it.
+    """
     metadata: dict[str, Any] = {"name": f"{tested.mode.value}-build"}
     if tested.annotations:
         metadata["annotations"] = dict(tested.annotations)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": _plain(tested.spec)}
     first = (tested.spec.get("containers") or [{}])[0]
+    titles = DIND_TLS_TITLES if tested.mode is Mode.DIND and tested.layout == "tls" else SNIPPET_TITLES.get(tested.mode)
     comments = tuple(
-        line.replace("{layout}", tested.layout).replace("{image}", str(first.get("image", "")))
-        for line in SNIPPET_TITLES.get(tested.mode, ())
+        line.replace("{layout}", tested.layout).replace("{image}", str(first.get("image", ""))) for line in titles or ()
     )
-    return _yaml(pod, (*comments, "This is the pod spec dindcheck ran on this cluster, with the images it used."))
+    return _yaml(
+        pod,
+        (
+            *comments,
+            "This is the pod spec dindcheck ran on this cluster, with the images it used.",
+            *_remedy_comments(remedies),
+        ),
+    )
 
 
 def _plain(value: object) -> Any:
@@ -169,6 +205,97 @@ def _plain(value: object) -> Any:
     return value
 
 
+GITLAB_SNIPPET = "gitlab"
+"""recommendation.snippets key of the GitLab CI form: added beside the mode ids when DinD is recommended and the TLS
+layout was proven."""
+GITLAB_WAIT = "until docker info >/dev/null 2>&1; do sleep 1; done"
+"""What the probe's job did first: the job can start before dockerd's entrypoint wrote the client certs."""
+
+
+def _by_name(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(c["name"]): c for c in [*spec.get("initContainers", []), *spec.get("containers", [])]}
+
+
+def _env(container: Mapping[str, Any]) -> dict[str, str]:
+    return {str(item["name"]): str(item.get("value", "")) for item in container.get("env", [])}
+
+
+def _runner_config(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """GitLab Runner's config.toml names for the tested pod's settings (privileged service, job uid, volumes)."""
+    containers = _by_name(spec)
+    dind, job = containers.get("dind", {}), containers.get("job", {})
+    lines = ["[[runners]]", '  executor = "kubernetes"', "  [runners.kubernetes]"]
+    for prefix, container in (("", job), ("service_", dind)):
+        for kind, values in (container.get("resources") or {}).items():
+            for resource, quantity in values.items():
+                lines.append(f'    {prefix}{resource}_{kind.rstrip("s")} = "{quantity}"')
+    if (dind.get("securityContext") or {}).get("privileged"):
+        lines += ["    [runners.kubernetes.service_container_security_context]", "      privileged = true"]
+    job_context = job.get("securityContext") or {}
+    if job_context.get("runAsUser") is not None:
+        lines += [
+            "    [runners.kubernetes.build_container_security_context]",
+            f"      run_as_user = {job_context['runAsUser']}",
+            f"      run_as_group = {job_context.get('runAsGroup', job_context['runAsUser'])}",
+        ]
+    mounts = {m["name"]: m["mountPath"] for m in dind.get("volumeMounts", [])}
+    for volume in spec.get("volumes", []):
+        if "emptyDir" not in volume or volume["name"] not in mounts:
+            continue
+        lines += [
+            "    [[runners.kubernetes.volumes.empty_dir]]",
+            f'      name = "{volume["name"]}"',
+            f'      mount_path = "{mounts[volume["name"]]}"',
+        ]
+        if (volume["emptyDir"] or {}).get("medium"):
+            lines.append(f'      medium = "{volume["emptyDir"]["medium"]}"')
+    return tuple(lines)
+
+
+def gitlab_snippet(tested: TestedSpec, remedies: tuple[str, ...] = ()) -> str:
+    """.gitlab-ci.yml for GitLab's Kubernetes executor, from the TLS layout's tested spec (images, env, uid as run).
+
+    The job's env becomes the job's variables (GitLab passes them to services too), the dind container's own env
+    beyond them becomes the service's variables, and the pod-level settings become config.toml lines.
+    """
+    containers = _by_name(tested.spec)
+    dind, job = containers["dind"], containers["job"]
+    variables = _env(job)
+    service: dict[str, Any] = {"name": str(dind["image"]), "alias": "docker"}
+    service_env = {k: v for k, v in _env(dind).items() if variables.get(k) != v}
+    if service_env:
+        service["variables"] = service_env
+    document = {
+        "docker-build": {
+            "image": str(job["image"]),
+            "services": [service],
+            "variables": variables,
+            "before_script": [GITLAB_WAIT],
+            "script": ["docker info"],
+        }
+    }
+    flags = [remedy.split(":", 1)[0] for remedy in remedies if remedy.startswith("--")]
+    comments = (
+        "GitLab CI, Kubernetes executor: docker:dind as a service with TLS on tcp://docker:2376, as tested: dindcheck",
+        "ran the pod this job gets (dind privileged with DOCKER_TLS_CERTDIR=/certs, the job container not privileged,",
+        "dialing the service alias docker with these variables, /certs/client on an emptyDir both mount).",
+        f"The job waits for dockerd first ({GITLAB_WAIT}):",
+        "it can start before the entrypoint wrote the client certs.",
+        "Runner config.toml for that pod (GitLab Runner's names for the tested settings):",
+        *(f"  {line}" for line in _runner_config(tested.spec)),
+        *_remedy_comments(remedies),
+        *(
+            (
+                f"In GitLab: command: {json.dumps(flags)} on the docker service (docker:dind keeps its TLS listeners",
+                "when the first argument is a flag).",
+            )
+            if flags
+            else ()
+        ),
+    )
+    return _yaml(document, comments)
+
+
 def build_snippets(
     *,
     full_docker: Mode,
@@ -177,10 +304,17 @@ def build_snippets(
     cache: OverlayResult | None = None,
     tested: Callable[[Mode], tuple[TestedSpec, ...]] | None = None,
 ) -> dict[str, str]:
-    """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode."""
+    """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode.
+
+    With DinD recommended and GitLab's TLS layout proven, 'gitlab' too: the .gitlab-ci.yml of that layout.
+    """
     config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
     for mode in dict.fromkeys((full_docker, build_only)):
-        chosen = pick_tested(mode, tested(mode)) if tested is not None and mode is not Mode.NONE else None
+        specs = tested(mode) if tested is not None and mode is not Mode.NONE else ()
+        chosen = pick_tested(mode, specs)
         if chosen is not None:
-            config[mode.value] = pod_snippet(chosen)
+            config[mode.value] = pod_snippet(chosen, proven_remedies(specs))
+        tls = next((spec for spec in specs if spec.proven and spec.layout == "tls"), None)
+        if mode is Mode.DIND and tls is not None:
+            config[GITLAB_SNIPPET] = gitlab_snippet(tls, proven_remedies(specs))
     return config

@@ -493,6 +493,80 @@ def test_sysbox_class_pod_cannot_start(tb: Testbed) -> None:
     assert phase == "Pending", phase
 
 
+def test_pod_mtu(tb: Testbed) -> None:
+    """A pod's eth0 has the --pod-mtu MTU (1500 without the knob) while the bridge, the node side, stays at 1500."""
+    want = int(knob(tb, "POD_MTU") or 1500)
+    name = "smoke-mtu"
+    container = {
+        "name": "c",
+        "image": tb.env["TESTBED_IMAGE_TOOLS"],
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sleep", "infinity"],
+    }
+    tb.apply(pod(name, tb.ns_open, [container]))
+    tb.wait_running(tb.ns_open, name)
+    proc = tb.exec(tb.ns_open, name, "cat /sys/class/net/eth0/mtu")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) == want, f"pod eth0 MTU {proc.stdout.strip()}, profile POD_MTU={want}"
+    bridge = Path("/sys/class/net/dcbr0/mtu")
+    if bridge.exists():  # the smoke test runs on the testbed host
+        assert int(bridge.read_text()) == 1500, "the bridge (the node side) must stay at 1500"
+
+
+def largest_blob(tb: Testbed, image: str) -> tuple[str, int]:
+    """The registry URL and size of IMAGE's largest layer (several megabytes for the testbed images)."""
+    registry = tb.env["TESTBED_REGISTRY"]
+    repo, tag = image.split("/", 1)[1].rsplit(":", 1)
+    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+        layer = max(json.load(resp)["layers"], key=lambda entry: entry["size"])
+    return f"http://{registry}/v2/{repo}/blobs/{layer['digest']}", int(layer["size"])
+
+
+def test_pod_mtu_stalls_nested_large_transfer(tb: Testbed) -> None:
+    """Below the node's MTU, a nested container's multi-megabyte download from the node's registry stalls.
+
+    The container nested in DinD (docker0 at 1500, MSS 1460) gets small answers; the pod itself (its own MSS) fetches
+    the same blob.
+    """
+    if not knob(tb, "POD_MTU"):
+        pytest.skip("--pod-mtu is not active (pods have the node's MTU)")
+    if knob(tb, "DENY_PRIVILEGED") == "true":
+        pytest.skip("--deny-privileged is active: DinD needs a privileged pod")
+    url, size = largest_blob(tb, tb.env["TESTBED_IMAGE_TOOLS"])
+    assert size > 4 * 1024 * 1024, size
+    name = "smoke-mtu-dind"
+    container = privileged_container(
+        tb.env["TESTBED_IMAGE_DIND"],
+        args=["--host=unix:///var/run/docker.sock"],
+        env=[{"name": "DOCKER_TLS_CERTDIR", "value": ""}],
+    )
+    tb.apply(pod(name, tb.ns_open, [container]))
+    tb.wait_running(tb.ns_open, name)
+    registry = tb.env["TESTBED_REGISTRY"]
+    # wget in the background of a shell that kills it after 20 s (busybox wget -T crashes; a PID 1 ignores SIGTERM).
+    fetch = (
+        f"/bin/busybox sh -c '/bin/busybox wget -q -O /dev/null {url} & p=$!; i=0; "
+        "while kill -0 $p 2>/dev/null; do i=$((i+1)); [ $i -le 20 ] || { kill $p; exit 124; }; sleep 1; done; "
+        "wait $p'"
+    )
+    script = (
+        "i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -lt 90 ] || { docker info; exit 1; }; "
+        "sleep 1; done; "
+        "rm -rf /tmp/rootfs; mkdir -p /tmp/rootfs/bin; cp /bin/busybox /tmp/rootfs/bin/busybox; "
+        "tar -C /tmp/rootfs -c . | docker import - smoke/busybox:1 >/dev/null || exit 1; "
+        f"docker run --rm smoke/busybox:1 /bin/busybox wget -q -O - http://{registry}/v2/ >/dev/null; "
+        "echo small=$?; "
+        f"docker run --rm --network host smoke/busybox:1 {fetch}; echo pod=$?; "
+        f"docker run --rm smoke/busybox:1 {fetch}; echo nested=$?"
+    )
+    proc = tb.exec(tb.ns_open, name, script, timeout=180)
+    assert "small=0" in proc.stdout, f"{proc.stdout}\n{proc.stderr}"
+    assert "pod=0" in proc.stdout, f"the pod's own download failed: {proc.stdout}\n{proc.stderr}"
+    assert "nested=" in proc.stdout, f"{proc.stdout}\n{proc.stderr}"
+    assert "nested=0" not in proc.stdout, f"a nested {size}-byte download worked below the node's MTU: {proc.stdout}"
+
+
 def test_env_file_matches_contract(tb: Testbed) -> None:
     env = tb.env
     expected = (

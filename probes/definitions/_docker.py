@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from probes.definitions._registry import MANIFEST_TYPES, bearer_challenge
 from probes.engine import ProbeContext, compact
 
 # Waits up to ~60 s for the daemon behind $DOCKER_HOST, printing how long it took or why it never answered. A daemon
@@ -40,7 +49,11 @@ echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
 r=/tmp/dindcheck-rootfs; rm -rf "$r"; mkdir -p "$r/bin"
 bb=$(command -v busybox || echo /bin/busybox)
 cp "$bb" "$r/bin/busybox"
-for lib in $(ldd "$bb" 2>/dev/null | grep -o '/[^ ]*'); do mkdir -p "$r$(dirname "$lib")"; cp "$lib" "$r$lib"; done
+# busybox wget speaks https through ssl_client where the image has one (Alpine, so docker:dind)
+sc=$(command -v ssl_client || :); [ -z "$sc" ] || { mkdir -p "$r$(dirname "$sc")"; cp "$sc" "$r$sc"; }
+for f in "$bb" $sc; do
+  for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*'); do mkdir -p "$r$(dirname "$lib")"; cp "$lib" "$r$lib"; done
+done
 if out=$(tar -C "$r" -c . | docker import - dindcheck-probe:local 2>&1); then echo "import=ok"; else
   echo "import=failed"; echo "import_error=$(echo "$out" | tr '\n' ' ')"; exit 0; fi
 if out=$(docker run --rm --network none dindcheck-probe:local /bin/busybox echo nested-ok 2>&1); then
@@ -48,8 +61,9 @@ if out=$(docker run --rm --network none dindcheck-probe:local /bin/busybox echo 
 if out=$(docker run --rm dindcheck-probe:local /bin/busybox cat /sys/class/net/eth0/mtu 2>&1); then
   echo "run_bridge=ok"; echo "inner_mtu=$out"; else
   echo "run_bridge=failed"; echo "run_bridge_error=$(echo "$out" | tr '\n' ' ')"; fi
-docker rmi dindcheck-probe:local >/dev/null 2>&1
 """
+PROBE_IMAGE = "dindcheck-probe:local"
+"""The image NESTED_RUN imports and leaves in the nested dockerd (the pod goes away with it)."""
 
 
 # The daemon's words when it refuses the client's API version (moby's api/server/middleware/version.go): Docker 29.0
@@ -73,3 +87,192 @@ def dockerd_log_tail(ctx: ProbeContext, pod_name: str, container: str = "dind", 
     """The last lines dockerd logged, as one line: the cause when the daemon never answered."""
     text = ctx.logs(pod_name, container, tail=lines).strip()
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+# ----- a payload outside the pod, for a nested container to fetch (docker-run's transfer) ----------------------------
+PAYLOAD_BYTES = 8 * 1024 * 1024
+"""Enough full-size segments that a path dropping them cannot hide; small enough to be quick on a healthy one."""
+DOCKER_HUB = "registry-1.docker.io"
+LOCATE_TIMEOUT_S = 10.0
+# What Python's ssl module says when an https request reaches a server that speaks plain HTTP (OpenSSL 1.1/3.0,
+# 3.2+): only then is http tried, as dockerd does for a registry it may reach insecurely.
+PLAIN_HTTP_ANSWERS = ("wrong_version_number", "wrong version number", "record layer failure", "http_request")
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A layer blob of the DinD image in the registry that served it, located for a nested container to fetch.
+
+    header (an anonymous pull token) goes to the nested wget only, never into the evidence.
+    """
+
+    url: str = ""
+    header: str = ""
+    size: int = 0
+    blob: str = ""
+    registry: str = ""
+    error: str = ""
+    """Why no payload could be located: the transfer is then not measured."""
+    token: bool = False
+    """The registry asked for a Bearer token (anonymous); a redirect to storage elsewhere goes without it."""
+
+    def to_evidence(self) -> dict[str, Any]:
+        """Evidence form: where the bytes came from (a signed redirect's query string left out)."""
+        return {
+            "registry": self.registry,
+            "blob": self.blob,
+            "bytes": self.size,
+            "url": self.url.split("?", 1)[0],
+            "auth": "anonymous bearer token" if self.token else "none",
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+def image_repository(ref: str) -> tuple[str, str, str]:
+    """(registry host, repository, tag or digest) of an image reference, normalised as docker does.
+
+    'docker:29-dind' -> ('registry-1.docker.io', 'library/docker', '29-dind'); a first component with a dot, a
+    colon or 'localhost' is a registry host.
+    """
+    name, _, digest = ref.partition("@")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = "docker.io", name
+    tag = ""
+    if ":" in path.rsplit("/", 1)[-1]:
+        path, tag = path.rsplit(":", 1)
+    if host in ("docker.io", "index.docker.io"):
+        host = DOCKER_HUB
+        if "/" not in path:
+            path = f"library/{path}"
+    return host, path, digest or tag or "latest"
+
+
+def platform_manifest(index: dict[str, Any]) -> str:
+    """The digest of an image index's first runnable image (attestation manifests, platform unknown, skipped)."""
+    for entry in index.get("manifests") or []:
+        platform = entry.get("platform") or {}
+        kind = str((entry.get("annotations") or {}).get("vnd.docker.reference.type", ""))
+        if platform.get("os") != "unknown" and "attestation" not in kind and entry.get("digest"):
+            return str(entry["digest"])
+    return ""
+
+
+def largest_layer(manifest: dict[str, Any]) -> tuple[str, int]:
+    """(digest, size) of an image manifest's largest layer; ('', 0) when it lists none."""
+    layers = [(str(layer.get("digest", "")), int(layer.get("size") or 0)) for layer in manifest.get("layers") or []]
+    layers = [layer for layer in layers if layer[0]]
+    return max(layers, key=lambda layer: layer[1]) if layers else ("", 0)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Blob GETs answer with a redirect to storage (a CDN): the nested wget follows it, not this process."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A registry's answer: status, headers, and the body when read."""
+
+    status: int
+    headers: Any
+    body: bytes
+
+
+def _get(url: str, headers: dict[str, str], *, read: bool = True) -> _Answer:
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) by construction
+    try:
+        with opener.open(request, timeout=LOCATE_TIMEOUT_S) as response:
+            return _Answer(response.status, response.headers, response.read() if read else b"")
+    except urllib.error.HTTPError as answer:  # 3xx (not followed), 4xx, 5xx: an answer all the same
+        with answer:
+            return _Answer(answer.code, answer.headers, b"")
+
+
+def _plain_http(exc: BaseException) -> bool:
+    """Whether an https attempt met a server that speaks plain HTTP."""
+    text = f"{getattr(exc, 'reason', '')} {exc}".lower()
+    return any(answer in text for answer in PLAIN_HTTP_ANSWERS)
+
+
+class _NotLocatedError(Exception):
+    """The registry answered, but no payload could be had from it (the message says why)."""
+
+
+def locate_payload(image: str, want: int = PAYLOAD_BYTES) -> Payload:
+    """The largest layer blob of the image, in the registry it names, fetched anonymously (a Bearer token if asked).
+
+    https first; plain http only when the registry answers https with plain HTTP (a registry the nodes reach
+    insecurely). Never raises: a payload that cannot be located carries the registry's words in error.
+    """
+    host, repo, reference = image_repository(image)
+    scheme = "https"
+    while True:
+        try:
+            return _locate(f"{scheme}://{host}", repo, reference, want, host)
+        except _NotLocatedError as exc:
+            return Payload(registry=host, error=str(exc))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            if scheme == "https" and _plain_http(exc):
+                scheme = "http"
+                continue
+            reason = getattr(exc, "reason", exc)
+            return Payload(registry=host, error=f"{scheme}://{host}/v2/ unreachable from this machine: {reason}")
+
+
+def _locate(base: str, repo: str, reference: str, want: int, host: str) -> Payload:
+    accept = {"Accept": MANIFEST_TYPES}
+    manifest_url = f"{base}/v2/{repo}/manifests/{reference}"
+    answer = _get(manifest_url, accept)
+    auth: dict[str, str] = {}
+    if answer.status == 401:
+        auth = {"Authorization": f"Bearer {_anonymous_token(answer, repo)}"}
+        answer = _get(manifest_url, {**accept, **auth})
+    if answer.status != 200:
+        raise _NotLocatedError(f"{manifest_url}: HTTP {answer.status}")
+    manifest = json.loads(answer.body)
+    if manifest.get("manifests"):
+        digest = platform_manifest(manifest)
+        if not digest:
+            raise _NotLocatedError(f"{manifest_url}: an image index without a runnable image")
+        answer = _get(f"{base}/v2/{repo}/manifests/{digest}", {**accept, **auth})
+        if answer.status != 200:
+            raise _NotLocatedError(f"{base}/v2/{repo}/manifests/{digest}: HTTP {answer.status}")
+        manifest = json.loads(answer.body)
+    blob, size = largest_layer(manifest)
+    if not blob:
+        raise _NotLocatedError(f"{manifest_url}: the manifest lists no layers")
+    blob_url = f"{base}/v2/{repo}/blobs/{blob}"
+    answer = _get(blob_url, auth, read=False)
+    header = f"Authorization: {auth['Authorization']}" if auth else ""
+    if answer.status in (301, 302, 303, 307, 308) and answer.headers.get("Location"):
+        location = urllib.parse.urljoin(blob_url, answer.headers["Location"])
+        same_host = urllib.parse.urlsplit(location).netloc == urllib.parse.urlsplit(blob_url).netloc
+        return Payload(location, header if same_host else "", min(size, want), blob, host, token=bool(auth))
+    if answer.status != 200:
+        raise _NotLocatedError(f"{blob_url}: HTTP {answer.status}")
+    return Payload(blob_url, header, min(size, want), blob, host, token=bool(auth))
+
+
+def _anonymous_token(answer: _Answer, repo: str) -> str:
+    """A pull token from the registry's Bearer challenge, asked for without credentials (public images only)."""
+    challenge = bearer_challenge(str(answer.headers.get("WWW-Authenticate", "")))
+    if not challenge.get("realm"):
+        raise _NotLocatedError(
+            f"the registry wants credentials ({answer.headers.get('WWW-Authenticate', 'no challenge')}); "
+            "dindcheck fetches the payload anonymously"
+        )
+    query = {"service": challenge.get("service", ""), "scope": challenge.get("scope") or f"repository:{repo}:pull"}
+    token_answer = _get(f"{challenge['realm']}?{urllib.parse.urlencode(query)}", {})
+    if token_answer.status != 200:
+        raise _NotLocatedError(f"anonymous token refused by {challenge['realm']}: HTTP {token_answer.status}")
+    token = json.loads(token_answer.body)
+    value = str(token.get("token") or token.get("access_token") or "")
+    if not value:
+        raise _NotLocatedError(f"{challenge['realm']} answered without a token")
+    return value

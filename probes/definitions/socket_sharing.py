@@ -1,14 +1,17 @@
 """Socket sharing: can a job container reach a dockerd sidecar through a socket on a shared emptyDir?
 
-Both layouts users deploy are tried at once: the classic sidecar (containers) and the native sidecar
-(initContainers with restartPolicy: Always and a startupProbe), which removes the start race behind
-"Cannot connect to the Docker daemon" (ARC#3257). Time to ready is measured from pod creation. The native form is
-read back as admitted: a webhook that strips restartPolicy silently turns it into a plain init container.
+The layouts users deploy are tried at once, each in its own pod and thread: the classic sidecar (containers), the
+native sidecar (initContainers with restartPolicy: Always and a startupProbe), which removes the start race behind
+"Cannot connect to the Docker daemon" (ARC#3257), and GitLab's form: dockerd as a service container with TLS on
+tcp://docker:2376 and the client certs on a shared emptyDir, which the job must wait for. Time to ready is measured
+from each pod's creation. The native form is read back as admitted: a webhook that strips restartPolicy silently
+turns it into a plain init container.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from probes import specs
@@ -18,8 +21,8 @@ from probes.definitions._docker import (
     api_version_cause,
     dockerd_log_tail,
 )
-from probes.engine import Outcome, ProbeContext, compact, key_values
-from probes.exceptions import PodNotRunningError
+from probes.engine import Outcome, ProbeContext, compact, key_values, named_cause
+from probes.exceptions import ExecChannelError, PodNotRunningError
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
 
@@ -37,17 +40,97 @@ echo "client_gid=$(id -g)"
 echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
 """
 
+# GitLab's form, from the job container: wait for the client certs dockerd's entrypoint writes into the shared
+# $DOCKER_CERT_PATH (quoting the CLI's own words if the job got there first, as GitLab jobs do: gitlab-runner#27384),
+# and for the key to be readable (openssl creates it 0600; docker:dind's entrypoint opens it to 0644 at once); then
+# WAIT_FOR_DAEMON over TLS, which verifies the server's certificate against the name in DOCKER_HOST.
+TLS_WAIT_FOR_CERTS = r"""
+certs=${DOCKER_CERT_PATH:-$HOME/.docker}
+have_certs() { [ -s "$certs/ca.pem" ] && [ -s "$certs/cert.pem" ] && [ -s "$certs/key.pem" ]; }
+stamp() { date +%s.%N 2>/dev/null || date +%s; }
+t0=$(stamp)
+echo "client_uid=$(id -u)"
+echo "client_gid=$(id -g)"
+echo "docker_host=$DOCKER_HOST"
+echo "cert_path=$certs"
+unreachable() {
+  echo "daemon=unreachable"; echo "daemon_error=$(docker info 2>&1 | grep . | grep -v '^ ' | tail -n 2 | tr '\n' ' ')"
+  exit 0
+}
+if ! have_certs; then echo "certs_race=$(docker info 2>&1 | grep . | grep -v '^ ' | tail -n 1)"; fi
+i=0
+until have_certs; do
+  i=$((i + 1))
+  if [ "$i" -ge 300 ]; then
+    echo "certs=missing"; echo "certs_listing=$(ls -ln "$certs" 2>&1 | tr '\n' ' ')"; unreachable
+  fi
+  sleep 0.2
+done
+echo "certs=present"
+echo "certs_waited_s=$(awk -v a="$t0" -v b="$(stamp)" 'BEGIN{printf "%.2f", b-a}')"
+echo "key_mode=$(stat -c '%a %U:%G' "$certs/key.pem" 2>&1)"
+j=0
+until [ -r "$certs/key.pem" ]; do
+  j=$((j + 1)); [ "$j" -lt 25 ] || unreachable
+  sleep 0.2
+done
+"""
+TLS_FACTS = r"""
+echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
+"""
 
-def _try_layout(ctx: ProbeContext, name: str, created_at: float) -> dict[str, Any]:
-    """Wait for the pod, then for the daemon through the socket from the job container."""
+# The docker CLI's own words (29.x: "Failed to initialize: unable to resolve docker endpoint: ..."; 20.10 without the
+# prefix; go's crypto/tls and crypto/x509 for the handshake), each to its cause.
+TLS_CAUSES: tuple[tuple[tuple[str | tuple[str, ...], ...], str], ...] = (
+    ((("unable to resolve docker endpoint", "permission denied"),), "key"),
+    ((("unable to resolve docker endpoint", "no such file or directory"), "could not read ca certificate"), "certs"),
+    (
+        (
+            "x509: certificate is valid for",
+            "x509: cannot validate certificate",
+            "certificate signed by unknown authority",
+            "failed to verify certificate",
+            "tls: certificate required",
+            "tls: bad certificate",
+            "tls: unknown certificate authority",
+        ),
+        "handshake",
+    ),
+)
+TLS_REMEDIATION = {
+    "certs": (
+        "Share /certs/client between the dind service and the job (GitLab: [[runners.kubernetes.volumes.empty_dir]] "
+        "docker-certs at /certs/client), set DOCKER_TLS_CERTDIR=/certs on the dind container, and make the job wait "
+        "for dockerd (until docker info; do sleep 1; done): the job can start before dockerd's entrypoint wrote the "
+        "certs (gitlab-runner#27384)."
+    ),
+    "key": (
+        "The job's uid cannot read /certs/client/key.pem. docker:dind's entrypoint makes the client key 0644 (it is "
+        "shared with clients of any uid); an entrypoint or image that leaves it 0600 and root-owned locks non-root "
+        "jobs out: use docker:dind's entrypoint (or chmod 0644 the client key after generating it), or run the job "
+        "as root."
+    ),
+    "handshake": (
+        "The job must dial dockerd by a name in its server certificate (docker:dind puts docker, localhost, the "
+        "pod's hostname and IPs in it; add others with DOCKER_TLS_SAN on the dind container) and trust the CA of "
+        "this dind container's run (docker:dind regenerates the certs at each start: /certs/client must be the "
+        "volume the running dind container wrote)."
+    ),
+}
+TLS_TITLE = f"TLS over {specs.DOCKER_TLS_HOST} (GitLab's form)"
+CERTS_WAIT_S = 60
+
+
+def _try_layout(ctx: ProbeContext, name: str, created_at: float, script: str, timeout_s: float) -> dict[str, Any]:
+    """Wait for the pod, then for the daemon from the job container."""
     found: dict[str, Any] = {"pod": name}
     try:
         ctx.wait_running(name)
     except PodNotRunningError as exc:
         found.update(ok=False, pod_ran=False, reason=compact(exc.reason))
         return found
-    ctx.say(f"waiting for dockerd through the shared socket ({name})")
-    result = ctx.exec(name, "job", WAIT_FOR_DAEMON + SOCKET_FACTS, timeout_s=90)
+    ctx.say(f"waiting for dockerd from the job container ({name})")
+    result = ctx.exec(name, "job", script, timeout_s=timeout_s)
     found.update(layout_result(key_values(result.stdout), result.tail()))
     if found["ok"]:
         found["ready_s"] = round(time.monotonic() - created_at, 2)
@@ -56,10 +139,36 @@ def _try_layout(ctx: ProbeContext, name: str, created_at: float) -> dict[str, An
     return found
 
 
+def _try_tls(ctx: ProbeContext, name: str, created_at: float) -> dict[str, Any]:
+    """GitLab's form; an exec channel that fails concludes nothing about it, and does not stop the other layouts."""
+    script = TLS_WAIT_FOR_CERTS + WAIT_FOR_DAEMON + TLS_FACTS
+    try:
+        return _try_layout(ctx, name, created_at, script, timeout_s=CERTS_WAIT_S + 90)
+    except ExecChannelError as exc:
+        return {"pod": name, "ok": False, "pod_ran": True, "concluded": False, "reason": f"exec channel: {exc}"}
+
+
+LAYOUT_KEYS = (
+    "socket",
+    "client_uid",
+    "client_gid",
+    "client_version",
+    "server_version",
+    "waited_s",
+    "docker_host",
+    "cert_path",
+    "certs",
+    "certs_race",
+    "certs_waited_s",
+    "certs_listing",
+    "key_mode",
+)
+
+
 def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
     """What one layout's job container saw (pure, over the script's KEY=VALUE output)."""
     found: dict[str, Any] = {"ok": values.get("daemon") == "ok", "pod_ran": True}
-    for key in ("socket", "client_uid", "client_gid", "client_version", "server_version", "waited_s"):
+    for key in LAYOUT_KEYS:
         if values.get(key):
             found[key] = values[key]
     if not found["ok"]:
@@ -68,39 +177,49 @@ def layout_result(values: dict[str, str], tail: str) -> dict[str, Any]:
 
 
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
-    """Start both layouts together; pass when the job container reaches dockerd through the socket."""
+    """Start every layout together; pass when a job container reaches dockerd (socket first, then TLS)."""
+    images, resources, uid, env = settings.images, settings.resources, settings.job_uid, settings.dind_env
     layouts = {
-        layout: specs.dind_pod_spec(
-            settings.images, settings.resources, layout=layout, job_uid=settings.job_uid, dind_env=settings.dind_env
-        )
-        for layout in (specs.CLASSIC, specs.NATIVE)
+        specs.CLASSIC: specs.dind_pod_spec(images, resources, layout=specs.CLASSIC, job_uid=uid, dind_env=env),
+        specs.NATIVE: specs.dind_pod_spec(images, resources, layout=specs.NATIVE, job_uid=uid, dind_env=env),
+        specs.TLS: specs.dind_tls_pod_spec(images, resources, job_uid=uid, dind_env=env),
     }
     manifests = {layout: ctx.pod_manifest(layout, spec) for layout, spec in layouts.items()}
-    ctx.say("creating the classic and the native sidecar pods")
+    names = {layout: manifest["metadata"]["name"] for layout, manifest in manifests.items()}
+    ctx.say("creating the classic sidecar, native sidecar and TLS (GitLab) pods")
     created_at: dict[str, float] = {}
     evidence: dict[str, Any] = {}
     try:
         for layout, manifest in manifests.items():
             created_at[layout] = time.monotonic()
             ctx.create_pod(manifest)
-        native_name = manifests[specs.NATIVE]["metadata"]["name"]
-        admitted = ctx.read_pod(native_name)
-        evidence["native_sidecar"] = {"supported": native_as_admitted(admitted)}
-        evidence["classic"] = _try_layout(ctx, manifests[specs.CLASSIC]["metadata"]["name"], created_at[specs.CLASSIC])
-        if evidence["native_sidecar"]["supported"]:
-            evidence["native_sidecar"].update(_try_layout(ctx, native_name, created_at[specs.NATIVE]))
-        else:
-            evidence["native_sidecar"]["reason"] = (
-                "the pod as admitted has no initContainers[].restartPolicy: Always (the API server dropped it: "
-                "SidecarContainers off or Kubernetes < 1.29, or a mutating webhook stripped it)"
+        evidence["native_sidecar"] = {"supported": native_as_admitted(ctx.read_pod(names[specs.NATIVE]))}
+        socket_script = WAIT_FOR_DAEMON + SOCKET_FACTS
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="socket-sharing") as pool:
+            classic = pool.submit(_try_layout, ctx, names[specs.CLASSIC], created_at[specs.CLASSIC], socket_script, 90)
+            tls = pool.submit(_try_tls, ctx, names[specs.TLS], created_at[specs.TLS])
+            native = (
+                pool.submit(_try_layout, ctx, names[specs.NATIVE], created_at[specs.NATIVE], socket_script, 90)
+                if evidence["native_sidecar"]["supported"]
+                else None
             )
+            evidence["classic"] = classic.result()
+            if native is not None:
+                evidence["native_sidecar"].update(native.result())
+            else:
+                evidence["native_sidecar"]["reason"] = (
+                    "the pod as admitted has no initContainers[].restartPolicy: Always (the API server dropped it: "
+                    "SidecarContainers off or Kubernetes < 1.29, or a mutating webhook stripped it)"
+                )
+            evidence["tls"] = tls.result()
     finally:
-        for manifest in manifests.values():
-            ctx.delete_pod(manifest["metadata"]["name"])
+        for name in names.values():
+            ctx.delete_pod(name)
     outcome = verdict(evidence)
     tested = (
         specs.record(Mode.DIND, specs.CLASSIC, layouts[specs.CLASSIC], proven=bool(evidence["classic"].get("ok"))),
         specs.record(Mode.DIND, specs.NATIVE, layouts[specs.NATIVE], proven=bool(evidence["native_sidecar"].get("ok"))),
+        specs.record(Mode.DIND, specs.TLS, layouts[specs.TLS], proven=bool(evidence["tls"].get("ok"))),
     )
     return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=tested))
 
@@ -111,10 +230,53 @@ def native_as_admitted(pod: Any) -> bool:
     return init is not None and init.restart_policy == "Always"
 
 
+def tls_finding(tls: dict[str, Any]) -> tuple[str, str]:
+    """(clause for the summary, remediation or '') of GitLab's TLS layout (pure, over its evidence)."""
+    if not tls:
+        return "", ""
+    if tls.get("ok"):
+        clause = f"{TLS_TITLE} ready in {tls.get('ready_s', '?')}s as uid {tls.get('client_uid', '?')}"
+        if tls.get("certs_race"):
+            clause += (
+                f" (the job started before dockerd's entrypoint wrote the client certs, "
+                f'"{compact(str(tls["certs_race"]), 160)}", and waited {tls.get("certs_waited_s", "?")}s for them)'
+            )
+        return clause, ""
+    reason = str(tls.get("reason", ""))
+    if not tls.get("pod_ran"):
+        return f"{TLS_TITLE}: the pod did not run ({reason})", ""
+    if tls.get("concluded") is False:
+        return f"{TLS_TITLE}: not concluded ({reason})", ""
+    refused = api_version_cause(reason)
+    if refused:
+        return f"{TLS_TITLE} failed: {refused}", API_VERSION_REMEDIATION
+    cause = named_cause(reason, TLS_CAUSES)
+    uid = tls.get("client_uid", "?")
+    if cause == "key":
+        text = f"the job container (uid {uid}) cannot read the client key ({tls.get('key_mode', '?')}): {reason}"
+    elif cause == "certs":
+        where = tls.get("cert_path", specs.DOCKER_CLIENT_CERTS)
+        text = f"the client certificates never appeared in {where} within {CERTS_WAIT_S}s: {reason}"
+    elif cause == "handshake":
+        text = f"the TLS handshake with dockerd failed: {reason}"
+    else:
+        log = tls.get("dockerd_log", "")
+        text = f"dockerd never answered on {tls.get('docker_host', specs.DOCKER_TLS_HOST)}: {reason}" + (
+            f"; dockerd log: {log}" if log else ""
+        )
+    return f"{TLS_TITLE} failed: {compact(text, 400)}", TLS_REMEDIATION.get(cause, "")
+
+
 def verdict(evidence: dict[str, Any]) -> Outcome:
-    """Pass when either layout's job container reached dockerd; inconclusive when no pod ran at all."""
+    """Pass when a layout's job container reached dockerd; inconclusive when no pod ran at all.
+
+    The socket layouts decide first (the DinD snippet prefers them); GitLab's TLS layout is named in every summary,
+    and alone it also passes the check: the job reached dockerd, over TLS.
+    """
     classic = evidence["classic"]
     native = evidence["native_sidecar"]
+    tls_clause, tls_remedy = tls_finding(evidence.get("tls") or {})
+    tls_note = f"; {tls_clause}" if tls_clause else ""
     native_note = (
         f"native sidecar ready in {native['ready_s']}s"
         if native.get("ok")
@@ -126,25 +288,32 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         return Outcome(
             Status.PASS,
             f"job container (uid {classic.get('client_uid', '?')}) reached dockerd over the shared socket in "
-            f"{classic['ready_s']}s ({classic.get('socket', '')}); {native_note}",
+            f"{classic['ready_s']}s ({classic.get('socket', '')}); {native_note}{tls_note}",
             evidence,
-            remediation="",
+            remediation=tls_remedy,
         )
     if native.get("ok"):
         return Outcome(
             Status.PASS,
-            f"classic sidecar failed ({classic.get('reason', '')}); {native_note}",
+            f"classic sidecar failed ({classic.get('reason', '')}); {native_note}{tls_note}",
             evidence,
-            remediation="",
+            remediation=tls_remedy,
+        )
+    if (evidence.get("tls") or {}).get("ok"):
+        return Outcome(
+            Status.PASS,
+            f"classic sidecar failed ({classic.get('reason', '')}); {native_note}{tls_note}",
+            evidence,
+            remediation=REMEDIATION,
         )
     if not classic.get("pod_ran"):
-        return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}", evidence)
+        return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}{tls_note}", evidence)
     log = classic.get("dockerd_log", "")
     refused = api_version_cause(str(classic.get("reason", "")))
     if refused:
         return Outcome(
             Status.FAIL,
-            f"the socket is shared, but {refused} (job CLI {classic.get('client_version') or '?'})",
+            f"the socket is shared, but {refused} (job CLI {classic.get('client_version') or '?'}){tls_note}",
             evidence,
             remediation=API_VERSION_REMEDIATION,
         )
@@ -152,7 +321,7 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         return Outcome(
             Status.FAIL,
             f"dockerd runs, but the job container (uid {classic.get('client_uid', '?')}) may not use its socket "
-            f"({classic.get('socket', '')}): {classic.get('reason', '')}",
+            f"({classic.get('socket', '')}): {classic.get('reason', '')}{tls_note}",
             evidence,
             remediation="Start dockerd with --group=GID (the job's gid) and run the job with that gid "
             "(runAsGroup or supplementalGroups); the docker:dind image has no docker group of its own.",
@@ -160,7 +329,8 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     return Outcome(
         Status.FAIL,
         f"dockerd never answered on the shared socket: {classic.get('reason', '')}"
-        + (f"; dockerd log: {log}" if log else ""),
+        + (f"; dockerd log: {log}" if log else "")
+        + tls_note,
         evidence,
     )
 

@@ -41,6 +41,8 @@ class Profile:
     sysbox_class: bool
     dind: str = "29"
     """The DinD image's Docker: 29 (built from Go modules, as docker:dind today) or legacy (Debian's 20.10)."""
+    pod_mtu: int | None = None
+    """The pods' veth MTU (--pod-mtu); None: the CNI default, 1500, as the node's."""
 
     @property
     def name(self) -> str:
@@ -58,6 +60,8 @@ class Profile:
             parts.append("sysbox-class")
         if self.dind == "legacy":
             parts.append("dind-legacy")
+        if self.pod_mtu is not None:
+            parts.append(f"pod-mtu-{self.pod_mtu}")
         return "+".join(parts) or "permissive"
 
 

@@ -318,3 +318,27 @@ def test_an_old_job_cli_refused_by_docker_29_is_named(
     assert "API version" in sharing["summary"]
     assert not run.mode("dind")["usable"]
     assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_tls_certs_that_never_come_are_named_and_the_socket_layouts_still_pass(
+    testbed_env: dict[str, str], out_root: Path
+) -> None:
+    """GitLab's form with DOCKER_TLS_CERTDIR emptied (--dind-env: the last value wins): no certs ever come.
+
+    dockerd runs without TLS, the job waits out the certs and the CLI's own words name the cause; the socket layouts
+    are unaffected.
+    """
+    run = run_suite(
+        testbed_env, out_root / "fault-tls-certs", "-k", "socket_sharing", "--dind-env", "DOCKER_TLS_CERTDIR="
+    )
+    sharing = run.check("socket-sharing")
+    assert sharing["status"] == "pass", sharing["summary"]
+    tls = sharing["evidence"]["tls"]
+    assert tls["ok"] is False
+    assert tls["certs"] == "missing"
+    assert "/certs/client/ca.pem: no such file or directory" in tls["reason"]
+    assert "the client certificates never appeared in /certs/client" in sharing["summary"]
+    assert tls["reason"] in sharing["summary"]
+    assert "DOCKER_TLS_CERTDIR=/certs" in sharing["remediation"]
+    assert wait_until_clean(testbed_env, 30) == []

@@ -3,7 +3,7 @@
 # Kaniko binaries (Go module proxy, cached in $TB_BIN), and the provisioner's venv.
 
 TB_PACKAGES=(containerd runc etcd-server containernetworking-plugins docker.io docker-registry debootstrap uidmap
-  rootlesskit bindfs iptables openssl curl iproute2 python3-venv util-linux)
+  rootlesskit bindfs iptables openssl curl iproute2 ethtool python3-venv util-linux)
 
 deps_ensure() {
   local missing=() p

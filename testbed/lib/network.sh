@@ -13,10 +13,34 @@ TB_CNI_IPAM_DIR=$TB_RUN/cni-ipam
 # shellcheck disable=SC2086 # word splitting of the dotted quad is intended
 TB_BRIDGE_MAC=$(printf '0a:58:%02x:%02x:%02x:%02x' ${TB_NODE_IP//./ })
 
+# The bridge's MTU is pinned to 1500 the same way: a bridge whose MTU was never set follows the smallest MTU of its
+# ports, so with `--pod-mtu 1400` it would drop to 1400 as soon as a pod joins, and the node side (registry,
+# apiserver) would no longer stand for an underlay above the pod network's MTU. Setting it once marks it as set by
+# the user (the kernel skips a set to the current value, hence the 1499 first).
+TB_BRIDGE_MTU=1500
+
+# bridge_offload_apply: with --pod-mtu, segmentation offload (TSO, GSO) off on the bridge, on otherwise. With it on,
+# the node's TCP (registry, apiserver) hands the bridge 64 KiB super-packets, which the kernel forwards to a port of
+# any MTU and cuts into segments of the peer's MSS only behind the veth: a nested container (MSS 1460) would then get
+# 1500-byte frames through a 1400 veth, which no real overlay delivers. With it off, the node sends frames of the
+# peer's MSS and the bridge drops those above the pod's veth MTU, as an overlay does, silently (no ICMP).
+bridge_offload_apply() {
+  local want=on
+  [[ -n ${POD_MTU:-} ]] && want=off
+  local have; have=$(ethtool -k "$TB_BRIDGE" 2>/dev/null | awk '$1 == "generic-segmentation-offload:" { print $2 }')
+  [[ $have == "$want" ]] && return 0
+  log "network: $TB_BRIDGE segmentation offload (tso, gso): $want"
+  ethtool -K "$TB_BRIDGE" tso "$want" gso "$want"
+}
+
 network_up() {
   if ! ip link show "$TB_BRIDGE" >/dev/null 2>&1; then
     log "network: creating bridge $TB_BRIDGE with $TB_NODE_IP/16"
     ip link add "$TB_BRIDGE" address "$TB_BRIDGE_MAC" type bridge
+    ip link set dev "$TB_BRIDGE" mtu $((TB_BRIDGE_MTU - 1))
+  fi
+  if [[ $(<"/sys/class/net/$TB_BRIDGE/mtu") != "$TB_BRIDGE_MTU" ]]; then
+    ip link set dev "$TB_BRIDGE" mtu "$TB_BRIDGE_MTU"
   fi
   if [[ $(<"/sys/class/net/$TB_BRIDGE/address") != "$TB_BRIDGE_MAC" ||
     $(<"/sys/class/net/$TB_BRIDGE/addr_assign_type") != 3 ]]; then
@@ -27,7 +51,12 @@ network_up() {
     ip addr add "$TB_NODE_IP/16" dev "$TB_BRIDGE"
   fi
   ip link set "$TB_BRIDGE" up
+  bridge_offload_apply
   mkdir -p "$TB_CNI_CONF_DIR" "$TB_CNI_IPAM_DIR"
+  # --pod-mtu N: the bridge plugin gives both ends of each new pod's veth pair MTU N (it leaves an existing bridge's
+  # MTU alone). Without the knob there is no "mtu" key: the plugin's default, 1500.
+  local mtu=''
+  if [[ -n ${POD_MTU:-} ]]; then mtu=$'\n'"      \"mtu\": $POD_MTU,"; fi
   write_if_changed "$TB_CNI_CONF_DIR/10-dindcheck.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
@@ -35,7 +64,7 @@ network_up() {
   "plugins": [
     {
       "type": "bridge",
-      "bridge": "$TB_BRIDGE",
+      "bridge": "$TB_BRIDGE",$mtu
       "isGateway": true,
       "ipMasq": false,
       "hairpinMode": true,

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The cluster profile: six independent knobs, each standing for a real cluster setting (see testbed/README.md).
+# The cluster profile: independent knobs, each standing for a real cluster setting (see testbed/README.md).
 #   --psa-default LEVEL   apiserver AdmissionConfiguration PodSecurity defaults (enforce/audit/warn)
 #   --deny-privileged     ValidatingAdmissionPolicy + binding denying privileged containers (Gatekeeper-like)
 #   --userns on|off       node sysctl user.max_user_namespaces (off = 0)
@@ -7,6 +7,8 @@
 #   --sysbox-class        RuntimeClass sysbox-runc registered while no node has the handler
 #   --dind 29|legacy      the DinD image announced as TESTBED_IMAGE_DIND: Docker 29 (as docker:dind today) or Debian's
 #                         Docker 20.10 (API 1.41); both images are always built, imported and pushed
+#   --pod-mtu N           the MTU of every pod's veth pair (CNI bridge plugin "mtu"), 576..9000; the bridge dcbr0 and
+#                         the node side (registry, apiserver) stay at 1500: a pod network below the underlay's MTU
 # The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
 
 TB_PROFILE_FILE=$TB_STATE/profile
@@ -22,14 +24,18 @@ USERNS=on
 CACHE_FS=ext4
 SYSBOX_CLASS=false
 DIND=29
+POD_MTU= # empty: the CNI default (1500, no "mtu" key)
 
 profile_usage() {
   cat <<USAGE
 usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
-                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy]
-A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29.
+                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy] [--pod-mtu N]
+A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29,
+pod MTU 1500.
 --dind picks the DinD image the suite gets (TESTBED_IMAGE_DIND): 29 (default; Docker 29 built from Go modules) or
 legacy (Debian's Docker 20.10); TESTBED_IMAGE_DIND_LEGACY always names the 20.10 image.
+--pod-mtu N (576..9000) gives both ends of every new pod's veth pair MTU N while the bridge and the node stay at 1500,
+as an overlay pod network below the underlay's MTU.
 USAGE
 }
 
@@ -46,6 +52,8 @@ profile_parse() {
       --sysbox-class) SYSBOX_CLASS=true ;;
       --dind) DIND=${2:-}; shift ;;
       --dind=*) DIND=${1#*=} ;;
+      --pod-mtu) POD_MTU=${2:-}; shift ;;
+      --pod-mtu=*) POD_MTU=${1#*=} ;;
       -h|--help) profile_usage; exit 0 ;;
       *) profile_usage >&2; die "unknown argument: $1" ;;
     esac
@@ -55,10 +63,13 @@ profile_parse() {
   case $USERNS in on|off) ;; *) die "--userns must be on|off, not '$USERNS'" ;; esac
   case $CACHE_FS in ext4|tmpfs|fuse) ;; *) die "--cache-fs must be ext4|tmpfs|fuse, not '$CACHE_FS'" ;; esac
   case $DIND in 29|legacy) ;; *) die "--dind must be 29|legacy, not '$DIND'" ;; esac
+  if [[ -n $POD_MTU ]] && ! [[ $POD_MTU =~ ^[1-9][0-9]*$ && $POD_MTU -ge 576 && $POD_MTU -le 9000 ]]; then
+    die "--pod-mtu must be a number from 576 to 9000, not '$POD_MTU'"
+  fi
 }
 
 profile_describe() {
-  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND"
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500}"
 }
 
 profile_write() {
@@ -69,6 +80,7 @@ USERNS=$USERNS
 CACHE_FS=$CACHE_FS
 SYSBOX_CLASS=$SYSBOX_CLASS
 DIND=$DIND
+POD_MTU=$POD_MTU
 USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
 }

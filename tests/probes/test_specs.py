@@ -26,6 +26,7 @@ def all_specs(resources: Resources) -> dict[str, dict[str, Any]]:
     """Every spec a probe submits, by a readable name: each mode's, the native DinD layout, the tools pod."""
     found = {mode.value: spec for mode, spec in specs.mode_specs(IMAGES, resources, job_uid=1000).items()}
     found["dind-native"] = specs.dind_pod_spec(IMAGES, resources, layout=specs.NATIVE, job_uid=1000)
+    found["dind-tls"] = specs.dind_tls_pod_spec(IMAGES, resources, job_uid=1000)
     found["tools"] = specs.tools_pod_spec(IMAGES.tools, resources, privileged=True)
     return found
 
@@ -167,6 +168,7 @@ def test_the_users_dind_env_and_job_image_reach_every_dind_spec() -> None:
         specs.dind_pod_spec(images, RESOURCES, job_uid=1001, dind_env=env),
         specs.dind_pod_spec(images, RESOURCES, layout=specs.NATIVE, job_uid=1001, dind_env=env),
         specs.sysbox_pod_spec(images, RESOURCES, job_uid=1001, dind_env=env),
+        specs.dind_tls_pod_spec(images, RESOURCES, job_uid=1001, dind_env=env),
     ):
         by_name = {c["name"]: c for c in every_container(spec)}
         assert by_name["dind"]["image"] == "mirror/docker:29-dind"

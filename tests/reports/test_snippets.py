@@ -200,3 +200,87 @@ def test_security_costs_name_the_key_risks() -> None:
     assert "baseline" in cost[Mode.BUILDKIT_ROOTLESS]
     assert "user namespaces" in cost[Mode.SYSBOX]
     assert "root on the node" in cost[Mode.HOST_SOCKET]
+
+
+# ----- GitLab's TLS layout and remedies a probe proved --------------------------------------------------------------
+def tls_spec(*, proven: bool = True) -> TestedSpec:
+    spec = specs.dind_tls_pod_spec(IMAGES, RESOURCES, job_uid=1001, dind_env=(("DOCKER_IPTABLES_LEGACY", "1"),))
+    return specs.record(Mode.DIND, specs.TLS, spec, proven=proven)
+
+
+MTU_REMEDY = (
+    "--mtu=1400: PROVEN by docker-run on this cluster: a nested container's transfer stalled on dockerd's default "
+    "bridge (MTU 1500) and completed on a nested network with MTU 1400. Append --mtu=1400 to the dind container's "
+    "args (the spec below ran without it)."
+)
+
+
+def test_the_dind_pod_is_a_socket_layout_wherever_one_was_proven() -> None:
+    classic, native = probe_spec(Mode.DIND, layout=specs.CLASSIC), probe_spec(Mode.DIND, layout=specs.NATIVE)
+    tls = tls_spec()
+    assert snippets.pick_tested(Mode.DIND, (tls, classic)) == classic
+    assert snippets.pick_tested(Mode.DIND, (tls, classic, native)) == native
+    assert snippets.pick_tested(Mode.DIND, (probe_spec(Mode.DIND, proven=False), tls)) == tls
+
+
+def test_the_gitlab_snippet_is_the_tls_layout_as_tested() -> None:
+    """The job's variables are the job container's env as run; the service is the dind image, alias docker."""
+    tested = tls_spec()
+    text = snippets.gitlab_snippet(tested)
+    job = parse(text)["docker-build"]
+    dind, runner = tested.spec["containers"]
+    assert job["image"] == runner["image"]
+    assert job["variables"] == {e["name"]: e["value"] for e in runner["env"]}
+    assert job["variables"]["DOCKER_HOST"] == "tcp://docker:2376"
+    assert job["services"] == [{"name": dind["image"], "alias": "docker", "variables": {"DOCKER_IPTABLES_LEGACY": "1"}}]
+    assert job["before_script"] == ["until docker info >/dev/null 2>&1; do sleep 1; done"]
+    for line in (
+        "[runners.kubernetes.service_container_security_context]",
+        "privileged = true",
+        "run_as_user = 1001",
+        'mount_path = "/certs/client"',
+        'medium = "Memory"',
+        'service_memory_limit = "2Gi"',
+    ):
+        assert line in text
+
+
+def test_the_gitlab_snippet_comes_only_with_a_proven_tls_layout_and_dind_recommended() -> None:
+    def run(tls: TestedSpec, full_docker: Mode) -> dict[str, str]:
+        return snippets.build_snippets(
+            full_docker=full_docker,
+            build_only=Mode.BUILDKIT_ROOTLESS,
+            usable=frozenset({Mode.DIND, Mode.BUILDKIT_ROOTLESS, Mode.SYSBOX}),
+            tested=lambda mode: (
+                (probe_spec(mode, layout=specs.CLASSIC if mode is Mode.DIND else ""), tls)
+                if mode is Mode.DIND
+                else (probe_spec(mode),)
+            ),
+        )
+
+    assert list(run(tls_spec(), Mode.DIND)) == ["skypilot", "dind", "gitlab", "buildkit-rootless"]
+    assert "gitlab" not in run(tls_spec(proven=False), Mode.DIND)
+    assert "gitlab" not in run(tls_spec(), Mode.SYSBOX)
+
+
+def test_a_proven_remedy_is_a_comment_beside_the_spec_never_inside_it() -> None:
+    classic = probe_spec(Mode.DIND, layout=specs.CLASSIC)
+    remedied = specs.record_remedied(Mode.DIND, specs.CLASSIC, dict(classic.spec), proven=True, remedies=(MTU_REMEDY,))
+    config = snippets.build_snippets(
+        full_docker=Mode.DIND,
+        build_only=Mode.DIND,
+        usable=frozenset({Mode.DIND}),
+        tested=lambda _mode: (probe_spec(Mode.DIND, layout=specs.NATIVE), tls_spec(), remedied),
+    )
+    for key in ("dind", "gitlab"):
+        comments = " ".join(line[2:] for line in config[key].splitlines() if line.startswith("#"))
+        assert MTU_REMEDY in comments, key
+        assert "--mtu" not in yaml.safe_dump(parse(config[key])), f"{key}: the remedy leaked into the tested spec"
+    assert parse(config["dind"])["spec"] == probe_spec(Mode.DIND, layout=specs.NATIVE).spec
+
+
+def test_no_remedy_comment_without_a_proven_remedy() -> None:
+    assert specs.record_remedied(Mode.DIND, specs.CLASSIC, {}, proven=True, remedies=()) == specs.record(
+        Mode.DIND, specs.CLASSIC, {}, proven=True
+    )
+    assert "PROVEN" not in snippets.pod_snippet(probe_spec(Mode.DIND))

@@ -2,8 +2,9 @@
 # dockerd-entrypoint.sh: the testbed dind image's entrypoint, behaving like the official docker:dind image's so pod
 # specs written for docker:dind (sidecar with args like `--host=unix:///var/run/docker.sock`) work unchanged.
 #   - no args, or first arg starts with '-': run dockerd with those args.
-#   - DOCKER_TLS_CERTDIR set (image default /certs): generate CA/server/client certs there if missing; when no --host
-#     is given, listen on unix:///var/run/docker.sock and tcp://0.0.0.0:2376 with --tlsverify.
+#   - DOCKER_TLS_CERTDIR set (image default /certs): generate CA/server/client certs there if missing (the client
+#     key made 0644 as soon as it exists, as docker:dind does, for non-root clients sharing /certs/client); when no
+#     --host is given, listen on unix:///var/run/docker.sock and tcp://0.0.0.0:2376 with --tlsverify.
 #   - DOCKER_TLS_CERTDIR empty or unset: no TLS; when no --host is given, listen on unix:///var/run/docker.sock only
 #     (docker:dind would also open plain tcp 2375 after a 15 s deprecation delay; the testbed never wants that).
 #   - dockerd is started through the `dind` script (cgroup/mount preparation), under docker-init (tini) when PID 1,
@@ -44,7 +45,10 @@ tls_generate() {
 			printf 'extendedKeyUsage=clientAuth\n' >"$ext"
 			cn="docker:dind client"
 		fi
-		openssl genrsa -out "$dir/$role/key.pem" "$bits" 2>/dev/null
+		openssl genrsa -out "$dir/$role/key.pem" "$bits" 2>/dev/null # openssl writes it 0600
+		# As docker:dind, right after generating it: the client key is shared with clients of any uid (a non-root job
+		# container reads it from the shared volume); the server key stays 0600.
+		[ "$role" = server ] || chmod 0644 "$dir/$role/key.pem"
 		openssl req -new -key "$dir/$role/key.pem" -out "$dir/$role/csr.pem" -subj "/CN=$cn"
 		openssl x509 -req -in "$dir/$role/csr.pem" -CA "$dir/ca/cert.pem" -CAkey "$dir/ca/key.pem" \
 			-CAcreateserial -out "$dir/$role/cert.pem" -days "$days" -extfile "$ext" 2>/dev/null
@@ -52,8 +56,6 @@ tls_generate() {
 		cp "$dir/ca/cert.pem" "$dir/$role/ca.pem"
 		chmod 0644 "$dir/$role/cert.pem" "$dir/$role/ca.pem"
 	done
-	chmod 0640 "$dir/server/key.pem"
-	chmod 0644 "$dir/client/key.pem" # clients in other containers (any uid) read it, as in docker:dind
 }
 
 # runc_has_time_ns: the runc dockerd will call supports time namespaces (runc >= 1.2 lists "time" in `runc features`).

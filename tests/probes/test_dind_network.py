@@ -1,0 +1,452 @@
+"""DinD networking: the nested transfer behind docker-run's MTU warning, and GitLab's TLS layout of socket-sharing.
+
+Verdicts over recorded evidence, with the failure texts of the real software: busybox 1.35 wget (the nested
+container's), the docker CLI 29.8.1 and 20.10.24 (the job container's), Python's ssl module (this machine's).
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probes import specs
+from probes.definitions import docker_run, socket_sharing
+from probes.definitions._docker import (
+    WAIT_FOR_DAEMON,
+    Payload,
+    _plain_http,
+    image_repository,
+    largest_layer,
+    platform_manifest,
+)
+from probes.engine import key_values
+from probes.model import Status
+from probes.settings import Images, Resources
+
+MIB8 = 8 * 1024 * 1024
+REGISTRY = "10.88.0.1:5000"
+
+
+# ----- locating the payload: a layer of the DinD image, in the registry that served it --------------------------------
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("docker:29-dind", ("registry-1.docker.io", "library/docker", "29-dind")),
+        ("docker.io/library/docker:29-dind", ("registry-1.docker.io", "library/docker", "29-dind")),
+        ("myorg/dind", ("registry-1.docker.io", "myorg/dind", "latest")),
+        ("10.88.0.1:5000/dindcheck/dind:c8bc4e637296", (REGISTRY, "dindcheck/dind", "c8bc4e637296")),
+        ("registry.corp/mirror/docker:27-dind", ("registry.corp", "mirror/docker", "27-dind")),
+        ("localhost/dind", ("localhost", "dind", "latest")),
+        ("ghcr.io/a/b@sha256:" + "c" * 64, ("ghcr.io", "a/b", "sha256:" + "c" * 64)),
+    ],
+)
+def test_image_references_are_normalised_as_docker_does(ref: str, expected: tuple[str, str, str]) -> None:
+    assert image_repository(ref) == expected
+
+
+# The shape of docker:29-dind's index on Docker Hub: BuildKit's attestation manifests sit beside the images, with
+# platform unknown/unknown, and hold a few KiB.
+INDEX: dict[str, Any] = {
+    "mediaType": "application/vnd.oci.image.index.v1+json",
+    "schemaVersion": 2,
+    "manifests": [
+        {
+            "annotations": {
+                "vnd.docker.reference.digest": "sha256:" + "a" * 64,
+                "vnd.docker.reference.type": "attestation-manifest",
+            },
+            "digest": "sha256:" + "b" * 64,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "platform": {"architecture": "unknown", "os": "unknown"},
+            "size": 839,
+        },
+        {
+            "digest": "sha256:" + "a" * 64,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "size": 3021,
+        },
+    ],
+}
+
+
+def test_the_payload_comes_from_a_runnable_image_never_an_attestation() -> None:
+    assert platform_manifest(INDEX) == "sha256:" + "a" * 64
+    assert platform_manifest({"manifests": [INDEX["manifests"][0]]}) == ""
+
+
+def test_the_payload_is_the_largest_layer() -> None:
+    manifest = {
+        "layers": [
+            {"digest": "sha256:small", "size": 3_600_000},
+            {"digest": "sha256:big", "size": 137_146_441},
+            {"digest": "sha256:mid", "size": 20_000_000},
+        ]
+    }
+    assert largest_layer(manifest) == ("sha256:big", 137_146_441)
+    assert largest_layer({"layers": []}) == ("", 0)
+
+
+def test_http_is_tried_only_when_https_met_plain_http() -> None:
+    """Python's ssl words (OpenSSL 3.0) for an https request to the testbed's plain-HTTP registry; nothing else."""
+    plain = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+    assert _plain_http(plain)
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert not _plain_http(refused)
+    untrusted = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert not _plain_http(untrusted)
+
+
+def test_the_pull_token_and_a_signed_redirect_stay_out_of_the_evidence() -> None:
+    payload = Payload(
+        url="https://production.cloudflare.docker.com/registry-v2/docker/registry/v2/blobs/sha256/ab/data?sig=SECRET",
+        header="Authorization: Bearer TOKEN",
+        size=MIB8,
+        blob="sha256:ab",
+        registry="registry-1.docker.io",
+        token=True,
+    )
+    evidence = str(payload.to_evidence())
+    assert "SECRET" not in evidence
+    assert "TOKEN" not in evidence
+    assert "anonymous bearer token" in evidence
+
+
+# ----- the nested transfer: what the nested busybox printed --------------------------------------------------------
+def transfer(state: str, got: int, seconds: float, mtu: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "payload": {"registry": REGISTRY, "blob": "sha256:f066", "bytes": MIB8},
+        "stall_s": 10,
+        "bytes_wanted": MIB8,
+        "state": state,
+        "bytes": got,
+        "seconds": seconds,
+        "mtu": mtu,
+        **extra,
+    }
+
+
+def nested_ok(pod_mtu: int, inner_mtu: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "daemon": "ok",
+        "import": "ok",
+        "run_none": "ok",
+        "run_bridge": "ok",
+        "pod_mtu": str(pod_mtu),
+        "inner_mtu": str(inner_mtu),
+        "server_version": "29.8.1",
+        **extra,
+    }
+
+
+def test_transfer_output_is_read_as_the_nested_container_printed_it() -> None:
+    stdout = (
+        "xfer_mtu=1500\nxfer=stalled\nxfer_bytes=0\nxfer_s=10.02\nxfer_response=\nxfer_error=\n"
+        "some noise from docker run\n"
+    )
+    assert docker_run.transfer_result(key_values(stdout), "") == {
+        "state": "stalled",
+        "bytes": 0,
+        "seconds": 10.02,
+        "mtu": 1500,
+    }
+    broken = "xfer_mtu=1500\nxfer=broken\nxfer_bytes=0\nxfer_s=0.01\n"
+    broken += "xfer_error=wget: can't connect to remote host (10.88.0.1): Connection refused \n"
+    found = docker_run.transfer_result(key_values(broken), "")
+    assert found["error"] == "wget: can't connect to remote host (10.88.0.1): Connection refused"
+    assert docker_run.transfer_result({}, "")["state"] == "not_run"
+    assert docker_run.transfer_result({}, "")["error"] == "the transfer script printed nothing"
+
+
+def test_a_completed_transfer_passes_without_a_warning() -> None:
+    evidence = nested_ok(1500, 1500, transfer=transfer("complete", MIB8, 0.41, 1500, response="HTTP/1.1 200 OK"))
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "WARNING" not in outcome.summary
+    assert f"fetched 8.0 MiB from {REGISTRY} in 0.41s" in outcome.summary
+    assert outcome.remediation == ""
+    assert docker_run.proven_remedies(evidence) == ()
+
+
+def test_a_stall_fixed_by_the_pods_mtu_warns_and_proves_the_remedy() -> None:
+    evidence = nested_ok(
+        1400,
+        1500,
+        transfer=transfer("stalled", 0, 10.03, 1500),
+        transfer_remedy={
+            "network_option": "com.docker.network.driver.mtu=1400",
+            **transfer("complete", MIB8, 0.52, 1400),
+        },
+    )
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS, "the nested run worked: the stall is a warning"
+    assert "WARNING" in outcome.summary
+    assert "stalled" in outcome.summary
+    assert "it got 0 bytes, then nothing for 10s" in outcome.summary
+    assert "on a nested network with MTU 1400 the same transfer completed (8.0 MiB in 0.52s)" in outcome.summary
+    assert (outcome.remediation or "").startswith("Proven on this cluster")
+    assert "--mtu=1400" in (outcome.remediation or "")
+    assert outcome.evidence["mtu_remedy_proven"] == 1400
+    (remedy,) = docker_run.proven_remedies(evidence)
+    assert remedy.startswith("--mtu=1400: PROVEN")
+
+
+def test_a_stall_the_pods_mtu_does_not_fix_proves_no_mtu_remedy() -> None:
+    evidence = nested_ok(
+        1400,
+        1500,
+        transfer=transfer("stalled", 0, 10.0, 1500),
+        transfer_remedy={"network_option": "com.docker.network.driver.mtu=1400", **transfer("stalled", 0, 10.0, 1400)},
+    )
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "WARNING" in outcome.summary
+    assert "did not complete either" in outcome.summary
+    assert "--mtu" not in (outcome.remediation or "")
+    assert "MTU does not explain it" in (outcome.remediation or "")
+    assert docker_run.proven_remedies(evidence) == ()
+
+
+def test_a_stall_without_an_mtu_mismatch_is_not_called_one() -> None:
+    evidence = nested_ok(1500, 1500, transfer=transfer("stalled", 16384, 10.0, 1500))
+    outcome = docker_run.verdict(evidence)
+    assert "WARNING" in outcome.summary
+    assert "it got 16384 bytes" in outcome.summary
+    assert "not an MTU mismatch" in outcome.summary
+    assert docker_run.proven_remedies(evidence) == ()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "wget: not an http or ftp url: https://registry-1.docker.io/v2/library/docker/blobs/sha256:ab",  # no TLS
+        "wget: can't execute 'ssl_client': No such file or directory",  # Alpine's helper missing
+    ],
+)
+def test_a_nested_wget_without_https_measures_nothing(error: str) -> None:
+    evidence = nested_ok(1500, 1500, transfer=transfer("broken", 0, 0.01, 1500, error=error))
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "transfer not measured: the nested busybox wget cannot fetch https: " + error in outcome.summary
+    assert "fetched" not in outcome.summary
+    assert "WARNING" not in outcome.summary
+
+
+def test_a_payload_not_located_measures_nothing_and_an_mtu_mismatch_still_warns() -> None:
+    error = (
+        "the payload could not be located: https://registry-1.docker.io/v2/ unreachable from this machine: timed out"
+    )
+    evidence = nested_ok(1400, 1500, transfer={"state": "not_measured", "error": error})
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert f"transfer not measured: {error}" in outcome.summary
+    assert "WARNING: the nested bridge's MTU 1500 exceeds the pod network's 1400" in outcome.summary
+    assert "Not proven here" in (outcome.remediation or "")
+    assert docker_run.proven_remedies(evidence) == ()
+
+
+def test_a_slow_transfer_is_neither_a_stall_nor_a_completion() -> None:
+    evidence = nested_ok(1500, 1500, transfer=transfer("slow", 3_000_000, 60.0, 1500))
+    outcome = docker_run.verdict(evidence)
+    assert "slow, not stalled" in outcome.summary
+    assert "WARNING" not in outcome.summary
+    assert "fetched" not in outcome.summary
+
+
+def test_the_transfer_never_decides_a_failed_nested_run() -> None:
+    evidence = nested_ok(1500, 1500, run_bridge="failed", run_bridge_error="x")
+    evidence["transfer"] = transfer("complete", MIB8, 0.4, 1500)
+    assert docker_run.verdict(evidence).status is Status.FAIL
+
+
+# ----- GitLab's TLS layout: the docker CLI's words, each to its cause -------------------------------------------------
+# docker CLI 29.8.1 and 20.10.24 with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH=/certs/client, against dockerd's TLS
+# listener (go's crypto/tls and crypto/x509 texts in the handshake).
+CERTS_MISSING_29 = (
+    "Failed to initialize: unable to resolve docker endpoint: open /certs/client/ca.pem: no such file or directory"
+)
+CERTS_MISSING_20 = "unable to resolve docker endpoint: open /certs/client/ca.pem: no such file or directory"
+KEY_DENIED_29 = "Failed to initialize: unable to resolve docker endpoint: open /certs/client/key.pem: permission denied"
+KEY_DENIED_20 = "unable to resolve docker endpoint: open /certs/client/key.pem: permission denied"
+NOT_DOCKER_29 = (
+    'error during connect: Get "https://docker:2376/v1.56/info": tls: failed to verify certificate: x509: '
+    "certificate is valid for localhost, dind-7f3a, not docker"
+)
+NOT_DOCKER_20 = (
+    'ERROR: error during connect: Get "https://docker:2376/v1.24/info": x509: certificate is valid for localhost, '
+    "dind-7f3a, not docker"
+)
+UNKNOWN_CA_29 = (
+    'error during connect: Get "https://docker:2376/v1.56/info": tls: failed to verify certificate: x509: '
+    "certificate signed by unknown authority"
+)
+NO_CLIENT_CERT_29 = (
+    'error during connect: Get "https://docker:2376/v1.56/info": remote error: tls: certificate required'
+)
+
+
+def tls_layout(values: dict[str, str]) -> dict[str, Any]:
+    return socket_sharing.layout_result(
+        {"client_uid": "1000", "docker_host": "tcp://docker:2376", "cert_path": "/certs/client", **values}, ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "cause", "remedy"),
+    [
+        (CERTS_MISSING_29, "client certificates never appeared in /certs/client", "DOCKER_TLS_CERTDIR=/certs"),
+        (CERTS_MISSING_20, "client certificates never appeared in /certs/client", "until docker info"),
+        (KEY_DENIED_29, "(uid 1000) cannot read the client key (600 root:root)", "0644"),
+        (KEY_DENIED_20, "(uid 1000) cannot read the client key (600 root:root)", "run the job as root"),
+        (NOT_DOCKER_29, "TLS handshake with dockerd failed", "DOCKER_TLS_SAN"),
+        (NOT_DOCKER_20, "TLS handshake with dockerd failed", "DOCKER_TLS_SAN"),
+        (UNKNOWN_CA_29, "TLS handshake with dockerd failed", "regenerates the certs"),
+        (NO_CLIENT_CERT_29, "TLS handshake with dockerd failed", "trust the CA"),
+    ],
+    ids=["certs-29", "certs-20.10", "key-29", "key-20.10", "name-29", "name-20.10", "ca-29", "no-client-cert-29"],
+)
+def test_tls_failures_are_named_in_the_clis_words(error: str, cause: str, remedy: str) -> None:
+    tls = tls_layout({"daemon": "unreachable", "daemon_error": error, "key_mode": "600 root:root"})
+    clause, remediation = socket_sharing.tls_finding(tls)
+    assert clause.startswith("TLS over tcp://docker:2376 (GitLab's form) failed: ")
+    assert cause in clause
+    assert error in clause, "the CLI's own words are quoted"
+    assert remedy in remediation
+
+
+def test_an_unknown_tls_failure_names_no_cause() -> None:
+    tls = tls_layout(
+        {"daemon": "unreachable", "daemon_error": "Cannot connect to the Docker daemon at tcp://docker:2376."}
+    )
+    tls["dockerd_log"] = "level=info msg=starting"
+    clause, remediation = socket_sharing.tls_finding(tls)
+    assert "dockerd never answered on tcp://docker:2376: Cannot connect" in clause
+    assert "dockerd log: level=info" in clause
+    assert remediation == ""
+
+
+def test_the_tls_layout_records_the_certs_race_and_its_time_to_ready() -> None:
+    tls = tls_layout(
+        {
+            "daemon": "ok",
+            "certs": "present",
+            "certs_race": CERTS_MISSING_29,
+            "certs_waited_s": "4.21",
+            "key_mode": "644",
+        }
+    )
+    tls["ready_s"] = 7.9
+    clause, remediation = socket_sharing.tls_finding(tls)
+    assert clause.startswith("TLS over tcp://docker:2376 (GitLab's form) ready in 7.9s as uid 1000")
+    assert CERTS_MISSING_29 in clause
+    assert "waited 4.21s for them" in clause
+    assert remediation == ""
+
+
+def socket_ok(**extra: Any) -> dict[str, Any]:
+    found = socket_sharing.layout_result({"daemon": "ok", "client_uid": "1000", "socket": "socket 660 root:1000"}, "")
+    return {**found, "ready_s": 3.1, **extra}
+
+
+def test_socket_sharing_names_the_tls_layouts_result_in_a_pass() -> None:
+    ready = tls_layout({"daemon": "ok", "certs": "present"}) | {"ready_s": 6.5}
+    outcome = socket_sharing.verdict(
+        {"classic": socket_ok(), "native_sidecar": {"supported": True, **socket_ok()}, "tls": ready}
+    )
+    assert outcome.status is Status.PASS
+    assert "native sidecar ready in 3.1s; TLS over tcp://docker:2376 (GitLab's form) ready in 6.5s" in outcome.summary
+    assert outcome.remediation == ""
+
+
+def test_a_failed_tls_layout_is_named_in_a_socket_pass_with_its_remedy() -> None:
+    failed = tls_layout({"daemon": "unreachable", "daemon_error": KEY_DENIED_29, "key_mode": "600 root:root"})
+    outcome = socket_sharing.verdict({"classic": socket_ok(), "native_sidecar": {"supported": False}, "tls": failed})
+    assert outcome.status is Status.PASS
+    assert "TLS over tcp://docker:2376 (GitLab's form) failed: the job container (uid 1000)" in outcome.summary
+    assert "0644" in (outcome.remediation or "")
+
+
+def test_the_tls_layout_alone_passes_the_check_and_says_the_sockets_failed() -> None:
+    refused = "permission denied while trying to connect to the Docker daemon socket"
+    classic = socket_sharing.layout_result({"daemon": "unreachable", "daemon_error": refused}, "")
+    ready = tls_layout({"daemon": "ok"}) | {"ready_s": 6.5}
+    outcome = socket_sharing.verdict({"classic": classic, "native_sidecar": {"supported": False}, "tls": ready})
+    assert outcome.status is Status.PASS
+    assert f"classic sidecar failed ({refused})" in outcome.summary
+    assert "(GitLab's form) ready in 6.5s" in outcome.summary
+
+
+def test_a_tls_pod_that_did_not_run_or_a_broken_channel_concludes_nothing_about_tls() -> None:
+    clause, _ = socket_sharing.tls_finding({"ok": False, "pod_ran": False, "reason": "ImagePullBackOff"})
+    assert clause == "TLS over tcp://docker:2376 (GitLab's form): the pod did not run (ImagePullBackOff)"
+    clause, _ = socket_sharing.tls_finding(
+        {"ok": False, "pod_ran": True, "concluded": False, "reason": "exec channel: broke"}
+    )
+    assert "not concluded" in clause
+    assert "failed" not in clause
+
+
+def _tls_wait_with_fake_docker(tmp_path: Path, certs_after_s: float) -> dict[str, str]:
+    """TLS_WAIT_FOR_CERTS + WAIT_FOR_DAEMON by a real sh, against a stand-in `docker`.
+
+    It answers like CLI 29.8.1 (missing certs) until a stand-in entrypoint writes the certs after certs_after_s.
+    """
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    fake = tmp_path / "docker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'[ -s "{certs}/ca.pem" ] || {{ echo "Failed to initialize: unable to resolve docker endpoint: open '
+        f'{certs}/ca.pem: no such file or directory" >&2; exit 1; }}\n'
+        'case "$1" in version) echo 29.8.1 ;; info) echo "Server Version: 29.8.1" ;; esac\n'
+    )
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "DOCKER_CERT_PATH": str(certs), "DOCKER_HOST": "tcp://docker:2376"}
+    script = socket_sharing.TLS_WAIT_FOR_CERTS + WAIT_FOR_DAEMON
+    with subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.PIPE, text=True) as proc:
+        time.sleep(certs_after_s)
+        for name in ("key.pem", "cert.pem", "ca.pem"):  # the entrypoint's order: ca.pem is copied last
+            (certs / name).write_text("pem\n")
+        stdout, _ = proc.communicate(timeout=30)
+    return key_values(stdout)
+
+
+def test_waiting_for_the_certs_quotes_the_race_then_reaches_dockerd(tmp_path: Path) -> None:
+    found = _tls_wait_with_fake_docker(tmp_path, 0.6)
+    assert found["certs_race"].endswith("ca.pem: no such file or directory")
+    assert found["certs"] == "present"
+    assert float(found["certs_waited_s"]) >= 0.4
+    assert found["daemon"] == "ok"
+
+
+def test_the_tls_spec_is_gitlabs_kubernetes_executor_form() -> None:
+    spec = specs.dind_tls_pod_spec(
+        Images(dind="mirror/docker:29-dind", job="mirror/runner:1"),
+        Resources(),
+        job_uid=1001,
+        dind_env=(("DOCKER_IPTABLES_LEGACY", "1"),),
+    )
+    dind, job = spec["containers"]
+    assert spec["hostAliases"] == [{"ip": "127.0.0.1", "hostnames": ["docker"]}]
+    assert "args" not in dind, "docker:dind's entrypoint picks the TLS listeners itself"
+    assert dind["securityContext"] == {"privileged": True}
+    assert dind["env"] == [
+        {"name": "DOCKER_TLS_CERTDIR", "value": "/certs"},
+        {"name": "DOCKER_IPTABLES_LEGACY", "value": "1"},
+    ]
+    assert {e["name"]: e["value"] for e in job["env"]} == {
+        "DOCKER_HOST": "tcp://docker:2376",
+        "DOCKER_TLS_CERTDIR": "/certs",
+        "DOCKER_TLS_VERIFY": "1",
+        "DOCKER_CERT_PATH": "/certs/client",
+        "HOME": "/tmp",  # noqa: S108 - the job's HOME as the spec sets it
+    }
+    assert job["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001}
+    assert "privileged" not in str(job)
+    assert job["volumeMounts"] == [{"name": "docker-certs", "mountPath": "/certs/client"}]
+    assert {"name": "docker-certs", "emptyDir": {"medium": "Memory"}} in spec["volumes"]
