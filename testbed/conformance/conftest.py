@@ -28,6 +28,7 @@ def profile() -> Profile:
         cache_fs=values["CACHE_FS"],
         sysbox_class=values["SYSBOX_CLASS"] == "true",
         dind=values.get("DIND", "29"),
+        pod_mtu=int(values["POD_MTU"]) if values.get("POD_MTU") else None,
     )
 
 

@@ -12,18 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.conformance.harness import STATE, Profile, SuiteRun, read_shell_env
+from testbed.conformance.harness import Profile, SuiteRun
 
 PAYLOAD = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def pod_mtu(profile: Profile) -> int:
-    """The active profile's --pod-mtu (0: not set), from the harness's Profile or else the profile file up wrote."""
-    if profile.pod_mtu:
-        return profile.pod_mtu
-    value = read_shell_env(STATE / "profile").get("POD_MTU", "")
-    return int(value) if value.isdigit() else 0
+    """The active profile's --pod-mtu (0: not set)."""
+    return profile.pod_mtu or 0
 
 
 def registry_host(env: dict[str, str]) -> str:
