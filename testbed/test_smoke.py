@@ -33,6 +33,13 @@ pytestmark = pytest.mark.testbed
 STATE = Path(__file__).resolve().parent / ".state"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "dindcheck-testbed-smoke")
 VAP_NAME = "dindcheck-testbed-deny-privileged"
+DEFAULT_NODE, CI_NODE, CI_NODE_IP = "dindcheck-node", "dindcheck-ci", "10.88.0.2"
+POOL_LABEL = "dindcheck.io/pool"
+CI_POOL = {
+    "nodeSelector": {POOL_LABEL: "ci"},
+    "tolerations": [{"key": "dedicated", "value": "ci", "effect": "NoSchedule"}],
+}
+FUSE_ROOT = "/var/lib/dindcheck-testbed/cache/fuse"
 MANIFEST_ACCEPT = (
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
     "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
@@ -251,12 +258,35 @@ def knob(tb: Testbed, name: str) -> str:
     return tb.profile.get(name, "")
 
 
+def two_nodes(tb: Testbed) -> bool:
+    return knob(tb, "NODES") == "2"
+
+
 # ------------------------------------------------------------------------------------------------------ tests
+def nodes_by_name(tb: Testbed) -> dict[str, dict[str, Any]]:
+    items = json.loads(tb.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {node["metadata"]["name"]: node for node in items}
+
+
 def test_node_ready(tb: Testbed) -> None:
-    nodes = json.loads(tb.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    assert len(nodes) == 1, nodes
-    ready = {c["type"]: c["status"] for c in nodes[0]["status"]["conditions"]}.get("Ready")
-    assert ready == "True", nodes[0]["status"]["conditions"]
+    """Every node of the profile is Ready, in its pool, with its runtime; only the ci node is tainted."""
+    nodes = nodes_by_name(tb)
+    want = {DEFAULT_NODE: "default", CI_NODE: "ci"} if two_nodes(tb) else {DEFAULT_NODE: "default"}
+    assert sorted(nodes) == sorted(want), list(nodes)
+    for name, pool in want.items():
+        node = nodes[name]
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}.get("Ready")
+        assert ready == "True", (name, node["status"]["conditions"])
+        assert node["metadata"]["labels"].get(POOL_LABEL) == pool, (name, node["metadata"]["labels"])
+    default = nodes[DEFAULT_NODE]
+    assert not default["spec"].get("taints"), default["spec"]
+    assert default["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://1.6."), default["status"]
+    if two_nodes(tb):
+        ci = nodes[CI_NODE]
+        assert ci["spec"].get("taints") == [{"key": "dedicated", "value": "ci", "effect": "NoSchedule"}], ci["spec"]
+        assert ci["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2."), ci["status"]
+        addresses = {a["type"]: a["address"] for a in ci["status"]["addresses"]}
+        assert addresses.get("InternalIP") == CI_NODE_IP, addresses
 
 
 def test_dind_nested_docker_run(tb: Testbed) -> None:
@@ -398,7 +428,7 @@ def test_deny_privileged_rejects(tb: Testbed) -> None:
     assert "init" in proc.stderr, proc.stderr
 
 
-def overlay_pod(tb: Testbed, name: str) -> None:
+def overlay_pod(tb: Testbed, name: str, **spec: Any) -> None:
     claim = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -424,6 +454,7 @@ def overlay_pod(tb: Testbed, name: str) -> None:
                 {"name": "cache", "persistentVolumeClaim": {"claimName": name}},
                 {"name": "scratch", "emptyDir": {}},
             ],
+            **spec,
         )
     )
     tb.wait_running(tb.ns_open, name)
@@ -459,6 +490,96 @@ def test_cache_fs_overlay_works(tb: Testbed) -> None:
     assert fstype == {"ext4": "ext2/ext3", "tmpfs": "tmpfs"}[fs], fstype
     ok = tb.exec(tb.ns_open, name, overlay_script("/cache/ov"))
     assert "OVERLAY-OK" in ok.stdout, f"overlay on the {fs} cache volume failed: {ok.stdout}\n{ok.stderr}"
+
+
+def test_ci_node_runs_tolerating_pod(tb: Testbed) -> None:
+    """With --nodes 2: a pod selecting the ci pool and tolerating its taint runs on the ci node (containerd 2).
+
+    The image is pulled from the testbed registry there, exec and logs work (API server -> the second kubelet), its
+    IP is from the ci node's range, it reaches the registry on the node, and it meets the profile's userns setting.
+    """
+    if not two_nodes(tb):
+        pytest.skip("--nodes 2 is not active")
+    name = "smoke-ci-pod"
+    container = {
+        "name": "c",
+        "image": tb.env["TESTBED_IMAGE_TOOLS"],
+        "imagePullPolicy": "Always",  # a pull through the ci containerd's hosts.toml, not only the imported image
+        "command": ["sh", "-c", "echo ci-pod-started; exec sleep infinity"],
+    }
+    tb.apply(pod(name, tb.ns_open, [container], **CI_POOL))
+    tb.wait_running(tb.ns_open, name)
+    obj = tb.get("pod", name, tb.ns_open)
+    assert obj["spec"]["nodeName"] == CI_NODE, obj["spec"]
+    octets = [int(x) for x in obj["status"]["podIP"].split(".")]
+    assert octets[:2] == [10, 88], obj["status"]["podIP"]
+    assert octets[2] >= 128, f"{obj['status']['podIP']} is not in the ci node's range 10.88.128.0/17"
+    assert "ci-pod-started" in tb.logs(tb.ns_open, name)
+    registry = tb.env["TESTBED_REGISTRY"]
+    host, port = registry.split(":")
+    script = (
+        f"exec 3<>/dev/tcp/{host}/{port} && printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3; "
+        "unshare -U true 2>&1 && echo USERNS-OK"
+    )
+    proc = tb.kubectl("-n", tb.ns_open, "exec", name, "-c", "c", "--", "bash", "-c", script, check=False)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "200 OK" in proc.stdout, proc.stdout
+    if knob(tb, "USERNS") == "off":  # runc-wrapper's emulation (or the sysctl) applies on this node too
+        assert "USERNS-OK" not in proc.stdout, proc.stdout
+        assert "no space left on device" in proc.stdout.lower(), proc.stdout
+    else:
+        assert "USERNS-OK" in proc.stdout, proc.stdout
+
+
+def test_ci_node_cache_volume_on_fuse(tb: Testbed) -> None:
+    """With --nodes 2: a cache-class PVC used by a pod on the ci node is made on the FUSE root.
+
+    The PV has a nodeAffinity for that node, and overlay fails on it (as on the NFS-like storage of a CI pool).
+    """
+    if not two_nodes(tb):
+        pytest.skip("--nodes 2 is not active")
+    if knob(tb, "DENY_PRIVILEGED") == "true":
+        pytest.skip("--deny-privileged is active: the overlay check needs a privileged pod")
+    name = "smoke-ci-overlay"
+    overlay_pod(tb, name, **CI_POOL)
+    assert tb.get("pod", name, tb.ns_open)["spec"]["nodeName"] == CI_NODE
+    claim = tb.get("pvc", name, tb.ns_open)
+    assert claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == CI_NODE, claim["metadata"]
+    volume = json.loads(tb.kubectl("get", "pv", claim["spec"]["volumeName"], "-o", "json").stdout)
+    assert volume["spec"]["hostPath"]["path"].startswith(FUSE_ROOT + "/"), volume["spec"]
+    term = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+    assert (term["key"], term["values"]) == ("kubernetes.io/hostname", [CI_NODE]), volume["spec"]["nodeAffinity"]
+    fstype = tb.exec(tb.ns_open, name, "stat -f -c %T /cache").stdout.strip()
+    assert fstype.startswith("fuse"), fstype
+    bad = tb.exec(tb.ns_open, name, overlay_script("/cache/ov"))
+    assert "OVERLAY-OK" not in bad.stdout, f"overlay on the ci node's FUSE cache volume worked: {bad.stdout}"
+    ok = tb.exec(tb.ns_open, name, overlay_script("/scratch/ov"))
+    assert "OVERLAY-OK" in ok.stdout, f"overlay on an emptyDir on the ci node failed: {ok.stdout}\n{ok.stderr}"
+
+
+def test_ci_node_repels_untolerating_pods(tb: Testbed) -> None:
+    """With --nodes 2: a pod that selects the ci pool without tolerating its taint is never scheduled.
+
+    And no pod of this session without the toleration ran on the ci node.
+    """
+    if not two_nodes(tb):
+        pytest.skip("--nodes 2 is not active")
+    name = "smoke-ci-untolerated"
+    container = {"name": "c", "image": tb.env["TESTBED_IMAGE_TOOLS"], "command": ["sleep", "infinity"]}
+    tb.apply(pod(name, tb.ns_open, [container], nodeSelector={POOL_LABEL: "ci"}))
+    deadline = time.monotonic() + 30
+    events = ""
+    while time.monotonic() < deadline and "FailedScheduling" not in events:
+        time.sleep(1)
+        events = tb.events(tb.ns_open, name)
+    assert "FailedScheduling" in events, events
+    assert "untolerated taint" in events, events
+    assert not tb.get("pod", name, tb.ns_open)["spec"].get("nodeName")
+    for ns in (tb.ns_open, tb.ns_plain):
+        for item in json.loads(tb.kubectl("-n", ns, "get", "pods", "-o", "json").stdout)["items"]:
+            tolerates = any(t.get("key") == "dedicated" for t in item["spec"].get("tolerations") or [])
+            if not tolerates:
+                assert item["spec"].get("nodeName") in {None, DEFAULT_NODE}, item["metadata"]["name"]
 
 
 def test_sysbox_class_pod_cannot_start(tb: Testbed) -> None:

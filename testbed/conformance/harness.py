@@ -43,6 +43,8 @@ class Profile:
     """The DinD image's Docker: 29 (built from Go modules, as docker:dind today) or legacy (Debian's 20.10)."""
     pod_mtu: int | None = None
     """The pods' veth MTU (--pod-mtu); None: the CNI default, 1500, as the node's."""
+    nodes: int = 1
+    """2 (--nodes 2): a second node dindcheck-ci, pool label ci, tainted dedicated=ci:NoSchedule, containerd 2."""
 
     @property
     def name(self) -> str:
@@ -62,6 +64,8 @@ class Profile:
             parts.append("dind-legacy")
         if self.pod_mtu is not None:
             parts.append(f"pod-mtu-{self.pod_mtu}")
+        if self.nodes == 2:
+            parts.append("two-nodes")
         return "+".join(parts) or "permissive"
 
 

@@ -22,6 +22,14 @@ TB_NODE_IP=10.88.0.1
 TB_NODE_NAME=dindcheck-node
 TB_REGISTRY=$TB_NODE_IP:5000
 TB_APISERVER=https://$TB_NODE_IP:6443
+# The second node (`up --nodes 2`, lib/node-ci.sh): its own kubelet and containerd 2, a second IP on the bridge.
+TB_CI_NODE_NAME=dindcheck-ci
+TB_CI_NODE_IP=10.88.0.2
+TB_CI_VARLIB=$TB_VARLIB/ci
+TB_CI_RUN=$TB_RUN/ci
+TB_CI_SOCK=$TB_CI_RUN/containerd.sock
+TB_CI_BIN=$TB_BIN/containerd2 # build-containerd.sh's output: containerd, containerd-shim-runc-v2, ctr
+TB_POOL_LABEL=dindcheck.io/pool
 TB_START_TIME=${TB_START_TIME:-$SECONDS}
 
 log() { printf 'testbed: %s\n' "$*" >&2; }

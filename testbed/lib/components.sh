@@ -66,33 +66,36 @@ TOML
   fi
 }
 
-# ctr_cleanup: kills and deletes every task and container of our containerd (all namespaces), so the shims exit.
+# ctr_cleanup [DAEMON SOCKET CTR]: kills and deletes every task and container of one of our containerds (all
+# namespaces), so the shims exit. Default: the first node's (Debian's ctr on $TB_SOCK).
 ctr_cleanup() {
-  daemon_pid containerd >/dev/null && [[ -S $TB_SOCK ]] || return 0
-  ctr_ version >/dev/null 2>&1 || return 0
+  local daemon=${1:-containerd} sock=${2:-$TB_SOCK} ctr=${3:-ctr}
+  daemon_pid "$daemon" >/dev/null && [[ -S $sock ]] || return 0
+  local -a c=("$ctr" --address "$sock")
+  "${c[@]}" version >/dev/null 2>&1 || return 0
   local ns id
-  for ns in $(ctr_ namespaces ls -q 2>/dev/null); do
-    for id in $(ctr_ -n "$ns" tasks ls -q 2>/dev/null); do
-      ctr_ -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+  for ns in $("${c[@]}" namespaces ls -q 2>/dev/null); do
+    for id in $("${c[@]}" -n "$ns" tasks ls -q 2>/dev/null); do
+      "${c[@]}" -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
     done
-    for id in $(ctr_ -n "$ns" tasks ls -q 2>/dev/null); do
+    for id in $("${c[@]}" -n "$ns" tasks ls -q 2>/dev/null); do
       local _
       for _ in 1 2 3 4 5 6 7 8 9 10; do
-        ctr_ -n "$ns" tasks delete -f "$id" >/dev/null 2>&1 && break
+        "${c[@]}" -n "$ns" tasks delete -f "$id" >/dev/null 2>&1 && break
         sleep 0.5
       done
     done
-    for id in $(ctr_ -n "$ns" containers ls -q 2>/dev/null); do
-      ctr_ -n "$ns" containers delete "$id" >/dev/null 2>&1 || warn "could not delete container $ns/$id"
+    for id in $("${c[@]}" -n "$ns" containers ls -q 2>/dev/null); do
+      "${c[@]}" -n "$ns" containers delete "$id" >/dev/null 2>&1 || warn "could not delete container $ns/$id"
     done
   done
 }
 
-# runc_cleanup: force-deletes containers runc still knows under our runc root (the fallback when containerd is
-# already gone and cannot delete its tasks).
+# runc_cleanup [RUNC_ROOT]: force-deletes containers runc still knows under one of our runc roots (the fallback when
+# containerd is already gone and cannot delete its tasks). Default: the first node's.
 runc_cleanup() {
   local root id
-  for root in "$TB_RUN"/runc/*/; do
+  for root in "${1:-$TB_RUN/runc}"/*/; do
     [[ -d $root ]] || continue
     for id in $(runc --root "$root" list -q 2>/dev/null); do
       log "force-deleting leftover container $id"
@@ -101,12 +104,12 @@ runc_cleanup() {
   done
 }
 
-# our_shim_pids: shims started by our containerd (their command line names our socket).
+# our_shim_pids [SOCKET]: shims started by one of our containerds (their command line names its socket).
 our_shim_pids() {
-  local p
+  local p sock=${1:-$TB_SOCK}
   for p in /proc/[0-9]*; do
     [[ -r $p/cmdline ]] || continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "containerd-shim.* -address $TB_SOCK"; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "containerd-shim.* -address $sock "; then
       echo "${p#/proc/}"
     fi
   done
@@ -132,6 +135,20 @@ YAML
     log "registry: started on http://$TB_REGISTRY"
     wait_for "registry" 30 "$TB_LOGS/registry.log" curl -fsS "http://$TB_REGISTRY/v2/"
   fi
+}
+
+# unmount_under DIR...: unmounts every mount point below (and at) the given directories, deepest first.
+unmount_under() {
+  local d m
+  for d in "$@"; do
+    [[ -e $d ]] || continue
+    d=$(readlink -f "$d")
+    while read -r m; do
+      [[ -n $m ]] || continue
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || warn "could not unmount $m"
+    done < <(awk -v d="$d" '{ p=$5; gsub(/\\040/, " ", p); if (p == d || index(p, d "/") == 1) print p }' \
+      /proc/self/mountinfo | awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2-)
+  done
 }
 
 # ---------------------------------------------------------------------------------------------------------- etcd
@@ -193,25 +210,27 @@ scheduler_ensure() {
 }
 
 # ------------------------------------------------------------------------------------------------------- kubelet
-# The kubelet's pods live in the cgroup /dindcheck-testbed (cgroupRoot), created here and removed by testbed/down.
+# The kubelet's pods live in the cgroup /dindcheck-testbed (cgroupRoot), the second node's in /dindcheck-testbed-ci;
+# created here and removed by testbed/down.
+# cgroups_ensure [PARENT]
 cgroups_ensure() {
-  local c
+  local c parent=${1:-$TB_CGROUP_PARENT}
   for c in "${TB_CGROUP_CONTROLLERS[@]}"; do
     [[ -d /sys/fs/cgroup/$c ]] || continue
-    mkdir -p "/sys/fs/cgroup/$c/$TB_CGROUP_PARENT"
+    mkdir -p "/sys/fs/cgroup/$c/$parent"
     if [[ $c == cpuset ]]; then
-      local d=/sys/fs/cgroup/cpuset/$TB_CGROUP_PARENT
+      local d=/sys/fs/cgroup/cpuset/$parent
       [[ -s $d/cpuset.cpus ]] || cat /sys/fs/cgroup/cpuset/cpuset.cpus >"$d/cpuset.cpus"
       [[ -s $d/cpuset.mems ]] || cat /sys/fs/cgroup/cpuset/cpuset.mems >"$d/cpuset.mems"
     fi
   done
 }
 
-# cgroups_remove: removes our cgroup trees (deepest first); they must be empty of processes by now.
+# cgroups_remove [PARENT]: removes one of our cgroup trees (deepest first); it must be empty of processes by now.
 cgroups_remove() {
-  local d
+  local d parent=${1:-$TB_CGROUP_PARENT}
   # Every hierarchy, including the cgroup2 "unified" one the kubelet also populates on hybrid hosts.
-  for d in /sys/fs/cgroup/*/"$TB_CGROUP_PARENT"; do
+  for d in /sys/fs/cgroup/*/"$parent"; do
     [[ -d $d ]] || continue
     find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     [[ -d $d ]] && warn "cgroup $d is still busy: $(tr '\n' ' ' <"$d/cgroup.procs" 2>/dev/null)"
@@ -258,16 +277,17 @@ evictionHard:
   nodefs.inodesFree: 2%
   imagefs.available: 2%
 YAML
-  cgroups_ensure
+  cgroups_ensure "$TB_CGROUP_PARENT"
   local args=(--config="$conf" --kubeconfig="$TB_STATE/kubelet.kubeconfig" --root-dir="$TB_KUBELET_ROOT"
-    --hostname-override="$TB_NODE_NAME" --node-ip="$TB_NODE_IP" --v=1)
+    --hostname-override="$TB_NODE_NAME" --node-ip="$TB_NODE_IP" --node-labels="$TB_POOL_LABEL=default" --v=1)
   if daemon_start kubelet "$(hash_of "${args[*]}" "$conf")" "$TB_BIN/kubelet" "${args[@]}"; then
     log "kubelet: started (node $TB_NODE_NAME, $TB_NODE_IP)"
   fi
 }
 
+# node_ready [NODE]
 node_ready() {
-  [[ $(kctl get node "$TB_NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+  [[ $(kctl get node "${1:-$TB_NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
 # --------------------------------------------------------------------------------------------------- provisioner

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # What `up` installs or builds when it is missing: Debian packages (apt-get), the Kubernetes, BuildKit, Docker 29 and
-# Kaniko binaries (Go module proxy, cached in $TB_BIN), and the provisioner's venv.
+# Kaniko binaries and, for `--nodes 2`, containerd 2 (Go module proxy, cached in $TB_BIN), and the provisioner's venv.
 
 TB_PACKAGES=(containerd runc etcd-server containernetworking-plugins docker.io docker-registry debootstrap uidmap
   rootlesskit bindfs iptables openssl curl iproute2 ethtool python3-venv util-linux)
@@ -18,7 +18,7 @@ deps_ensure() {
 
 # run_with_progress NAME WHAT CMD...: runs a long build with its output in $TB_LOGS/NAME.log, echoing its own
 # progress lines (those matching $TB_PROGRESS_RE) and a heartbeat every minute.
-TB_PROGRESS_RE='^(kubernetes|buildkit|docker|kaniko|images?|testbed|step|building|==>)'
+TB_PROGRESS_RE='^(kubernetes|buildkit|docker|kaniko|containerd|images?|testbed|step|building|==>)'
 run_with_progress() {
   local name=$1 what=$2; shift 2
   local logf=$TB_LOGS/$name.log start=$SECONDS
@@ -53,6 +53,9 @@ builds_ensure() {
   run_with_progress build-buildkit "buildkit build (cold: a few minutes)" "$TB_LIB/build-buildkit.sh" "$TB_BIN"
   run_with_progress build-docker "docker 29 build (cold: about 5 minutes)" "$TB_LIB/build-docker.sh" "$TB_BIN"
   run_with_progress build-kaniko "kaniko build (cold: about 2 minutes)" "$TB_LIB/build-kaniko.sh" "$TB_BIN"
+  if [[ ${NODES:-1} == 2 ]]; then
+    run_with_progress build-containerd "containerd 2 build (cold: a few minutes)" "$TB_LIB/build-containerd.sh" "$TB_BIN"
+  fi
   venv_ensure
 }
 
@@ -75,17 +78,23 @@ _image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TES
   "$TESTBED_IMAGE_BUILDKIT" "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS" "$TESTBED_IMAGE_DINDCHECK" \
   "$TESTBED_IMAGE_KANIKO"; }
 
-# images_import: imports the images into our containerd (k8s.io namespace) unless all are there.
+# images_import [SOCKET CTR_DIR NAME]: imports the images into one of our containerds (k8s.io namespace) unless all
+# are there; images.sh runs the ctr found first in CTR_DIR (the second node's containerd 2 gets its own ctr). Default:
+# the first node's containerd with Debian's ctr.
 images_import() {
+  local sock=${1:-$TB_SOCK} ctr_dir=${2:-} name=${3:-containerd}
+  local -a ctr=(ctr --address "$sock" -n k8s.io) path=()
+  if [[ -n $ctr_dir ]]; then ctr[0]=$ctr_dir/ctr; path=(env "PATH=$ctr_dir:$PATH"); fi
   local have ref absent=0
-  have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
+  have=$("${ctr[@]}" images ls -q 2>/dev/null || true)
   for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || absent=1; done
   ((absent)) || return 0
-  log "images: importing into containerd (k8s.io)"
-  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress images-import "image import" "$TB_LIB/images.sh" import "$TB_SOCK"
-  have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
+  log "images: importing into $name (k8s.io)"
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress "images-import-$name" \
+    "image import ($name)" "${path[@]}" "$TB_LIB/images.sh" import "$sock"
+  have=$("${ctr[@]}" images ls -q 2>/dev/null || true)
   for ref in $(_image_refs); do
-    grep -qxF "$ref" <<<"$have" || die "image $ref is not in containerd after images.sh import (was the image cache rebuilt meanwhile? re-run testbed/up; log: $TB_LOGS/images-import.log)"
+    grep -qxF "$ref" <<<"$have" || die "image $ref is not in $name after images.sh import (was the image cache rebuilt meanwhile? re-run testbed/up; log: $TB_LOGS/images-import-$name.log)"
   done
 }
 

@@ -6,9 +6,10 @@
 TB_HOST=$TB_STATE/host
 
 # Host paths that containerd, the CNI plugins and the kubelet create outside the directories we configure.
-# (/var/lib/kubelet: the kubelet's device-plugin socket dir is hard-coded there whatever --root-dir says.)
+# (/var/lib/kubelet: the kubelet's device-plugin socket dir is hard-coded there whatever --root-dir says;
+# /usr/libexec/kubernetes: its FlexVolume plugin dir, created when missing.)
 TB_FOREIGN_PATHS=(/var/lib/cni /var/log/containers /var/lib/kubelet /run/containerd /var/run/netns /run/netns /opt/cni
-  /etc/cni)
+  /etc/cni /usr/libexec/kubernetes /var/run/nri /etc/cdi /var/run/cdi)
 
 # Sysctls the kubelet (protectKernelDefaults: false) and the CNI bridge plugin (isGateway: true) set.
 TB_TRACKED_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
@@ -85,7 +86,7 @@ sysctl_restore() {
 sysctl_restore_all() {
   local f=$TB_HOST/sysctl name
   [[ -f $f ]] || return 0
-  for name in $(awk '{print $1}' "$f"); do sysctl_restore "$name"; done
+  while read -r name _; do sysctl_restore "$name"; done < <(awk '{print $1}' "$f")
   rm -f "$f"
 }
 

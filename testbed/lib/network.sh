@@ -1,10 +1,14 @@
 # shellcheck shell=bash
 # Node network: the bridge dcbr0 (10.88.0.1/16, created before the kubelet so the node IP exists) and the CNI
-# config that containerd reads from our state dir (bridge plugin on dcbr0, host-local IPAM from 10.88.1.0).
+# config that containerd reads from our state dir (bridge plugin on dcbr0, host-local IPAM 10.88.1.0-10.88.127.254).
+# With `--nodes 2` the second node has 10.88.0.2 on the same bridge and its own CNI config and IPAM data for
+# 10.88.128.0-10.88.255.254: one L2 segment, so no routes are needed between the nodes' pods.
 # No kube-proxy and no CoreDNS: pods reach each other and the node (registry, apiserver) by IP.
 
 TB_CNI_CONF_DIR=$TB_CONF/cni
 TB_CNI_IPAM_DIR=$TB_RUN/cni-ipam
+TB_CI_CNI_CONF_DIR=$TB_CONF/cni-ci
+TB_CI_CNI_IPAM_DIR=$TB_CI_RUN/cni-ipam
 # The bridge's own MAC, fixed (locally administered, derived from the node IP: 0a:58:0a:58:00:01). A bridge whose
 # address was never set takes the lowest MAC of its ports and changes it whenever a pod's veth with a lower MAC
 # joins or the lowest one leaves; pods that cached the old MAC for $TB_NODE_IP then send to an address the bridge
@@ -52,15 +56,38 @@ network_up() {
   fi
   ip link set "$TB_BRIDGE" up
   bridge_offload_apply
-  mkdir -p "$TB_CNI_CONF_DIR" "$TB_CNI_IPAM_DIR"
+  cni_conflist_write "$TB_CNI_CONF_DIR" dindcheck "$TB_CNI_IPAM_DIR" 10.88.1.0 10.88.127.254
+  if [[ ${NODES:-1} == 2 ]]; then
+    if ! ip -4 addr show dev "$TB_BRIDGE" | grep -q "inet $TB_CI_NODE_IP/16"; then
+      log "network: adding $TB_CI_NODE_IP/16 (node $TB_CI_NODE_NAME) to $TB_BRIDGE"
+      ip addr add "$TB_CI_NODE_IP/16" dev "$TB_BRIDGE"
+    fi
+    cni_conflist_write "$TB_CI_CNI_CONF_DIR" dindcheck-ci "$TB_CI_CNI_IPAM_DIR" 10.88.128.0 10.88.255.254
+  fi
+}
+
+# network_ci_down: removes the second node's address, CNI config and IPAM data (its kubelet and containerd are gone).
+network_ci_down() {
+  if ip -4 addr show dev "$TB_BRIDGE" 2>/dev/null | grep -q "inet $TB_CI_NODE_IP/16"; then
+    log "network: removing $TB_CI_NODE_IP from $TB_BRIDGE"
+    ip addr del "$TB_CI_NODE_IP/16" dev "$TB_BRIDGE"
+  fi
+  rm -rf "$TB_CI_CNI_CONF_DIR" "$TB_CI_CNI_IPAM_DIR"
+}
+
+# cni_conflist_write DIR NETWORK IPAM_DIR RANGE_START RANGE_END: one node's CNI config (bridge plugin on dcbr0,
+# host-local IPAM over its share of 10.88.0.0/16, gateway the first node's IP).
+cni_conflist_write() {
+  local dir=$1 network=$2 ipam=$3 start=$4 end=$5
+  mkdir -p "$dir" "$ipam"
   # --pod-mtu N: the bridge plugin gives both ends of each new pod's veth pair MTU N (it leaves an existing bridge's
   # MTU alone). Without the knob there is no "mtu" key: the plugin's default, 1500.
   local mtu=''
   if [[ -n ${POD_MTU:-} ]]; then mtu=$'\n'"      \"mtu\": $POD_MTU,"; fi
-  write_if_changed "$TB_CNI_CONF_DIR/10-dindcheck.conflist" <<JSON
+  write_if_changed "$dir/10-$network.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
-  "name": "dindcheck",
+  "name": "$network",
   "plugins": [
     {
       "type": "bridge",
@@ -70,8 +97,8 @@ network_up() {
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "dataDir": "$TB_CNI_IPAM_DIR",
-        "ranges": [[{"subnet": "10.88.0.0/16", "rangeStart": "10.88.1.0", "rangeEnd": "10.88.255.254", "gateway": "$TB_NODE_IP"}]]
+        "dataDir": "$ipam",
+        "ranges": [[{"subnet": "10.88.0.0/16", "rangeStart": "$start", "rangeEnd": "$end", "gateway": "$TB_NODE_IP"}]]
       }
     }
   ]
@@ -90,7 +117,7 @@ network_down() {
     log "network: deleting bridge $TB_BRIDGE"
     ip link del "$TB_BRIDGE"
   fi
-  rm -rf "$TB_CNI_IPAM_DIR"
+  rm -rf "$TB_CNI_IPAM_DIR" "$TB_CI_CNI_IPAM_DIR"
   # libcni caches results in /var/lib/cni/results under the network name.
   rm -f /var/lib/cni/results/dindcheck-* 2>/dev/null || true
 }

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Cluster PKI made with openssl into $TB_PKI (generated once, kept across up/down): a CA, the apiserver serving cert,
 # client certs for admin / kubelet / controller-manager / scheduler / apiserver->kubelet, the kubelet serving cert, the
+# second node's kubelet client and serving certs (kubelet-ci*: `--nodes 2`; made always, they cost nothing), the
 # service-account key pair, and a kubeconfig per client.
 
 _pki_key() { [[ -f $1 ]] || openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; chmod 600 "$1"; }
@@ -61,6 +62,10 @@ subjectAltName=IP:$TB_NODE_IP,DNS:$TB_NODE_NAME"
   _pki_cert admin "/O=system:masters/CN=dindcheck-admin" "$client"
   _pki_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
   _pki_cert kubelet "/O=system:nodes/CN=system:node:$TB_NODE_NAME" "$client"
+  # The second node: its own identity for the Node authorizer and NodeRestriction (system:node:<its name>).
+  _pki_cert kubelet-ci-serving "/CN=$TB_CI_NODE_NAME" "extendedKeyUsage=serverAuth
+subjectAltName=IP:$TB_CI_NODE_IP,DNS:$TB_CI_NODE_NAME"
+  _pki_cert kubelet-ci "/O=system:nodes/CN=system:node:$TB_CI_NODE_NAME" "$client"
   _pki_cert controller-manager "/CN=system:kube-controller-manager" "$client"
   _pki_cert scheduler "/CN=system:kube-scheduler" "$client"
   if [[ ! -f $TB_PKI/sa.key ]]; then
@@ -70,6 +75,7 @@ subjectAltName=IP:$TB_NODE_IP,DNS:$TB_NODE_NAME"
   fi
   _pki_kubeconfig admin dindcheck-admin
   _pki_kubeconfig kubelet "system:node:$TB_NODE_NAME"
+  _pki_kubeconfig kubelet-ci "system:node:$TB_CI_NODE_NAME"
   _pki_kubeconfig controller-manager system:kube-controller-manager
   _pki_kubeconfig scheduler system:kube-scheduler
 }

@@ -7,6 +7,8 @@
 #   --sysbox-class        RuntimeClass sysbox-runc registered while no node has the handler
 #   --dind 29|legacy      the DinD image announced as TESTBED_IMAGE_DIND: Docker 29 (as docker:dind today) or Debian's
 #                         Docker 20.10 (API 1.41); both images are always built, imported and pushed
+#   --nodes 1|2           2: a second real node dindcheck-ci (own kubelet, containerd 2, label dindcheck.io/pool=ci,
+#                         taint dedicated=ci:NoSchedule, cache volumes on FUSE), as a dedicated CI node pool
 #   --pod-mtu N           the MTU of every pod's veth pair (CNI bridge plugin "mtu"), 576..9000; the bridge dcbr0 and
 #                         the node side (registry, apiserver) stay at 1500: a pod network below the underlay's MTU
 # The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
@@ -25,17 +27,21 @@ CACHE_FS=ext4
 SYSBOX_CLASS=false
 DIND=29
 POD_MTU= # empty: the CNI default (1500, no "mtu" key)
+NODES=1
 
 profile_usage() {
   cat <<USAGE
 usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
-                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy] [--pod-mtu N]
+                  [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy] [--pod-mtu N] [--nodes 1|2]
 A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29,
-pod MTU 1500.
+pod MTU 1500, one node.
 --dind picks the DinD image the suite gets (TESTBED_IMAGE_DIND): 29 (default; Docker 29 built from Go modules) or
 legacy (Debian's Docker 20.10); TESTBED_IMAGE_DIND_LEGACY always names the 20.10 image.
 --pod-mtu N (576..9000) gives both ends of every new pod's veth pair MTU N while the bridge and the node stay at 1500,
 as an overlay pod network below the underlay's MTU.
+--nodes 2 adds node $TB_CI_NODE_NAME ($TB_CI_NODE_IP; its own kubelet and containerd 2), labelled $TB_POOL_LABEL=ci and
+tainted dedicated=ci:NoSchedule, whose cache-class volumes are on FUSE; the default node is labelled
+$TB_POOL_LABEL=default either way.
 USAGE
 }
 
@@ -54,6 +60,8 @@ profile_parse() {
       --dind=*) DIND=${1#*=} ;;
       --pod-mtu) POD_MTU=${2:-}; shift ;;
       --pod-mtu=*) POD_MTU=${1#*=} ;;
+      --nodes) NODES=${2:-}; shift ;;
+      --nodes=*) NODES=${1#*=} ;;
       -h|--help) profile_usage; exit 0 ;;
       *) profile_usage >&2; die "unknown argument: $1" ;;
     esac
@@ -63,13 +71,14 @@ profile_parse() {
   case $USERNS in on|off) ;; *) die "--userns must be on|off, not '$USERNS'" ;; esac
   case $CACHE_FS in ext4|tmpfs|fuse) ;; *) die "--cache-fs must be ext4|tmpfs|fuse, not '$CACHE_FS'" ;; esac
   case $DIND in 29|legacy) ;; *) die "--dind must be 29|legacy, not '$DIND'" ;; esac
+  case $NODES in 1|2) ;; *) die "--nodes must be 1|2, not '$NODES'" ;; esac
   if [[ -n $POD_MTU ]] && ! [[ $POD_MTU =~ ^[1-9][0-9]*$ && $POD_MTU -ge 576 && $POD_MTU -le 9000 ]]; then
     die "--pod-mtu must be a number from 576 to 9000, not '$POD_MTU'"
   fi
 }
 
 profile_describe() {
-  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500}"
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES"
 }
 
 profile_write() {
@@ -81,6 +90,7 @@ CACHE_FS=$CACHE_FS
 SYSBOX_CLASS=$SYSBOX_CLASS
 DIND=$DIND
 POD_MTU=$POD_MTU
+NODES=$NODES
 USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
 }
@@ -188,19 +198,43 @@ cache_fs_unmount() {
   fi
 }
 
+# The cache class is WaitForFirstConsumer: the provisioner makes a claim's volume only once the scheduler picked the
+# node of the pod that uses it (annotation volume.kubernetes.io/selected-node), under the class parameter
+# root.<node> when there is one, else under root; the PV gets a nodeAffinity for that node. The second node's root
+# is the FUSE one whatever --cache-fs says (a CI pool on NFS-like storage), so the parameter is there even with one
+# node: switching --nodes does not replace the class.
 storage_apply() {
   local root; root=$(cache_fs_root "$CACHE_FS")
+  local ci_root; ci_root=$(cache_fs_root fuse)
   local fs
   for fs in ext4 tmpfs fuse; do
-    if [[ $fs != "$CACHE_FS" ]]; then cache_fs_unmount "$fs"; fi
+    if [[ $fs != "$CACHE_FS" && ! ($fs == fuse && $NODES == 2) ]]; then cache_fs_unmount "$fs"; fi
   done
   cache_fs_mount "$CACHE_FS"
+  if [[ $NODES == 2 ]]; then cache_fs_mount fuse; fi
   mkdir -p "$TB_STANDARD_ROOT"
-  # StorageClass parameters are immutable: replace the cache class when its root changes.
+  local cache_class
+  cache_class=$(cat <<YAML
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $TB_CACHE_CLASS
+  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
+  annotations: {dindcheck.testbed/spec: "@SPEC@"}
+provisioner: $TB_PROVISIONER
+parameters: {root: "$root", fs: $CACHE_FS, root.$TB_CI_NODE_NAME: "$ci_root", fs.$TB_CI_NODE_NAME: fuse}
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+YAML
+)
+  # Parameters and binding mode are immutable: replace the class when its spec (hashed into an annotation) changed.
+  local spec; spec=$(hash_of "$cache_class")
+  cache_class=${cache_class/@SPEC@/$spec}
   local current
-  current=$(kctl get storageclass "$TB_CACHE_CLASS" -o jsonpath='{.parameters.root}' 2>/dev/null || true)
-  if [[ -n $current && $current != "$root" ]]; then
-    log "storage: switching $TB_CACHE_CLASS to $CACHE_FS ($root)"
+  current=$(kctl get storageclass "$TB_CACHE_CLASS" -o jsonpath='{.metadata.annotations.dindcheck\.testbed/spec}' \
+    2>/dev/null) || current=absent
+  if [[ $current != absent && $current != "$spec" ]]; then
+    log "storage: replacing $TB_CACHE_CLASS (cache-fs $CACHE_FS: $root; $TB_CI_NODE_NAME: $ci_root)"
     kctl delete storageclass "$TB_CACHE_CLASS" --wait=true >/dev/null
   fi
   kctl apply -f - >/dev/null <<YAML
@@ -215,15 +249,7 @@ parameters: {root: $TB_STANDARD_ROOT, fs: ext4}
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 ---
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: $TB_CACHE_CLASS
-  labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
-provisioner: $TB_PROVISIONER
-parameters: {root: "$root", fs: $CACHE_FS}
-reclaimPolicy: Delete
-volumeBindingMode: Immediate
+$cache_class
 YAML
 }
 

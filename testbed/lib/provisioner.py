@@ -1,10 +1,14 @@
 """A tiny dynamic provisioner for the testbed: hostPath PersistentVolumes under a StorageClass's backing root.
 
 It serves every StorageClass whose provisioner is ``dindcheck.testbed/hostpath``; the class parameter ``root`` names the
-host directory that holds its volumes (the node disk, a tmpfs mount or a FUSE mount, see testbed/lib/profile.sh).
+host directory that holds its volumes (the node disk, a tmpfs mount or a FUSE mount, see testbed/lib/profile.sh), and
+a parameter ``root.<node>`` another one for volumes of pods on that node (the second node's FUSE root).
 
 - A pending claim of such a class gets a directory ``<root>/<namespace>-<claim>-<uid>`` and a hostPath PV bound to it
   (claimRef, reclaimPolicy Delete, annotation pv.kubernetes.io/provisioned-by).
+- In a WaitForFirstConsumer class, a claim waits for the scheduler's choice of node (annotation
+  volume.kubernetes.io/selected-node); its directory is then under that node's root, and the PV gets a nodeAffinity
+  for the node (label kubernetes.io/hostname), as a real node-local volume.
 - A PV of ours that is Released (its claim was deleted) loses its directory, then the PV itself is deleted.
 
 Level-triggered: watches on claims and volumes only wake the reconcile loop, which also runs every few seconds.
@@ -19,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,39 +35,69 @@ if TYPE_CHECKING:
 
 PROVISIONER = "dindcheck.testbed/hostpath"
 ANNOTATION = "pv.kubernetes.io/provisioned-by"
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 ALLOWED_PREFIX = Path("/var/lib/dindcheck-testbed")
 RESYNC_S = 5.0
 
 log = logging.getLogger("provisioner")
 
 
-def class_roots(storage: client.StorageV1Api) -> dict[str, Path]:
-    """StorageClass name -> backing root, for the classes this provisioner serves."""
-    roots: dict[str, Path] = {}
+@dataclass(frozen=True)
+class ClassRoots:
+    """Where one StorageClass keeps its volumes: a root, roots for particular nodes, and its binding mode."""
+
+    root: Path
+    node_roots: dict[str, Path] = field(default_factory=dict)
+    wait_for_consumer: bool = False
+
+    def for_node(self, node: str) -> Path:
+        """The backing root for a volume of a pod on NODE ("": no node chosen)."""
+        return self.node_roots.get(node, self.root)
+
+
+def _allowed(class_name: str, key: str, value: str) -> Path | None:
+    root = Path(value)
+    if root.is_absolute() and root.is_relative_to(ALLOWED_PREFIX):
+        return root
+    log.error("StorageClass %s: parameter %s=%r is not under %s; ignored", class_name, key, value, ALLOWED_PREFIX)
+    return None
+
+
+def class_roots(storage: client.StorageV1Api) -> dict[str, ClassRoots]:
+    """StorageClass name -> where its volumes go, for the classes this provisioner serves."""
+    roots: dict[str, ClassRoots] = {}
     for sc in storage.list_storage_class().items:
         if sc.provisioner != PROVISIONER:
             continue
-        root = Path((sc.parameters or {}).get("root", ""))
-        if not root.is_absolute() or not root.is_relative_to(ALLOWED_PREFIX):
-            log.error(
-                "StorageClass %s: parameter root=%r is not under %s; ignored",
-                sc.metadata.name,
-                str(root),
-                ALLOWED_PREFIX,
-            )
+        name = sc.metadata.name
+        params = sc.parameters or {}
+        root = _allowed(name, "root", params.get("root", ""))
+        if root is None:
             continue
-        roots[sc.metadata.name] = root
+        node_roots = {}
+        for key, value in params.items():
+            if key.startswith("root.") and (node_root := _allowed(name, key, value)) is not None:
+                node_roots[key.removeprefix("root.")] = node_root
+        roots[name] = ClassRoots(root, node_roots, sc.volume_binding_mode == "WaitForFirstConsumer")
     return roots
 
 
-def provision(core: client.CoreV1Api, pvc: Any, root: Path) -> None:
-    """Creates the directory and the bound hostPath PV for one pending claim."""
+def provision(core: client.CoreV1Api, pvc: Any, roots: ClassRoots) -> None:
+    """Creates the directory and the bound hostPath PV for one pending claim (on its selected node, if any)."""
     meta = pvc.metadata
+    node = (meta.annotations or {}).get(SELECTED_NODE, "")
     name = f"pvc-{meta.uid}"
-    path = root / f"{meta.namespace}-{meta.name}-{meta.uid}"
+    path = roots.for_node(node) / f"{meta.namespace}-{meta.name}-{meta.uid}"
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o777)
     size = ((pvc.spec.resources and pvc.spec.resources.requests) or {}).get("storage", "1Gi")
+    affinity = None
+    if node:
+        term = client.V1NodeSelectorTerm(
+            match_expressions=[client.V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="In", values=[node])]
+        )
+        affinity = client.V1VolumeNodeAffinity(required=client.V1NodeSelector(node_selector_terms=[term]))
     pv = client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(
             name=name,
@@ -76,6 +111,7 @@ def provision(core: client.CoreV1Api, pvc: Any, root: Path) -> None:
             storage_class_name=pvc.spec.storage_class_name,
             volume_mode=pvc.spec.volume_mode or "Filesystem",
             host_path=client.V1HostPathVolumeSource(path=str(path), type="Directory"),
+            node_affinity=affinity,
             claim_ref=client.V1ObjectReference(
                 api_version="v1", kind="PersistentVolumeClaim", namespace=meta.namespace, name=meta.name, uid=meta.uid
             ),
@@ -87,7 +123,8 @@ def provision(core: client.CoreV1Api, pvc: Any, root: Path) -> None:
         if exc.status != 409:
             raise
         return
-    log.info("provisioned %s for %s/%s at %s", name, meta.namespace, meta.name, path)
+    where = f" for node {node}" if node else ""
+    log.info("provisioned %s for %s/%s at %s%s", name, meta.namespace, meta.name, path, where)
 
 
 def reclaim(core: client.CoreV1Api, pv: Any) -> None:
@@ -109,12 +146,14 @@ def reconcile(core: client.CoreV1Api, storage: client.StorageV1Api) -> None:
     pvs = core.list_persistent_volume().items
     bound_uids = {pv.spec.claim_ref.uid for pv in pvs if pv.spec.claim_ref is not None}
     for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
-        root = roots.get(pvc.spec.storage_class_name or "")
-        if root is None or pvc.spec.volume_name or pvc.metadata.deletion_timestamp:
+        where = roots.get(pvc.spec.storage_class_name or "")
+        if where is None or pvc.spec.volume_name or pvc.metadata.deletion_timestamp:
             continue
         if pvc.metadata.uid in bound_uids:
             continue
-        provision(core, pvc, root)
+        if where.wait_for_consumer and SELECTED_NODE not in (pvc.metadata.annotations or {}):
+            continue  # no pod scheduled with it yet
+        provision(core, pvc, where)
     for pv in pvs:
         ours = (pv.metadata.annotations or {}).get(ANNOTATION) == PROVISIONER
         if ours and not pv.metadata.deletion_timestamp and pv.status and pv.status.phase in {"Released", "Failed"}:
