@@ -29,6 +29,7 @@ def profile() -> Profile:
         sysbox_class=values["SYSBOX_CLASS"] == "true",
         dind=values.get("DIND", "29"),
         pod_mtu=int(values["POD_MTU"]) if values.get("POD_MTU") else None,
+        nodes=int(values.get("NODES") or 1),
     )
 
 
