@@ -33,7 +33,9 @@ SNIPPET_TITLES: Mapping[str, str] = {
     "skypilot": "SkyPilot (`~/.sky/config.yaml`)",
     Mode.DIND.value: "Docker-in-Docker sidecar (pod spec)",
     Mode.BUILDKIT_ROOTLESS.value: "Rootless BuildKit sidecar (pod spec)",
+    Mode.KANIKO.value: "Kaniko executor (pod spec)",
     Mode.SYSBOX.value: "Sysbox (pod spec)",
+    "gitlab": "GitLab CI, Kubernetes executor (`.gitlab-ci.yml`: docker:dind service over TLS, as tested)",
     Mode.HOST_SOCKET.value: "Host Docker socket (pod spec, discouraged)",
 }
 
