@@ -519,7 +519,7 @@ def test_ci_node_runs_tolerating_pod(tb: Testbed) -> None:
     host, port = registry.split(":")
     script = (
         f"exec 3<>/dev/tcp/{host}/{port} && printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3; "
-        "unshare -U true 2>&1 && echo USERNS-OK"
+        "unshare -U true 2>&1 && echo USERNS-OK; true"
     )
     proc = tb.kubectl("-n", tb.ns_open, "exec", name, "-c", "c", "--", "bash", "-c", script, check=False)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
