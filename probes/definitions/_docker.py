@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import urllib.error
@@ -183,8 +184,14 @@ class _Answer:
     body: bytes
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One context for every registry request: loading the system's CA store costs ~20 ms of CPU each time."""
+    return ssl.create_default_context()
+
+
 def _get(url: str, headers: dict[str, str], *, read: bool = True) -> _Answer:
-    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=_tls_context()))
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) by construction
     try:
         with opener.open(request, timeout=LOCATE_TIMEOUT_S) as response:

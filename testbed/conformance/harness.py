@@ -7,6 +7,7 @@ JSON report it writes (schema dindcheck/report/v1), never on terminal text.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -78,6 +79,8 @@ class SuiteRun:
     wall_s: float
     output: str
     out_dir: Path
+    host_cpu_s: float = 0.0
+    """CPU seconds the whole host spent while the run lasted (every node, the control plane and dindcheck)."""
 
     def check(self, check_id: str) -> dict[str, Any]:
         """The report's entry for one check (KeyError when it did not run)."""
@@ -114,15 +117,26 @@ def run_suite(env: dict[str, str], out_dir: Path, *extra: str, timeout_s: float 
     """Run the suite to completion and load its JSON report ({} when none was written)."""
     report_path = out_dir / "report.json"
     report_path.unlink(missing_ok=True)
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), host_busy_cpu_s()
     done = subprocess.run(
         suite_command(env, out_dir, *extra), cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
     )
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, host_busy_cpu_s() - cpu_before
     output = done.stdout + done.stderr
     (out_dir / "output.txt").write_text(output)
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    return SuiteRun(done.returncode, report, wall, output, out_dir)
+    return SuiteRun(done.returncode, report, wall, output, out_dir, round(cpu, 2))
+
+
+def host_busy_cpu_s() -> float:
+    """Busy CPU seconds of the host since boot (/proc/stat, all CPUs, idle and iowait left out).
+
+    The testbed's nodes share the host's cores, so this is what a run costs the whole cluster: it tells a run that
+    waited on the cluster from one that waited on the CPU.
+    """
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
 
 
 def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:

@@ -239,49 +239,58 @@ cgroups_remove() {
 }
 
 kubelet_ensure() {
-  local conf=$TB_CONF/kubelet.yaml p=$TB_PKI
-  mkdir -p "$TB_KUBELET_ROOT" "$TB_POD_LOGS"
+  kubelet_start kubelet "$TB_NODE_NAME" "$TB_NODE_IP" 10248 "$TB_SOCK" "$TB_CGROUP_PARENT" "$TB_KUBELET_ROOT" \
+    "$TB_POD_LOGS" default ""
+}
+
+# kubelet_start NAME NODE IP HEALTHZ_PORT RUNTIME_SOCK CGROUP_PARENT ROOT_DIR POD_LOGS POOL EXTRA_YAML: starts (or
+# keeps) one kubelet; every node's kubelet is this one configuration, apart in the arguments and EXTRA_YAML (the ci
+# node's taint). NAME names its config, its certs (pki.sh: NAME-serving), its kubeconfig, its log and its daemon.
+kubelet_start() {
+  local name=$1 node=$2 ip=$3 healthz=$4 sock=$5 cgroup_parent=$6 root=$7 pod_logs=$8 pool=$9 extra=${10}
+  local conf=$TB_CONF/$name.yaml p=$TB_PKI
+  mkdir -p "$root" "$pod_logs"
   write_if_changed "$conf" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: $TB_NODE_IP
+address: $ip
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: 10248
+healthzPort: $healthz
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
   x509: {clientCAFile: $p/ca.crt}
 authorization:
   mode: Webhook
-tlsCertFile: $p/kubelet-serving.crt
-tlsPrivateKeyFile: $p/kubelet-serving.key
-containerRuntimeEndpoint: unix://$TB_SOCK
+tlsCertFile: $p/$name-serving.crt
+tlsPrivateKeyFile: $p/$name-serving.key
+containerRuntimeEndpoint: unix://$sock
 cgroupDriver: cgroupfs
-cgroupRoot: /$TB_CGROUP_PARENT
+cgroupRoot: /$cgroup_parent
 failCgroupV1: false
 failSwapOn: false
 seccompDefault: false
 makeIPTablesUtilChains: false
 protectKernelDefaults: false
-podLogsDir: $TB_POD_LOGS
+podLogsDir: $pod_logs
 clusterDomain: cluster.local
 maxPods: 110
 serializeImagePulls: false
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
-evictionHard:
+${extra}evictionHard:
   memory.available: 100Mi
   nodefs.available: 2%
   nodefs.inodesFree: 2%
   imagefs.available: 2%
 YAML
-  cgroups_ensure "$TB_CGROUP_PARENT"
-  local args=(--config="$conf" --kubeconfig="$TB_STATE/kubelet.kubeconfig" --root-dir="$TB_KUBELET_ROOT"
-    --hostname-override="$TB_NODE_NAME" --node-ip="$TB_NODE_IP" --node-labels="$TB_POOL_LABEL=default" --v=1)
-  if daemon_start kubelet "$(hash_of "${args[*]}" "$conf")" "$TB_BIN/kubelet" "${args[@]}"; then
-    log "kubelet: started (node $TB_NODE_NAME, $TB_NODE_IP)"
+  cgroups_ensure "$cgroup_parent"
+  local args=(--config="$conf" --kubeconfig="$TB_STATE/$name.kubeconfig" --root-dir="$root"
+    --hostname-override="$node" --node-ip="$ip" --node-labels="$TB_POOL_LABEL=$pool" --v=1)
+  if daemon_start "$name" "$(hash_of "${args[*]}" "$conf")" "$TB_BIN/kubelet" "${args[@]}"; then
+    log "$name: started (node $node, $ip)"
   fi
 }
 

@@ -93,56 +93,13 @@ TOML
   fi
 }
 
-# ci_kubelet_ensure: the second kubelet. Differs from the first (lib/components.sh) in node name and IP, ports
-# (10250 on its own IP, healthz 127.0.0.1:$TB_CI_HEALTHZ_PORT), serving and client certs, runtime socket, cgroup root,
-# root dir and pod log dir, and it registers with the pool label and the taint.
+# ci_kubelet_ensure: the second kubelet (lib/components.sh's kubelet_start). Differs from the first in node name and
+# IP, healthz port (127.0.0.1:$TB_CI_HEALTHZ_PORT; 10250 is on its own IP), serving and client certs, runtime socket,
+# cgroup root, root dir and pod log dir, and it registers with the pool label and the taint.
 ci_kubelet_ensure() {
-  local conf=$TB_CONF/kubelet-ci.yaml p=$TB_PKI
-  mkdir -p "$TB_CI_KUBELET_ROOT" "$TB_CI_POD_LOGS"
-  write_if_changed "$conf" <<YAML
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $TB_CI_NODE_IP
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: $TB_CI_HEALTHZ_PORT
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $p/ca.crt}
-authorization:
-  mode: Webhook
-tlsCertFile: $p/kubelet-ci-serving.crt
-tlsPrivateKeyFile: $p/kubelet-ci-serving.key
-containerRuntimeEndpoint: unix://$TB_CI_SOCK
-cgroupDriver: cgroupfs
-cgroupRoot: /$TB_CI_CGROUP_PARENT
-failCgroupV1: false
-failSwapOn: false
-seccompDefault: false
-makeIPTablesUtilChains: false
-protectKernelDefaults: false
-podLogsDir: $TB_CI_POD_LOGS
-clusterDomain: cluster.local
-maxPods: 110
-serializeImagePulls: false
-imageGCHighThresholdPercent: 99
-imageGCLowThresholdPercent: 98
-registerWithTaints:
-- {key: dedicated, value: ci, effect: NoSchedule}
-evictionHard:
-  memory.available: 100Mi
-  nodefs.available: 2%
-  nodefs.inodesFree: 2%
-  imagefs.available: 2%
-YAML
-  cgroups_ensure "$TB_CI_CGROUP_PARENT"
-  local args=(--config="$conf" --kubeconfig="$TB_STATE/kubelet-ci.kubeconfig" --root-dir="$TB_CI_KUBELET_ROOT"
-    --hostname-override="$TB_CI_NODE_NAME" --node-ip="$TB_CI_NODE_IP" --node-labels="$TB_POOL_LABEL=ci" --v=1)
-  if daemon_start kubelet-ci "$(hash_of "${args[*]}" "$conf")" "$TB_BIN/kubelet" "${args[@]}"; then
-    log "kubelet-ci: started (node $TB_CI_NODE_NAME, $TB_CI_NODE_IP)"
-  fi
+  kubelet_start kubelet-ci "$TB_CI_NODE_NAME" "$TB_CI_NODE_IP" "$TB_CI_HEALTHZ_PORT" "$TB_CI_SOCK" \
+    "$TB_CI_CGROUP_PARENT" "$TB_CI_KUBELET_ROOT" "$TB_CI_POD_LOGS" ci \
+    $'registerWithTaints:\n- {key: dedicated, value: ci, effect: NoSchedule}\n'
 }
 
 # ci_node_ensure PAUSE_IMAGE: starts (or keeps) the second node's containerd and kubelet, with the images imported.
