@@ -398,10 +398,10 @@ class ProbeContext:
             self.check_cancelled()
             pod = self.read_pod(pod_name)
             phase = pod.status.phase or "Pending"
+            self._note_node(pod)  # once scheduled: a pod that never runs was still tried on that node
             if phase == "Running" and _all_started(pod):
                 self.say(f"pod {pod_name} running")
                 self._images.record(pod)
-                self._note_node(pod)
                 return pod
             terminal, reason = pod_problem(pod)
             if not terminal and time.monotonic() >= next_events:

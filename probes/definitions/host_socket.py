@@ -31,8 +31,7 @@ def socket_absent(event_reason: str, event_message: str) -> bool:
 
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Mount the socket by hostPath (type Socket) and ask the daemon for its version."""
-    runtimes = sorted({n.container_runtime_version for n in _nodes(ctx)})
-    evidence: dict[str, Any] = {"node_runtimes": runtimes}
+    evidence: dict[str, Any] = {}
     spec = specs.host_socket_pod_spec(settings.images, settings.resources)
     manifest = ctx.pod_manifest("sock", spec)
     name = manifest["metadata"]["name"]
@@ -50,10 +49,12 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     except PodNotRunningError as exc:
         evidence["pod"] = exc.evidence()
         if socket_absent(exc.event_reason, exc.event_message):
+            runtimes = _runtimes(ctx, ctx.nodes)
+            evidence["node_runtimes"] = runtimes
             return Outcome(
                 Status.SKIPPED,
                 f"no docker.sock on the node: the kubelet's {exc.event_message} "
-                f"(runtimes: {', '.join(runtimes) or '?'})",
+                f"(runtime: {', '.join(runtimes) or '?'})",
                 evidence,
             )
         raise
@@ -77,11 +78,13 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     return Outcome(Status.FAIL, f"docker.sock is mounted but the daemon does not answer: {server}", evidence)
 
 
-def _nodes(ctx: ProbeContext) -> list[Any]:
+def _runtimes(ctx: ProbeContext, node_names: set[str]) -> list[str]:
+    """The container runtime of the node(s) the pod was tried on: in a pool run, not the other pools' runtimes."""
     try:
-        return [n.status.node_info for n in api_call(ctx.core.list_node).items]
+        nodes = api_call(ctx.core.list_node).items
     except ApiException:
         return []
+    return sorted({n.status.node_info.container_runtime_version for n in nodes if n.metadata.name in node_names})
 
 
 PROBE = ProbeDefinition(

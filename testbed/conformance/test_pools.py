@@ -90,6 +90,9 @@ def test_each_pool_reports_both_pools_with_their_own_verdicts(pools_run: SuiteRu
     runtimes = {node["name"]: node["container_runtime"] for node in report["cluster"]["nodes"]}
     assert runtimes[pool_nodes["default"]].startswith("containerd://1."), runtimes
     assert runtimes[pool_nodes["ci"]].startswith("containerd://2."), runtimes
+    for name, pool in pools.items():  # a pool's verdict names its own node's runtime, not the other pool's
+        host_socket = next(c for c in pool["checks"] if c["id"] == "host-socket")
+        assert host_socket["evidence"]["node_runtimes"] == [runtimes[pool_nodes[name]]], host_socket
     assert report["checks"] == []  # no check ran "on the cluster": each pool carries its own
 
 

@@ -32,7 +32,7 @@ class FakeCore:
             init_container_statuses=[],
             conditions=[],
         )
-        return SimpleNamespace(status=status)
+        return SimpleNamespace(spec=SimpleNamespace(node_name="node-a"), status=status)
 
     def list_namespaced_event(self, _namespace: str, **_kwargs: Any) -> Any:
         """The one warning the kubelet keeps repeating (none when it has no reason)."""
@@ -68,11 +68,13 @@ def test_a_retried_kubelet_event_waits_until_the_deadline(event_reason: str, eve
 
 def test_a_final_event_ends_the_wait_at_once_with_its_words() -> None:
     core = FakeCore("FailedMount", "hostPath type check failed: /var/run/docker.sock is not a socket file")
+    ctx = context(core, timeout_s=30)
     with pytest.raises(PodNotRunningError) as raised:
-        context(core, timeout_s=30).wait_running("pod-a", final_event=lambda reason, _msg: reason == "FailedMount")
+        ctx.wait_running("pod-a", final_event=lambda reason, _msg: reason == "FailedMount")
     assert "is not running" in str(raised.value)
     assert "hostPath type check failed" in raised.value.event_message
     assert core.reads == 1
+    assert ctx.nodes == {"node-a"}, "a pod that never ran was still tried on its node: the evidence must say which"
 
 
 def test_a_pull_failure_ends_the_wait_without_any_event() -> None:
