@@ -82,6 +82,11 @@ class SuiteRun:
     host_cpu_s: float = 0.0
     """CPU seconds the whole host spent while the run lasted (every node, the control plane and dindcheck)."""
 
+    @property
+    def host_busy(self) -> float:
+        """The share of the host's cores that were busy during the run (1.0: every core, all the time)."""
+        return round(self.host_cpu_s / ((os.cpu_count() or 1) * self.wall_s), 2)
+
     def check(self, check_id: str) -> dict[str, Any]:
         """The report's entry for one check (KeyError when it did not run)."""
         return next(c for c in self.report["checks"] if c["id"] == check_id)
