@@ -132,3 +132,12 @@ def test_the_report_lists_every_catalog_check_selected_or_not(pytester: pytest.P
     result.stdout.fnmatch_lines(
         [f"{definition.id} *{'pass' if definition.id == 'lsm' else 'not run'}*" for definition in catalog()]
     )
+
+
+def test_a_run_stopped_early_still_reports_every_probe_that_finished(pytester: pytest.Pytester) -> None:
+    """-x stops pytest at the first failure; the report is fed by the runner, so the probes it finished are in it."""
+    result = run(pytester, {"buildkit-rootless": "fail", "docker-run": "pass", "lsm": "pass"}, "-x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["buildkit-rootless *fail *said fail", "docker-run *pass *docker-run said pass", "lsm *pass *lsm said pass"]
+    )
