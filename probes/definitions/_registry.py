@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, compact
+from probes.exceptions import AdmissionRejectedError
 from probes.model import Status
 from probes.settings import ProbeSettings
 
@@ -203,15 +204,63 @@ def is_push_problem(error: str) -> bool:
     return any(marker in error.lower() for marker in PUSH_PROBLEMS)
 
 
+REGISTRY_UID = 65534
+"""nobody: the registry needs no root (its storage is an emptyDir, world-writable; its port is above 1024)."""
+
+
 def registry_container(settings: ProbeSettings) -> dict[str, Any]:
-    """The throwaway registry as a container of the probe pod, on REGISTRY_PORT, storage on an emptyDir."""
+    """The throwaway registry as a container of the probe pod, on REGISTRY_PORT, storage on an emptyDir.
+
+    Locked down as far as Pod Security restricted goes, so that a policy which admits the tested builder's spec
+    (runAsNonRoot, no root users, dropped capabilities) admits the probe pod too: the helper must never be the
+    reason a builder looks refused.
+    """
     return {
         "name": "registry",
         "image": settings.images.registry,
         "ports": [{"containerPort": REGISTRY_PORT}],
         "volumeMounts": [{"name": "registry-data", "mountPath": "/var/lib/registry"}],
         "resources": settings.resources.to_spec(),
+        "securityContext": {
+            "runAsUser": REGISTRY_UID,
+            "runAsGroup": REGISTRY_UID,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
+
+
+def refused_outcome(
+    ctx: ProbeContext, builder: str, spec: dict[str, Any], exc: AdmissionRejectedError, evidence: dict[str, Any]
+) -> Outcome:
+    """The probe pod was refused: judge the builder by its own spec, dry-run alone, not by the probe's helpers.
+
+    The probe pod adds helper containers (the throwaway registry, context writers) to the spec users paste. A policy
+    may refuse one of those while admitting the builder: that proves nothing about the builder.
+    """
+    evidence["admission"] = exc.evidence()
+    if exc.decided is None:
+        return Outcome(Status.INCONCLUSIVE, f"the {builder} pod was {exc.describe()}", evidence)
+    alone = ctx.dry_run(ctx.pod_manifest("dry", spec))
+    evidence["admission_of_the_tested_spec"] = alone.to_json()
+    if alone.admitted is False:
+        return Outcome(Status.FAIL, f"the {builder} pod was rejected by {alone.source}: {alone.message}", evidence)
+    if alone.admitted is None:
+        return Outcome(
+            Status.INCONCLUSIVE,
+            f"the {builder} probe pod was {exc.describe()}; a dry-run of the {builder} spec alone gave no answer "
+            f"({alone.source}: {alone.message}), so whose refusal it was is unknown",
+            evidence,
+        )
+    return Outcome(
+        Status.INCONCLUSIVE,
+        f"the {builder} spec alone is admitted, but the probe's helper containers were {exc.describe()}",
+        evidence,
+        remediation="Pass --registry (and --registry-secret) so that the probe pod needs no throwaway registry "
+        "container, or let the policy admit it (it runs as uid 65534, no capabilities, RuntimeDefault seccomp).",
+    )
 
 
 def push_problem_outcome(what: str, error: str, evidence: dict[str, Any], *, builder: str) -> Outcome:

@@ -119,10 +119,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     try:
         ctx.create_pod(manifest)
     except AdmissionRejectedError as exc:
-        evidence["admission"] = exc.evidence()
-        if exc.decided is None:
-            return Outcome(Status.INCONCLUSIVE, f"the rootless BuildKit pod was {exc.describe()}", evidence)
-        return Outcome(Status.FAIL, f"the rootless BuildKit pod was {exc.describe()}", evidence)
+        return _registry.refused_outcome(ctx, "rootless BuildKit", spec, exc, evidence)
     try:
         outcome = _build(ctx, settings, name, registry, insecure, evidence)
     finally:

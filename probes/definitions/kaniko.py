@@ -134,7 +134,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     try:
         ctx.create_pod(manifest)
     except AdmissionRejectedError as exc:
-        outcome = _rejected(ctx, spec, exc, evidence)
+        outcome = _registry.refused_outcome(ctx, "Kaniko", spec, exc, evidence)
     else:
         try:
             outcome = _build(ctx, settings, name, ref, insecure, evidence)
@@ -142,24 +142,6 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
             ctx.delete_pod(name)
     tested = specs.record(Mode.KANIKO, "kaniko", spec, proven=outcome.status is Status.PASS)
     return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
-
-
-def _rejected(
-    ctx: ProbeContext, spec: dict[str, Any], exc: AdmissionRejectedError, evidence: dict[str, Any]
-) -> Outcome:
-    """Refused: judge Kaniko by its own spec, dry-run alone, not by the probe's scaffolding."""
-    evidence["admission"] = exc.evidence()
-    if exc.decided is None:
-        return Outcome(Status.INCONCLUSIVE, f"the Kaniko pod was {exc.describe()}", evidence)
-    alone = ctx.dry_run(ctx.pod_manifest("dry", spec))
-    evidence["admission_of_the_tested_spec"] = alone.to_json()
-    if alone.admitted is False:
-        return Outcome(Status.FAIL, f"the Kaniko pod was rejected by {alone.source}: {alone.message}", evidence)
-    return Outcome(
-        Status.INCONCLUSIVE,
-        f"the Kaniko spec alone is admitted, but the probe's helper containers were {exc.describe()}",
-        evidence,
-    )
 
 
 def _build(

@@ -101,6 +101,98 @@ def test_push_to_the_testbed_registry(testbed_env: dict[str, str], out_root: Pat
         assert check["evidence"]["readback"]["digest"] == check["evidence"]["digest"]
 
 
+NON_ROOT_POLICY = "dindcheck-testbed-non-root-user"
+
+
+def non_root_policy(namespace: str) -> list[dict[str, object]]:
+    """Kyverno's require-run-as-non-root-user as a ValidatingAdmissionPolicy, bound to one namespace.
+
+    Every container and init container needs runAsUser > 0 (its own or the pod's): common on clusters that lock
+    pods down. Rootless BuildKit's reference pod (uid 1000) is admitted, Kaniko (root) is not.
+    """
+    metadata = {"name": NON_ROOT_POLICY, "labels": {"app.kubernetes.io/managed-by": "dindcheck-testbed"}}
+    pod_user = "has(object.spec.securityContext) && has(object.spec.securityContext.runAsUser)"
+    own_user = "has(c.securityContext) && has(c.securityContext.runAsUser)"
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": metadata,
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}
+                    ]
+                },
+                "variables": [
+                    {
+                        "name": "containers",
+                        "expression": "object.spec.containers + (has(object.spec.initContainers) ? "
+                        "object.spec.initContainers : [])",
+                    },
+                    {"name": "podUser", "expression": f"{pod_user} ? object.spec.securityContext.runAsUser : 0"},
+                    {
+                        "name": "root",
+                        "expression": f"variables.containers.filter(c, ({own_user} ? c.securityContext.runAsUser "
+                        ": variables.podUser) == 0).map(c, c.name)",
+                    },
+                ],
+                "validations": [
+                    {
+                        "expression": "size(variables.root) == 0",
+                        "reason": "Forbidden",
+                        "messageExpression": f"'[denied by {NON_ROOT_POLICY}] containers must set runAsUser > 0: ' "
+                        "+ variables.root.join(', ')",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": metadata,
+            "spec": {
+                "policyName": NON_ROOT_POLICY,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            },
+        },
+    ]
+
+
+@pytest.mark.usefixtures("permissive")
+def test_a_builder_is_judged_by_its_own_spec_not_the_probes_helpers(
+    testbed_env: dict[str, str], out_root: Path
+) -> None:
+    """Under a no-root-users policy each builder is judged by its own spec, not by the probe's helper containers.
+
+    Rootless BuildKit passes (the throwaway registry in its probe pod runs as nobody); Kaniko fails in the policy's
+    words about its own container alone.
+    """
+    namespace = "dindcheck-non-root"
+    policy = yaml.safe_dump_all(non_root_policy(namespace))
+    kubectl(testbed_env, "create", "namespace", namespace)
+    kubectl(testbed_env, "apply", "-f", "-", stdin=policy)
+    try:
+        run = run_suite(
+            testbed_env, out_root / "non-root-policy", "-k", "buildkit_rootless or kaniko", "--namespace", namespace
+        )
+        buildkit = run.check("buildkit-rootless")
+        assert buildkit["status"] == "pass", buildkit
+        kaniko = run.check("kaniko")
+        assert kaniko["status"] == "fail", kaniko
+        answer = kaniko["evidence"]["admission_of_the_tested_spec"]
+        assert answer["admitted"] is False
+        assert answer["source"] == "validating-admission-policy", answer
+        assert answer["message"].endswith("containers must set runAsUser > 0: kaniko"), answer["message"]
+        assert answer["message"] in kaniko["summary"]
+        assert run.report["recommendation"]["build_only"] == "buildkit-rootless"
+    finally:
+        kubectl(testbed_env, "delete", "-f", "-", "--ignore-not-found", stdin=policy)
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+
+
 @pytest.mark.usefixtures("permissive")
 def test_require_mode_sysbox_fails_when_sysbox_is_absent(testbed_env: dict[str, str], out_root: Path) -> None:
     run = run_suite(testbed_env, out_root / "require-sysbox", "-k", "sysbox", "--require-mode", "sysbox")

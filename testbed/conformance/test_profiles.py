@@ -235,6 +235,22 @@ def test_kaniko_rejection_quotes_pod_security(suite_run: SuiteRun, profile: Prof
     assert dry_run["admitted"] is False
 
 
+def test_builders_refused_under_restricted_are_refused_for_their_own_spec(
+    suite_run: SuiteRun, profile: Profile
+) -> None:
+    """Under restricted, only the builders' own containers are named in the refusal of their probe pods.
+
+    The probe pods' helper containers (the throwaway registry above all) meet restricted themselves.
+    """
+    if profile.psa_default != "restricted":
+        pytest.skip("both builders' specs are refused only under Pod Security restricted")
+    for check_id, own in (("buildkit-rootless", "buildkitd"), ("kaniko", "kaniko")):
+        evidence = suite_run.check(check_id)["evidence"]
+        assert evidence["admission_of_the_tested_spec"]["admitted"] is False, evidence
+        assert f'"{own}"' in evidence["admission"]["message"], evidence["admission"]
+        assert '"registry"' not in evidence["admission"]["message"], evidence["admission"]
+
+
 def test_kaniko_build_is_read_back(suite_run: SuiteRun) -> None:
     kaniko = suite_run.check("kaniko")
     if kaniko["status"] != "pass":

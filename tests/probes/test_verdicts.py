@@ -23,7 +23,9 @@ from probes.definitions import (
 from probes.definitions._docker import WAIT_FOR_DAEMON
 from probes.definitions._registry import ManifestReadback
 from probes.engine import CommandResult, Outcome, key_values
-from probes.model import Status
+from probes.exceptions import AdmissionRejectedError
+from probes.model import Admission, Status
+from probes.settings import Resources
 
 # ----- sysbox: dockerd without privileged + a nested run + a real user namespace ---------------------------------
 SYSBOX_OK: dict[str, Any] = {
@@ -533,3 +535,74 @@ def test_kaniko_run_step_failure_fails_with_its_words() -> None:
     outcome = kaniko.verdict(steps, KANIKO_REF, {})
     assert outcome.status is Status.FAIL
     assert "failed to execute command" in outcome.summary
+
+
+# ----- builder probes refused: judged by the spec users paste, never by the probe's helper containers --------------
+class DryRunOnly:
+    """A ProbeContext that only answers the dry-run of a manifest, and remembers what it was asked."""
+
+    def __init__(self, answer: Admission) -> None:
+        self.answer = answer
+        self.asked: list[dict[str, Any]] = []
+
+    def pod_manifest(self, suffix: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """A manifest that is the spec, under a name."""
+        return {"metadata": {"name": f"dc-test-{suffix}"}, "spec": spec}
+
+    def dry_run(self, manifest: dict[str, Any]) -> Admission:
+        """The one answer this context was made with."""
+        self.asked.append(manifest)
+        return self.answer
+
+
+BUILDER_SPEC: dict[str, Any] = {"containers": [{"name": "buildkitd", "image": "moby/buildkit:rootless"}]}
+POLICY_REFUSAL = AdmissionRejectedError(
+    "containers must set runAsUser > 0: registry", source="validating-admission-policy", code=403
+)
+
+
+def refused(answer: Admission, exc: AdmissionRejectedError = POLICY_REFUSAL) -> tuple[Outcome, DryRunOnly]:
+    ctx = DryRunOnly(answer)
+    outcome = _registry.refused_outcome(ctx, "rootless BuildKit", BUILDER_SPEC, exc, {})  # type: ignore[arg-type]
+    return outcome, ctx
+
+
+def test_a_refusal_of_the_builders_own_spec_fails_in_its_words() -> None:
+    outcome, ctx = refused(Admission(False, 403, "pod-security-admission", 'seccompProfile (container "buildkitd")'))
+    assert outcome.status is Status.FAIL
+    assert 'seccompProfile (container "buildkitd")' in outcome.summary
+    assert ctx.asked == [{"metadata": {"name": "dc-test-dry"}, "spec": BUILDER_SPEC}], "not the spec alone"
+    assert outcome.evidence["admission"]["message"] == POLICY_REFUSAL.message
+
+
+def test_a_refusal_of_only_the_helpers_proves_nothing_about_the_builder() -> None:
+    outcome, _ = refused(Admission(True, 201))
+    assert outcome.status is Status.INCONCLUSIVE
+    assert "spec alone is admitted" in outcome.summary
+    assert "runAsUser > 0: registry" in outcome.summary
+    assert "--registry" in (outcome.remediation or "")
+
+
+def test_a_dry_run_without_an_answer_does_not_say_the_spec_is_admitted() -> None:
+    outcome, _ = refused(Admission(None, 429, "api-throttling", "Too many requests"))
+    assert outcome.status is Status.INCONCLUSIVE
+    assert "admitted" not in outcome.summary.replace("gave no answer", "")
+    assert "gave no answer" in outcome.summary
+
+
+def test_a_refusal_that_was_no_policy_is_not_dry_run_again() -> None:
+    quota = AdmissionRejectedError("exceeded quota: limits.cpu", source="resource-quota", code=403, decided=None)
+    outcome, ctx = refused(Admission(False, 403), quota)
+    assert outcome.status is Status.INCONCLUSIVE
+    assert ctx.asked == []
+
+
+def test_the_registry_helper_meets_pod_security_restricted() -> None:
+    """So that a policy which admits the builder admits the probe pod too."""
+    settings = SimpleNamespace(images=SimpleNamespace(registry="registry:2"), resources=Resources())
+    context = _registry.registry_container(settings)["securityContext"]  # type: ignore[arg-type]
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] > 0
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
