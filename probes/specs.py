@@ -166,6 +166,8 @@ def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: 
     """BuildKit's rootless reference pod (examples/kubernetes/*.rootless.yaml), no privileged.
 
     It needs Unconfined seccomp/AppArmor (so not PSA baseline). Builds run in this container (buildctl, local socket).
+    One addition to the reference: runAsNonRoot, which changes nothing for uid 1000 but is what the common "pods must
+    not run as root" policies look for (Kyverno's require-run-as-nonroot, the runAsNonRoot check of PSA restricted).
     """
     container = _container(
         "buildkitd",
@@ -177,6 +179,7 @@ def buildkit_pod_spec(images: Images, resources: Resources, *, registry_secret: 
             "appArmorProfile": {"type": "Unconfined"},
             "runAsUser": 1000,
             "runAsGroup": 1000,
+            "runAsNonRoot": True,
         },
         volumeMounts=[{"name": "buildkitd", "mountPath": BUILDKIT_STATE}],
     )

@@ -105,14 +105,14 @@ NON_ROOT_POLICY = "dindcheck-testbed-non-root-user"
 
 
 def non_root_policy(namespace: str) -> list[dict[str, object]]:
-    """Kyverno's require-run-as-non-root-user as a ValidatingAdmissionPolicy, bound to one namespace.
+    """Kyverno's require-run-as-nonroot and require-run-as-non-root-user as one ValidatingAdmissionPolicy.
 
-    Every container and init container needs runAsUser > 0 (its own or the pod's): common on clusters that lock
-    pods down. Rootless BuildKit's reference pod (uid 1000) is admitted, Kaniko (root) is not.
+    Bound to one namespace. Every container and init container needs runAsNonRoot true and runAsUser > 0 (its own or
+    the pod's): common on clusters that lock pods down. Rootless BuildKit (uid 1000) is admitted, Kaniko (root) is not.
     """
     metadata = {"name": NON_ROOT_POLICY, "labels": {"app.kubernetes.io/managed-by": "dindcheck-testbed"}}
-    pod_user = "has(object.spec.securityContext) && has(object.spec.securityContext.runAsUser)"
-    own_user = "has(c.securityContext) && has(c.securityContext.runAsUser)"
+    pod = "has(object.spec.securityContext) && has(object.spec.securityContext.{0})"
+    own = "has(c.securityContext) && has(c.securityContext.{0})"
     return [
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -131,11 +131,24 @@ def non_root_policy(namespace: str) -> list[dict[str, object]]:
                         "expression": "object.spec.containers + (has(object.spec.initContainers) ? "
                         "object.spec.initContainers : [])",
                     },
-                    {"name": "podUser", "expression": f"{pod_user} ? object.spec.securityContext.runAsUser : 0"},
+                    {
+                        "name": "podUser",
+                        "expression": f"{pod.format('runAsUser')} ? object.spec.securityContext.runAsUser : 0",
+                    },
+                    {
+                        "name": "podNonRoot",
+                        "expression": f"{pod.format('runAsNonRoot')} ? object.spec.securityContext.runAsNonRoot "
+                        ": false",
+                    },
                     {
                         "name": "root",
-                        "expression": f"variables.containers.filter(c, ({own_user} ? c.securityContext.runAsUser "
-                        ": variables.podUser) == 0).map(c, c.name)",
+                        "expression": f"variables.containers.filter(c, ({own.format('runAsUser')} ? "
+                        "c.securityContext.runAsUser : variables.podUser) == 0).map(c, c.name)",
+                    },
+                    {
+                        "name": "unsaid",
+                        "expression": f"variables.containers.filter(c, !({own.format('runAsNonRoot')} ? "
+                        "c.securityContext.runAsNonRoot : variables.podNonRoot)).map(c, c.name)",
                     },
                 ],
                 "validations": [
@@ -144,7 +157,13 @@ def non_root_policy(namespace: str) -> list[dict[str, object]]:
                         "reason": "Forbidden",
                         "messageExpression": f"'[denied by {NON_ROOT_POLICY}] containers must set runAsUser > 0: ' "
                         "+ variables.root.join(', ')",
-                    }
+                    },
+                    {
+                        "expression": "size(variables.unsaid) == 0",
+                        "reason": "Forbidden",
+                        "messageExpression": f"'[denied by {NON_ROOT_POLICY}] containers must set runAsNonRoot: ' "
+                        "+ variables.unsaid.join(', ')",
+                    },
                 ],
             },
         },
@@ -165,7 +184,7 @@ def non_root_policy(namespace: str) -> list[dict[str, object]]:
 def test_a_builder_is_judged_by_its_own_spec_not_the_probes_helpers(
     testbed_env: dict[str, str], out_root: Path
 ) -> None:
-    """Under a no-root-users policy each builder is judged by its own spec, not by the probe's helper containers.
+    """Under a no-root policy each builder is judged by its own spec, not by the probe's helper containers.
 
     Rootless BuildKit passes (the throwaway registry in its probe pod runs as nobody); Kaniko fails in the policy's
     words about its own container alone.
@@ -185,6 +204,7 @@ def test_a_builder_is_judged_by_its_own_spec_not_the_probes_helpers(
         answer = kaniko["evidence"]["admission_of_the_tested_spec"]
         assert answer["admitted"] is False
         assert answer["source"] == "validating-admission-policy", answer
+        # a policy stops at its first failed validation: the runAsUser one
         assert answer["message"].endswith("containers must set runAsUser > 0: kaniko"), answer["message"]
         assert answer["message"] in kaniko["summary"]
         assert run.report["recommendation"]["build_only"] == "buildkit-rootless"

@@ -104,7 +104,7 @@ def test_dind_snippet_gives_the_non_root_job_the_socket() -> None:
     assert {"name": "docker-run", "mountPath": "/var/run"} in job["volumeMounts"]
 
 
-def test_buildkit_snippet_uses_the_rootless_reference_security_context() -> None:
+def test_buildkit_snippet_uses_the_rootless_reference_security_context_and_says_non_root() -> None:
     buildkitd = containers(parse(snippets.pod_snippet(probe_spec(Mode.BUILDKIT_ROOTLESS))))["buildkitd"]
     assert buildkitd["image"] == IMAGES.buildkit
     assert buildkitd["securityContext"] == {
@@ -112,6 +112,7 @@ def test_buildkit_snippet_uses_the_rootless_reference_security_context() -> None
         "appArmorProfile": {"type": "Unconfined"},
         "runAsUser": 1000,
         "runAsGroup": 1000,
+        "runAsNonRoot": True,
     }
 
 
