@@ -259,7 +259,8 @@ def refused_outcome(
         f"the {builder} spec alone is admitted, but the probe's helper containers were {exc.describe()}",
         evidence,
         remediation="Pass --registry (and --registry-secret) so that the probe pod needs no throwaway registry "
-        "container, or let the policy admit it (it runs as uid 65534, no capabilities, RuntimeDefault seccomp).",
+        f"container, or let the policy admit it (it runs as uid {REGISTRY_UID}, no capabilities, RuntimeDefault "
+        "seccomp).",
     )
 
 
