@@ -127,12 +127,22 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sysbox, "api_call", lambda *_args, **_kwargs: SimpleNamespace(handler="sysbox-runc", items=[]))
 
 
-def probe(check_id: str) -> tuple[Verdict, dict[str, dict[str, Any]]]:
+def probe(check_id: str, *, recording: bool = True) -> tuple[Verdict, dict[str, dict[str, Any]]]:
     """Run one probe as the runner does; its verdict and every pod it submitted, by name."""
     context = CapturingContext(check_id)
     verdict = run_probe(context.task, context)
-    assert verdict.facts.specs, f"{check_id} recorded no spec: {verdict.summary}"
+    assert verdict.facts.specs or not recording, f"{check_id} recorded no spec: {verdict.summary}"
     return verdict, context.submitted
+
+
+def test_every_probe_that_records_a_spec_is_compared_here() -> None:
+    """A probe that starts recording specs (or stops) must be listed, so its snippets are held to its pods too."""
+    recording = {probe.id for probe in catalog() if probe_records(probe.id)}
+    assert recording == set(RECORDING_PROBES)
+
+
+def probe_records(check_id: str) -> bool:
+    return bool(probe(check_id, recording=False)[0].facts.specs)
 
 
 def submitted_for(tested: TestedSpec, submitted: dict[str, dict[str, Any]]) -> dict[str, Any]:
