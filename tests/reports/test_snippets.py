@@ -300,3 +300,17 @@ def test_no_remedy_comment_without_a_proven_remedy() -> None:
         Mode.DIND, specs.CLASSIC, {}, proven=True
     )
     assert "PROVEN" not in snippets.pod_snippet(probe_spec(Mode.DIND))
+
+
+def test_the_gitlab_snippet_says_docker_run_was_not_proven_in_its_layout() -> None:
+    """GitLab's TLS layout only reached dockerd (socket-sharing); the nested run was proven in the classic pod."""
+    tls = replace(tls_spec(), check="socket-sharing")
+    config = snippets.build_snippets(
+        full_docker=Mode.DIND,
+        build_only=Mode.DIND,
+        usable=frozenset({Mode.DIND}),
+        tested=lambda _mode: (*socket_sharing(), tls, docker_run()),
+    )
+    said = [line[2:] for line in config["gitlab"].splitlines() if line.startswith("# ")]
+    assert "The tls layout was proven by socket-sharing, not by docker-run." in said
+    assert not any("tls" in line for line in config["dind"].splitlines() if line.startswith("# The "))
