@@ -225,6 +225,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         storage_class=storage_class,
         registry=options.registry,
         registry_secret=registry_secret,
+        registry_secret_source=options.registry_secret,
         registry_insecure=options.registry_insecure,
         job_uid=options.job_uid,
         dind_env=options.dind_env,

@@ -36,7 +36,17 @@ from probes.exceptions import (
     PodNotRunningError,
     ProbeError,
 )
-from probes.model import NO_FACTS, NO_PLACEMENT, Admission, Evidence, Facts, Placement, Status, Verdict
+from probes.model import (
+    NO_FACTS,
+    NO_PLACEMENT,
+    Admission,
+    Evidence,
+    Facts,
+    Placement,
+    Status,
+    TestedSpec,
+    Verdict,
+)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "dindcheck"  # CONTRACT (docs/contracts.md): every object created carries this label
@@ -86,6 +96,32 @@ class RunScope:
     def active_deadline_s(self) -> int:
         """The activeDeadlineSeconds of every pod: a pod of a killed run (SIGKILL, lost laptop) ends by itself."""
         return int(self.timeout_s) + EXEC_BUDGET_S
+
+    def pod_fields(self) -> dict[str, Any]:
+        """The pod-level fields of every probe pod: no restarts, a quick stop, a deadline, no token, the pull secret."""
+        fields: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "activeDeadlineSeconds": self.active_deadline_s,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+        }
+        if self.image_pull_secret:
+            fields["imagePullSecrets"] = [{"name": self.image_pull_secret}]
+        return fields
+
+    def left_out_note(self) -> str:
+        """Why the config to paste has neither of the probe pod's PROBE_ONLY_POD_FIELDS."""
+        return (
+            f"Left out of the probe pod: activeDeadlineSeconds {self.active_deadline_s} and "
+            "terminationGracePeriodSeconds 1 (the run's own safety net and quick cleanup, which would cut a CI job "
+            "short) and its dindcheck labels."
+        )
+
+
+PROBE_ONLY_POD_FIELDS = frozenset({"activeDeadlineSeconds", "terminationGracePeriodSeconds"})
+"""Pod fields that only bound the probe itself: the config to paste leaves them out (and says so). Every other pod
+field of the probe pod (no restarts, no token, no service links, the pull secret) shaped what ran: it carries them."""
 
 
 @dataclass(frozen=True)
@@ -315,15 +351,7 @@ class ProbeContext:
         The harness part (labels, no restarts, a quick stop, a deadline, no service account token, the pull secret)
         is added around the spec, never inside a container, so the spec stays the one users are told to paste.
         """
-        full_spec: dict[str, Any] = {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "activeDeadlineSeconds": self.scope.active_deadline_s,
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-        }
-        if self.scope.image_pull_secret:
-            full_spec["imagePullSecrets"] = [{"name": self.scope.image_pull_secret}]
+        full_spec = self.scope.pod_fields()
         full_spec.update(copy.deepcopy(dict(spec)))
         place(full_spec, self.task.placement)
         metadata: dict[str, Any] = {"name": self.name(suffix), "namespace": self.scope.namespace, "labels": self.labels}
@@ -637,6 +665,22 @@ def placed(spec: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
     return copied
 
 
+def pasted(tested: TestedSpec, scope: RunScope, task: Task) -> TestedSpec:
+    """A probe's tested spec as users paste it: the pod the probe submitted, minus only what bounds the run itself.
+
+    The spec's own fields come first, then the pod fields the probe pod had (pod_manifest puts the same ones around
+    the same spec) except PROBE_ONLY_POD_FIELDS, then the placement the config to paste carries (the pool's selector,
+    the taints met: not the probe's pin to one node). The run's labels stay out; the check is named.
+    """
+    spec = copy.deepcopy(dict(tested.spec))
+    for key, value in scope.pod_fields().items():
+        if key not in PROBE_ONLY_POD_FIELDS:
+            spec.setdefault(key, value)
+    place(spec, task.paste_placement)
+    notes = (*tested.notes, scope.left_out_note())
+    return replace(tested, spec=spec, notes=notes, check=task.id)
+
+
 def refusal(result: Admission) -> AdmissionRejectedError:
     """The error a probe sees when the API server refused to create one of its objects."""
     return AdmissionRejectedError(result.message, source=result.source, code=result.code, decided=result.admitted)
@@ -762,8 +806,8 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
     if context.nodes:
         evidence = {**evidence, "node": ", ".join(sorted(context.nodes))}
     facts = outcome.facts
-    if facts.specs and task.paste_placement.targeted:
-        facts = replace(facts, specs=tuple(replace(t, spec=placed(t.spec, task.paste_placement)) for t in facts.specs))
+    if facts.specs:
+        facts = replace(facts, specs=tuple(pasted(tested, context.scope, task) for tested in facts.specs))
     return Verdict(
         id=task.id,
         capability=task.capability,

@@ -116,8 +116,15 @@ class TestedSpec:
     layout: str
     """'classic' or 'native' sidecar for DinD; the mode id otherwise."""
     spec: Mapping[str, Any]
+    """The pod spec users paste: the probe's containers and volumes within the pod-level fields the probe pod had."""
     proven: bool
     annotations: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    """What the pasted pod needs or leaves out that its spec cannot say (a Secret that must exist where it runs, the
+    probe pod's own deadline), printed as comments beside it."""
+    check: str = ""
+    """The check that submitted it (the engine sets it): a mode's config is printed in a layout every check that
+    tested the mode proved, so a layout one check proved alone is not passed off as what another one proved."""
 
 
 @dataclass(frozen=True)

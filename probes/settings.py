@@ -78,6 +78,10 @@ class ProbeSettings:
     storage_class: str | None = None
     registry: str | None = None
     registry_secret: str | None = None
+    """The push-credentials Secret the run's pods mount: a copy in the run's namespace (deleted with the run) when
+    --registry-secret names another namespace."""
+    registry_secret_source: str | None = None
+    """--registry-secret as given ([NS/]NAME): the user's own Secret, which the config to paste names."""
     registry_insecure: bool = False
     job_uid: int = 1000
     """The job container's uid and gid: real runners are not root (ARC 1001, SkyPilot 1000); 0 probes as root."""

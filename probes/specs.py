@@ -8,11 +8,12 @@ The job container only sleeps here; in a user's pod it runs the job.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 from probes.model import Mode, TestedSpec
-from probes.settings import Images, Resources
+from probes.settings import Images, ProbeSettings, Resources
 
 DOCKER_SOCKET = "unix:///var/run/docker.sock"
 BUILDKIT_STATE = "/home/user/.local/share/buildkit"
@@ -25,6 +26,7 @@ SYSBOX_ANNOTATIONS = {"io.kubernetes.cri-o.userns-mode": "auto:size=65536"}
 HOST_DOCKER_SOCKET = "/var/run/docker.sock"
 KANIKO_WORKSPACE = "/workspace"
 KANIKO_DOCKER_CONFIG = "/kaniko/.docker"
+REGISTRY_AUTH_VOLUME = "registry-auth"
 CLASSIC = "classic"
 NATIVE = "native"
 TLS = "tls"
@@ -153,10 +155,10 @@ def _mount_registry_auth(
 ) -> None:
     """Push credentials where the builder looks: the Secret's .dockerconfigjson as $DOCKER_CONFIG/config.json."""
     container["env"] = [*container.get("env", []), {"name": "DOCKER_CONFIG", "value": docker_config}]
-    container["volumeMounts"].append({"name": "registry-auth", "mountPath": docker_config})
+    container["volumeMounts"].append({"name": REGISTRY_AUTH_VOLUME, "mountPath": docker_config})
     volumes.append(
         {
-            "name": "registry-auth",
+            "name": REGISTRY_AUTH_VOLUME,
             "secret": {"secretName": secret_name, "items": [{"key": ".dockerconfigjson", "path": "config.json"}]},
         }
     )
@@ -273,10 +275,39 @@ def mode_specs(
 
 
 def record(
-    mode: Mode, layout: str, spec: dict[str, Any], *, proven: bool, annotations: dict[str, str] | None = None
+    mode: Mode,
+    layout: str,
+    spec: dict[str, Any],
+    *,
+    proven: bool,
+    annotations: dict[str, str] | None = None,
+    notes: tuple[str, ...] = (),
 ) -> TestedSpec:
-    """Record a spec as submitted, for the report's config to paste."""
-    return TestedSpec(mode=mode, layout=layout, spec=spec, proven=proven, annotations=annotations or {})
+    """Record a spec as submitted, for the report's config to paste (the engine adds the probe pod's pod fields)."""
+    return TestedSpec(mode=mode, layout=layout, spec=spec, proven=proven, annotations=annotations or {}, notes=notes)
+
+
+def record_builder(mode: Mode, spec: dict[str, Any], settings: ProbeSettings, *, proven: bool) -> TestedSpec:
+    """A builder's spec as submitted, naming the user's push-credentials Secret where the run mounted its copy.
+
+    With --registry-secret NS/NAME the probe pod mounts a copy in the run's namespace, which cleanup deletes; the
+    pasted pod mounts NAME (the user's Secret) and says where it must exist. Nothing else changes.
+    """
+    if not settings.registry_secret:
+        return record(mode, mode.value, spec, proven=proven)
+    source = settings.registry_secret_source or settings.registry_secret
+    namespace, _, name = source.rpartition("/")
+    pasted = copy.deepcopy(spec)
+    for volume in pasted.get("volumes", []):
+        secret = volume.get("secret") or {}
+        if volume["name"] == REGISTRY_AUTH_VOLUME and secret.get("secretName") == settings.registry_secret:
+            secret["secretName"] = name
+    copied = ", through a copy in its own namespace that it deleted after the run" if namespace else ""
+    note = (
+        f"Push credentials: the Secret {name} (type kubernetes.io/dockerconfigjson) must exist in the namespace this "
+        f"pod runs in; dindcheck used --registry-secret {source}{copied}."
+    )
+    return record(mode, mode.value, pasted, proven=proven, notes=(note,))
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ SNIPPET_TITLES: Mapping[str, str] = {
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io/"
 
 SNIPPETS_EVERY_POOL_NOTE = (
-    "For every pool: each pod spec below was proven on the pool that Why names; the pools' specs differ only in "
-    "placement (nodeSelector, tolerations, node affinity), and each pool's own are in its section."
+    "For every pool: each pod spec below was proven on the pool that Why names; Why and the comments above each spec "
+    "say what every other pool's own spec differs in (placement, layout, images, remedies, ...), and each pool's own "
+    "are in its section."
 )
 
 

@@ -16,11 +16,6 @@ from reports.recommend import BUILD_ONLY_ORDER, FULL_DOCKER_ORDER, ModeAssessmen
 if TYPE_CHECKING:
     from reports.report import PoolReport
 
-SPEC_PLACEMENT_NOTE = (
-    "the pools' pod specs differ only in placement (nodeSelector, tolerations, node affinity); each pool's own specs "
-    "are in its block"
-)
-
 
 def pool_prefixed(texts_by_pool: Sequence[tuple[str, tuple[str, ...]]]) -> tuple[str, ...]:
     """A text every pool says, once as it is; the others as 'pool ci: ...', pool by pool (who it holds for)."""
@@ -79,6 +74,18 @@ def proven_on(mode: Mode, pools: Sequence[PoolReport]) -> PoolReport | None:
     return next((pool for pool in pools if snippets.pick_tested(mode, pool.report.run.tested_specs(mode))), None)
 
 
+def pool_differences(mode: Mode, source: PoolReport, pools: Sequence[PoolReport]) -> tuple[str, ...]:
+    """For each other pool, what its own spec of the mode differs in from the source pool's: said, never implied."""
+    mine = source.report.run.tested_specs(mode)
+    lines = []
+    for pool in pools:
+        if pool is source:
+            continue
+        found = snippets.differences(mode, mine, pool.report.run.tested_specs(mode))
+        lines.append(f"pool {pool.name}: differs in {', '.join(found)}" if found else f"pool {pool.name}: the same")
+    return tuple(lines)
+
+
 def _cache_on_every_pool(pools: Sequence[PoolReport]) -> OverlayResult | None:
     """The cache class result that holds everywhere: a pool where overlay failed on it outweighs one where it worked."""
     tested = [found for pool in pools if (found := recommend.tested_cache_class(pool.report.run)) is not None]
@@ -100,9 +107,11 @@ def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAss
     if build_only is Mode.NONE:
         reasons.append(_nothing_builds_reason(pools))
     sources = {mode: pool for mode in (full_docker, build_only) if (pool := proven_on(mode, pools)) is not None}
+    said = {mode: pool_differences(mode, source, pools) for mode, source in sources.items()}
     reasons.extend(
-        f"config to paste for {mode.value}: the pod spec proven on pool {pool.name}; {SPEC_PLACEMENT_NOTE}"
-        for mode, pool in sources.items()
+        f"config to paste for {mode.value}: the pod spec proven on pool {sources[mode].name}; {'; '.join(lines)}; "
+        "each pool's own spec is in its block"
+        for mode, lines in said.items()
     )
 
     def tested(mode: Mode) -> tuple[TestedSpec, ...]:
@@ -115,5 +124,12 @@ def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAss
         usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
         cache=_cache_on_every_pool(pools),
         tested=tested,
+        comments={
+            mode: (
+                f"Proven on pool {sources[mode].name} (its placement is that pool's). Each other pool's own spec:",
+                *lines,
+            )
+            for mode, lines in said.items()
+        },
     )
     return Recommendation(full_docker=full_docker, build_only=build_only, reasons=tuple(reasons), snippets=config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -145,17 +145,102 @@ DIND_TLS_TITLES = (
     "the client certs are shared on an emptyDir and the job must wait for them (until docker info; do sleep 1; done).",
 )
 DIND_LAYOUT_ORDER = ("native", "classic")
-"""The DinD pod to print, best first: the native sidecar only where it was proven, then the classic one; the TLS
-layout (GitLab's form) gets its own snippet and is printed as the pod only when no socket layout was proven."""
+"""The DinD pod to print, best first, among the layouts every DinD check proved: socket-sharing tries the classic,
+native and TLS layouts, docker-run the classic one, so the classic pod is what both proved and native is printed only
+once docker-run proves it too; the TLS layout (GitLab's form) gets its own snippet."""
+
+
+def _checks(tested: tuple[TestedSpec, ...]) -> dict[str, set[str]]:
+    """Check -> the layouts it proved, for every check that tested the mode (one that proved none too)."""
+    proved: dict[str, set[str]] = {}
+    for spec in tested:
+        proved.setdefault(spec.check, set())
+        if spec.proven:
+            proved[spec.check].add(spec.layout)
+    return proved
+
+
+def agreed_layouts(tested: tuple[TestedSpec, ...]) -> set[str]:
+    """The layouts every check that tested the mode proved: only these are printed as what ran."""
+    proved = list(_checks(tested).values())
+    return set.intersection(*proved) if proved else set()
 
 
 def pick_tested(mode: Mode, tested: tuple[TestedSpec, ...]) -> TestedSpec | None:
-    """The spec to print for a mode: a proven one, the native DinD sidecar only where it was proven here."""
-    proven = [spec for spec in tested if spec.proven]
+    """The spec to print for a mode: proven, in a layout every check of the mode proved (the best such DinD layout)."""
+    agreed = agreed_layouts(tested)
+    proven = [spec for spec in tested if spec.proven and spec.layout in agreed]
     if mode is Mode.DIND:
         rank = {layout: index for index, layout in enumerate(DIND_LAYOUT_ORDER)}
         proven.sort(key=lambda spec: rank.get(spec.layout, len(rank)))
     return next(iter(proven), None)
+
+
+def partial_proofs(tested: tuple[TestedSpec, ...], layouts: tuple[str, ...], ending: str = "") -> tuple[str, ...]:
+    """Of these layouts, those some check proved and another did not (or did not try), each said in one line."""
+    proved = _checks(tested)
+    agreed = agreed_layouts(tested)
+    lines = []
+    for layout in layouts:
+        by = sorted(check or "a check" for check, found in proved.items() if layout in found)
+        if not by or layout in agreed:
+            continue
+        not_by = sorted(check or "a check" for check, found in proved.items() if layout not in found)
+        lines.append(f"The {layout} layout was proven by {', '.join(by)}, not by {', '.join(not_by)}{ending}.")
+    return tuple(lines)
+
+
+PLACEMENT_FIELDS = ("nodeSelector", "tolerations", "affinity")
+CONTAINER_LISTS = ("initContainers", "containers")
+
+
+def _containers(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {str(c["name"]): c for key in CONTAINER_LISTS for c in spec.get(key, [])}
+
+
+def _changed(mine: Mapping[str, Any], theirs: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+    return [key for key in dict.fromkeys(keys) if mine.get(key) != theirs.get(key)]
+
+
+def differences(mode: Mode, mine: tuple[TestedSpec, ...], theirs: tuple[TestedSpec, ...]) -> tuple[str, ...]:
+    """What the pod printed from theirs differs in from the one printed from mine, each part named (none: the same).
+
+    Pools of one run differ at least in placement; they may differ in layout, images, containers, pod fields or the
+    remedies proven there, and a user pasting one pool's spec for another must know which.
+    """
+    ours, other = pick_tested(mode, mine), pick_tested(mode, theirs)
+    if ours is None or other is None:
+        return ("no proven spec",) if other is None else ("a proven spec where the other has none",)
+    found: list[str] = []
+    if ours.layout != other.layout:
+        found.append(f"layout ({other.layout}, not {ours.layout})")
+    placement = _changed(ours.spec, other.spec, PLACEMENT_FIELDS)
+    if placement:
+        found.append(f"placement ({', '.join(placement)})")
+    a, b = _containers(ours.spec), _containers(other.spec)
+    moved = [name for name, container in b.items() if name in a and a[name].get("image") != container.get("image")]
+    images = [f"{name} {b[name].get('image')}" for name in moved]
+    if images:
+        found.append(f"images ({', '.join(images)})")
+    if ours.layout == other.layout:
+        plain_a = {name: {k: v for k, v in c.items() if k != "image"} for name, c in a.items()}
+        plain_b = {name: {k: v for k, v in c.items() if k != "image"} for name, c in b.items()}
+        containers = _changed(plain_a, plain_b, [*plain_a, *plain_b])
+        if containers:
+            found.append(f"containers ({', '.join(containers)})")
+        if ours.spec.get("volumes") != other.spec.get("volumes"):
+            found.append("volumes")
+    skipped = {*PLACEMENT_FIELDS, *CONTAINER_LISTS, "volumes"}
+    fields = _changed(ours.spec, other.spec, [k for k in [*ours.spec, *other.spec] if k not in skipped])
+    if fields:
+        found.append(f"pod fields ({', '.join(fields)})")
+    if ours.annotations != other.annotations:
+        found.append("annotations")
+    remedies = proven_remedies(theirs)
+    if remedies != proven_remedies(mine):
+        said = ", ".join(remedy.split(":", 1)[0] for remedy in remedies) or "none"
+        found.append(f"proven remedies ({said})")
+    return tuple(found)
 
 
 def proven_remedies(tested: tuple[TestedSpec, ...]) -> tuple[str, ...]:
@@ -164,18 +249,19 @@ def proven_remedies(tested: tuple[TestedSpec, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _remedy_comments(remedies: tuple[str, ...]) -> tuple[str, ...]:
-    """Each proven remedy as wrapped comment lines (the spec itself stays as it ran)."""
+def _wrapped(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """Notes and proven remedies as wrapped comment lines (the spec itself stays as it ran)."""
     lines: list[str] = []
-    for remedy in remedies:
-        lines.extend(textwrap.wrap(remedy, 112))
+    for text in texts:
+        lines.extend(textwrap.wrap(text, 112))
     return tuple(lines)
 
 
-def pod_snippet(tested: TestedSpec, remedies: tuple[str, ...] = ()) -> str:
+def pod_snippet(tested: TestedSpec, remedies: tuple[str, ...] = (), also: tuple[str, ...] = ()) -> str:
     """A tested spec as a Pod to paste: exactly the spec the probe submitted, images and resources included.
 
-    remedies (proven by a probe on this cluster) come as comments above it, never inside it.
+    Its notes, what else was proven (also) and remedies (proven by a probe on this cluster) come as comments above
+    it, never inside it.
     """
     metadata: dict[str, Any] = {"name": f"{tested.mode.value}-build"}
     if tested.annotations:
@@ -191,7 +277,9 @@ def pod_snippet(tested: TestedSpec, remedies: tuple[str, ...] = ()) -> str:
         (
             *comments,
             "This is the pod spec dindcheck ran on this cluster, with the images it used.",
-            *_remedy_comments(remedies),
+            *_wrapped(tested.notes),
+            *_wrapped(also),
+            *_wrapped(remedies),
         ),
     )
 
@@ -205,6 +293,8 @@ def _plain(value: object) -> Any:
     return value
 
 
+TLS_LAYOUT = "tls"
+"""GitLab's form of DinD: said in its own snippet, not beside the socket layouts' pod."""
 GITLAB_SNIPPET = "gitlab"
 """recommendation.snippets key of the GitLab CI form: added beside the mode ids when DinD is recommended and the TLS
 layout was proven."""
@@ -252,7 +342,7 @@ def _runner_config(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def gitlab_snippet(tested: TestedSpec, remedies: tuple[str, ...] = ()) -> str:
+def gitlab_snippet(tested: TestedSpec, remedies: tuple[str, ...] = (), also: tuple[str, ...] = ()) -> str:
     """.gitlab-ci.yml for GitLab's Kubernetes executor, from the TLS layout's tested spec (images, env, uid as run).
 
     The job's env becomes the job's variables (GitLab passes them to services too), the dind container's own env
@@ -283,7 +373,8 @@ def gitlab_snippet(tested: TestedSpec, remedies: tuple[str, ...] = ()) -> str:
         "it can start before the entrypoint wrote the client certs.",
         "Runner config.toml for that pod (GitLab Runner's names for the tested settings):",
         *(f"  {line}" for line in _runner_config(tested.spec)),
-        *_remedy_comments(remedies),
+        *_wrapped(also),
+        *_wrapped(remedies),
         *(
             (
                 f"In GitLab: command: {json.dumps(flags)} on the docker service (docker:dind keeps its TLS listeners",
@@ -303,18 +394,24 @@ def build_snippets(
     usable: frozenset[Mode],
     cache: OverlayResult | None = None,
     tested: Callable[[Mode], tuple[TestedSpec, ...]] | None = None,
+    comments: Mapping[Mode, tuple[str, ...]] | None = None,
 ) -> dict[str, str]:
     """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode.
 
     With DinD recommended and GitLab's TLS layout proven, 'gitlab' too: the .gitlab-ci.yml of that layout.
+    comments: more to say beside a mode's pod (what other pools' specs differ in).
     """
     config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
     for mode in dict.fromkeys((full_docker, build_only)):
         specs = tested(mode) if tested is not None and mode is not Mode.NONE else ()
         chosen = pick_tested(mode, specs)
+        extra = (comments or {}).get(mode, ())
         if chosen is not None:
-            config[mode.value] = pod_snippet(chosen, proven_remedies(specs))
-        tls = next((spec for spec in specs if spec.proven and spec.layout == "tls"), None)
+            others = tuple(dict.fromkeys(spec.layout for spec in specs if spec.layout != TLS_LAYOUT))
+            also = partial_proofs(specs, others, ": it is not the spec below")
+            config[mode.value] = pod_snippet(chosen, proven_remedies(specs), (*also, *extra))
+        tls = next((spec for spec in specs if spec.proven and spec.layout == TLS_LAYOUT), None)
         if mode is Mode.DIND and tls is not None:
-            config[GITLAB_SNIPPET] = gitlab_snippet(tls, proven_remedies(specs))
+            also = partial_proofs(specs, (TLS_LAYOUT,))
+            config[GITLAB_SNIPPET] = gitlab_snippet(tls, proven_remedies(specs), also)
     return config

@@ -124,7 +124,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         outcome = _build(ctx, settings, name, registry, insecure, evidence)
     finally:
         ctx.delete_pod(name)
-    tested = specs.record(Mode.BUILDKIT_ROOTLESS, "buildkit-rootless", spec, proven=outcome.status is Status.PASS)
+    tested = specs.record_builder(Mode.BUILDKIT_ROOTLESS, spec, settings, proven=outcome.status is Status.PASS)
     return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
 
 

@@ -140,7 +140,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
             outcome = _build(ctx, settings, name, ref, insecure, evidence)
         finally:
             ctx.delete_pod(name)
-    tested = specs.record(Mode.KANIKO, "kaniko", spec, proven=outcome.status is Status.PASS)
+    tested = specs.record_builder(Mode.KANIKO, spec, settings, proven=outcome.status is Status.PASS)
     return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
 
 

@@ -101,6 +101,38 @@ def test_push_to_the_testbed_registry(testbed_env: dict[str, str], out_root: Pat
         assert check["evidence"]["readback"]["digest"] == check["evidence"]["digest"]
 
 
+@pytest.mark.usefixtures("permissive")
+def test_the_pasted_builder_names_the_users_registry_secret_not_the_runs_copy(
+    testbed_env: dict[str, str], out_root: Path
+) -> None:
+    """--registry-secret NS/NAME: the run mounts its copy (deleted with the run); the config to paste mounts NAME."""
+    namespace, secret, registry = "dindcheck-creds", "push-creds", testbed_env["TESTBED_REGISTRY"]
+    kubectl(testbed_env, "create", "namespace", namespace)
+    try:
+        kubectl(
+            testbed_env,
+            *("create", "secret", "docker-registry", secret, "--namespace", namespace, "--docker-server", registry),
+            *("--docker-username", "dindcheck", "--docker-password", "not-checked-by-the-testbed-registry"),
+        )
+        run = run_suite(
+            testbed_env,
+            out_root / "registry-secret",
+            *("-k", "buildkit_rootless", "--registry", registry, "--registry-insecure"),
+            *("--registry-secret", f"{namespace}/{secret}"),
+        )
+        assert run.check("buildkit-rootless")["status"] == "pass", run.output[-3000:]
+        snippet = run.report["recommendation"]["snippets"]["buildkit-rootless"]
+        spec = yaml.safe_load(snippet)["spec"]
+        assert [volume["secret"]["secretName"] for volume in spec["volumes"] if "secret" in volume] == [secret]
+        run_copy = f"dc-{run.report['cluster']['namespace'].removeprefix('dindcheck-')}-registry"
+        assert run_copy not in snippet
+        assert f"the Secret {secret} (type kubernetes.io/dockerconfigjson) must exist" in snippet
+        assert f"--registry-secret {namespace}/{secret}" in snippet
+        assert (spec["restartPolicy"], spec["automountServiceAccountToken"]) == ("Never", False)
+    finally:
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+
+
 NON_ROOT_POLICY = "dindcheck-testbed-non-root-user"
 
 

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from testbed.conformance.harness import Profile, SuiteRun, kubectl, run_suite, wait_until_clean
 
@@ -94,6 +95,19 @@ def test_each_pool_reports_both_pools_with_their_own_verdicts(pools_run: SuiteRu
         host_socket = next(c for c in pool["checks"] if c["id"] == "host-socket")
         assert host_socket["evidence"]["node_runtimes"] == [runtimes[pool_nodes[name]]], host_socket
     assert report["checks"] == []  # no check ran "on the cluster": each pool carries its own
+
+
+def test_the_every_pool_config_says_what_the_other_pools_own_spec_differs_in(pools_run: SuiteRun) -> None:
+    """The top-level DinD pod is one pool's; the other pool's own differs at least in placement, and says so."""
+    recommendation = pools_run.report["recommendation"]
+    assert recommendation["full_docker"] == "dind", recommendation["reasons"]
+    (reason,) = [reason for reason in recommendation["reasons"] if reason.startswith("config to paste for dind")]
+    assert reason.startswith("config to paste for dind: the pod spec proven on pool ci; pool default: differs in ")
+    assert "placement (nodeSelector, tolerations)" in reason, reason
+    said = [line[2:] for line in recommendation["snippets"]["dind"].splitlines() if line.startswith("# ")]
+    assert any(line.startswith("pool default: differs in placement (nodeSelector, tolerations)") for line in said), said
+    spec = yaml.safe_load(recommendation["snippets"]["dind"])["spec"]
+    assert spec["nodeSelector"] == {POOL_LABEL: "ci"}, spec
 
 
 def test_each_pool_ids_and_junit_carry_the_pool(pools_run: SuiteRun) -> None:

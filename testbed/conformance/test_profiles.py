@@ -224,6 +224,18 @@ def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[st
         containers = spec.get("initContainers", []) + spec["containers"]
         assert {c["image"] for c in containers} <= run_images, containers
         assert all(c["resources"]["limits"] for c in containers), containers
+        # the probe pod's pod fields, not its own deadline and grace
+        assert (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["enableServiceLinks"]) == (
+            "Never",
+            False,
+            False,
+        ), spec
+        assert "activeDeadlineSeconds" not in spec
+        assert "terminationGracePeriodSeconds" not in spec
+    if "dind" in snippets:  # docker-run proved the nested run in the classic layout: that is the pod printed
+        spec = yaml.safe_load(snippets["dind"])["spec"]
+        assert "initContainers" not in spec, spec
+        assert [c["name"] for c in spec["containers"]] == ["dind", "job"]
 
 
 def test_kaniko_rejection_quotes_pod_security(suite_run: SuiteRun, profile: Profile) -> None:

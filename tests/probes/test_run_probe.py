@@ -11,7 +11,7 @@ import urllib3
 from kubernetes.client.rest import ApiException
 
 from probes import admission
-from probes.engine import Outcome, ProbeContext, Task, refusal, run_probe
+from probes.engine import Outcome, ProbeContext, RunScope, Task, refusal, run_probe
 from probes.exceptions import (
     AdmissionRejectedError,
     CancelledError,
@@ -28,6 +28,7 @@ class QuietContext:
     def __init__(self, nodes: set[str] | None = None) -> None:
         self.said: list[str] = []
         self.nodes = nodes or set()
+        self.scope = RunScope("dindcheck-r1", "r1", image_pull_secret="mirror-pull")  # noqa: S106 - a Secret's name
 
     def say(self, message: str) -> None:
         """Remember what the probe said."""
@@ -173,7 +174,8 @@ def test_a_pod_that_never_ran_keeps_the_kubelets_last_word() -> None:
     }
 
 
-def test_the_verdict_names_the_nodes_and_the_pasted_specs_carry_the_pool_placement() -> None:
+def test_the_verdict_names_the_nodes_and_the_pasted_specs_carry_the_probe_pods_fields_and_the_pool_placement() -> None:
+    """What ran is pasted: the probe pod's pod fields, except the run's own deadline and grace (said in a note)."""
     tested = TestedSpec(Mode.KANIKO, "kaniko", {"containers": [{"name": "kaniko"}]}, proven=True)
     paste = Placement(
         node_selector={"dindcheck.io/pool": "ci"}, tolerations=({"key": "dedicated", "operator": "Exists"},)
@@ -185,10 +187,19 @@ def test_the_verdict_names_the_nodes_and_the_pasted_specs_carry_the_pool_placeme
     task = Task("kaniko", "kaniko", "", work, target="ci", paste_placement=paste)
     verdict = run_probe(task, QuietContext(nodes={"node-ci"}))  # type: ignore[arg-type]
     assert verdict.evidence == {"k": "v", "node": "node-ci"}
-    assert verdict.facts.specs[0].spec == {
+    (pasted,) = verdict.facts.specs
+    assert pasted.spec == {
         "containers": [{"name": "kaniko"}],
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "imagePullSecrets": [{"name": "mirror-pull"}],
         "nodeSelector": {"dindcheck.io/pool": "ci"},
         "tolerations": [{"key": "dedicated", "operator": "Exists"}],
     }
+    assert pasted.check == "kaniko"
+    (note,) = pasted.notes
+    assert "activeDeadlineSeconds 720" in note
+    assert "terminationGracePeriodSeconds 1" in note
     assert tested.spec == {"containers": [{"name": "kaniko"}]}  # the probe's own record is untouched
     assert task.key == "ci/kaniko"

@@ -15,6 +15,7 @@ import pytest
 from probes import specs
 from probes.definitions import catalog
 from probes.definitions.overlay_cache import overlay_facts
+from probes.engine import Outcome, ProbeContext, RunScope, Task, pasted, placed
 from probes.model import (
     Admission,
     Basis,
@@ -73,8 +74,25 @@ TESTED_IMAGES = Images(dind="docker:29-dind", buildkit="moby/buildkit:rootless",
 TESTED_RESOURCES = Resources()
 
 
+RUN_SCOPE = RunScope(CLUSTER.namespace, "7f3a")
+
+
+def _not_run(_context: ProbeContext) -> Outcome:
+    raise AssertionError("the report tests never run a probe")
+
+
+def as_the_engine_records(check_id: str, recorded: tuple[TestedSpec, ...]) -> tuple[TestedSpec, ...]:
+    """What the engine makes of a probe's records (run_probe): the probe pod's pod fields, the check that ran it."""
+    task = Task(check_id, check_id, "", _not_run)
+    return tuple(pasted(tested, RUN_SCOPE, task) for tested in recorded)
+
+
 def tested_specs(check_id: str, status: Status) -> tuple[TestedSpec, ...]:
-    """The specs the probe of check_id records, built with the same functions the probes call."""
+    """The specs the probe of check_id records, built with the functions the probes call, as the engine keeps them."""
+    return as_the_engine_records(check_id, _recorded(check_id, status))
+
+
+def _recorded(check_id: str, status: Status) -> tuple[TestedSpec, ...]:
     proven = status is Status.PASS
     if check_id == "socket-sharing":
         return tuple(
@@ -341,14 +359,24 @@ POOL_PLACEMENTS = {
 
 
 def make_pool(name: str, nodes: tuple[str, ...], verdicts: tuple[Verdict, ...]) -> PoolResult:
-    """A pool probed on its first node, placed by the pool label (and tolerating the ci taint)."""
+    """A pool probed on its first node, placed by the pool label (and tolerating the ci taint), as are its specs."""
+    placement = POOL_PLACEMENTS.get(name, Placement(node_selector={POOL_LABEL: name}))
+    placed_verdicts = tuple(
+        replace(
+            verdict,
+            facts=replace(
+                verdict.facts, specs=tuple(replace(t, spec=placed(t.spec, placement)) for t in verdict.facts.specs)
+            ),
+        )
+        for verdict in verdicts
+    )
     return PoolResult(
         name=name,
         node=nodes[0],
         chosen_because=CHOSEN_BECAUSE,
         nodes=nodes,
-        placement=POOL_PLACEMENTS.get(name, Placement(node_selector={POOL_LABEL: name})),
-        verdicts=verdicts,
+        placement=placement,
+        verdicts=placed_verdicts,
     )
 
 

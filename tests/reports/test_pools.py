@@ -18,9 +18,11 @@ import pytest
 import yaml
 
 import reports
+from probes import specs
 from probes.definitions import catalog
-from probes.model import Mode, Placement, RunResult, Status
+from probes.model import Mode, Placement, RunResult, Status, Verdict
 from reports import json_report
+from reports import snippets as snippets_module
 from reports.recommend import ALTERNATIVES_ADVICE, HOST_SOCKET_WARNING
 from reports.terminal import SUMMARY_WIDTH, describe_placement, shorten
 from tests.reports.conftest import (
@@ -40,6 +42,7 @@ from tests.reports.conftest import (
     psa_baseline,
     two_pools,
 )
+from tests.reports.conftest import tested_specs as recorded_specs
 
 GOLDEN = Path(__file__).parent / "golden"
 README = Path(__file__).parents[2] / "README.md"
@@ -149,15 +152,28 @@ def test_the_recommendation_is_the_most_secure_mode_usable_on_every_pool() -> No
     )
     assert f"dind not usable: pool ci: docker-run failed: {IPTABLES_SUMMARY}" in reasons
     assert ALTERNATIVES_ADVICE not in reasons
-    assert reasons[-1].startswith("config to paste for buildkit-rootless: the pod spec proven on pool default; ")
-    assert "each pool's own specs are in its block" in reasons[-1]
+    assert reasons[-1] == (
+        "config to paste for buildkit-rootless: the pod spec proven on pool default; pool ci: differs in placement "
+        "(nodeSelector, tolerations); each pool's own spec is in its block"
+    )
+
+
+def comments(snippet: str) -> list[str]:
+    return [line[2:] for line in snippet.splitlines() if line.startswith("# ")]
 
 
 def test_snippets_are_a_proven_pool_spec_and_the_cache_advice_that_holds_everywhere() -> None:
     report = built()
     snippets = report.recommendation.snippets
     assert set(snippets) == {"skypilot", "buildkit-rootless"}
-    assert snippets["buildkit-rootless"] == report.pools[0].report.recommendation.snippets["buildkit-rootless"]
+    default = report.pools[0].report.recommendation.snippets["buildkit-rootless"]
+    assert yaml.safe_load(snippets["buildkit-rootless"]) == yaml.safe_load(default)
+    assert yaml.safe_load(default)["spec"]["nodeSelector"] == {POOL_LABEL: "default"}
+    said = comments(snippets["buildkit-rootless"])
+    assert said[-2:] == [
+        "Proven on pool default (its placement is that pool's). Each other pool's own spec:",
+        "pool ci: differs in placement (nodeSelector, tolerations)",
+    ]
     assert yaml.safe_load(snippets["skypilot"]) == {"kubernetes": {"enable_docker": "BUILD"}}
     # default's cache class worked, ci's did not: the advice for every pool is the failing one
     assert "overlay FAILED on StorageClass fuse-cache" in snippets["skypilot"]
@@ -173,6 +189,65 @@ def test_pools_that_agree_get_their_common_answer() -> None:
     assert (recommendation.full_docker, recommendation.build_only) == (Mode.DIND, Mode.BUILDKIT_ROOTLESS)
     assert set(recommendation.snippets) == {"skypilot", "dind", "buildkit-rootless"}
     assert report.is_usable(Mode.DIND)
+
+
+def with_mtu_remedy(verdicts: tuple[Verdict, ...]) -> tuple[Verdict, ...]:
+    """docker-run on a pool whose pod network needs dockerd --mtu: the remedy was proven there, not elsewhere."""
+
+    def remedied(verdict: Verdict) -> Verdict:
+        if verdict.id != "docker-run":
+            return verdict
+        (spec,) = verdict.facts.specs
+        found = specs.record_remedied(
+            Mode.DIND, spec.layout, dict(spec.spec), proven=True, remedies=(f"{MTU_FLAG}: PROVEN by docker-run",)
+        )
+        return replace(verdict, facts=replace(verdict.facts, specs=(replace(found, check=spec.check),)))
+
+    return tuple(remedied(verdict) for verdict in verdicts)
+
+
+MTU_FLAG = "--mtu=1400"
+
+
+def test_each_pool_says_what_its_own_spec_differs_in_beyond_placement() -> None:
+    """The top-level DinD pod is default's; ci's pod network needed --mtu, proven there: said, not implied away."""
+    run = make_pools_run(
+        make_pool("default", DEFAULT_NODES, permissive().verdicts),
+        make_pool("ci", CI_NODES, with_mtu_remedy(fuse_cache().verdicts)),
+        make_pool("gpu", ("ip-10-0-3-5.ec2.internal",), permissive().verdicts),
+    )
+    recommendation = built(run).recommendation
+    assert recommendation.full_docker is Mode.DIND
+    (reason,) = [reason for reason in recommendation.reasons if reason.startswith("config to paste for dind")]
+    assert reason == (
+        "config to paste for dind: the pod spec proven on pool default; pool ci: differs in placement "
+        f"(nodeSelector, tolerations), proven remedies ({MTU_FLAG}); pool gpu: differs in placement (nodeSelector); "
+        "each pool's own spec is in its block"
+    )
+    said = comments(recommendation.snippets["dind"])
+    assert f"pool ci: differs in placement (nodeSelector, tolerations), proven remedies ({MTU_FLAG})" in said
+    assert "pool gpu: differs in placement (nodeSelector)" in said
+
+
+def test_the_differences_between_two_pools_specs_are_named_part_by_part() -> None:
+    """Layout, images, containers, pod fields and annotations, beside placement and remedies."""
+    (classic,) = recorded_specs("docker-run", Status.PASS)
+    same = replace(classic, spec=copy.deepcopy(dict(classic.spec)))
+    assert snippets_module.differences(Mode.DIND, (classic,), (same,)) == ()
+    spec = copy.deepcopy(dict(classic.spec))
+    spec["containers"][0]["image"] = "mirror/docker:28-dind"
+    spec["containers"][1]["env"] = []
+    spec["runtimeClassName"] = "kata"
+    other = replace(classic, spec=spec, annotations={"a": "b"})
+    assert snippets_module.differences(Mode.DIND, (classic,), (other,)) == (
+        "images (dind mirror/docker:28-dind)",
+        "containers (job)",
+        "pod fields (runtimeClassName)",
+        "annotations",
+    )
+    native = replace(classic, layout="native")
+    assert snippets_module.differences(Mode.DIND, (classic,), (native,)) == ("layout (native, not classic)",)
+    assert snippets_module.differences(Mode.DIND, (classic,), ()) == ("no proven spec",)
 
 
 def test_when_only_some_pools_build_the_advice_names_them() -> None:

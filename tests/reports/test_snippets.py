@@ -32,8 +32,8 @@ def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
 
 
-def probe_spec(mode: Mode, *, layout: str = "", proven: bool = True) -> TestedSpec:
-    """The spec a probe of this mode submits, built by the same functions the probes call."""
+def probe_spec(mode: Mode, *, layout: str = "", proven: bool = True, check: str = "") -> TestedSpec:
+    """The spec a probe of this mode submits, built by the same functions the probes call (check: who ran it)."""
     builders = {
         Mode.DIND: lambda: specs.dind_pod_spec(IMAGES, RESOURCES, layout=layout or specs.CLASSIC, job_uid=1001),
         Mode.BUILDKIT_ROOTLESS: lambda: specs.buildkit_pod_spec(IMAGES, RESOURCES),
@@ -41,7 +41,8 @@ def probe_spec(mode: Mode, *, layout: str = "", proven: bool = True) -> TestedSp
         Mode.HOST_SOCKET: lambda: specs.host_socket_pod_spec(IMAGES, RESOURCES),
     }
     annotations = specs.SYSBOX_ANNOTATIONS if mode is Mode.SYSBOX else None
-    return specs.record(mode, layout or mode.value, builders[mode](), proven=proven, annotations=annotations)
+    tested = specs.record(mode, layout or mode.value, builders[mode](), proven=proven, annotations=annotations)
+    return replace(tested, check=check)
 
 
 @pytest.mark.parametrize("mode", ASSESSED, ids=lambda mode: mode.value)
@@ -57,31 +58,45 @@ def test_the_snippet_is_the_tested_spec(mode: Mode) -> None:
     assert all(c["resources"] == RESOURCES.to_spec() for name, c in containers(pod).items() if name != "registry")
 
 
-def test_native_dind_is_offered_only_where_it_was_proven() -> None:
-    classic = probe_spec(Mode.DIND, layout=specs.CLASSIC)
-    native_proven = probe_spec(Mode.DIND, layout=specs.NATIVE)
-    native_failed = probe_spec(Mode.DIND, layout=specs.NATIVE, proven=False)
-    assert snippets.pick_tested(Mode.DIND, (classic, native_proven)) == native_proven
-    assert snippets.pick_tested(Mode.DIND, (classic, native_failed)) == classic
-    assert snippets.pick_tested(Mode.DIND, (probe_spec(Mode.DIND, layout=specs.CLASSIC, proven=False),)) is None
+def socket_sharing(*, native: bool = True) -> tuple[TestedSpec, ...]:
+    """What socket-sharing records: docker info reached through the classic and the native sidecar layouts."""
+    return (
+        probe_spec(Mode.DIND, layout=specs.CLASSIC, check="socket-sharing"),
+        probe_spec(Mode.DIND, layout=specs.NATIVE, proven=native, check="socket-sharing"),
+    )
+
+
+def docker_run(layout: str = specs.CLASSIC, *, proven: bool = True) -> TestedSpec:
+    """What docker-run records: the nested run, in the layout it ran (the classic one today)."""
+    return probe_spec(Mode.DIND, layout=layout, proven=proven, check="docker-run")
+
+
+def test_the_dind_pod_is_a_layout_docker_run_proved_too() -> None:
+    """A native sidecar that only reached dockerd is not the pod a nested docker run was proven in."""
+    classic, native = socket_sharing()
+    assert snippets.pick_tested(Mode.DIND, (classic, native, docker_run())) == classic
+    native_run = docker_run(specs.NATIVE)
+    assert snippets.pick_tested(Mode.DIND, (classic, native, native_run)) == native
+    assert snippets.pick_tested(Mode.DIND, (*socket_sharing(native=False), native_run)) is None
+    assert snippets.pick_tested(Mode.DIND, (classic, native, docker_run(proven=False))) is None
 
 
 @pytest.mark.parametrize("native_proven", [True, False], ids=["native-proven", "native-failed"])
-def test_the_reports_dind_snippet_is_the_layout_this_run_proved(
+def test_the_reports_dind_snippet_is_the_layout_every_dind_check_proved(
     make_verdict: MakeVerdict, make_run: MakeRun, native_proven: bool
 ) -> None:
-    """Through the whole report: the probes' TestedSpecs, not a template, decide which DinD pod is printed."""
-    classic = probe_spec(Mode.DIND, layout=specs.CLASSIC)
-    native = probe_spec(Mode.DIND, layout=specs.NATIVE, proven=native_proven)
+    """Through the whole report: the classic pod docker-run ran is printed, the native one only named beside it."""
     run = make_run(
         make_verdict("privileged-admission"),
-        replace(make_verdict("socket-sharing"), facts=Facts(specs=(classic, native))),
-        replace(make_verdict("docker-run"), facts=Facts(specs=(classic,))),
+        replace(make_verdict("socket-sharing"), facts=Facts(specs=socket_sharing(native=native_proven))),
+        replace(make_verdict("docker-run"), facts=Facts(specs=(docker_run(),))),
     )
     report = reports.build_report(run)
     assert report.recommendation.full_docker is Mode.DIND
-    pod = parse(report.json["recommendation"]["snippets"]["dind"])
-    assert pod["spec"] == (native if native_proven else classic).spec
+    text = report.json["recommendation"]["snippets"]["dind"]
+    assert parse(text)["spec"] == docker_run().spec
+    said = "The native layout was proven by socket-sharing, not by docker-run: it is not the spec below."
+    assert (said in " ".join(line[2:] for line in text.splitlines())) is native_proven
 
 
 def test_a_usable_mode_without_a_proven_spec_gets_no_snippet(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
@@ -285,3 +300,17 @@ def test_no_remedy_comment_without_a_proven_remedy() -> None:
         Mode.DIND, specs.CLASSIC, {}, proven=True
     )
     assert "PROVEN" not in snippets.pod_snippet(probe_spec(Mode.DIND))
+
+
+def test_the_gitlab_snippet_says_docker_run_was_not_proven_in_its_layout() -> None:
+    """GitLab's TLS layout only reached dockerd (socket-sharing); the nested run was proven in the classic pod."""
+    tls = replace(tls_spec(), check="socket-sharing")
+    config = snippets.build_snippets(
+        full_docker=Mode.DIND,
+        build_only=Mode.DIND,
+        usable=frozenset({Mode.DIND}),
+        tested=lambda _mode: (*socket_sharing(), tls, docker_run()),
+    )
+    said = [line[2:] for line in config["gitlab"].splitlines() if line.startswith("# ")]
+    assert "The tls layout was proven by socket-sharing, not by docker-run." in said
+    assert not any("tls" in line for line in config["dind"].splitlines() if line.startswith("# The "))
