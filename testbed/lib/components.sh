@@ -109,7 +109,7 @@ our_shim_pids() {
   local p sock=${1:-$TB_SOCK}
   for p in /proc/[0-9]*; do
     [[ -r $p/cmdline ]] || continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "containerd-shim.* -address $sock "; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep "containerd-shim.* -address $sock " >/dev/null; then
       echo "${p#/proc/}"
     fi
   done

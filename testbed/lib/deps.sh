@@ -8,7 +8,7 @@ TB_PACKAGES=(containerd runc etcd-server containernetworking-plugins docker.io d
 deps_ensure() {
   local missing=() p
   for p in "${TB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
   log "installing Debian packages: ${missing[*]} (apt-get update first; a few minutes)"

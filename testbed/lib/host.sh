@@ -104,7 +104,7 @@ host_paths_cleanup() {
           continue
         fi ;;
     esac
-    if mountpoint -q "$p" 2>/dev/null || findmnt -rn -o TARGET | grep -q "^$p/"; then
+    if mountpoint -q "$p" 2>/dev/null || findmnt -rn -o TARGET | grep "^$p/" >/dev/null; then
       warn "$p still has mounts; leaving it"
       continue
     fi

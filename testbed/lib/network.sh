@@ -51,16 +51,16 @@ network_up() {
     log "network: pinning $TB_BRIDGE's MAC to $TB_BRIDGE_MAC"
     ip link set dev "$TB_BRIDGE" address "$TB_BRIDGE_MAC"
   fi
-  if ! ip -4 addr show dev "$TB_BRIDGE" | grep -q "inet $TB_NODE_IP/16"; then
-    ip addr add "$TB_NODE_IP/16" dev "$TB_BRIDGE"
+  if ! ip -4 addr show dev "$TB_BRIDGE" | grep "inet $TB_NODE_IP/16" >/dev/null; then
+    ip addr replace "$TB_NODE_IP/16" dev "$TB_BRIDGE"
   fi
   ip link set "$TB_BRIDGE" up
   bridge_offload_apply
   cni_conflist_write "$TB_CNI_CONF_DIR" dindcheck "$TB_CNI_IPAM_DIR" 10.88.1.0 10.88.127.254
   if [[ ${NODES:-1} == 2 ]]; then
-    if ! ip -4 addr show dev "$TB_BRIDGE" | grep -q "inet $TB_CI_NODE_IP/16"; then
+    if ! ip -4 addr show dev "$TB_BRIDGE" | grep "inet $TB_CI_NODE_IP/16" >/dev/null; then
       log "network: adding $TB_CI_NODE_IP/16 (node $TB_CI_NODE_NAME) to $TB_BRIDGE"
-      ip addr add "$TB_CI_NODE_IP/16" dev "$TB_BRIDGE"
+      ip addr replace "$TB_CI_NODE_IP/16" dev "$TB_BRIDGE"
     fi
     cni_conflist_write "$TB_CI_CNI_CONF_DIR" dindcheck-ci "$TB_CI_CNI_IPAM_DIR" 10.88.128.0 10.88.255.254
   fi
@@ -68,7 +68,7 @@ network_up() {
 
 # network_ci_down: removes the second node's address, CNI config and IPAM data (its kubelet and containerd are gone).
 network_ci_down() {
-  if ip -4 addr show dev "$TB_BRIDGE" 2>/dev/null | grep -q "inet $TB_CI_NODE_IP/16"; then
+  if ip -4 addr show dev "$TB_BRIDGE" 2>/dev/null | grep "inet $TB_CI_NODE_IP/16" >/dev/null; then
     log "network: removing $TB_CI_NODE_IP from $TB_BRIDGE"
     ip addr del "$TB_CI_NODE_IP/16" dev "$TB_BRIDGE"
   fi
