@@ -29,7 +29,7 @@ from probes import cluster, targets, workspace
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
-from probes.model import ClusterInfo, ImageUse, PoolResult, RunResult, Status, Verdict
+from probes.model import ClusterInfo, ImageUse, Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
 from probes.settings import ProbeSettings
 
 PROBE_MARKER = "probe"
@@ -51,6 +51,8 @@ class RunState:
     """Task keys of the selected tests: probe ids, or pool/probe id with --each-pool."""
     targets: tuple[targets.Target, ...] = ()
     """Where the probes run: one target, or one per pool with --each-pool (known before tests are collected)."""
+    unprobed: tuple[UnprobedPool, ...] = ()
+    """--each-pool: pools that exist by label but no probe can reach (the report and the gate name them)."""
     started_at: float = 0.0
     generated_at: str = ""
     shown: dict[str, str] = field(default_factory=dict)
@@ -111,10 +113,11 @@ def pytest_collection(session: pytest.Session) -> None:
     try:
         state.connection = cluster.connect(options.kubeconfig, options.context)
         nodes = cluster.node_views(state.connection)
-        state.targets, notes = targets.pool_targets(nodes, options.each_pool, options.placement)
+        plan = targets.pool_targets(nodes, options.each_pool, options.placement)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    state.notes += notes
+    state.targets, state.unprobed = plan.targets, plan.unprobed
+    state.notes += plan.notes
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -253,20 +256,23 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
             f"dindcheck: {state.cluster_info.server} ({state.cluster_info.version}), namespace "
             f"{scope.namespace}; probing {len(tasks)} capabilities at once: {', '.join(state.selected)}"
         )
-        for line in _where_lines(state.targets, options):
+        for line in _where_lines(state, options):
             reporter.write_line(line)
 
 
-def _where_lines(run_targets: tuple[targets.Target, ...], options: Options) -> list[str]:
-    """Where the probes run, said before they start: a verdict is only about those nodes."""
+def _where_lines(state: RunState, options: Options) -> list[str]:
+    """Where the probes run, said before they start: a verdict is only about those nodes (and not the others)."""
     if options.each_pool:
         return [
-            f"dindcheck: pool {target.pool}: on node {target.node} ({target.chosen_because})" for target in run_targets
-        ]
-    target = run_targets[0] if run_targets else None
+            f"dindcheck: pool {target.pool}: on node {target.node} ({target.chosen_because})"
+            for target in state.targets
+        ] + [f"dindcheck: pool {pool.name}: NOT PROBED: {pool.reason}" for pool in state.unprobed]
+    target = state.targets[0] if state.targets else None
     if target is None or not target.placement.targeted:
         return []
-    return [f"dindcheck: probing only where the placement allows: {', '.join(target.nodes) or 'as scheduled'}"]
+    if not target.node:  # tolerations only: the scheduler still picks each pod's node
+        return ["dindcheck: probing where the scheduler places each pod (tolerations only: no one node is chosen)"]
+    return [f"dindcheck: probing on node {target.node} ({target.chosen_because})"]
 
 
 @pytest.fixture
@@ -357,6 +363,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             state.runner.stop(wait_s=1.0 if exitstatus == pytest.ExitCode.INTERRUPTED else 5.0)
             _write_reports(state, reporter)
             _apply_exit_policy(session, state, exitstatus, reporter)
+        else:
+            _gate_that_ran_nothing(session, state, exitstatus, reporter)
     finally:
         _teardown(state, reporter)
 
@@ -368,7 +376,7 @@ def _write_reports(state: RunState, reporter: Any) -> None:
     images = {role: ImageUse(ref, state.runner.images.digest(ref)) for role, ref in options.images.by_role().items()}
     notes = tuple(dict.fromkeys(state.cluster_info.notes + tuple(state.notes)))
     finished = state.runner.finished()
-    probed = sorted({node for v in finished.values() for node in str(v.evidence.get("node", "")).split(", ") if node})
+    probed = sorted({node for verdict in finished.values() for node in verdict.nodes})
     single = state.targets[0].placement if state.targets and not options.each_pool else options.placement
     cluster_info = replace(state.cluster_info, notes=notes, images=images, probed_nodes=tuple(probed), placement=single)
     run = RunResult(
@@ -390,6 +398,7 @@ def _write_reports(state: RunState, reporter: Any) -> None:
             )
             for target in (state.targets if options.each_pool else ())
         ),
+        unprobed_pools=state.unprobed if options.each_pool else (),
     )
     state.report = reports.build_report(run, state.baseline)
     if options.report_json:
@@ -424,14 +433,8 @@ def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int
     if options.require_mode is not None:
         failed = not report.is_usable(options.require_mode)
         if reporter is not None:
-            word = "usable" if not failed else "NOT usable"
-            if options.each_pool:
-                word += (
-                    " on every pool"
-                    if not failed
-                    else f" on pool(s) {', '.join(report.unusable_pools(options.require_mode))}"
-                )
-            reporter.write_line(f"dindcheck: --require-mode {options.require_mode.value}: {word}")
+            for line in _gate_lines(options.require_mode, report, each_pool=bool(options.each_pool)):
+                reporter.write_line(line)
     finished = state.runner.finished() if state.runner is not None else {}
     inconclusive = [
         key for key, v in sorted(finished.items()) if v.status is Status.INCONCLUSIVE and key in state.selected
@@ -446,6 +449,35 @@ def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int
         if reporter is not None:
             reporter.write_line(f"dindcheck: --fail-on-regression: no longer usable: {', '.join(regressions)}")
     session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
+
+
+def _gate_lines(mode: Mode, report: reports.Report, *, each_pool: bool) -> list[str]:
+    """The gate's answer, and with --each-pool the pools where MODE is not proven: unprobed ones with why."""
+    prefix = f"dindcheck: --require-mode {mode.value}:"
+    if report.is_usable(mode):
+        return [f"{prefix} usable" + (" on every pool" if each_pool else "")]
+    if not each_pool:
+        return [f"{prefix} NOT usable"]
+    lines = [f"{prefix} NOT usable on pool(s) {', '.join(report.unusable_pools(mode))}"]
+    return lines + [f"{prefix} pool {pool.name} was not probed: {pool.reason}" for pool in report.run.unprobed_pools]
+
+
+def _gate_that_ran_nothing(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:
+    """A gate that ran no check (--collect-only, -k matching none) proved nothing: it fails, never passes.
+
+    --require-mode proves a mode by running its checks; exit 0 with nothing run would read as "proven".
+    """
+    options = state.options
+    gate_states = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if options is None or options.require_mode is None or exitstatus not in gate_states:
+        return
+    why = "--collect-only" if session.config.option.collectonly else "no check was selected"
+    if reporter is not None:
+        reporter.write_line(
+            f"dindcheck: --require-mode {options.require_mode.value}: NOT usable: no check ran ({why}), "
+            "so nothing was proven"
+        )
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _teardown(state: RunState, reporter: Any) -> None:

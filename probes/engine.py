@@ -817,4 +817,5 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
         remediation=outcome.remediation if outcome.remediation is not None else task.remediation,
         duration_s=time.monotonic() - started,
         facts=facts,
+        nodes=tuple(sorted(context.nodes)),
     )

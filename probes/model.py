@@ -164,6 +164,9 @@ class Verdict:
     remediation: str = ""
     duration_s: float = 0.0
     facts: Facts = NO_FACTS
+    nodes: tuple[str, ...] = ()
+    """The nodes the check's pods ran on (the engine records them; evidence 'node' says the same to a reader): a
+    mode needs all its checks proven on one node."""
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of a check."""
@@ -271,6 +274,21 @@ class PoolResult:
 
 
 @dataclass(frozen=True)
+class UnprobedPool:
+    """A pool of an --each-pool run that exists by label but could not be probed: nothing is proven on it."""
+
+    name: str
+    nodes: tuple[str, ...]
+    """Every node with the pool's label value (matching the run's selector), whatever its state."""
+    reason: str
+    """Why no probe ran there: its nodes NotReady or cordoned, or tainted without a --toleration."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The report JSON v1 shape of an unprobed pool."""
+        return {"pool": self.name, "nodes": list(self.nodes), "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class ClusterInfo:
     """Which cluster was probed, as the report names it."""
 
@@ -317,11 +335,13 @@ class RunResult:
     """The node label whose values name the pools (--each-pool); '' for a single-pool run."""
     pools: tuple[PoolResult, ...] = ()
     """Per-pool verdicts of an --each-pool run; then `verdicts` is empty (no check ran 'on the cluster')."""
+    unprobed_pools: tuple[UnprobedPool, ...] = ()
+    """Pools of an --each-pool run that exist by label but were not probed: no mode is proven on every pool."""
 
     def for_pool(self, pool: PoolResult) -> RunResult:
         """The run as if only that pool had been probed: what each pool's assessment and report read."""
         cluster = replace(self.cluster, probed_nodes=(pool.node,), placement=pool.placement)
-        return replace(self, cluster=cluster, verdicts=pool.verdicts, pool_label="", pools=())
+        return replace(self, cluster=cluster, verdicts=pool.verdicts, pool_label="", pools=(), unprobed_pools=())
 
     def verdict(self, check_id: str) -> Verdict | None:
         """The verdict of one check, or None when it was not run (deselected, or the run stopped first)."""

@@ -9,11 +9,11 @@ the run does not tolerate, are usage errors within seconds, never a run whose po
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from probes.exceptions import UsageError
-from probes.model import NO_PLACEMENT, Placement
+from probes.model import NO_PLACEMENT, Placement, UnprobedPool
 
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 """Taint effects that keep a pod off a node unless tolerated (PreferNoSchedule only discourages)."""
@@ -149,8 +149,26 @@ def met_tolerations(nodes: list[NodeView], tolerations: tuple[Mapping[str, str],
     )
 
 
+def _first_by_name(takers: list[NodeView], members: int, whose: str) -> tuple[NodeView, str]:
+    """The node that stands for a set of nodes, and why: the first by name, so every run probes the same node.
+
+    One node proves everything a mode needs (a mode's checks passing on different nodes prove nothing together).
+    """
+    chosen = min(takers, key=lambda node: node.name)
+    if members == 1:
+        return chosen, f"the {whose} only Ready node"
+    return chosen, (
+        f"the first by name of the {whose} {len(takers)} Ready node(s) that take the probe pods (of {members}): "
+        "the same node every run"
+    )
+
+
 def single_target(nodes: tuple[NodeView, ...], placement: Placement) -> Target:
-    """The run's one target; with a selector or node, at least one Ready node must take its pods."""
+    """The run's one target; with a selector or node, at least one Ready node must take its pods.
+
+    A selector matching several nodes is probed on one of them (as each pool of --each-pool is), so the checks a
+    mode needs are proven on the same node; the config to paste keeps the selector, never that node.
+    """
     if not (placement.node_selector or placement.node):
         return Target(pool="", placement=placement)
     wanted = [node for node in nodes if _matches(node, placement.node_selector)]
@@ -169,64 +187,91 @@ def single_target(nodes: tuple[NodeView, ...], placement: Placement) -> Target:
         tolerations=met_tolerations(takers, placement.tolerations),
         node=placement.node,
     )
-    return Target(pool="", placement=placement, nodes=tuple(node.name for node in takers), paste=paste)
+    chosen, why = _first_by_name(takers, len(ready), "selection's")
+    if placement.node:
+        why = "named by --node"
+    return Target(
+        pool="",
+        placement=replace(placement, node=chosen.name),
+        node=chosen.name,
+        chosen_because=why,
+        nodes=tuple(node.name for node in takers),
+        paste=paste,
+    )
 
 
-def pool_targets(
-    nodes: tuple[NodeView, ...], label: str, placement: Placement
-) -> tuple[tuple[Target, ...], tuple[str, ...]]:
-    """One target per value of label among the Ready nodes (that match the selector), and notes on what was left.
+def _not_ready_reason(members: list[NodeView]) -> str:
+    """Why none of a pool's nodes takes pods: each node with its state (NotReady, cordoned, or both)."""
+
+    def state(node: NodeView) -> str:
+        words = [word for word, bad in (("NotReady", not node.ready), ("cordoned", not node.schedulable)) if bad]
+        return f"{node.name} {' and '.join(words)}"
+
+    return f"no Ready, schedulable node: {', '.join(map(state, members))}"
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """Where an --each-pool run goes: a target per pool it can probe, the pools it cannot (and why), and notes."""
+
+    targets: tuple[Target, ...]
+    unprobed: tuple[UnprobedPool, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def pool_targets(nodes: tuple[NodeView, ...], label: str, placement: Placement) -> PoolPlan:
+    """One target per value of label among the nodes (that match the selector); the pools no probe can reach.
 
     Each pool is probed on one node: the first by name of its Ready, schedulable nodes whose taints the run
-    tolerates, so tonight's run probes the same node as last night's. A pool none of whose nodes would take the
-    probe pods is left out and named in the notes.
+    tolerates, so tonight's run probes the same node as last night's. A pool that exists by label but none of whose
+    nodes would take the probe pods (NotReady, cordoned, or tainted without a --toleration) is unprobed, with why:
+    nothing is proven on it, which the report and --require-mode must say.
     """
     pools: dict[str, list[NodeView]] = {}
     unlabelled: list[str] = []
     for node in sorted(nodes, key=lambda n: n.name):
-        if not (node.ready and node.schedulable and _matches(node, placement.node_selector)):
+        if not _matches(node, placement.node_selector):
             continue
         if label in node.labels:
             pools.setdefault(node.labels[label], []).append(node)
-        else:
+        elif node.ready and node.schedulable:
             unlabelled.append(node.name)
     where = f" matching {_describe_selector(placement)}" if placement.node_selector else ""
     if not pools:
-        raise UsageError(
-            f"--each-pool {label}: no Ready node{where} has the label {label} (kubectl get nodes -L {label})"
-        )
+        raise UsageError(f"--each-pool {label}: no node{where} has the label {label} (kubectl get nodes -L {label})")
     notes: list[str] = []
     if unlabelled:
         notes.append(f"--each-pool {label}: not probed, no {label} label: {', '.join(unlabelled)}")
     targets: list[Target] = []
+    unprobed: list[UnprobedPool] = []
     for pool, members in sorted(pools.items()):
-        takers = [node for node in members if _usable(node, placement.tolerations)]
+        ready = [node for node in members if node.ready and node.schedulable]
+        takers = [node for node in ready if _usable(node, placement.tolerations)]
         if not takers:
-            notes.append(f"pool {pool} not probed: every Ready node is {_taint_advice(members, placement.tolerations)}")
+            reason = (
+                f"every Ready node is {_taint_advice(ready, placement.tolerations)}"
+                if ready
+                else _not_ready_reason(members)
+            )
+            unprobed.append(UnprobedPool(name=pool, nodes=tuple(node.name for node in members), reason=reason))
             continue
-        chosen = takers[0]
-        why = (
-            "the pool's only Ready node"
-            if len(members) == 1
-            else f"the first by name of the pool's {len(takers)} Ready node(s) that take the probe pods "
-            f"(of {len(members)}): the same node every run"
-        )
-        pool_placement = Placement(node=chosen.name, tolerations=placement.tolerations)
+        chosen, why = _first_by_name(takers, len(ready), "pool's")
         targets.append(
             Target(
                 pool=pool,
-                placement=pool_placement,
+                placement=Placement(node=chosen.name, tolerations=placement.tolerations),
                 node=chosen.name,
                 chosen_because=why,
-                nodes=tuple(node.name for node in members),
+                nodes=tuple(node.name for node in ready),
                 paste=Placement(
                     node_selector={label: pool}, tolerations=met_tolerations([chosen], placement.tolerations)
                 ),
             )
         )
     if not targets:
-        raise UsageError(f"--each-pool {label}: no pool to probe among the Ready nodes{where}: {'; '.join(notes)}")
-    return tuple(targets), tuple(notes)
+        left = "; ".join(f"pool {pool.name}: {pool.reason}" for pool in unprobed)
+        raise UsageError(f"--each-pool {label}: no pool to probe among the nodes{where}: {left}")
+    return PoolPlan(targets=tuple(targets), unprobed=tuple(unprobed), notes=tuple(notes))
 
 
 def node_view(node: Any) -> NodeView:

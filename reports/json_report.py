@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from probes.model import Mode, RunResult
+from probes.model import Mode, RunResult, UnprobedPool
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,6 +52,13 @@ def required_mode_usable(mode: Mode, assessments: tuple[ModeAssessment, ...]) ->
     return any(assessment.mode is mode and assessment.usable for assessment in assessments)
 
 
+def unusable_pools(mode: Mode, pools: Sequence[PoolReport], unprobed: Sequence[UnprobedPool]) -> list[str]:
+    """The pools where a mode is not usable: the probed ones in run order, then every pool nothing was proven on."""
+    if mode is Mode.NONE:
+        return []
+    return [pool.name for pool in pools if not pool.report.is_usable(mode)] + [pool.name for pool in unprobed]
+
+
 def pool_json(pool: PoolReport) -> dict[str, Any]:
     """One entry of `pools`: the pool's identity, then its own report's checks, modes, recommendation and timings.
 
@@ -76,8 +83,8 @@ def build_report_json(
 ) -> dict[str, Any]:
     """The v1 dict. Extra keys beyond the contract: required_mode (when asked for) and timing.checks.
 
-    With pools (an --each-pool run) also pool_label and pools; checks is then empty (no check ran on the cluster as
-    a whole) and modes and recommendation are what holds on every pool.
+    With pools (an --each-pool run) also pool_label, pools and unprobed_pools; checks is then empty (no check ran on
+    the cluster as a whole) and modes and recommendation are what holds on every pool.
     """
     report: dict[str, Any] = {
         "schema": SCHEMA_ID,
@@ -107,14 +114,14 @@ def build_report_json(
     if pools:
         report["pool_label"] = run.pool_label
         report["pools"] = [pool_json(pool) for pool in pools]
+        report["unprobed_pools"] = [plain_object(pool.to_json()) for pool in run.unprobed_pools]
     if run.required_mode is not None:
         report["required_mode"] = {
             "mode": run.required_mode.value,
             "usable": required_mode_usable(run.required_mode, assessments),
         }
         if pools:
-            mode = run.required_mode
-            report["required_mode"]["unusable_pools"] = [pool.name for pool in pools if not pool.report.is_usable(mode)]
+            report["required_mode"]["unusable_pools"] = unusable_pools(run.required_mode, pools, run.unprobed_pools)
     return report
 
 

@@ -149,6 +149,10 @@ def _pools(report: Report) -> list[str]:
             f"| `{cell(pool.name)}` | `{cell(pool.pool.node)}` | {cell(pool.pool.chosen_because)} | "
             f"{len(pool.pool.nodes)} | `{found.full_docker.value}` | `{found.build_only.value}` |"
         )
+    for unprobed in report.run.unprobed_pools:
+        nodes = ", ".join(f"`{text(name)}`" for name in unprobed.nodes)
+        said = f"**Pool `{text(unprobed.name)}` NOT PROBED** (node(s) {nodes}): {text(unprobed.reason)}."
+        lines += ["", f"{said} No mode is proven there, so none is usable on every pool."]
     return lines
 
 

@@ -2,6 +2,7 @@
 
 The decision table is data (DECISION_TABLE): adding or re-ranking a mode means editing one row, not the logic.
 Only a PASS proves a capability; fail, inconclusive, skipped and "not run" (a check deselected with -k) all block.
+The checks a mode needs must pass on one and the same node: passes on different nodes prove no node does it all.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ STATUS_WORDS: Mapping[Status, str] = {
 }
 
 HOST_SOCKET_WARNING = "root on the node: any job can take over the node; discouraged"
+
+SAME_NODE_REMEDY = (
+    "probe one node: --node NAME, --node-selector KEY=VALUE (the first matching node by name) or --each-pool LABEL "
+    "(one node per pool)"
+)
 
 ALTERNATIVES_ADVICE = (
     "no verified way to build images on this cluster; UNVERIFIED alternatives (dindcheck did not probe them): "
@@ -206,14 +212,30 @@ def _readings(run: RunResult, rule: ModeRule) -> _Reading:
     return _Reading(warnings=tuple(warnings), hints=tuple(hints))
 
 
+def split_across_nodes(run: RunResult, rule: ModeRule) -> str:
+    """Where a mode's checks ran when that was more than one node ('' when one node, or none recorded).
+
+    A mode is usable only on a node where everything it needs works: privileged admitted on node A and docker run
+    working on node B prove neither node does both (a pool with another kernel or runtime, a node without iptables
+    nat). Each check's pods may land anywhere unless the run is told where to go.
+    """
+    ran = [(check_id, verdict.nodes) for check_id in rule.requires if (verdict := run.verdict(check_id)) is not None]
+    if len({node for _, nodes in ran for node in nodes}) <= 1:
+        return ""
+    where = ", ".join(f"{check_id} on {', '.join(nodes)}" for check_id, nodes in ran if nodes)
+    return f"proven on different nodes: {where}; no one node was seen to do it all ({SAME_NODE_REMEDY})"
+
+
 def assess_mode(run: RunResult, rule: ModeRule) -> ModeAssessment:
     """Apply one row of the decision table to the verdicts."""
     blocked_by = tuple(check_id for check_id in rule.requires if not _passed(run.verdict(check_id)))
     reading = _readings(run, rule)
-    if not blocked_by:
+    split = "" if blocked_by else split_across_nodes(run, rule)
+    if not blocked_by and not split:
         warnings = rule.standing_warnings + reading.warnings + reading.hints
         return ModeAssessment(mode=rule.mode, usable=True, blocked_by=(), warnings=unique(warnings))
-    described = tuple(describe_check(check_id, run.verdict(check_id)) for check_id in blocked_by)
+    described = tuple(describe_check(check_id, run.verdict(check_id)) for check_id in blocked_by) or (split,)
+    blocked_by = blocked_by or rule.requires
     # a hint that only repeats what a blocking check already quoted (the same server message) adds nothing
     fresh_hints = tuple(hint for hint in reading.hints if not any(hint.split("): ", 1)[-1] in d for d in described))
     causes = described + fresh_hints

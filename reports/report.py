@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from probes.model import Mode, PoolResult, RunResult, Status, Verdict
+from probes.model import Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
 from reports import changes, json_report, pools, recommend
 
 LabelledVerdict = tuple[str, Verdict]
@@ -48,11 +48,11 @@ class Report:
         return json_report.required_mode_usable(mode, self.assessments)
 
     def unusable_pools(self, mode: Mode) -> tuple[str, ...]:
-        """The pools where the mode is not usable, in pool order: what --require-mode names when it fails.
+        """The pools where the mode is not usable, in pool order, then the unprobed ones: what --require-mode names.
 
         Always empty for a single-pool run (there are no named pools): ask is_usable there.
         """
-        return tuple(pool.name for pool in self.pools if not pool.report.is_usable(mode))
+        return tuple(json_report.unusable_pools(mode, self.pools, self.run.unprobed_pools))
 
     def verdicts(self) -> tuple[LabelledVerdict, ...]:
         """Every verdict of the run, labelled: check ids, or 'pool/check' pool by pool for a multi-pool run."""
@@ -84,14 +84,42 @@ class Report:
         return tuple((label, v) for status in order for label, v in self.verdicts() if v.status is status)
 
 
+def unprobed_cause(pool: UnprobedPool) -> str:
+    """Why a mode is not proven on every pool when a pool could not be probed."""
+    return f"pool {pool.name} not probed ({pool.reason}): nothing is proven there"
+
+
+def _block_unprobed(
+    assessments: tuple[recommend.ModeAssessment, ...], unprobed: tuple[UnprobedPool, ...]
+) -> tuple[recommend.ModeAssessment, ...]:
+    """A pool no probe reached proves no mode, so while one exists no mode is usable on every pool.
+
+    Its checks did not run there: they block every mode, with the pool and why as the cause.
+    """
+    if not unprobed:
+        return assessments
+    causes = tuple(unprobed_cause(pool) for pool in unprobed)
+    requires = {rule.mode: rule.requires for rule in recommend.DECISION_TABLE}
+    return tuple(
+        replace(
+            assessment,
+            usable=False,
+            blocked_by=recommend.unique(assessment.blocked_by + requires[assessment.mode]),
+            causes=recommend.unique(assessment.causes + causes),
+        )
+        for assessment in assessments
+    )
+
+
 def build_report(run: RunResult, baseline: Mapping[str, Any] | None = None) -> Report:
     """Assess every mode, recommend, build the JSON once, and compare it with the baseline report when given.
 
-    An --each-pool run first gets one report per pool; its own assessments and recommendation then combine them.
+    An --each-pool run first gets one report per pool; its own assessments and recommendation then combine them, and
+    a pool that could not be probed keeps every mode from being usable on every pool.
     """
     pool_reports = tuple(PoolReport(pool, build_report(run.for_pool(pool))) for pool in run.pools)
     if pool_reports:
-        assessments = pools.assess(pool_reports)
+        assessments = _block_unprobed(pools.assess(pool_reports), run.unprobed_pools)
         recommendation = pools.recommend_every_pool(pool_reports, assessments)
     else:
         assessments = recommend.assess(run)

@@ -72,7 +72,10 @@ def _pools_table(report: Report) -> list[str]:
         for pool in report.pools
     ]
     headers = ("pool", "probed node", "nodes", "full docker", "build only", "node chosen because")
-    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
+    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines() + [
+        f"pool {pool.name} NOT PROBED (node(s) {', '.join(pool.nodes)}): {pool.reason}; no mode is proven there"
+        for pool in report.run.unprobed_pools
+    ]
 
 
 def status_word(verdict: Verdict | None) -> str:

@@ -146,6 +146,61 @@ def test_the_ci_pool_without_toleration_is_a_usage_error_naming_the_taint(
     assert "--toleration dedicated=ci:NoSchedule" in run.output
 
 
+DIND_CHECKS = ("privileged-admission", "socket-sharing", "docker-run")
+ONLY_DIND_CHECKS = ("-k", "privileged_admission or socket_sharing or docker_run")
+
+
+def test_a_cordoned_pool_is_named_and_fails_the_gate(
+    testbed_env: dict[str, str], pools_dir: Path, pool_nodes: dict[str, str]
+) -> None:
+    """The ci pool exists by label but its only node is cordoned: no probe reaches it, so dind is not proven there."""
+    ci = pool_nodes["ci"]
+    kubectl(testbed_env, "cordon", ci)
+    try:
+        run = run_suite(testbed_env, pools_dir / "cordoned", *EACH_POOL, "--require-mode", "dind", *ONLY_DIND_CHECKS)
+    finally:
+        kubectl(testbed_env, "uncordon", ci)
+    assert run.exit_code == 1, run.output[-3000:]
+    reason = f"no Ready, schedulable node: {ci} cordoned"
+    assert "dindcheck: --require-mode dind: NOT usable on pool(s) ci" in run.output, run.output[-3000:]
+    assert f"dindcheck: --require-mode dind: pool ci was not probed: {reason}" in run.output
+    report = run.report
+    assert report["unprobed_pools"] == [{"pool": "ci", "nodes": [ci], "reason": reason}]
+    assert [pool["pool"] for pool in report["pools"]] == ["default"]
+    default_dind = next(m for m in report["pools"][0]["modes"] if m["id"] == "dind")
+    assert default_dind["usable"] is True, default_dind  # proven on the pool that was probed, not on every pool
+    assert report["required_mode"] == {"mode": "dind", "usable": False, "unusable_pools": ["ci"]}
+
+
+def test_dind_checks_spread_over_two_nodes_prove_no_node_does_it_all(
+    testbed_env: dict[str, str], pools_dir: Path, pool_nodes: dict[str, str]
+) -> None:
+    """No selector and every taint tolerated: the scheduler spreads the probe pods over both nodes.
+
+    The pods' placement is the scheduler's, so the test reads where each check ran: spread, dind is not usable and
+    the reason names the nodes; all on one node, dind is usable (and the spread case was not exercised: skipped).
+    """
+    run = run_suite(
+        testbed_env, pools_dir / "spread", "--toleration", "all", "--require-mode", "dind", *ONLY_DIND_CHECKS
+    )
+    assert run.report, run.output[-3000:]
+    ran_on = {check_id: run.check(check_id)["evidence"].get("node", "") for check_id in DIND_CHECKS}
+    nodes = {node for where in ran_on.values() for node in where.split(", ") if node}
+    assert nodes <= set(pool_nodes.values()), ran_on
+    dind = run.mode("dind")
+    if len(nodes) == 1:
+        assert dind["usable"] is True, dind
+        assert run.exit_code == 0, run.output[-3000:]
+        pytest.skip(f"the scheduler put every dind check on {nodes.pop()} this time: the spread case was not exercised")
+    assert dind["usable"] is False, dind
+    assert dind["blocked_by"] == list(DIND_CHECKS), dind
+    reason = next(r for r in run.report["recommendation"]["reasons"] if r.startswith("dind not usable: "))
+    assert "proven on different nodes: " in reason, reason
+    for check_id, where in ran_on.items():
+        assert f"{check_id} on {where}" in reason, (check_id, reason)
+    assert run.exit_code == 1, run.output[-3000:]
+
+
 def test_nothing_is_left_behind_on_either_node(testbed_env: dict[str, str], pools_run: SuiteRun) -> None:
     del pools_run
     assert wait_until_clean(testbed_env, 60) == []

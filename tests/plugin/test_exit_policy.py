@@ -141,3 +141,21 @@ def test_a_run_stopped_early_still_reports_every_probe_that_finished(pytester: p
     result.stdout.fnmatch_lines(
         ["buildkit-rootless *fail *said fail", "docker-run *pass *docker-run said pass", "lsm *pass *lsm said pass"]
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [(("--collect-only",), "--collect-only"), (("-k", "no_such_check"), "no check was selected")],
+    ids=["collect-only", "all-deselected"],
+)
+def test_a_gate_that_ran_nothing_exits_1_saying_so(pytester: pytest.Pytester, args: tuple[str, ...], why: str) -> None:
+    """--require-mode answers 'was MODE proven?': with no check run nothing was, so the gate cannot pass."""
+    result = run(pytester, {"docker-run": "pass"}, "--require-mode", "dind", *args)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([f"dindcheck: --require-mode dind: NOT usable: no check ran ({why}), *"])
+
+
+def test_collect_only_without_a_gate_keeps_pytest_s_exit_code(pytester: pytest.Pytester) -> None:
+    result = run(pytester, {"docker-run": "pass"}, "--collect-only")
+    assert result.ret == pytest.ExitCode.OK
+    assert "--require-mode" not in result.stdout.str()

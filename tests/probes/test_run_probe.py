@@ -203,3 +203,12 @@ def test_the_verdict_names_the_nodes_and_the_pasted_specs_carry_the_probe_pods_f
     assert "terminationGracePeriodSeconds 1" in note
     assert tested.spec == {"containers": [{"name": "kaniko"}]}  # the probe's own record is untouched
     assert task.key == "ci/kaniko"
+
+
+def test_the_verdict_records_every_node_its_pods_ran_on_for_the_same_node_rule() -> None:
+    def work(_context: ProbeContext) -> Outcome:
+        return Outcome(Status.PASS, "shared")
+
+    verdict = run_probe(Task("socket-sharing", "s", "", work), QuietContext(nodes={"node-b", "node-a"}))  # type: ignore[arg-type]
+    assert verdict.nodes == ("node-a", "node-b")
+    assert verdict.evidence["node"] == "node-a, node-b"

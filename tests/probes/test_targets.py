@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from probes.engine import place, short_name
 from probes.exceptions import UsageError
-from probes.model import Placement
+from probes.model import Placement, UnprobedPool
 from probes.targets import (
     NodeView,
     Taint,
@@ -82,47 +83,96 @@ def test_tainted_matches_without_toleration_name_the_taint_and_the_flag() -> Non
         single_target(CLUSTER, Placement(node_selector={"dindcheck.io/pool": "ci"}))
 
 
-def test_a_tolerated_selector_targets_the_ci_nodes() -> None:
+def test_a_tolerated_selector_is_probed_on_its_first_node_by_name() -> None:
+    """A selector matching several nodes is probed on one, so a mode's checks are proven on the same node."""
     placement = Placement(
         node_selector={"dindcheck.io/pool": "ci"}, tolerations=(parse_toleration("dedicated=ci:NoSchedule"),)
     )
     target = single_target(CLUSTER, placement)
     assert target.nodes == ("node-ci-2", "node-ci")
-    assert target.placement == placement
+    assert target.node == "node-ci"
+    assert target.placement == replace(placement, node="node-ci")
+    assert "first by name" in target.chosen_because
+    assert target.paste.node == ""  # the config to paste targets the selection, never the probed node
+
+
+def test_a_named_node_is_the_one_probed() -> None:
+    target = single_target(CLUSTER, Placement(node="node-a"))
+    assert (target.node, target.placement.node, target.paste.node) == ("node-a", "node-a", "node-a")
+    assert target.chosen_because == "named by --node"
+
+
+ALL = Placement(tolerations=(parse_toleration("all"),))
 
 
 def test_one_node_per_pool_the_same_every_run() -> None:
-    found, notes = pool_targets(CLUSTER, "dindcheck.io/pool", Placement(tolerations=(parse_toleration("all"),)))
-    assert [(t.pool, t.node) for t in found] == [("ci", "node-ci"), ("default", "node-a")]
-    ci = found[0]
+    plan = pool_targets(CLUSTER, "dindcheck.io/pool", ALL)
+    assert [(t.pool, t.node) for t in plan.targets] == [("ci", "node-ci"), ("default", "node-a")]
+    ci = plan.targets[0]
     assert ci.nodes == ("node-ci", "node-ci-2")
     assert "first by name" in ci.chosen_because
     assert ci.placement.node == "node-ci"
     assert ci.placement.tolerations == ({"operator": "Exists"},)
-    assert found[1].chosen_because == "the pool's only Ready node"
-    assert notes == ()  # the gpu pool has no Ready node: nothing to probe, nothing to say
+    assert plan.targets[1].chosen_because == "the pool's only Ready node"
+    assert plan.notes == ()
 
 
-def test_an_untolerated_pool_is_left_out_and_named() -> None:
-    found, notes = pool_targets(CLUSTER, "dindcheck.io/pool", Placement())
-    assert [t.pool for t in found] == ["default"]
-    expected = (
-        "pool ci not probed: every Ready node is tainted dedicated=ci:NoSchedule "
+def test_a_pool_whose_nodes_are_all_not_ready_is_unprobed_and_says_why() -> None:
+    """The gpu pool exists by label but no probe can run there: it is named, never silently dropped."""
+    plan = pool_targets(CLUSTER, "dindcheck.io/pool", ALL)
+    assert plan.unprobed == (UnprobedPool("gpu", ("node-b",), "no Ready, schedulable node: node-b NotReady"),)
+
+
+def test_a_cordoned_pool_is_unprobed_and_says_why() -> None:
+    cordoned = replace(CI, schedulable=False)
+    both = replace(CI_2, ready=False, schedulable=False)
+    plan = pool_targets((DEFAULT, cordoned, both), "dindcheck.io/pool", ALL)
+    assert [t.pool for t in plan.targets] == ["default"]
+    assert plan.unprobed == (
+        UnprobedPool(
+            "ci",
+            ("node-ci", "node-ci-2"),
+            "no Ready, schedulable node: node-ci cordoned, node-ci-2 NotReady and cordoned",
+        ),
+    )
+
+
+def test_a_pool_with_one_cordoned_node_is_probed_on_another() -> None:
+    plan = pool_targets((DEFAULT, replace(CI, schedulable=False), CI_2), "dindcheck.io/pool", ALL)
+    assert [(t.pool, t.node, t.nodes) for t in plan.targets] == [
+        ("ci", "node-ci-2", ("node-ci-2",)),
+        ("default", "node-a", ("node-a",)),
+    ]
+    assert plan.unprobed == ()
+
+
+def test_an_untolerated_pool_is_unprobed_and_names_the_toleration() -> None:
+    plan = pool_targets(CLUSTER, "dindcheck.io/pool", Placement())
+    assert [t.pool for t in plan.targets] == ["default"]
+    ci = next(pool for pool in plan.unprobed if pool.name == "ci")
+    assert ci.nodes == ("node-ci", "node-ci-2")
+    assert ci.reason == (
+        "every Ready node is tainted dedicated=ci:NoSchedule "
         "(add --toleration dedicated=ci:NoSchedule, or --toleration all)"
     )
-    assert notes == (expected,)
+    assert [pool.name for pool in plan.unprobed] == ["ci", "gpu"]
 
 
 def test_nodes_without_the_label_are_named() -> None:
     unlabelled = NodeView("plain", ready=True, schedulable=True)
-    found, notes = pool_targets((DEFAULT, unlabelled), "dindcheck.io/pool", Placement())
-    assert [t.pool for t in found] == ["default"]
-    assert notes == ("--each-pool dindcheck.io/pool: not probed, no dindcheck.io/pool label: plain",)
+    plan = pool_targets((DEFAULT, unlabelled), "dindcheck.io/pool", Placement())
+    assert [t.pool for t in plan.targets] == ["default"]
+    assert plan.notes == ("--each-pool dindcheck.io/pool: not probed, no dindcheck.io/pool label: plain",)
 
 
 def test_no_pool_at_all_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="no Ready node has the label agentpool"):
+    with pytest.raises(UsageError, match="no node has the label agentpool"):
         pool_targets(CLUSTER, "agentpool", Placement())
+
+
+def test_no_pool_that_can_be_probed_is_a_usage_error_naming_each() -> None:
+    with pytest.raises(UsageError, match=r"no pool to probe.*pool ci: every Ready node is tainted.*pool gpu: no Ready"):
+        pool_targets((CI, NOT_READY), "dindcheck.io/pool", Placement())
 
 
 def test_placement_is_merged_into_the_pod_spec() -> None:
@@ -152,8 +202,7 @@ def test_short_names_are_dns_labels_and_stay_apart() -> None:
 
 
 def test_the_config_to_paste_targets_the_pool_with_the_taints_met_not_everything() -> None:
-    found, _ = pool_targets(CLUSTER, "dindcheck.io/pool", Placement(tolerations=(parse_toleration("all"),)))
-    ci, default = found
+    ci, default = pool_targets(CLUSTER, "dindcheck.io/pool", ALL).targets
     assert ci.paste == Placement(
         node_selector={"dindcheck.io/pool": "ci"},
         tolerations=({"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"},),

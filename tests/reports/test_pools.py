@@ -283,6 +283,7 @@ def test_the_multi_pool_json_validates_and_has_the_pool_blocks() -> None:
         "timing",
         "pool_label",
         "pools",
+        "unprobed_pools",
         "required_mode",
     ]
     assert document["checks"] == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -311,3 +312,63 @@ def test_a_server_message_quoted_by_the_blocking_check_is_not_repeated(
     )
     rejection = next(reason for reason in recommend(run).reasons if reason.startswith("dind not usable: "))
     assert rejection.count(message) == 1
+
+
+# --- one node must prove everything a mode needs ---
+
+DIND_CHECKS = ("privileged-admission", "socket-sharing", "docker-run")
+
+
+def on_nodes(make_verdict: MakeVerdict, placed: Mapping[str, tuple[str, ...]]) -> tuple[Verdict, ...]:
+    """Passing verdicts of the given checks, each recorded as run on the given nodes (as the engine records them)."""
+    return tuple(replace(make_verdict(check_id), nodes=nodes) for check_id, nodes in placed.items())
+
+
+def test_dind_proven_piecewise_on_two_nodes_is_not_usable(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    """Privileged admitted and the socket shared on node-a, nested docker run on node-b: no node did it all."""
+    placed = {"privileged-admission": ("node-a",), "socket-sharing": ("node-a",), "docker-run": ("node-b",)}
+    run = make_run(*on_nodes(make_verdict, placed))
+    dind = by_mode(run)[Mode.DIND]
+    assert not dind.usable
+    assert dind.blocked_by == DIND_CHECKS
+    cause = "proven on different nodes: privileged-admission on node-a, socket-sharing on node-a, docker-run on node-b"
+    assert dind.causes[0].startswith(cause), dind.causes
+    assert "--node NAME" in dind.causes[0]
+    assert "--each-pool LABEL" in dind.causes[0]
+    recommendation = recommend(run)
+    assert recommendation.full_docker is Mode.NONE
+    assert any(reason.startswith(f"dind not usable: {cause}") for reason in recommendation.reasons)
+    assert Mode.DIND.value not in recommendation.snippets
+
+
+def test_one_check_whose_pods_spread_over_two_nodes_proves_neither(
+    make_verdict: MakeVerdict, make_run: MakeRun
+) -> None:
+    placed = {"privileged-admission": ("node-a",), "socket-sharing": ("node-a", "node-b"), "docker-run": ("node-a",)}
+    dind = by_mode(make_run(*on_nodes(make_verdict, placed)))[Mode.DIND]
+    assert not dind.usable
+    assert "socket-sharing on node-a, node-b" in dind.causes[0]
+
+
+def test_dind_proven_on_one_node_is_usable(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    run = make_run(*on_nodes(make_verdict, dict.fromkeys(DIND_CHECKS, ("node-a",))))
+    assert by_mode(run)[Mode.DIND].usable
+    assert recommend(run).full_docker is Mode.DIND
+
+
+def test_modes_are_judged_each_on_their_own_checks_nodes(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    """Rootless BuildKit on node-b and DinD on node-a: each mode was proven whole on one node, so both are usable."""
+    placed = {**dict.fromkeys(DIND_CHECKS, ("node-a",)), "buildkit-rootless": ("node-b",)}
+    found = by_mode(make_run(*on_nodes(make_verdict, placed)))
+    assert found[Mode.DIND].usable
+    assert found[Mode.BUILDKIT_ROOTLESS].usable
+
+
+def test_a_failing_check_is_the_cause_not_the_nodes(make_verdict: MakeVerdict, make_run: MakeRun) -> None:
+    verdicts = (
+        *on_nodes(make_verdict, {"privileged-admission": ("node-a",), "socket-sharing": ("node-a",)}),
+        replace(make_verdict("docker-run", Status.FAIL, "no iptables nat"), nodes=("node-b",)),
+    )
+    dind = by_mode(make_run(*verdicts))[Mode.DIND]
+    assert dind.blocked_by == ("docker-run",)
+    assert dind.causes == ("docker-run failed: no iptables nat",)
