@@ -41,6 +41,12 @@ SECURITY_COST: Mapping[Mode, str] = {
         "sysbox virtualises /proc and /sys for the inner Docker. The cost is a node-level install (sysbox-runc, "
         "usually with CRI-O) and trusting sysbox itself. Runs and builds."
     ),
+    Mode.BUILDPACKS: (
+        "No privileged, no root, no capability, no user namespace, no daemon: the CNB lifecycle runs as the builder "
+        "image's non-root user with all capabilities dropped, RuntimeDefault seccomp and no privilege escalation, "
+        "which Pod Security restricted admits. The exposure is the builder's buildpacks (code you run at build "
+        "time) and what the pod can read. Builds from source only: no Dockerfile, no docker run."
+    ),
     Mode.HOST_SOCKET: (
         "Mounting the node's Docker socket is root on the node: any job can start a privileged container, mount / "
         "and take over the node and every pod on it; jobs also share one daemon and cache. Fails Pod Security "
@@ -70,6 +76,12 @@ SNIPPET_TITLES: Mapping[Mode, tuple[str, ...]] = {
     Mode.SYSBOX: (
         "Sysbox: dockerd without privileged under RuntimeClass sysbox-runc (nodes need sysbox installed).",
         "The annotation asks CRI-O for a user namespace, as sysbox's Kubernetes guide does.",
+    ),
+    Mode.BUILDPACKS: (
+        "Cloud Native Buildpacks: the lifecycle's creator builds from source (no Dockerfile) and pushes, as the",
+        "builder's non-root user, all capabilities dropped, RuntimeDefault seccomp (Pod Security restricted),",
+        "as tested.",
+        "Put your app's source in /workspace and set the image to push (the last argument).",
     ),
     Mode.HOST_SOCKET: (
         "DISCOURAGED: the node's Docker socket is root on the node; any job can take over the node.",
@@ -303,13 +315,14 @@ def build_snippets(
     usable: frozenset[Mode],
     cache: OverlayResult | None = None,
     tested: Callable[[Mode], tuple[TestedSpec, ...]] | None = None,
+    from_source: Mode = Mode.NONE,
 ) -> dict[str, str]:
     """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode.
 
     With DinD recommended and GitLab's TLS layout proven, 'gitlab' too: the .gitlab-ci.yml of that layout.
     """
     config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
-    for mode in dict.fromkeys((full_docker, build_only)):
+    for mode in dict.fromkeys((full_docker, build_only, from_source)):
         specs = tested(mode) if tested is not None and mode is not Mode.NONE else ()
         chosen = pick_tested(mode, specs)
         if chosen is not None:
