@@ -330,4 +330,58 @@ def build_snippets(
         tls = next((spec for spec in specs if spec.proven and spec.layout == "tls"), None)
         if mode is Mode.DIND and tls is not None:
             config[GITLAB_SNIPPET] = gitlab_snippet(tls, proven_remedies(specs))
+        if mode is Mode.BUILDPACKS and chosen is not None:
+            config[GITLAB_BUILDPACKS_SNIPPET] = gitlab_buildpacks_snippet(chosen)
     return config
+
+
+GITLAB_BUILDPACKS_SNIPPET = "gitlab-buildpacks"
+"""recommendation.snippets key of the GitLab CI job for buildpacks: added when from_source is buildpacks."""
+GITLAB_CNB_AUTH = (
+    'export CNB_REGISTRY_AUTH="{\\"$CI_REGISTRY\\":\\"Basic $(printf %s:%s "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD"'
+    " | base64 | tr -d '\\n')\\\"}\""
+)
+"""The lifecycle's push credentials (CNB_REGISTRY_AUTH), from GitLab's predefined registry variables."""
+PROBE_ONLY_CREATOR_ARGS = ("-app=", "-report=")
+"""Creator args that place the probe's own files: the job's source is $CI_PROJECT_DIR, its report stays in /layers."""
+
+
+def gitlab_buildpacks_snippet(tested: TestedSpec) -> str:
+    """.gitlab-ci.yml job calling the creator as tested (image, platform API, flags), from the project's source.
+
+    The tested securityContext and the layers emptyDir become GitLab Runner config.toml lines: the job container
+    must get them from the runner, as a restricted namespace requires.
+    """
+    (creator,) = tested.spec["containers"]
+    args = [str(arg) for arg in creator["args"][:-1] if not str(arg).startswith(PROBE_ONLY_CREATOR_ARGS)]
+    command = " ".join(
+        [str(creator["command"][0]), '-app="$CI_PROJECT_DIR"', *args, '"$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"']
+    )
+    document = {
+        "buildpacks-build": {
+            "image": {"name": str(creator["image"]), "entrypoint": [""]},
+            "variables": _env(creator),
+            "before_script": [GITLAB_CNB_AUTH],
+            "script": [command],
+        }
+    }
+    context = creator["securityContext"]
+    comments = (
+        "GitLab CI, Kubernetes executor: the CNB lifecycle's creator from the project's source, no Dockerfile, as",
+        "tested: the builder image, its own non-root user, all capabilities dropped, RuntimeDefault seccomp, no",
+        "privilege escalation, /layers on an emptyDir. Runner config.toml for that build container:",
+        "  [[runners]]",
+        '    executor = "kubernetes"',
+        "    [runners.kubernetes.build_container_security_context]",
+        f"      run_as_non_root = {str(context['runAsNonRoot']).lower()}",
+        f"      allow_privilege_escalation = {str(context['allowPrivilegeEscalation']).lower()}",
+        "      [runners.kubernetes.build_container_security_context.capabilities]",
+        f"        drop = {json.dumps(context['capabilities']['drop'])}",
+        "    [[runners.kubernetes.volumes.empty_dir]]",
+        '      name = "layers"',
+        '      mount_path = "/layers"',
+        f"Pod Security restricted also wants seccompProfile {context['seccompProfile']['type']} on every container:",
+        "set it on the runner's pods (a [[runners.kubernetes.pod_spec]] patch, FF_USE_ADVANCED_POD_SPEC_CONFIGURATION)",
+        "where your runner version has no seccomp setting. Push credentials: CNB_REGISTRY_AUTH, as below.",
+    )
+    return _yaml(document, comments)

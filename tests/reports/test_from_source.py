@@ -6,11 +6,15 @@ are: the report must say build_only none, from_source buildpacks, and that plain
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 import reports
-from probes.model import Mode, RunResult, Status
-from reports import json_report, recommend
+from probes import specs
+from probes.model import Mode, RunResult, Status, TestedSpec
+from probes.settings import Images, Resources
+from reports import json_report, recommend, snippets
 from tests.reports.conftest import (
     HOST_SOCKET_MISSING,
     LSM_NONE,
@@ -111,3 +115,37 @@ def test_where_dockerfile_builds_work_from_source_is_its_own_answer() -> None:
     assert recommendation.from_source is Mode.BUILDPACKS
     assert set(recommendation.snippets) >= {"buildkit-rootless", "buildpacks"}
     assert recommend.SOURCE_ONLY_ADVICE not in recommendation.reasons
+
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "gitlab-ci-buildpacks.yml"
+
+
+def default_buildpacks_spec() -> TestedSpec:
+    """The buildpacks spec with the default images and resources, as the probe records it."""
+    spec = specs.buildpacks_pod_spec(Images(), Resources(), image="localhost:5000/dindcheck/buildpacks:abcde")
+    return specs.record(Mode.BUILDPACKS, "buildpacks", spec, proven=True)
+
+
+def test_the_gitlab_job_calls_the_creator_as_tested() -> None:
+    tested = default_buildpacks_spec()
+    text = snippets.gitlab_buildpacks_snippet(tested)
+    job = yaml.safe_load(text)["buildpacks-build"]
+    (creator,) = tested.spec["containers"]
+    assert job["image"] == {"name": creator["image"], "entrypoint": [""]}
+    assert job["variables"] == {"CNB_PLATFORM_API": "0.13"}
+    (command,) = job["script"]
+    assert command.startswith('/cnb/lifecycle/creator -app="$CI_PROJECT_DIR" -layers=/layers -log-level=info ')
+    assert command.endswith('"$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"')
+    assert "termination-log" not in command  # where the probe reads its digest, not a job's business
+    for line in ("run_as_non_root = true", "allow_privilege_escalation = false", 'drop = ["ALL"]', "RuntimeDefault"):
+        assert line in text
+
+
+def test_the_gitlab_job_comes_with_buildpacks_recommended_for_source_builds() -> None:
+    assert "gitlab-buildpacks" in recommend.recommend(psa_restricted()).snippets
+    assert "gitlab-buildpacks" not in recommend.recommend(permissive()).snippets
+
+
+def test_the_gitlab_example_is_what_the_renderer_writes() -> None:
+    """examples/gitlab-ci-buildpacks.yml (checked against GitLab's CI schema by examples/validate) is the snippet."""
+    assert EXAMPLE.read_text(encoding="utf-8") == snippets.gitlab_buildpacks_snippet(default_buildpacks_spec())
