@@ -267,6 +267,7 @@ def buildpacks_pod_spec(
         f"-layers={CNB_LAYERS}",
         "-report=/dev/termination-log",
         "-log-level=info",
+        "-no-color",
         *(f"-insecure-registry={registry}" for registry in insecure_registries),
         image,
     ]

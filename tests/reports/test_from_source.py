@@ -134,7 +134,9 @@ def test_the_gitlab_job_calls_the_creator_as_tested() -> None:
     assert job["image"] == {"name": creator["image"], "entrypoint": [""]}
     assert job["variables"] == {"CNB_PLATFORM_API": "0.13"}
     (command,) = job["script"]
-    assert command.startswith('/cnb/lifecycle/creator -app="$CI_PROJECT_DIR" -layers=/layers -log-level=info ')
+    assert command.startswith(
+        '/cnb/lifecycle/creator -app="$CI_PROJECT_DIR" -layers=/layers -log-level=info -no-color '
+    )
     assert command.endswith('"$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"')
     assert "termination-log" not in command  # where the probe reads its digest, not a job's business
     for line in ("run_as_non_root = true", "allow_privilege_escalation = false", 'drop = ["ALL"]', "RuntimeDefault"):
