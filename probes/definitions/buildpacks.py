@@ -86,11 +86,12 @@ EXPORT_REFUSED: tuple[Needle, ...] = (
 DETECTION_FAILED: tuple[Needle, ...] = ("no buildpack groups passed detection", "failed to detect")
 
 APP = "Procfile"
-# The scaffolding's first step: the app source, made here, writable by whichever non-root user the builder has.
+# The scaffolding's first step: the app source, made here, writable by whichever non-root user the builder has (the
+# emptyDir itself is world-writable, and only its owner, root, may chmod it).
 PREPARE = rf"""
 set -eu
 printf 'web: echo "built from source by dindcheck %s"\n' "$RUN_ID" > {specs.CNB_WORKSPACE}/{APP}
-chmod -R a+rwX {specs.CNB_WORKSPACE}
+chmod a+rw {specs.CNB_WORKSPACE}/{APP}
 """
 HELPER_UID = _registry.REGISTRY_UID
 """The scaffolding's user (nobody), as the throwaway registry's: restricted-shaped, it needs nothing more."""
