@@ -78,6 +78,14 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "modes": ("none", "none"),
         "from_source": "buildpacks",
     },
+    "psa-restricted+two-nodes": {  # untargeted: the ci node's taint keeps every probe on the default node
+        "privileged-admission": {"fail"},
+        "buildkit-rootless": {"fail"},
+        "kaniko": {"fail"},
+        "buildpacks": {"pass"},
+        "modes": ("none", "none"),
+        "from_source": "buildpacks",
+    },
     "userns-off": {
         "privileged-admission": {"pass"},
         "overlay-cache": {"pass"},
