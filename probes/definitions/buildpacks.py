@@ -286,7 +286,9 @@ def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]
 
 def _creator_failed(what: str, creator: dict[str, Any], evidence: dict[str, Any]) -> Outcome:
     """The creator exited non-zero: a named cause, the registry's refusal, an app it did not detect, or its words."""
-    text = " ".join(creator.get("log", [])) or creator.get("message", "") or creator.get("reason", "")
+    log = creator.get("log", [])
+    errors = [line for line in log if line.startswith("ERROR:")]  # the lifecycle's own words, without its progress
+    text = " ".join(errors or log) or creator.get("message", "") or creator.get("reason", "")
     cause = classify_failure(text)
     if cause:
         return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(text, 240)})", evidence)

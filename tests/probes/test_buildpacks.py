@@ -137,9 +137,11 @@ def test_a_registry_refusing_the_export_proves_nothing_about_the_lifecycle() -> 
         f"access to {REF}: POST http://localhost:5000/v2/dindcheck/buildpacks/blobs/uploads/: unexpected status code "
         "405 Method Not Allowed: Method not allowed"
     )
-    outcome = buildpacks.verdict(steps(creator=creator_failed(log)), REF, {})
+    progress = ("Warning: No cached data will be used, no cache specified.", "===> ANALYZING")
+    outcome = buildpacks.verdict(steps(creator=creator_failed(*progress, log)), REF, {})
     assert outcome.status is Status.INCONCLUSIVE
-    assert "the registry refused the export" in outcome.summary
+    assert "the registry refused the export: ERROR: failed to initialize analyzer" in outcome.summary
+    assert "Warning" not in outcome.summary
     assert "not the lifecycle" in outcome.summary
     assert "--registry-secret" in (outcome.remediation or "")
 
