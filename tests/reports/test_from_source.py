@@ -16,11 +16,15 @@ from probes.model import Mode, RunResult, Status, TestedSpec
 from probes.settings import Images, Resources
 from reports import json_report, recommend, snippets
 from tests.reports.conftest import (
+    CI_NODES,
+    DEFAULT_NODES,
     HOST_SOCKET_MISSING,
     LSM_NONE,
     SYSBOX_MISSING,
     TESTED_IMAGES,
     TESTED_RESOURCES,
+    make_pool,
+    make_pools_run,
     make_run,
     make_verdict,
     permissive,
@@ -151,3 +155,12 @@ def test_the_gitlab_job_comes_with_buildpacks_recommended_for_source_builds() ->
 def test_the_gitlab_example_is_what_the_renderer_writes() -> None:
     """examples/gitlab-ci-buildpacks.yml (checked against GitLab's CI schema by examples/validate) is the snippet."""
     assert EXAMPLE.read_text(encoding="utf-8") == snippets.gitlab_buildpacks_snippet(default_buildpacks_spec())
+
+
+def test_every_pool_restricted_gives_from_source_buildpacks_on_every_pool() -> None:
+    verdicts = psa_restricted().verdicts
+    run = make_pools_run(make_pool("default", DEFAULT_NODES, verdicts), make_pool("ci", CI_NODES, verdicts))
+    recommendation = reports.build_report(run).recommendation
+    assert (recommendation.build_only, recommendation.from_source) == (Mode.NONE, Mode.BUILDPACKS)
+    assert recommend.SOURCE_ONLY_ADVICE in recommendation.reasons
+    assert "buildpacks" in recommendation.snippets
