@@ -62,6 +62,12 @@ def add_options(parser: pytest.Parser) -> None:
         "--image-kaniko", default=defaults.kaniko, help=f"Kaniko executor image (default: {defaults.kaniko})"
     )
     group.addoption(
+        "--image-builder",
+        default=defaults.builder,
+        help=f"Cloud Native Buildpacks builder image (lifecycle + buildpacks) for the buildpacks check "
+        f"(default: {defaults.builder})",
+    )
+    group.addoption(
         "--image-registry", default=defaults.registry, help=f"throwaway registry image (default: {defaults.registry})"
     )
     group.addoption(
@@ -273,6 +279,7 @@ def read_options(config: pytest.Config) -> Options:
             tools=get("image_tools"),
             registry=get("image_registry"),
             kaniko=get("image_kaniko"),
+            builder=get("image_builder"),
             job=get("image_job") or "",
         ),
         image_pull_secret=get("image_pull_secret"),

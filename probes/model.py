@@ -31,6 +31,8 @@ class Mode(enum.Enum):
     KANIKO = "kaniko"
     SYSBOX = "sysbox"
     HOST_SOCKET = "host-socket"
+    BUILDPACKS = "buildpacks"
+    """Cloud Native Buildpacks: builds and pushes from source, no Dockerfile (a separate question from build_only)."""
     NONE = "none"
 
 

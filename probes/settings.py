@@ -23,6 +23,9 @@ class Images:
     registry: str = "docker.io/library/registry:2"
     kaniko: str = "cgr.dev/chainguard/kaniko:latest"
     """Chainguard's build of chainguard-dev/kaniko, the maintained fork (upstream Kaniko was archived in 2025)."""
+    builder: str = "docker.io/paketobuildpacks/builder-jammy-base:latest"
+    """A CNB builder (lifecycle + buildpacks): Paketo's base builder, whose order has a group of the Procfile
+    buildpack alone, so the probe's Procfile app (the smallest source it builds) is detected."""
     job: str = ""
     """The job container's image, whose docker CLI talks to the sidecar (empty: the DinD image's own CLI)."""
 
@@ -37,6 +40,7 @@ class Images:
             "dind": self.dind,
             "buildkit": self.buildkit,
             "kaniko": self.kaniko,
+            "builder": self.builder,
             "tools": self.tools,
             "registry": self.registry,
         }

@@ -231,6 +231,67 @@ def kaniko_pod_spec(
     return {"containers": [container], "volumes": volumes}
 
 
+CNB_WORKSPACE = "/workspace"
+CNB_LAYERS = "/layers"
+CNB_CREATOR = "/cnb/lifecycle/creator"
+CNB_PLATFORM_API = "0.13"
+"""The platform API the creator is asked for: 0.13 is the oldest with -insecure-registry (lifecycle 0.18 and newer)."""
+CNB_DOCKER_CONFIG = "/home/cnb/.docker"
+
+
+def restricted_context() -> dict[str, Any]:
+    """What Pod Security restricted requires of every container; no uid: the image's own non-root user runs."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def buildpacks_pod_spec(
+    images: Images,
+    resources: Resources,
+    *,
+    image: str = "REGISTRY/IMAGE:TAG",
+    insecure_registries: tuple[str, ...] = (),
+    registry_secret: str | None = None,
+) -> dict[str, Any]:
+    """The CNB lifecycle's creator in the builder image, as kpack and Tekton's buildpacks task run it: no daemon.
+
+    The Pod Security restricted shape: runAsNonRoot (the builder image's own CNB user runs, so a root builder is
+    refused by the kubelet), all capabilities dropped, RuntimeDefault seccomp, no privilege escalation. The source
+    is in /workspace, the layers on an emptyDir; the creator detects, builds and exports to `image`, and its report
+    (with the pushed digest) lands in the termination message.
+    """
+    args = [
+        f"-app={CNB_WORKSPACE}",
+        f"-layers={CNB_LAYERS}",
+        "-report=/dev/termination-log",
+        "-log-level=info",
+        "-no-color",
+        *(f"-insecure-registry={registry}" for registry in insecure_registries),
+        image,
+    ]
+    container = _container(
+        "creator",
+        images.builder,
+        resources,
+        command=[CNB_CREATOR],
+        args=args,
+        env=[{"name": "CNB_PLATFORM_API", "value": CNB_PLATFORM_API}],
+        securityContext=restricted_context(),
+        volumeMounts=[
+            {"name": "workspace", "mountPath": CNB_WORKSPACE},
+            {"name": "layers", "mountPath": CNB_LAYERS},
+        ],
+    )
+    volumes: list[dict[str, Any]] = [{"name": "workspace", "emptyDir": {}}, {"name": "layers", "emptyDir": {}}]
+    if registry_secret:
+        _mount_registry_auth(container, volumes, registry_secret, CNB_DOCKER_CONFIG)
+    return {"containers": [container], "volumes": volumes}
+
+
 def sysbox_pod_spec(images: Images, resources: Resources, *, job_uid: int = 0, dind_env: Env = ()) -> dict[str, Any]:
     """DinD under sysbox: the same sidecar layout, no privileged at all; the runtime provides the isolation."""
     layout = dind_pod_spec(images, resources, privileged=False, job_uid=job_uid, dind_env=dind_env)
@@ -271,6 +332,7 @@ def mode_specs(
         Mode.KANIKO: kaniko_pod_spec(images, resources),
         Mode.SYSBOX: sysbox_pod_spec(images, resources, job_uid=job_uid, dind_env=dind_env),
         Mode.HOST_SOCKET: host_socket_pod_spec(images, resources),
+        Mode.BUILDPACKS: buildpacks_pod_spec(images, resources),
     }
 
 

@@ -103,6 +103,7 @@ def build_report_json(
         "recommendation": {
             "full_docker": recommendation.full_docker.value,
             "build_only": recommendation.build_only.value,
+            "from_source": recommendation.from_source.value,
             "reasons": list(recommendation.reasons),
             "snippets": dict(recommendation.snippets),
         },

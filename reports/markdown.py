@@ -34,6 +34,7 @@ SNIPPET_TITLES: Mapping[str, str] = {
     Mode.DIND.value: "Docker-in-Docker sidecar (pod spec)",
     Mode.BUILDKIT_ROOTLESS.value: "Rootless BuildKit sidecar (pod spec)",
     Mode.KANIKO.value: "Kaniko executor (pod spec)",
+    Mode.BUILDPACKS.value: "Cloud Native Buildpacks creator, from source (pod spec)",
     Mode.SYSBOX.value: "Sysbox (pod spec)",
     "gitlab": "GitLab CI, Kubernetes executor (`.gitlab-ci.yml`: docker:dind service over TLS, as tested)",
     Mode.HOST_SOCKET.value: "Host Docker socket (pod spec, discouraged)",
@@ -85,7 +86,8 @@ def _headline(report: Report) -> list[str]:
         "",
         (
             f"**Full Docker (docker run){every}:** `{recommendation.full_docker.value}` · "
-            f"**Build only (build + push){every}:** `{recommendation.build_only.value}`"
+            f"**Build only (build + push){every}:** `{recommendation.build_only.value}` · "
+            f"**From source, no Dockerfile{every}:** `{recommendation.from_source.value}`"
         ),
         "",
     ]

@@ -58,11 +58,11 @@ def _per_pool_reason(purpose: str, pools: Sequence[PoolReport], chosen: Callable
     return f"{purpose} per pool: {each}"
 
 
-def _nothing_builds_reason(pools: Sequence[PoolReport]) -> str:
+def _nothing_builds_reason(pools: Sequence[PoolReport], from_source: Mode) -> str:
     """The advice when no mode builds on every pool: alternatives only when no pool builds at all."""
     building = [pool for pool in pools if pool.report.recommendation.build_only is not Mode.NONE]
     if not building:
-        return recommend.ALTERNATIVES_ADVICE
+        return recommend.no_dockerfile_path_advice(from_source)
     where = ", ".join(f"{pool.name} ({pool.report.recommendation.build_only.value})" for pool in building)
     return f"no mode builds on every pool: build only on pool(s) {where}, or fix the others (see each pool's block)"
 
@@ -97,16 +97,20 @@ def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAss
     by_mode = {assessment.mode: assessment for assessment in assessments}
     full_docker = recommend.first_usable(FULL_DOCKER_ORDER, by_mode)
     build_only = recommend.first_usable(BUILD_ONLY_ORDER, by_mode)
+    from_source = recommend.first_usable(recommend.FROM_SOURCE_ORDER, by_mode)
     reasons = [
         _choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
         _per_pool_reason("full_docker", pools, lambda found: found.full_docker),
         _choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
         _per_pool_reason("build_only", pools, lambda found: found.build_only),
+        _choice_reason("from_source", from_source, recommend.FROM_SOURCE_ORDER),
     ]
     reasons.extend(recommend.rejection_reason(assessment) for assessment in assessments if not assessment.usable)
     if build_only is Mode.NONE:
-        reasons.append(_nothing_builds_reason(pools))
-    sources = {mode: pool for mode in (full_docker, build_only) if (pool := proven_on(mode, pools)) is not None}
+        reasons.append(_nothing_builds_reason(pools, from_source))
+    sources = {
+        mode: pool for mode in (full_docker, build_only, from_source) if (pool := proven_on(mode, pools)) is not None
+    }
     said = {mode: pool_differences(mode, source, pools) for mode, source in sources.items()}
     reasons.extend(
         f"config to paste for {mode.value}: the pod spec proven on pool {sources[mode].name}; {'; '.join(lines)}; "
@@ -131,5 +135,12 @@ def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAss
             )
             for mode, lines in said.items()
         },
+        from_source=from_source,
     )
-    return Recommendation(full_docker=full_docker, build_only=build_only, reasons=tuple(reasons), snippets=config)
+    return Recommendation(
+        full_docker=full_docker,
+        build_only=build_only,
+        reasons=tuple(reasons),
+        snippets=config,
+        from_source=from_source,
+    )

@@ -33,6 +33,14 @@ ALTERNATIVES_ADVICE = (
     "service)"
 )
 
+SOURCE_ONLY_ADVICE = (
+    "Dockerfile builds have no verified path on this cluster (build_only: none), but source builds do: Cloud Native "
+    "Buildpacks (from_source: buildpacks) build your app from its source, without a Dockerfile, and push the image, "
+    "as a non-root user with no capabilities (Pod Security restricted); paste the buildpacks config. For Dockerfile "
+    "builds, UNVERIFIED alternatives (dindcheck did not probe them): Buildah with --isolation chroot, or a remote "
+    "builder outside this cluster"
+)
+
 
 @dataclass(frozen=True)
 class ModeRule:
@@ -45,10 +53,13 @@ class ModeRule:
     """Checks read for warnings and for explaining a rejection; they never block."""
     can_run: bool
     can_build: bool
+    """Builds a Dockerfile and pushes (build_only)."""
     cache_path: str = ""
     """Where the mode keeps its layer cache: named in overlay advice."""
     standing_warnings: tuple[str, ...] = ()
     """Warnings that hold whatever the checks say."""
+    from_source: bool = False
+    """Builds an app from its source, without a Dockerfile, and pushes (from_source): never a Dockerfile builder."""
 
 
 # Rows are in security order (most secure first): the recommendation takes the first usable row that can do the job.
@@ -91,10 +102,20 @@ DECISION_TABLE: tuple[ModeRule, ...] = (
         can_build=True,
         standing_warnings=(HOST_SOCKET_WARNING,),
     ),
+    # from source only: a question of its own (from_source), after the Dockerfile modes
+    ModeRule(
+        mode=Mode.BUILDPACKS,
+        requires=("buildpacks",),
+        cautions=("lsm", "privileged-admission"),
+        can_run=False,
+        can_build=False,
+        from_source=True,
+    ),
 )
 
 FULL_DOCKER_ORDER: tuple[Mode, ...] = tuple(rule.mode for rule in DECISION_TABLE if rule.can_run)
 BUILD_ONLY_ORDER: tuple[Mode, ...] = tuple(rule.mode for rule in DECISION_TABLE if rule.can_build)
+FROM_SOURCE_ORDER: tuple[Mode, ...] = tuple(rule.mode for rule in DECISION_TABLE if rule.from_source)
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,8 @@ class Recommendation:
     build_only: Mode
     reasons: tuple[str, ...]
     snippets: dict[str, str]
+    from_source: Mode = Mode.NONE
+    """The mode that builds from source without a Dockerfile (buildpacks), apart from build_only's Dockerfile builds."""
 
 
 @dataclass(frozen=True)
@@ -289,18 +312,32 @@ def recommend(run: RunResult, assessments: tuple[ModeAssessment, ...] | None = N
     by_mode = {assessment.mode: assessment for assessment in assessments}
     full_docker = first_usable(FULL_DOCKER_ORDER, by_mode)
     build_only = first_usable(BUILD_ONLY_ORDER, by_mode)
+    from_source = first_usable(FROM_SOURCE_ORDER, by_mode)
     reasons = [
         choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
         choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
+        choice_reason("from_source", from_source, FROM_SOURCE_ORDER),
     ]
     reasons.extend(rejection_reason(assessment) for assessment in assessments if not assessment.usable)
     if build_only is Mode.NONE:
-        reasons.append(ALTERNATIVES_ADVICE)
+        reasons.append(no_dockerfile_path_advice(from_source))
     config = snippets.build_snippets(
         full_docker=full_docker,
         build_only=build_only,
         usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
         cache=tested_cache_class(run),
         tested=run.tested_specs,
+        from_source=from_source,
     )
-    return Recommendation(full_docker=full_docker, build_only=build_only, reasons=tuple(reasons), snippets=config)
+    return Recommendation(
+        full_docker=full_docker,
+        build_only=build_only,
+        reasons=tuple(reasons),
+        snippets=config,
+        from_source=from_source,
+    )
+
+
+def no_dockerfile_path_advice(from_source: Mode) -> str:
+    """No Dockerfile builder is usable: say plainly whether source builds still are, and the unverified options."""
+    return ALTERNATIVES_ADVICE if from_source is Mode.NONE else SOURCE_ONLY_ADVICE

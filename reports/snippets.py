@@ -41,6 +41,12 @@ SECURITY_COST: Mapping[Mode, str] = {
         "sysbox virtualises /proc and /sys for the inner Docker. The cost is a node-level install (sysbox-runc, "
         "usually with CRI-O) and trusting sysbox itself. Runs and builds."
     ),
+    Mode.BUILDPACKS: (
+        "No privileged, no root, no capability, no user namespace, no daemon: the CNB lifecycle runs as the builder "
+        "image's non-root user with all capabilities dropped, RuntimeDefault seccomp and no privilege escalation, "
+        "which Pod Security restricted admits. The exposure is the builder's buildpacks (code you run at build "
+        "time) and what the pod can read. Builds from source only: no Dockerfile, no docker run."
+    ),
     Mode.HOST_SOCKET: (
         "Mounting the node's Docker socket is root on the node: any job can start a privileged container, mount / "
         "and take over the node and every pod on it; jobs also share one daemon and cache. Fails Pod Security "
@@ -70,6 +76,12 @@ SNIPPET_TITLES: Mapping[Mode, tuple[str, ...]] = {
     Mode.SYSBOX: (
         "Sysbox: dockerd without privileged under RuntimeClass sysbox-runc (nodes need sysbox installed).",
         "The annotation asks CRI-O for a user namespace, as sysbox's Kubernetes guide does.",
+    ),
+    Mode.BUILDPACKS: (
+        "Cloud Native Buildpacks: the lifecycle's creator builds from source (no Dockerfile) and pushes, as the",
+        "builder's non-root user, all capabilities dropped, RuntimeDefault seccomp (Pod Security restricted),",
+        "as tested.",
+        "Put your app's source in /workspace and set the image to push (the last argument).",
     ),
     Mode.HOST_SOCKET: (
         "DISCOURAGED: the node's Docker socket is root on the node; any job can take over the node.",
@@ -395,6 +407,7 @@ def build_snippets(
     cache: OverlayResult | None = None,
     tested: Callable[[Mode], tuple[TestedSpec, ...]] | None = None,
     comments: Mapping[Mode, tuple[str, ...]] | None = None,
+    from_source: Mode = Mode.NONE,
 ) -> dict[str, str]:
     """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode.
 
@@ -402,7 +415,7 @@ def build_snippets(
     comments: more to say beside a mode's pod (what other pools' specs differ in).
     """
     config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
-    for mode in dict.fromkeys((full_docker, build_only)):
+    for mode in dict.fromkeys((full_docker, build_only, from_source)):
         specs = tested(mode) if tested is not None and mode is not Mode.NONE else ()
         chosen = pick_tested(mode, specs)
         extra = (comments or {}).get(mode, ())
@@ -414,4 +427,58 @@ def build_snippets(
         if mode is Mode.DIND and tls is not None:
             also = partial_proofs(specs, (TLS_LAYOUT,))
             config[GITLAB_SNIPPET] = gitlab_snippet(tls, proven_remedies(specs), also)
+        if mode is Mode.BUILDPACKS and chosen is not None:
+            config[GITLAB_BUILDPACKS_SNIPPET] = gitlab_buildpacks_snippet(chosen)
     return config
+
+
+GITLAB_BUILDPACKS_SNIPPET = "gitlab-buildpacks"
+"""recommendation.snippets key of the GitLab CI job for buildpacks: added when from_source is buildpacks."""
+GITLAB_CNB_AUTH = (
+    'export CNB_REGISTRY_AUTH="{\\"$CI_REGISTRY\\":\\"Basic $(printf %s:%s "$CI_REGISTRY_USER" "$CI_REGISTRY_PASSWORD"'
+    " | base64 | tr -d '\\n')\\\"}\""
+)
+"""The lifecycle's push credentials (CNB_REGISTRY_AUTH), from GitLab's predefined registry variables."""
+PROBE_ONLY_CREATOR_ARGS = ("-app=", "-report=")
+"""Creator args that place the probe's own files: the job's source is $CI_PROJECT_DIR, its report stays in /layers."""
+
+
+def gitlab_buildpacks_snippet(tested: TestedSpec) -> str:
+    """.gitlab-ci.yml job calling the creator as tested (image, platform API, flags), from the project's source.
+
+    The tested securityContext and the layers emptyDir become GitLab Runner config.toml lines: the job container
+    must get them from the runner, as a restricted namespace requires.
+    """
+    (creator,) = tested.spec["containers"]
+    args = [str(arg) for arg in creator["args"][:-1] if not str(arg).startswith(PROBE_ONLY_CREATOR_ARGS)]
+    command = " ".join(
+        [str(creator["command"][0]), '-app="$CI_PROJECT_DIR"', *args, '"$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"']
+    )
+    document = {
+        "buildpacks-build": {
+            "image": {"name": str(creator["image"]), "entrypoint": [""]},
+            "variables": _env(creator),
+            "before_script": [GITLAB_CNB_AUTH],
+            "script": [command],
+        }
+    }
+    context = creator["securityContext"]
+    comments = (
+        "GitLab CI, Kubernetes executor: the CNB lifecycle's creator from the project's source, no Dockerfile, as",
+        "tested: the builder image, its own non-root user, all capabilities dropped, RuntimeDefault seccomp, no",
+        "privilege escalation, /layers on an emptyDir. Runner config.toml for that build container:",
+        "  [[runners]]",
+        '    executor = "kubernetes"',
+        "    [runners.kubernetes.build_container_security_context]",
+        f"      run_as_non_root = {str(context['runAsNonRoot']).lower()}",
+        f"      allow_privilege_escalation = {str(context['allowPrivilegeEscalation']).lower()}",
+        "      [runners.kubernetes.build_container_security_context.capabilities]",
+        f"        drop = {json.dumps(context['capabilities']['drop'])}",
+        "    [[runners.kubernetes.volumes.empty_dir]]",
+        '      name = "layers"',
+        '      mount_path = "/layers"',
+        f"Pod Security restricted also wants seccompProfile {context['seccompProfile']['type']} on every container:",
+        "set it on the runner's pods (a [[runners.kubernetes.pod_spec]] patch, FF_USE_ADVANCED_POD_SPEC_CONFIGURATION)",
+        "where your runner version has no seccomp setting. Push credentials: CNB_REGISTRY_AUTH, as below.",
+    )
+    return _yaml(document, comments)

@@ -160,12 +160,16 @@ def render(report: Report) -> list[str]:
     every = " on every pool" if report.pools else ""
     lines.append(f"full docker (docker run){every}: {recommendation.full_docker.value}")
     lines.append(f"build only (build + push){every}: {recommendation.build_only.value}")
+    lines.append(f"from source, no Dockerfile (build + push){every}: {recommendation.from_source.value}")
     required = report.run.required_mode
     if required is not None:
         lines.append(required_mode_line(report, required))
     lines.append("why:")
     lines += [f"  - {reason}" for reason in recommendation.reasons]
-    if recommendation.full_docker is not Mode.NONE or recommendation.build_only is not Mode.NONE:
+    if any(
+        mode is not Mode.NONE
+        for mode in (recommendation.full_docker, recommendation.build_only, recommendation.from_source)
+    ):
         lines.append("config to paste: see the Markdown report (--report-md) or recommendation.snippets in the JSON")
     lines.append(proved_nothing_line(report))
     return lines

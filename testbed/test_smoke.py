@@ -694,7 +694,7 @@ def test_env_file_matches_contract(tb: Testbed) -> None:
         f"--kubeconfig {env['KUBECONFIG']} --image-dind {env['TESTBED_IMAGE_DIND']} "
         f"--image-buildkit {env['TESTBED_IMAGE_BUILDKIT']} --image-tools {env['TESTBED_IMAGE_TOOLS']} "
         f"--image-registry {env['TESTBED_IMAGE_REGISTRY']} --image-kaniko {env['TESTBED_IMAGE_KANIKO']} "
-        f"--storage-class {env['TESTBED_CACHE_STORAGE_CLASS']}"
+        f"--image-builder {env['TESTBED_IMAGE_BUILDER']} --storage-class {env['TESTBED_CACHE_STORAGE_CLASS']}"
     )
     assert env["TESTBED_PYTEST_ARGS"] == expected
     assert os.access(tb.kubectl_path, os.X_OK)
@@ -702,3 +702,4 @@ def test_env_file_matches_contract(tb: Testbed) -> None:
     assert env["TESTBED_IMAGE_DIND_LEGACY"].rsplit("/", 1)[-1].startswith("dind-legacy:")
     assert (env["TESTBED_IMAGE_DIND"] == env["TESTBED_IMAGE_DIND_LEGACY"]) == (knob(tb, "DIND") == "legacy")
     assert env["TESTBED_IMAGE_KANIKO"].rsplit("/", 1)[-1].startswith("kaniko:")
+    assert env["TESTBED_IMAGE_BUILDER"].rsplit("/", 1)[-1].startswith("builder:")

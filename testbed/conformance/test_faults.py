@@ -486,3 +486,78 @@ def test_tls_certs_that_never_come_are_named_and_the_socket_layouts_still_pass(
     assert tls["reason"] in sharing["summary"]
     assert "DOCKER_TLS_CERTDIR=/certs" in sharing["remediation"]
     assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_a_root_builder_under_restricted_is_refused_and_named(testbed_env: dict[str, str], out_root: Path) -> None:
+    """A builder image whose user is root, in a namespace enforcing Pod Security restricted: the kubelet refuses it.
+
+    The tested spec sets runAsNonRoot and no uid (the builder's own CNB user runs), so the tools image (root) is
+    admitted and then refused by the kubelet; the probe names the cause in the kubelet's words.
+    """
+    run = run_suite(
+        testbed_env,
+        out_root / "root-builder",
+        "-k",
+        "buildpacks",
+        "--namespace-pod-security",
+        "restricted",
+        "--image-builder",
+        testbed_env["TESTBED_IMAGE_TOOLS"],
+    )
+    check = run.check("buildpacks")
+    assert check["status"] == "fail", check
+    assert "the builder image's user is root" in check["summary"]
+    assert "image will run as root" in check["evidence"]["pod"]["reason"], check["evidence"]["pod"]
+    assert run.report["recommendation"]["from_source"] == "none"
+    assert wait_until_clean(testbed_env, 30) == []
+
+
+READ_ONLY_REGISTRY = "dindcheck-readonly-registry"
+
+
+@pytest.mark.usefixtures("permissive")
+def test_a_registry_refusing_the_export_is_named_not_blamed_on_the_lifecycle(
+    testbed_env: dict[str, str], out_root: Path
+) -> None:
+    """--registry that answers but refuses writes (Distribution's read-only mode): inconclusive, in its words."""
+    namespace = READ_ONLY_REGISTRY
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "registry", "namespace": namespace},
+        "spec": {
+            "containers": [
+                {
+                    "name": "registry",
+                    "image": testbed_env["TESTBED_IMAGE_REGISTRY"],
+                    "env": [{"name": "REGISTRY_STORAGE_MAINTENANCE_READONLY", "value": '{"enabled": true}'}],
+                    "readinessProbe": {"httpGet": {"path": "/v2/", "port": 5000}, "periodSeconds": 1},
+                }
+            ]
+        },
+    }
+    kubectl(testbed_env, "create", "namespace", namespace)
+    try:
+        kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
+        kubectl(testbed_env, "-n", namespace, "wait", "--for=condition=Ready", "pod/registry", "--timeout=60s")
+        address = kubectl(testbed_env, "-n", namespace, "get", "pod", "registry", "-o", "jsonpath={.status.podIP}")
+        run = run_suite(
+            testbed_env,
+            out_root / "read-only-registry",
+            "-k",
+            "buildpacks",
+            "--registry",
+            f"{address}:5000",
+            "--registry-insecure",
+        )
+        check = run.check("buildpacks")
+        assert check["status"] == "inconclusive", check
+        assert "the registry refused the export" in check["summary"]
+        assert "not the lifecycle" in check["summary"]
+        assert address in check["summary"]
+        assert check["remediation"]
+        assert run.report["recommendation"]["from_source"] == "none"
+    finally:
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+    assert wait_until_clean(testbed_env, 30) == []

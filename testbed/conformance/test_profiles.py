@@ -19,7 +19,9 @@ from reports import json_report
 from testbed.conformance.harness import Profile, SuiteRun, run_suite, wait_until_clean
 
 ANY = "-"
-# check statuses per profile ("-": whatever is true, stated honestly), then (full_docker, build_only)
+# check statuses per profile ("-": whatever is true, stated honestly), then (full_docker, build_only); from_source:
+# the source-build answer (buildpacks: the CNB lifecycle as a non-root user with no capabilities, what every profile
+# here admits, Pod Security restricted included)
 PERMISSIVE: dict[str, Any] = {
     "privileged-admission": {"pass"},
     "overlay-cache": {"pass"},
@@ -30,7 +32,9 @@ PERMISSIVE: dict[str, Any] = {
     "sysbox": {"skipped"},
     "host-socket": {"skipped"},
     "kaniko": {"pass"},
+    "buildpacks": {"pass"},
     "modes": ("dind", "buildkit-rootless"),
+    "from_source": "buildpacks",
 }
 EXPECTED: dict[str, dict[str, Any]] = {
     "permissive": PERMISSIVE,
@@ -43,14 +47,18 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "docker-run": {"skipped", "inconclusive"},
         "buildkit-rootless": {"pass"},
         "kaniko": {"pass"},
+        "buildpacks": {"pass"},
         "modes": ("none", "buildkit-rootless"),
+        "from_source": "buildpacks",
     },
     "deny-privileged+userns-off": {  # neither privileged nor user namespaces: Kaniko is the build path left
         "privileged-admission": {"fail"},
         "docker-run": {"skipped", "inconclusive"},
         "buildkit-rootless": {"fail"},
         "kaniko": {"pass"},
+        "buildpacks": {"pass"},
         "modes": ("none", "kaniko"),
+        "from_source": "buildpacks",
     },
     "psa-baseline": {
         "privileged-admission": {"fail"},
@@ -58,13 +66,25 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "docker-run": {"skipped", "inconclusive"},
         "buildkit-rootless": {"fail"},
         "kaniko": {"pass"},  # root, default capabilities and seccomp, no escalation: what baseline allows
+        "buildpacks": {"pass"},
         "modes": ("none", "kaniko"),
+        "from_source": "buildpacks",
     },
     "psa-restricted": {
         "privileged-admission": {"fail"},
         "buildkit-rootless": {"fail"},
         "kaniko": {"fail"},  # restricted forbids running as root
+        "buildpacks": {"pass"},  # the only build path left: from source, never a Dockerfile
         "modes": ("none", "none"),
+        "from_source": "buildpacks",
+    },
+    "psa-restricted+two-nodes": {  # untargeted: the ci node's taint keeps every probe on the default node
+        "privileged-admission": {"fail"},
+        "buildkit-rootless": {"fail"},
+        "kaniko": {"fail"},
+        "buildpacks": {"pass"},
+        "modes": ("none", "none"),
+        "from_source": "buildpacks",
     },
     "userns-off": {
         "privileged-admission": {"pass"},
@@ -72,7 +92,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "docker-run": {"pass"},
         "buildkit-rootless": {"fail"},
         "kaniko": {"pass"},
+        "buildpacks": {"pass"},
         "modes": ("dind", "kaniko"),
+        "from_source": "buildpacks",
     },
     "sysbox-class": {
         "privileged-admission": {"pass"},
@@ -215,9 +237,15 @@ def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[st
     snippets = suite_run.report["recommendation"]["snippets"]
     run_images = {
         testbed_env[key]
-        for key in ("TESTBED_IMAGE_DIND", "TESTBED_IMAGE_BUILDKIT", "TESTBED_IMAGE_TOOLS", "TESTBED_IMAGE_KANIKO")
+        for key in (
+            "TESTBED_IMAGE_DIND",
+            "TESTBED_IMAGE_BUILDKIT",
+            "TESTBED_IMAGE_TOOLS",
+            "TESTBED_IMAGE_KANIKO",
+            "TESTBED_IMAGE_BUILDER",
+        )
     }
-    for mode in ("dind", "buildkit-rootless", "kaniko", "sysbox", "host-socket"):
+    for mode in ("dind", "buildkit-rootless", "kaniko", "sysbox", "host-socket", "buildpacks"):
         if mode not in snippets:
             continue
         spec = yaml.safe_load(snippets[mode])["spec"]
@@ -310,3 +338,48 @@ def test_a_baseline_of_the_same_profile_says_no_change(
     assert again.exit_code == 0, again.output[-3000:]
     assert again.report["changes"]["none"] is True, again.report["changes"]
     assert re.search(r"^since the baseline of \S+: no change$", again.output, re.MULTILINE), again.output[-3000:]
+
+
+def test_source_builds_are_their_own_answer(suite_run: SuiteRun, expected: dict[str, Any]) -> None:
+    """from_source names buildpacks where they work; where no Dockerfile builder does, the report says so plainly."""
+    if "from_source" not in expected:
+        pytest.skip("no from_source expectation for this profile")
+    recommendation = suite_run.report["recommendation"]
+    assert recommendation["from_source"] == expected["from_source"], recommendation["reasons"]
+    sentence = "Dockerfile builds have no verified path on this cluster (build_only: none), but source builds do"
+    source_only = recommendation["build_only"] == "none" and recommendation["from_source"] == "buildpacks"
+    assert any(reason.startswith(sentence) for reason in recommendation["reasons"]) == source_only
+    assert f"from source, no Dockerfile (build + push): {expected['from_source']}" in suite_run.output
+    if source_only:
+        assert sentence in suite_run.output
+
+
+def test_buildpacks_build_is_read_back_in_the_restricted_shape(
+    suite_run: SuiteRun, testbed_env: dict[str, str]
+) -> None:
+    """A pass is a source build pushed and read back, run as stored by the API server: restricted, non-root."""
+    buildpacks = suite_run.check("buildpacks")
+    if buildpacks["status"] != "pass":
+        pytest.skip("buildpacks do not work on this profile")
+    evidence = buildpacks["evidence"]
+    assert evidence["builder"] == testbed_env["TESTBED_IMAGE_BUILDER"]
+    assert evidence["readback"]["ok"] is True, evidence["readback"]
+    assert evidence["digest"].startswith("sha256:"), "the creator's report gave no digest"
+    assert evidence["readback"]["digest"] == evidence["digest"]
+    stored = evidence["stored_security_context"]
+    assert stored["runAsNonRoot"] is True
+    assert stored["allowPrivilegeEscalation"] is False
+    assert stored["capabilities"]["drop"] == ["ALL"]
+    assert stored["seccompProfile"]["type"] == "RuntimeDefault"
+    assert "from source (no Dockerfile)" in buildpacks["summary"]
+    snippet = yaml.safe_load(suite_run.report["recommendation"]["snippets"].get("buildpacks", "{}") or "{}")
+    if suite_run.report["recommendation"]["from_source"] == "buildpacks":
+        (container,) = snippet["spec"]["containers"]
+        assert container["name"] == "creator"
+        assert container["image"] == testbed_env["TESTBED_IMAGE_BUILDER"]
+        assert container["securityContext"] == {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }

@@ -53,6 +53,7 @@ builds_ensure() {
   run_with_progress build-buildkit "buildkit build (cold: a few minutes)" "$TB_LIB/build-buildkit.sh" "$TB_BIN"
   run_with_progress build-docker "docker 29 build (cold: about 5 minutes)" "$TB_LIB/build-docker.sh" "$TB_BIN"
   run_with_progress build-kaniko "kaniko build (cold: about 2 minutes)" "$TB_LIB/build-kaniko.sh" "$TB_BIN"
+  run_with_progress build-lifecycle "CNB lifecycle build (cold: about 1.5 minutes)" "$TB_LIB/build-lifecycle.sh" "$TB_BIN"
   if [[ ${NODES:-1} == 2 ]]; then
     run_with_progress build-containerd "containerd 2 build (cold: a few minutes)" "$TB_LIB/build-containerd.sh" "$TB_BIN"
   fi
@@ -64,10 +65,10 @@ images_ensure() {
   [[ -x $TB_LIB/images.sh ]] || die "$TB_LIB/images.sh is missing (the image builder); cannot build the images"
   local out=$TB_STATE/images.refs
   # shellcheck disable=SC2016  # $0/$1 are expanded by the inner bash
-  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |lifecycle |kubernetes )' run_with_progress images-build "image build (cold: several minutes)" \
     bash -c '"$0" build >"$1"' "$TB_LIB/images.sh" "$out"
   local key
-  for key in PAUSE DIND DIND_LEGACY BUILDKIT REGISTRY TOOLS DINDCHECK KANIKO; do
+  for key in PAUSE DIND DIND_LEGACY BUILDKIT REGISTRY TOOLS DINDCHECK KANIKO BUILDER_RUN BUILDER; do
     local v; v=$(sed -n "s/^TESTBED_IMAGE_$key=//p" "$out" | tail -n1)
     [[ -n $v ]] || die "images.sh build printed no TESTBED_IMAGE_$key line (output: $out, log: $TB_LOGS/images-build.log)"
     printf -v "TESTBED_IMAGE_$key" '%s' "$v"
@@ -76,7 +77,7 @@ images_ensure() {
 
 _image_refs() { printf '%s\n' "$TESTBED_IMAGE_PAUSE" "$TESTBED_IMAGE_DIND" "$TESTBED_IMAGE_DIND_LEGACY" \
   "$TESTBED_IMAGE_BUILDKIT" "$TESTBED_IMAGE_REGISTRY" "$TESTBED_IMAGE_TOOLS" "$TESTBED_IMAGE_DINDCHECK" \
-  "$TESTBED_IMAGE_KANIKO"; }
+  "$TESTBED_IMAGE_KANIKO" "$TESTBED_IMAGE_BUILDER_RUN" "$TESTBED_IMAGE_BUILDER"; }
 
 # images_import [SOCKET CTR_DIR NAME]: imports the images into one of our containerds (k8s.io namespace) unless all
 # are there; images.sh runs the ctr found first in CTR_DIR (the second node's containerd 2 gets its own ctr). Default:
@@ -90,7 +91,7 @@ images_import() {
   for ref in $(_image_refs); do grep -qxF "$ref" <<<"$have" || absent=1; done
   ((absent)) || return 0
   log "images: importing into $name (k8s.io)"
-  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress "images-import-$name" \
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |lifecycle |kubernetes )' run_with_progress "images-import-$name" \
     "image import ($name)" "${path[@]}" "$TB_LIB/images.sh" import "$sock"
   have=$("${ctr[@]}" images ls -q 2>/dev/null || true)
   for ref in $(_image_refs); do
@@ -109,5 +110,5 @@ images_push() {
   done
   ((absent)) || return 0
   log "images: pushing to $TB_REGISTRY"
-  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |kubernetes )' run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
+  TB_PROGRESS_RE='^(images:|buildkit |docker |kaniko |lifecycle |kubernetes )' run_with_progress images-push "image push" "$TB_LIB/images.sh" push "$TB_SOCK"
 }

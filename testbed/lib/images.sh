@@ -24,6 +24,7 @@ SRC=$(cd "$LIB/../images" && pwd)
 BIN=$CACHE/bin
 DOCKER_BIN=$BIN/docker-engine # build-docker.sh's output
 KANIKO_BIN=$BIN/kaniko         # build-kaniko.sh's output
+LIFECYCLE_BIN=$BIN/lifecycle   # build-lifecycle.sh's output
 IMAGES=$CACHE/images
 ROOTFS=$CACHE/rootfs
 APT_ARCHIVES=$CACHE/apt-archives # .deb files shared by all image builds (bind-mounted into the chroot)
@@ -32,7 +33,7 @@ LOG=$IMAGES/build.log # debootstrap/apt output; its tail is shown when a build f
 # Everything that decides the base rootfs; changing it rebuilds the base (and so every image).
 BASE_SPEC="v1 $SUITE minbase $MIRROR $SECURITY_MIRROR"
 
-NAMES=(pause tools dind dind-legacy buildkit registry dindcheck kaniko)
+NAMES=(pause tools dind dind-legacy buildkit registry dindcheck kaniko builder-run builder) # builder names builder-run
 # dind: Docker 29 (dockerd, docker-proxy, docker CLI, buildx plugin built by build-docker.sh) on Debian's containerd,
 # runc and tini; dind-legacy: Debian's docker.io (Docker 20.10, API 1.41), the dind image every earlier verdict used.
 DIND_COMMON="iptables ca-certificates busybox-static procps openssl xz-utils pigz"
@@ -45,6 +46,8 @@ declare -A PACKAGES=(
   [registry]="docker-registry ca-certificates"
   [dindcheck]="python3 python3-venv ca-certificates"
   [kaniko]="ca-certificates" # only lends its CA bundle: the image itself is FROM scratch like upstream's
+  [builder-run]="ca-certificates" # the CNB run image: what the app image is built on
+  [builder]="ca-certificates"     # the CNB build image plus the lifecycle, a buildpack and the CNB metadata
 )
 REPO=$(cd "$LIB/../.." && pwd)
 # What the dindcheck image is built from: the package and the suite (a change to any rebuilds it).
@@ -311,6 +314,51 @@ kaniko_scratch() { # kaniko_scratch ROOT: replace the Debian tree by upstream's 
   untrack "$full"
 }
 
+# The CNB builder, laid out as `pack builder create` lays it out: the build image with the lifecycle in
+# /cnb/lifecycle, the buildpack in /cnb/buildpacks/<id with / as _>/<version>, /cnb/order.toml, the run image in
+# /cnb/run.toml (platform API >= 0.12) and /cnb/stack.toml (older), user cnb 1000:1000 named by CNB_USER_ID and
+# CNB_GROUP_ID (image_config). builder-run is the run image: the same Debian base and user.
+CNB_UID=1000
+CNB_BUILDPACK_ID=dindcheck/procfile
+CNB_BUILDPACK_VERSION=0.1.0
+LIFECYCLE_VERSION=$(awk '$1 == "require" && $2 == "github.com/buildpacks/lifecycle" { print substr($3, 2) }' \
+  "$LIB/../go/lifecycle/go.mod")
+
+cnb_user() { # cnb_user ROOT: the CNB user and group 1000:1000, home /home/cnb (the lifecycle looks the uid up)
+  in_chroot "$1" getent passwd cnb >/dev/null && return 0
+  in_chroot "$1" groupadd -g "$CNB_UID" cnb
+  in_chroot "$1" useradd -u "$CNB_UID" -g "$CNB_UID" -m -d /home/cnb -s /bin/bash cnb
+}
+
+custom_builder_run() { cnb_user "$1"; }
+
+custom_builder() {
+  local root=$1 run_ref bp
+  run_ref=$(<"$IMAGES/builder-run.ref")
+  cnb_user "$root"
+  mkdir -p "$root/cnb/lifecycle"
+  cp -a "$LIFECYCLE_BIN"/. "$root/cnb/lifecycle/"
+  rm -f "$root"/cnb/lifecycle/.lifecycle-*
+  bp="$root/cnb/buildpacks/${CNB_BUILDPACK_ID//\//_}/$CNB_BUILDPACK_VERSION"
+  mkdir -p "$bp/bin"
+  install -m 0644 "$SRC/builder/buildpack.toml" "$bp/buildpack.toml"
+  install -m 0755 "$SRC/builder/detect" "$SRC/builder/build" "$bp/bin/"
+  printf '[[order]]\n  [[order.group]]\n    id = "%s"\n    version = "%s"\n' "$CNB_BUILDPACK_ID" \
+    "$CNB_BUILDPACK_VERSION" >"$root/cnb/order.toml"
+  printf '[[images]]\n  image = "%s"\n' "$run_ref" >"$root/cnb/run.toml"
+  printf '[run-image]\n  image = "%s"\n' "$run_ref" >"$root/cnb/stack.toml"
+  mkdir -p "$root/layers" "$root/workspace" "$root/platform"
+  chown "$CNB_UID:$CNB_UID" "$root/layers" "$root/workspace"
+}
+
+cnb_builder_labels() { # cnb_builder_labels RUN_REF: the labels `pack builder create` writes for platforms to read
+  local apis='"buildpack":{"supported":["0.7","0.8","0.9","0.10","0.11"]},"platform":{"supported":["0.7","0.8","0.9","0.10","0.11","0.12","0.13","0.14"]}'
+  printf 'io.buildpacks.builder.metadata={"description":"dindcheck testbed builder","buildpacks":[{"id":"%s","version":"%s"}],"stack":{"runImage":{"image":"%s"}},"lifecycle":{"version":"%s","apis":{%s}},"createdBy":{"name":"dindcheck testbed images.sh"}}\n' \
+    "$CNB_BUILDPACK_ID" "$CNB_BUILDPACK_VERSION" "$1" "$LIFECYCLE_VERSION" "$apis"
+  printf 'io.buildpacks.buildpack.order=[{"group":[{"id":"%s","version":"%s"}]}]\n' "$CNB_BUILDPACK_ID" \
+    "$CNB_BUILDPACK_VERSION"
+}
+
 custom_registry() {
   local root=$1
   mkdir -p "$root/etc/docker/registry" "$root/var/lib/registry"
@@ -368,6 +416,16 @@ image_config() {
     CFG=(--env HOME=/root --env USER=root --env PATH=/usr/local/bin:/kaniko --env SSL_CERT_DIR=/kaniko/ssl/certs
       --env DOCKER_CONFIG=/kaniko/.docker/ --workdir /workspace --entrypoint '["/kaniko/executor"]')
     ;;
+  builder-run)
+    CFG=(--env "$path" --env "CNB_USER_ID=$CNB_UID" --env "CNB_GROUP_ID=$CNB_UID" --user "$CNB_UID:$CNB_UID"
+      --label io.buildpacks.base.distro.name=debian --label io.buildpacks.base.distro.version=12)
+    ;;
+  builder)
+    CFG=(--env "$path" --env "CNB_USER_ID=$CNB_UID" --env "CNB_GROUP_ID=$CNB_UID" --user "$CNB_UID:$CNB_UID"
+      --workdir /layers)
+    local label
+    while IFS= read -r label; do CFG+=(--label "$label"); done < <(cnb_builder_labels "$(<"$IMAGES/builder-run.ref")")
+    ;;
   esac
 }
 
@@ -382,6 +440,10 @@ input_hash() { # hash of everything that decides image $1's content
     dind) sha256sum "$SRC/dind/dockerd-entrypoint.sh" "$SRC/dind/dind" "$DOCKER_BIN"/{dockerd,docker-proxy,docker,docker-buildx} ;;
     dind-legacy) sha256sum "$SRC/dind/dockerd-entrypoint.sh" "$SRC/dind/dind" ;;
     kaniko) sha256sum "$KANIKO_BIN/executor" "$KANIKO_BIN/nsswitch.conf" ;;
+    builder)
+      echo "run=$(<"$IMAGES/builder-run.ref")"
+      sha256sum "$LIFECYCLE_BIN/lifecycle" "$LIFECYCLE_BIN/launcher" "$SRC/builder"/{buildpack.toml,detect,build}
+      ;;
     buildkit) sha256sum "$BIN/buildkitd" "$BIN/buildctl" ;;
     dindcheck) (cd "$REPO" && find "${DINDCHECK_SOURCES[@]}" -type f ! -path '*__pycache__*' -print0 | sort -z |
       xargs -0 sha256sum) ;;
@@ -447,7 +509,7 @@ build_image() { # build_image NAME HASH
   say "$name: built $ref ($(du -h "$IMAGES/$name.tar" | cut -f1), $((SECONDS - t)) s)"
 }
 
-declare -A ESTIMATE=([tools]="5 s" [dind]="25 s" [dind-legacy]="25 s" [buildkit]="15 s" [registry]="10 s" [dindcheck]="40 s" [kaniko]="10 s")
+declare -A ESTIMATE=([tools]="5 s" [dind]="25 s" [dind-legacy]="25 s" [buildkit]="15 s" [registry]="10 s" [dindcheck]="40 s" [kaniko]="10 s" [builder-run]="10 s" [builder]="12 s")
 
 print_refs() {
   local name var
@@ -468,6 +530,7 @@ cmd_build() {
   "$LIB/build-buildkit.sh" "$BIN" >&2
   "$LIB/build-docker.sh" "$BIN" >&2
   "$LIB/build-kaniko.sh" "$BIN" >&2
+  "$LIB/build-lifecycle.sh" "$BIN" >&2
   local name hash
   for name in "${NAMES[@]}"; do
     hash=$(input_hash "$name")

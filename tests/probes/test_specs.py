@@ -56,6 +56,7 @@ def test_mode_specs_cover_every_mode_with_the_containers_users_name() -> None:
         Mode.KANIKO: ["kaniko"],
         Mode.SYSBOX: ["dind", "job"],
         Mode.HOST_SOCKET: ["job"],
+        Mode.BUILDPACKS: ["creator"],
     }
 
 

@@ -40,7 +40,14 @@ def test_written_file_equals_the_report_dict(profile_run: RunResult, tmp_path: P
 
 def test_modes_never_include_none(profile_run: RunResult) -> None:
     modes = reports.build_report(profile_run).json["modes"]
-    assert [mode["id"] for mode in modes] == ["buildkit-rootless", "kaniko", "sysbox", "dind", "host-socket"]
+    assert [mode["id"] for mode in modes] == [
+        "buildkit-rootless",
+        "kaniko",
+        "sysbox",
+        "dind",
+        "host-socket",
+        "buildpacks",
+    ]
     assert all(set(mode) == {"id", "usable", "blocked_by", "warnings"} for mode in modes)
 
 

@@ -60,7 +60,14 @@ def test_every_check_has_every_status_series_and_modes_are_gauges() -> None:
         assert parsed[key("dindcheck_check_duration_seconds", cluster=CLUSTER, pool="", check=check["id"])] == 1.5
     assert parsed[key("dindcheck_check_status", cluster=CLUSTER, pool="", check="privileged-admission", status="fail")]
     usable = {mode["id"]: float(mode["usable"]) for mode in report["modes"]}
-    assert usable == {"buildkit-rootless": 1.0, "kaniko": 0.0, "sysbox": 0.0, "dind": 0.0, "host-socket": 0.0}
+    assert usable == {
+        "buildkit-rootless": 1.0,
+        "kaniko": 0.0,
+        "sysbox": 0.0,
+        "dind": 0.0,
+        "host-socket": 0.0,
+        "buildpacks": 0.0,
+    }
     for mode, value in usable.items():
         assert parsed[key("dindcheck_mode_usable", cluster=CLUSTER, pool="", mode=mode)] == value
     assert sum(1 for name, _ in parsed if name == "dindcheck_check_status") == 4 * len(report["checks"])
