@@ -113,6 +113,17 @@ def pin(core: CoreV1Api, namespace: str, name: str, source: Path | None) -> str:
     return generated_at
 
 
+def _reason(exc: Exception) -> str:
+    """One line: the API's status and its own message, not the response headers an ApiException prints."""
+    if not isinstance(exc, ApiException):
+        return " ".join(str(exc).split())
+    try:
+        message = json.loads(exc.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = ""
+    return f"the API answered {exc.status} {exc.reason}" + (f": {' '.join(str(message).split())}" if message else "")
+
+
 def _say(text: str, *, error: bool = False) -> None:
     print(f"dindcheck history: {text}", file=sys.stderr if error else sys.stdout)
 
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, parser, namespace)
     except (UsageError, ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-        _say(f"could not {args.action} ({namespace}/{args.configmap}): {' '.join(str(exc).split())}", error=True)
+        _say(f"could not {args.action} (configmap {namespace}/{args.configmap}): {_reason(exc)}", error=True)
         return 1
 
 

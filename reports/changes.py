@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,13 @@ NODE_FACTS = ("container_runtime", "kernel")
 """Per-node facts compared: what decides whether overlay, user namespaces and nested runtimes work."""
 WARNING_MARK = "WARNING:"
 """How a probe flags a warning inside a passing verdict's summary (docker-run's stalled nested transfer)."""
+RUN_SPECIFIC = (
+    (re.compile(r"\bdc-[a-z0-9]{5}-"), "dc-RUN-"),
+    (re.compile(r"\bdindcheck-[a-z0-9]{5}\b"), "dindcheck-RUN"),
+    (re.compile(r"\b\d+(?:\.\d+)?s\b"), "Ns"),
+)
+"""What differs between two runs' texts without meaning anything: object names carrying the run id (pods
+dc-<run id>-..., the namespace dindcheck-<run id>) and durations. Warnings are compared without them."""
 ROOT_CAUSE_STATUSES = frozenset({"fail", "inconclusive", NOT_RUN})
 """A blocker in one of these states is a cause; a skipped one is a consequence (its pod was never admitted)."""
 TOP_LEVEL = {"cluster": dict, "checks": list, "modes": list, "recommendation": dict}
@@ -440,6 +448,13 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(_one_line(item) for item in value) if isinstance(value, list) else ()
 
 
+def _comparable(text: str) -> str:
+    """A warning as two runs can compare it: run ids and durations blanked (RUN_SPECIFIC)."""
+    for pattern, replacement in RUN_SPECIFIC:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def _summary_warning(summary: object) -> str:
     """The WARNING clause of a check's summary, to its end; '' when there is none."""
     text = _one_line(summary or "")
@@ -460,8 +475,12 @@ def _new_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[
             _records(old_scopes[name].get("checks"), "id"),
         )
         for mode_id, mode in _records(scope.get("modes"), "id").items():
-            had = set(_strings(old_modes.get(mode_id, {}).get("warnings")))
-            found += [NewWarning(name, mode_id, "", text) for text in _strings(mode.get("warnings")) if text not in had]
+            had = {_comparable(text) for text in _strings(old_modes.get(mode_id, {}).get("warnings"))}
+            found += [
+                NewWarning(name, mode_id, "", text)
+                for text in _strings(mode.get("warnings"))
+                if _comparable(text) not in had
+            ]
         for check_id, check in _records(scope.get("checks"), "id").items():
             warning = _summary_warning(check.get("summary"))
             if warning and not _summary_warning(old_checks.get(check_id, {}).get("summary")):

@@ -158,6 +158,8 @@ def test_nightly_job_reports_the_regression(profile: Profile, nightly: dict[str,
         (out_root / "nightly-3.log").write_text(log)
         report = latest_report(nightly)
         assert "dind" not in report["changes"]["regressions"], report["changes"]
+        # the same warnings as last night, naming this run's pods: no new warning
+        assert report["changes"]["warnings"] == [], report["changes"]["warnings"]
         assert "dind" in report["changes_since_pinned"]["regressions"], report["changes_since_pinned"]
         assert "dind (lost since the pinned baseline of " in gate_line(log), log[-3000:]
         assert not succeeded

@@ -78,7 +78,9 @@ class FakeCore:
     def read_namespaced_config_map(self, name: str, namespace: str, **_: Any) -> Any:
         """The ConfigMap, a 404 when there is none, or the broken server's error."""
         if self.error:
-            raise ApiException(status=self.error, reason="Forbidden")
+            refused = ApiException(status=self.error, reason="Forbidden")
+            refused.body = json.dumps({"message": f'configmaps "{name}" is forbidden: cannot get'})
+            raise refused
         if self.data is None:
             raise ApiException(status=404, reason="Not Found")
         return V1ConfigMap(data=dict(self.data), metadata={"name": name, "namespace": namespace})
@@ -121,8 +123,10 @@ def test_a_fetch_the_api_refuses_fails_loudly(
     assert code == 1
     assert not (tmp_path / "l.json").exists()
     err = capsys.readouterr().err
-    assert "dindcheck history: could not fetch" in err
-    assert "403" in err
+    assert (
+        "dindcheck history: could not fetch (configmap dindcheck/dindcheck-reports): the API answered 403 Forbidden: "
+        'configmaps "dindcheck-reports" is forbidden: cannot get'
+    ) in err
 
 
 def test_pin_copies_the_latest_report_into_the_pin(

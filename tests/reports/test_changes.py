@@ -488,3 +488,19 @@ def test_a_pinned_baseline_of_another_cluster_is_a_usage_error_naming_the_option
             option="--pinned-baseline",
         )
     assert str(raised.value).startswith("--pinned-baseline ")
+
+
+def test_a_warning_that_differs_only_by_the_run_is_no_change() -> None:
+    """Server messages name the run's pods (dc-<run id>-...) and namespace: every night has other names."""
+
+    def with_warning(run_id: str) -> dict[str, Any]:
+        built = report("permissive")
+        (dind,) = [mode for mode in built["modes"] if mode["id"] == "dind"]
+        pod = f"dc-{run_id}-overlay-cache-emptydir"
+        dind["warnings"] = [f'overlay-cache skipped: pods "{pod}" is forbidden in namespace dindcheck-{run_id}; 2.4s']
+        return built
+
+    assert changes.compute_changes(with_warning("lzclh"), with_warning("fst9g")).empty
+    other = with_warning("fst9g")
+    other["modes"][3]["warnings"] = ["overlay-cache skipped: something else"]
+    assert not changes.compute_changes(with_warning("lzclh"), other).empty
