@@ -121,9 +121,16 @@ def add_options(parser: pytest.Parser) -> None:
         help="an earlier --report-json of the same cluster: the reports open with what changed since then",
     )
     group.addoption(
+        "--pinned-baseline",
+        metavar="PATH",
+        help="a known-good --report-json of the same cluster, kept until replaced on purpose: what it proved and this "
+        "run does not is a regression every run (not only the night it was lost)",
+    )
+    group.addoption(
         "--fail-on-regression",
         action="store_true",
-        help="with --baseline: exit 1 when a mode usable in the baseline is no longer usable",
+        help="with --baseline and/or --pinned-baseline: exit 1 when a mode usable on a pool there is no longer usable "
+        "on it, or a pool probed there was not probed",
     )
     group.addoption(
         "--report-prom",
@@ -232,6 +239,7 @@ class Options:
     job_uid: int = 1000
     baseline: str | None = None
     fail_on_regression: bool = False
+    pinned_baseline: str | None = None
     report_prom: str | None = None
     resources: Resources = field(default_factory=Resources)
     dind_env: tuple[tuple[str, str], ...] = ()
@@ -253,8 +261,10 @@ def read_options(config: pytest.Config) -> Options:
     timeout = float(get("timeout"))
     if timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, not {timeout:g}")
-    if get("fail_on_regression") and not get("baseline"):
-        raise UsageError("--fail-on-regression needs --baseline PATH (the report to compare with)")
+    if get("fail_on_regression") and not (get("baseline") or get("pinned_baseline")):
+        raise UsageError(
+            "--fail-on-regression needs --baseline PATH or --pinned-baseline PATH (the report to compare with)"
+        )
     each_pool = get("each_pool")
     if each_pool is not None and not each_pool.strip():
         raise UsageError("--each-pool needs a node label, e.g. --each-pool cloud.google.com/gke-nodepool")
@@ -292,6 +302,7 @@ def read_options(config: pytest.Config) -> Options:
         job_uid=_job_uid(get("job_uid")),
         baseline=get("baseline"),
         fail_on_regression=bool(get("fail_on_regression")),
+        pinned_baseline=get("pinned_baseline"),
         report_prom=get("report_prom"),
         resources=Resources(
             requests=parse_quantities("--pod-requests", get("pod_requests") or ""),

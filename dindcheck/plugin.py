@@ -60,6 +60,7 @@ class RunState:
     last_shown: float = 0.0
     report: reports.Report | None = None
     baseline: dict[str, Any] | None = None
+    pinned: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     collected: bool = False
 
@@ -180,6 +181,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(f"lost the API server during setup: {exc}") from None
 
 
+def _load_baselines(state: RunState, options: Options, server: str) -> None:
+    """--baseline and --pinned-baseline, read and checked (same cluster, schema v1) before any probe pod exists."""
+    if options.baseline:
+        state.baseline = reports.load_baseline(Path(options.baseline), server=server)
+    if options.pinned_baseline:
+        state.pinned = reports.load_baseline(Path(options.pinned_baseline), server=server, option="--pinned-baseline")
+
+
 def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     """Preflight, workspace, probes. state.space is set before anything is created, so any exit can clean up."""
     state.started_at = time.monotonic()
@@ -192,8 +201,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         targeted = bool(options.placement.node_selector or options.placement.node)
         nodes = cluster.node_views(connection) if targeted else ()
         state.targets = (targets.single_target(nodes, options.placement),)
-    if options.baseline:
-        state.baseline = reports.load_baseline(Path(options.baseline), server=connection.server)
+    _load_baselines(state, options, connection.server)
     permissions = cluster.required_permissions(
         borrowed_namespace=options.namespace is not None,
         label_namespace=options.namespace_pod_security is not None,
@@ -400,7 +408,7 @@ def _write_reports(state: RunState, reporter: Any) -> None:
         ),
         unprobed_pools=state.unprobed if options.each_pool else (),
     )
-    state.report = reports.build_report(run, state.baseline)
+    state.report = reports.build_report(run, state.baseline, pinned=state.pinned)
     if options.report_json:
         reports.write_json(state.report, Path(options.report_json))
     if options.report_md:
@@ -443,7 +451,7 @@ def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int
         failed = True
         if reporter is not None:
             reporter.write_line(f"dindcheck: --fail-on-inconclusive: {', '.join(inconclusive)} proved nothing")
-    regressions = report.changes.regressions if report.changes is not None else ()
+    regressions = report.regressions
     if options.fail_on_regression and regressions:
         failed = True
         if reporter is not None:

@@ -3,7 +3,9 @@
 Pure functions over report JSON (schema dindcheck/report/v1): the baseline is an earlier report file, the current
 one is the report being built, so any two reports of one cluster can be compared, whichever dindcheck wrote them.
 In a multi-pool report (a `pools` block) checks are every pool's, named 'pool/check', and modes are the top-level
-ones (usable on every pool), blocked by 'pool/check'.
+ones (usable on every pool), blocked by 'pool/check'. Regressions are judged pool by pool: a mode usable on a pool in
+the baseline and not on that pool now, or a pool probed in the baseline and not now, whatever the every-pool verdict
+says (a mode lost on one pool while another already lacked it leaves that verdict "not usable" both times).
 A baseline is a file from last night, possibly hand-edited or truncated: every read here tolerates missing or
 mistyped keys instead of failing the run with a traceback.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,15 @@ SCHEMA = "dindcheck/report/v1"
 NOT_RUN = "not run"
 NODE_FACTS = ("container_runtime", "kernel")
 """Per-node facts compared: what decides whether overlay, user namespaces and nested runtimes work."""
+WARNING_MARK = "WARNING:"
+"""How a probe flags a warning inside a passing verdict's summary (docker-run's stalled nested transfer)."""
+RUN_SPECIFIC = (
+    (re.compile(r"\bdc-[a-z0-9]{5}-"), "dc-RUN-"),
+    (re.compile(r"\bdindcheck-[a-z0-9]{5}\b"), "dindcheck-RUN"),
+    (re.compile(r"\b\d+(?:\.\d+)?s\b"), "Ns"),
+)
+"""What differs between two runs' texts without meaning anything: object names carrying the run id (pods
+dc-<run id>-..., the namespace dindcheck-<run id>) and durations. Warnings are compared without them."""
 ROOT_CAUSE_STATUSES = frozenset({"fail", "inconclusive", NOT_RUN})
 """A blocker in one of these states is a cause; a skipped one is a consequence (its pod was never admitted)."""
 TOP_LEVEL = {"cluster": dict, "checks": list, "modes": list, "recommendation": dict}
@@ -98,11 +110,18 @@ class ModeChange:
     blocked_by: tuple[str, ...]
     causes: tuple[Cause, ...] = ()
     """The blockers that failed, were inconclusive or did not run; skipped ones only follow from those."""
+    pool: str = ""
+    """The pool this change is on; '' for a report's top-level (every-pool) modes."""
 
     @property
     def regressed(self) -> bool:
         """Usable in the baseline, not now."""
         return self.was_usable and not self.is_usable
+
+    @property
+    def where(self) -> str:
+        """'dind', or 'dind on pool ci'."""
+        return f"{self.id} on pool {self.pool}" if self.pool else self.id
 
     def describe(self) -> str:
         """'dind: usable -> NOT usable (blocked by privileged-admission: <summary>; also docker-run)'."""
@@ -110,7 +129,7 @@ class ModeChange:
         def word(usable: bool) -> str:
             return "usable" if usable else "NOT usable"
 
-        text = f"{self.id}: {word(self.was_usable)} -> {word(self.is_usable)}"
+        text = f"{self.where}: {word(self.was_usable)} -> {word(self.is_usable)}"
         if self.blocked_by:
             named = {cause.check for cause in self.causes}
             parts = [f"{cause.check}: {cause.summary}" if cause.summary else cause.check for cause in self.causes]
@@ -123,8 +142,9 @@ class ModeChange:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        """The changes.modes[] entry."""
+        """The changes.modes[] entry (changes.pool_modes[] adds its pool)."""
         return {
+            **({"pool": self.pool} if self.pool else {}),
             "id": self.id,
             "was_usable": self.was_usable,
             "is_usable": self.is_usable,
@@ -151,6 +171,63 @@ class FactChange:
 
 
 @dataclass(frozen=True)
+class NewWarning:
+    """A warning this run gives that the baseline did not: a mode's (modes[].warnings) or a passing check's."""
+
+    pool: str
+    mode: str
+    check: str
+    warning: str
+
+    def describe(self) -> str:
+        """'mode dind on pool ci: <warning>' or 'check docker-run: WARNING: ...'."""
+        what = f"mode {self.mode}" if self.mode else f"check {self.check}"
+        return f"{what}{f' on pool {self.pool}' if self.pool else ''}: {self.warning}"
+
+    def to_json(self) -> dict[str, str]:
+        """The changes.warnings[] entry."""
+        return {"pool": self.pool, "mode": self.mode, "check": self.check, "warning": self.warning}
+
+
+@dataclass(frozen=True)
+class PoolGone:
+    """A pool the baseline probed and this run did not: nothing it proved then is proven now."""
+
+    pool: str
+    was_usable: tuple[str, ...]
+    """The modes usable on it in the baseline."""
+
+    def describe(self) -> str:
+        """'pool ci was probed in the baseline and not in this run (usable there then: dind)'."""
+        then = f" (usable there then: {', '.join(self.was_usable)})" if self.was_usable else ""
+        return f"pool {self.pool} was probed in the baseline and not in this run{then}"
+
+
+@dataclass(frozen=True)
+class Lost:
+    """One regression: a mode usable in the baseline (on a pool) and not now, or a pool not probed now (mode '')."""
+
+    mode: str
+    pool: str
+
+    def describe(self) -> str:
+        """'dind', 'dind on pool ci' or 'pool ci (probed in the baseline, not in this run)'."""
+        if not self.mode:
+            return f"pool {self.pool} (probed in the baseline, not in this run)"
+        return f"{self.mode} on pool {self.pool}" if self.pool else self.mode
+
+    def markdown(self) -> str:
+        """The same with code spans."""
+        if not self.mode:
+            return f"pool `{self.pool}` (probed in the baseline, not in this run)"
+        return f"`{self.mode}` on pool `{self.pool}`" if self.pool else f"`{self.mode}`"
+
+    def to_json(self) -> dict[str, str]:
+        """The changes.lost[] entry."""
+        return {"mode": self.mode, "pool": self.pool, "summary": self.describe()}
+
+
+@dataclass(frozen=True)
 class Changes:
     """Everything that differs between the baseline report and this one."""
 
@@ -159,20 +236,57 @@ class Changes:
     modes: tuple[ModeChange, ...]
     recommendation: tuple[FactChange, ...]
     cluster: tuple[FactChange, ...]
+    pool_modes: tuple[ModeChange, ...] = ()
+    """Between two multi-pool reports: every mode that changed on a pool (each carries its pool)."""
+    pools_gone: tuple[PoolGone, ...] = ()
+    warnings: tuple[NewWarning, ...] = ()
+
+    @property
+    def shown_pool_modes(self) -> tuple[ModeChange, ...]:
+        """The pool changes of modes whose every-pool verdict stayed the same (the others' line names the pools)."""
+        moved = {change.id for change in self.modes}
+        return tuple(change for change in self.pool_modes if change.id not in moved)
 
     @property
     def empty(self) -> bool:
         """Nothing changed."""
-        return not (self.checks or self.modes or self.recommendation or self.cluster)
+        return self.count() == 0
+
+    @property
+    def lost(self) -> tuple[Lost, ...]:
+        """What --fail-on-regression fails on, judged pool by pool.
+
+        Between multi-pool reports: each mode lost on a pool, each pool gone, and an every-pool loss no pool explains
+        (a pool new in this run lacks the mode). Otherwise the report's own modes, and every pool gone.
+        """
+        per_pool = tuple(Lost(change.id, change.pool) for change in self.pool_modes if change.regressed)
+        explained = {lost.mode for lost in per_pool}
+        top = tuple(Lost(change.id, "") for change in self.modes if change.regressed and change.id not in explained)
+        return (*per_pool, *(Lost("", gone.pool) for gone in self.pools_gone), *top)
 
     @property
     def regressions(self) -> tuple[str, ...]:
-        """Modes usable in the baseline that are not usable now (--fail-on-regression)."""
-        return tuple(change.id for change in self.modes if change.regressed)
+        """Mode ids usable in the baseline (on some pool) and not now (on that pool, or that pool was not probed)."""
+        ids = [lost.mode for lost in self.lost if lost.mode]
+        ids += [mode for gone in self.pools_gone for mode in gone.was_usable]
+        return tuple(dict.fromkeys(ids))
 
     def count(self) -> int:
-        """How many changes there are."""
-        return len(self.checks) + len(self.modes) + len(self.recommendation) + len(self.cluster)
+        """How many changes there are (as listed: a pool's mode change only when the every-pool one is not)."""
+        return sum(
+            map(
+                len,
+                (
+                    self.warnings,
+                    self.pools_gone,
+                    self.modes,
+                    self.shown_pool_modes,
+                    self.recommendation,
+                    self.checks,
+                    self.cluster,
+                ),
+            )
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The report's `changes` block (schema: report-v1.json, $defs/changes)."""
@@ -184,27 +298,34 @@ class Changes:
             "modes": [change.to_json() for change in self.modes],
             "recommendation": [change.to_json() for change in self.recommendation],
             "cluster": [change.to_json() for change in self.cluster],
+            "lost": [lost.to_json() for lost in self.lost],
+            "warnings": [warning.to_json() for warning in self.warnings],
+            "pool_modes": [change.to_json() for change in self.pool_modes],
+            "pools_gone": [{"pool": gone.pool, "was_usable": list(gone.was_usable)} for gone in self.pools_gone],
         }
 
 
-def load_baseline(path: Path, *, server: str) -> dict[str, Any]:
-    """An earlier report of this cluster; UsageError (one line) for anything else, before any probe pod exists."""
+def load_baseline(path: Path, *, server: str, option: str = "--baseline") -> dict[str, Any]:
+    """An earlier report of this cluster; UsageError (one line) for anything else, before any probe pod exists.
+
+    option (--baseline or --pinned-baseline) opens the error, so it names the file it is about.
+    """
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"--baseline {path}: cannot read it ({_one_line(exc.strerror or exc)})") from None
+        raise UsageError(f"{option} {path}: cannot read it ({_one_line(exc.strerror or exc)})") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
-        raise UsageError(f"--baseline {path}: not JSON ({_one_line(exc)})") from None
+        raise UsageError(f"{option} {path}: not JSON ({_one_line(exc)})") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else f"a JSON {type(report).__name__}"
-        raise UsageError(f"--baseline {path}: schema {found!r}, not {SCHEMA!r}: not a dindcheck report of this version")
+        raise UsageError(f"{option} {path}: schema {found!r}, not {SCHEMA!r}: not a dindcheck report of this version")
     malformed = [key for key, kind in TOP_LEVEL.items() if not isinstance(report.get(key), kind)]
     if malformed:
-        raise UsageError(f"--baseline {path}: a {SCHEMA} report without a valid {', '.join(malformed)}: truncated?")
+        raise UsageError(f"{option} {path}: a {SCHEMA} report without a valid {', '.join(malformed)}: truncated?")
     baseline_server = str(report["cluster"].get("server") or "")
     if baseline_server.rstrip("/") != server.rstrip("/"):
         raise UsageError(
-            f"--baseline {path} is a report of {baseline_server or '(unknown server)'}, not of {server}: "
+            f"{option} {path} is a report of {baseline_server or '(unknown server)'}, not of {server}: "
             "compare reports of one cluster"
         )
     return report
@@ -230,18 +351,19 @@ def _checks(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     }
 
 
+def _blocked_by(modes: object, mode_id: str) -> tuple[str, ...]:
+    """A mode's blocked_by in one modes list (empty when it is usable or absent)."""
+    mode = _records(modes, "id").get(mode_id, {})
+    raw = mode.get("blocked_by")
+    return tuple(map(str, raw)) if isinstance(raw, list) and not mode.get("usable") else ()
+
+
 def _blockers(report: Mapping[str, Any], mode_id: str) -> tuple[str, ...]:
     """What blocks a mode in a report: its blocked_by; in a multi-pool report every pool's, as 'pool/check'."""
-
-    def blocked_by(modes: object) -> tuple[str, ...]:
-        mode = _records(modes, "id").get(mode_id, {})
-        raw = mode.get("blocked_by")
-        return tuple(map(str, raw)) if isinstance(raw, list) and not mode.get("usable") else ()
-
     pools = _pools(report)
     if not pools:
-        return blocked_by(report.get("modes"))
-    return tuple(f"{name}/{check_id}" for name, block in pools for check_id in blocked_by(block.get("modes")))
+        return _blocked_by(report.get("modes"), mode_id)
+    return tuple(f"{name}/{check_id}" for name, block in pools for check_id in _blocked_by(block.get("modes"), mode_id))
 
 
 def _check_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[CheckChange, ...]:
@@ -275,16 +397,95 @@ def _causes(blocked_by: tuple[str, ...], checks: Mapping[str, Mapping[str, Any]]
     return tuple(cause for cause in found if cause.status in ROOT_CAUSE_STATUSES) or found
 
 
-def _mode_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[ModeChange, ...]:
+def _scope_mode_changes(
+    before: Mapping[str, Any], after: Mapping[str, Any], checks: Mapping[str, Mapping[str, Any]], *, pool: str = ""
+) -> tuple[ModeChange, ...]:
+    """The modes of one scope (a report's top level, or one pool's block) that became usable or unusable."""
     old, new = _records(before.get("modes"), "id"), _records(after.get("modes"), "id")
-    checks = _checks(after)
     changes = []
     for mode_id in sorted(old.keys() | new.keys()):
         was, now = bool(old.get(mode_id, {}).get("usable")), bool(new.get(mode_id, {}).get("usable"))
         if was != now:
-            blocked_by = () if now else _blockers(after, mode_id)
-            changes.append(ModeChange(mode_id, was, now, blocked_by, _causes(blocked_by, checks)))
+            if now:
+                blocked_by: tuple[str, ...] = ()
+            elif pool:
+                blocked_by = tuple(f"{pool}/{check}" for check in _blocked_by(after.get("modes"), mode_id))
+            else:
+                blocked_by = _blockers(after, mode_id)
+            changes.append(ModeChange(mode_id, was, now, blocked_by, _causes(blocked_by, checks), pool))
     return tuple(changes)
+
+
+def _mode_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[ModeChange, ...]:
+    return _scope_mode_changes(before, after, _checks(after))
+
+
+def _pool_mode_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[ModeChange, ...]:
+    """Between two multi-pool reports, each pool's own mode changes (pools in this run's order)."""
+    old = dict(_pools(before))
+    checks = _checks(after)
+    return tuple(
+        change
+        for name, block in _pools(after)
+        if name in old
+        for change in _scope_mode_changes(old[name], block, checks, pool=name)
+    )
+
+
+def _pools_gone(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[PoolGone, ...]:
+    """The baseline's pools this run did not probe (all of them when this run had no --each-pool)."""
+    probed = {name for name, _ in _pools(after)}
+    return tuple(
+        PoolGone(
+            name, tuple(mode_id for mode_id, mode in _records(block.get("modes"), "id").items() if mode.get("usable"))
+        )
+        for name, block in _pools(before)
+        if name not in probed
+    )
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(_one_line(item) for item in value) if isinstance(value, list) else ()
+
+
+def _comparable(text: str) -> str:
+    """A warning as two runs can compare it: run ids and durations blanked (RUN_SPECIFIC)."""
+    for pattern, replacement in RUN_SPECIFIC:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _summary_warning(summary: object) -> str:
+    """The WARNING clause of a check's summary, to its end; '' when there is none."""
+    text = _one_line(summary or "")
+    return text[text.index(WARNING_MARK) :] if WARNING_MARK in text else ""
+
+
+def _new_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[NewWarning, ...]:
+    """Warnings this run gives and the baseline did not, pool by pool when both reports have pools."""
+    per_pool = bool(_pools(before)) and bool(_pools(after))
+    old_scopes = dict(_pools(before)) if per_pool else {"": before}
+    new_scopes = _pools(after) if per_pool else [("", after)]
+    found: list[NewWarning] = []
+    for name, scope in new_scopes:
+        if name not in old_scopes:
+            continue
+        old_modes, old_checks = (
+            _records(old_scopes[name].get("modes"), "id"),
+            _records(old_scopes[name].get("checks"), "id"),
+        )
+        for mode_id, mode in _records(scope.get("modes"), "id").items():
+            had = {_comparable(text) for text in _strings(old_modes.get(mode_id, {}).get("warnings"))}
+            found += [
+                NewWarning(name, mode_id, "", text)
+                for text in _strings(mode.get("warnings"))
+                if _comparable(text) not in had
+            ]
+        for check_id, check in _records(scope.get("checks"), "id").items():
+            warning = _summary_warning(check.get("summary"))
+            if warning and not _summary_warning(old_checks.get(check_id, {}).get("summary")):
+                found.append(NewWarning(name, "", check_id, warning))
+    return tuple(dict.fromkeys(found))
 
 
 def _recommendation_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[FactChange, ...]:
@@ -373,6 +574,9 @@ def compute_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> 
         modes=_mode_changes(baseline, current),
         recommendation=_recommendation_changes(baseline, current),
         cluster=_cluster_changes(baseline, current),
+        pool_modes=_pool_mode_changes(baseline, current),
+        pools_gone=_pools_gone(baseline, current),
+        warnings=_new_warnings(baseline, current),
     )
 
 
@@ -381,17 +585,55 @@ def _head(changes: Changes) -> str:
     if changes.empty:
         return f"{since}: no change"
     count = changes.count()
-    regressed = f"; REGRESSED: {', '.join(changes.regressions)}" if changes.regressions else ""
+    lost = ", ".join(lost.describe() for lost in changes.lost)
+    regressed = f"; REGRESSED: {lost}" if lost else ""
     return f"{since}: {count} change{'s' if count != 1 else ''}{regressed}"
 
 
 def changes_terminal_lines(changes: Changes) -> list[str]:
-    """'since the baseline of DATE: no change', or a count and one line per change (modes first: they matter most)."""
-    lines = [f"mode {change.describe()}" for change in changes.modes]
+    """'since the baseline of DATE: no change', or a count and one line per change.
+
+    New warnings first (nothing else would show them), then pools gone and modes (they matter most).
+    """
+    lines = [f"new warning: {warning.describe()}" for warning in changes.warnings]
+    lines += [gone.describe() for gone in changes.pools_gone]
+    lines += [f"mode {change.describe()}" for change in (*changes.modes, *changes.shown_pool_modes)]
     lines += [f"recommendation {change.describe()}" for change in changes.recommendation]
     lines += [f"check {change.describe()}" for change in changes.checks]
     lines += [f"cluster {change.describe()}" for change in changes.cluster]
     return [_head(changes), *(f"  - {line}" for line in lines)]
+
+
+def _lost_lines(changes: Changes) -> tuple[list[ModeChange], list[PoolGone]]:
+    """The mode changes and pools gone behind changes.lost, for the pinned baseline's section."""
+    lost = set(changes.lost)
+    modes = [change for change in (*changes.pool_modes, *changes.modes) if Lost(change.id, change.pool) in lost]
+    return modes, list(changes.pools_gone)
+
+
+def pinned_terminal_lines(changes: Changes) -> list[str]:
+    """'since the pinned baseline of DATE: nothing lost', or what it proved that this run does not, with why."""
+    since = f"since the pinned baseline of {changes.baseline_generated_at or 'an earlier run'}"
+    if not changes.lost:
+        return [f"{since}: nothing lost"]
+    modes, gone = _lost_lines(changes)
+    lines = [pool.describe() for pool in gone] + [f"mode {change.describe()}" for change in modes]
+    head = f"{since}: REGRESSED: {', '.join(lost.describe() for lost in changes.lost)}"
+    return [head, *(f"  - {line}" for line in lines)]
+
+
+def failing_regressions(since_baseline: Changes | None, since_pinned: Changes | None) -> tuple[str, ...]:
+    """What --fail-on-regression names: each loss once, those only the pinned baseline sees said so."""
+    rolling = tuple(lost.describe() for lost in since_baseline.lost) if since_baseline is not None else ()
+    if since_pinned is None:
+        return rolling
+    date = since_pinned.baseline_generated_at or "an earlier run"
+    pinned = tuple(
+        f"{lost.describe()} (lost since the pinned baseline of {date})"
+        for lost in since_pinned.lost
+        if lost.describe() not in rolling
+    )
+    return (*rolling, *pinned)
 
 
 def _md(text: str) -> str:
@@ -403,7 +645,8 @@ def _md_mode(change: ModeChange) -> str:
     def word(usable: bool) -> str:
         return "usable" if usable else "**NOT usable**"
 
-    text = f"Mode `{change.id}`: {word(change.was_usable)} → {word(change.is_usable)}"
+    where = f" on pool `{change.pool}`" if change.pool else ""
+    text = f"Mode `{change.id}`{where}: {word(change.was_usable)} → {word(change.is_usable)}"
     if change.blocked_by:
         named = {cause.check for cause in change.causes}
         parts = [
@@ -427,18 +670,48 @@ def _md_fact(kind: str, change: FactChange) -> str:
     return f"{kind} {_md(change.what)}: {_md(change.before) or '(none)'} → {_md(change.after) or '(none)'}"
 
 
+def _md_warning(warning: NewWarning) -> str:
+    what = f"mode `{warning.mode}`" if warning.mode else f"check `{warning.check}`"
+    where = f" on pool `{warning.pool}`" if warning.pool else ""
+    return f"New warning, {what}{where}: {_md(warning.warning)}"
+
+
+def _md_gone(gone: PoolGone) -> str:
+    then = f" (usable there then: {', '.join(f'`{mode}`' for mode in gone.was_usable)})" if gone.was_usable else ""
+    return f"Pool `{_md(gone.pool)}` was probed in the baseline and **not in this run**{then}"
+
+
+def _md_regressed(changes: Changes) -> str:
+    return f"**Regressed:** {', '.join(lost.markdown() for lost in changes.lost)}."
+
+
 def changes_markdown(changes: Changes) -> str:
     """A '## What changed since DATE' section: regressions first, then one bullet per change; one line if none."""
     title = f"## What changed since {_md(changes.baseline_generated_at) or 'the baseline'}"
     if changes.empty:
         return f"{title}\n\nNo change.\n"
-    bullets = [_md_mode(change) for change in changes.modes]
+    bullets = [_md_warning(warning) for warning in changes.warnings]
+    bullets += [_md_gone(gone) for gone in changes.pools_gone]
+    bullets += [_md_mode(change) for change in (*changes.modes, *changes.shown_pool_modes)]
     bullets += [_md_fact("Recommendation", change) for change in changes.recommendation]
     bullets += [_md_check(change) for change in changes.checks]
     bullets += [_md_fact("Cluster:", change) for change in changes.cluster]
     count = changes.count()
     lead = f"{count} change{'s' if count != 1 else ''}."
-    if changes.regressions:
-        regressed = ", ".join(f"`{mode}`" for mode in changes.regressions)
-        lead = f"**Regressed:** {regressed} (usable in the baseline, not now). {lead}"
+    if changes.lost:
+        lead = f"{_md_regressed(changes)} {lead}"
+    return f"{title}\n\n{lead}\n\n" + "\n".join(f"- {bullet}" for bullet in bullets) + "\n"
+
+
+def pinned_markdown(changes: Changes) -> str:
+    """A '## Lost since the pinned baseline of DATE' section: what it proved and this run does not, or one line."""
+    title = f"## Lost since the pinned baseline of {_md(changes.baseline_generated_at) or 'an earlier run'}"
+    if not changes.lost:
+        return f"{title}\n\nNothing lost.\n"
+    modes, gone = _lost_lines(changes)
+    bullets = [_md_gone(pool) for pool in gone] + [_md_mode(change) for change in modes]
+    lead = (
+        f"{_md_regressed(changes)} Proven in the pinned baseline and not now: a regression every run until the pin "
+        "is replaced."
+    )
     return f"{title}\n\n{lead}\n\n" + "\n".join(f"- {bullet}" for bullet in bullets) + "\n"

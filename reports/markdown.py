@@ -280,6 +280,7 @@ def render(report: Report) -> str:
     lines = [
         *_headline(report),
         *([] if report.changes is None else ["", changes.changes_markdown(report.changes).rstrip("\n")]),
+        *([] if report.since_pinned is None else ["", changes.pinned_markdown(report.since_pinned).rstrip("\n")]),
     ]
     if report.pools:
         lines += [*_pools(report), *_check_matrix(report), *_modes_matrix(report)]

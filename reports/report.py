@@ -8,6 +8,7 @@ from typing import Any
 
 from probes.model import Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
 from reports import changes, json_report, pools, recommend
+from reports.changes import Changes
 
 LabelledVerdict = tuple[str, Verdict]
 """(label, verdict): the label is the check id, or 'pool/check' in a multi-pool report."""
@@ -42,6 +43,13 @@ class Report:
     """What changed since the --baseline report (None without a baseline)."""
     pools: tuple[PoolReport, ...] = ()
     """Each probed pool's report, in the run's pool order; empty for a single-pool run."""
+    since_pinned: Changes | None = None
+    """What changed since the --pinned-baseline report (None without one): its losses fail until the pin moves."""
+
+    @property
+    def regressions(self) -> tuple[str, ...]:
+        """What --fail-on-regression fails on: losses since the baseline and since the pinned baseline, each once."""
+        return changes.failing_regressions(self.changes, self.since_pinned)
 
     def is_usable(self, mode: Mode) -> bool:
         """The --require-mode gate: is this mode usable (on every pool)? ('none' asks for nothing: always true)."""
@@ -111,8 +119,10 @@ def _block_unprobed(
     )
 
 
-def build_report(run: RunResult, baseline: Mapping[str, Any] | None = None) -> Report:
-    """Assess every mode, recommend, build the JSON once, and compare it with the baseline report when given.
+def build_report(
+    run: RunResult, baseline: Mapping[str, Any] | None = None, *, pinned: Mapping[str, Any] | None = None
+) -> Report:
+    """Assess every mode, recommend, build the JSON once, and compare it with the baseline reports when given.
 
     An --each-pool run first gets one report per pool; its own assessments and recommendation then combine them, and
     a pool that could not be probed keeps every mode from being usable on every pool.
@@ -125,10 +135,15 @@ def build_report(run: RunResult, baseline: Mapping[str, Any] | None = None) -> R
         assessments = recommend.assess(run)
         recommendation = recommend.recommend(run, assessments)
     document = json_report.build_report_json(run, assessments, recommendation, pools=pool_reports)
-    found = None
+    found = since_pinned = None
     if baseline is not None:
         found = changes.compute_changes(baseline, document)
+    if pinned is not None:
+        since_pinned = changes.compute_changes(pinned, document)
+    if found is not None:
         document["changes"] = found.to_json()
+    if since_pinned is not None:
+        document["changes_since_pinned"] = since_pinned.to_json()
     return Report(
         run=run,
         assessments=assessments,
@@ -136,4 +151,5 @@ def build_report(run: RunResult, baseline: Mapping[str, Any] | None = None) -> R
         json=document,
         changes=found,
         pools=pool_reports,
+        since_pinned=since_pinned,
     )

@@ -151,6 +151,8 @@ def render(report: Report) -> list[str]:
     lines.append("")
     if report.changes is not None:
         lines += [*changes.changes_terminal_lines(report.changes), ""]
+    if report.since_pinned is not None:
+        lines += [*changes.pinned_terminal_lines(report.since_pinned), ""]
     if report.pools:
         lines += _check_matrix(report)
         lines += ["", *_modes_matrix(report), ""]

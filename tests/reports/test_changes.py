@@ -337,3 +337,170 @@ def test_a_multi_pool_report_with_a_multi_pool_baseline_validates() -> None:
     moved = f"  - check ci/docker-run: pass -> fail: {IPTABLES_SUMMARY} (was: nested docker run worked"
     assert any(line.startswith(moved) for line in render_terminal(built))
     assert "- Check `ci/docker-run`: pass → **fail**" in render_markdown(built)
+
+
+def pools_run(default: tuple[Verdict, ...] | None = None, ci: tuple[Verdict, ...] | None = None) -> dict[str, Any]:
+    """The two-pool run with either pool's verdicts replaced, or (None and dropped=True) without a pool."""
+    run = two_pools()
+    kept = [
+        replace(pool, verdicts=verdicts) if verdicts is not None else pool
+        for pool, verdicts in zip(run.pools, (default, ci), strict=True)
+    ]
+    return copy.deepcopy(build_report(replace(run, pools=tuple(kept))).json)
+
+
+def without_pool(report_json: dict[str, Any], pool: str) -> dict[str, Any]:
+    """A multi-pool report in which one pool was not probed (scaled to zero, or none of its nodes took the pods)."""
+    trimmed = copy.deepcopy(report_json)
+    trimmed["pools"] = [block for block in trimmed["pools"] if block["pool"] != pool]
+    return trimmed
+
+
+def test_a_mode_lost_on_one_pool_while_another_already_lacked_it_is_a_regression_naming_the_pool() -> None:
+    # the baseline: dind usable on default, not on ci (so not usable on every pool); now default refuses privileged
+    before = pools_run()
+    after = pools_run(default=PROFILES["deny-privileged"]().verdicts)
+    found = changes.compute_changes(before, after)
+    assert [mode.id for mode in found.modes if mode.regressed] == []  # the every-pool verdict stayed "not usable"
+    assert found.regressions == ("dind",)
+    assert [lost.describe() for lost in found.lost] == ["dind on pool default"]
+    (dind,) = found.pool_modes
+    assert (dind.pool, dind.id, dind.was_usable, dind.is_usable) == ("default", "dind", True, False)
+    assert [cause.check for cause in dind.causes] == ["default/privileged-admission"]
+    lines = changes.changes_terminal_lines(found)
+    assert lines[0].endswith("; REGRESSED: dind on pool default")
+    assert (
+        "  - mode dind on pool default: usable -> NOT usable (blocked by default/privileged-admission: the dind pod "
+        "was rejected by ValidatingAdmissionPolicy deny-privileged; also default/socket-sharing, default/docker-run)"
+    ) in lines
+    assert "**Regressed:** `dind` on pool `default`" in changes.changes_markdown(found)
+    block = found.to_json()
+    assert block["regressions"] == ["dind"]
+    assert block["lost"] == [{"mode": "dind", "pool": "default", "summary": "dind on pool default"}]
+
+
+def test_a_pool_probed_in_the_baseline_and_not_now_is_a_regression() -> None:
+    found = changes.compute_changes(pools_run(), without_pool(pools_run(), "ci"))
+    # what the ci pool proved in the baseline is proven nowhere now
+    assert found.regressions == ("buildkit-rootless",)
+    assert [lost.describe() for lost in found.lost] == ["pool ci (probed in the baseline, not in this run)"]
+    lines = changes.changes_terminal_lines(found)
+    assert "REGRESSED: pool ci (probed in the baseline, not in this run)" in lines[0]
+    assert "  - pool ci was probed in the baseline and not in this run (usable there then: buildkit-rootless)" in lines
+    assert found.to_json()["lost"] == [
+        {"mode": "", "pool": "ci", "summary": "pool ci (probed in the baseline, not in this run)"}
+    ]
+
+
+def test_a_multi_pool_baseline_against_a_single_pool_run_loses_every_pool() -> None:
+    found = changes.compute_changes(pools_run(), report("permissive"))
+    assert [lost.pool for lost in found.lost] == ["default", "ci"]
+
+
+def test_a_new_mode_warning_is_a_change_listed_first_not_a_regression() -> None:
+    before, after = report("permissive"), report("permissive")
+    (dind,) = [mode for mode in after["modes"] if mode["id"] == "dind"]
+    warn = 'admission warning for the dind pod: would violate PodSecurity "restricted:latest": privileged'
+    dind["warnings"] = [warn]
+    after["checks"] = [
+        {**check, "summary": check["summary"] + "; WARNING: a nested container stalled"}
+        if check["id"] == "docker-run"
+        else check
+        for check in after["checks"]
+    ]
+    warning_only = changes.compute_changes(before, after)
+    assert not warning_only.empty
+    assert warning_only.regressions == ()
+    # and one check that moved: changes to the checks come after the new warnings
+    after["checks"] = [{**check, "status": "fail"} if check["id"] == "lsm" else check for check in after["checks"]]
+    found = changes.compute_changes(before, after)
+    assert [(new.mode, new.check, new.warning) for new in found.warnings] == [
+        ("dind", "", warn),
+        ("", "docker-run", "WARNING: a nested container stalled"),
+    ]
+    lines = changes.changes_terminal_lines(found)
+    assert "REGRESSED" not in lines[0]
+    assert lines[1] == f"  - new warning: mode dind: {warn}"
+    assert lines[2] == "  - new warning: check docker-run: WARNING: a nested container stalled"
+    assert lines[3].startswith("  - check ")
+    markdown = changes.changes_markdown(found)
+    assert markdown.index("New warning") < markdown.index("Check `")
+    assert found.to_json()["warnings"][0] == {"pool": "", "mode": "dind", "check": "", "warning": warn}
+
+
+def test_a_new_warning_on_one_pool_names_the_pool() -> None:
+    # the ci pool's cache class starts failing overlay (the default pool's stays fine)
+    before = pools_run(ci=PROFILES["permissive"]().verdicts)
+    after = pools_run(ci=PROFILES["fuse-cache"]().verdicts)
+    found = changes.compute_changes(before, after)
+    assert {(new.pool, new.mode) for new in found.warnings} == {("ci", "dind"), ("ci", "buildkit-rootless")}
+    assert found.regressions == ()
+    assert any(
+        line.startswith("  - new warning: mode dind on pool ci: overlay on the cache class")
+        for line in changes.changes_terminal_lines(found)
+    )
+
+
+def test_a_warning_already_in_the_baseline_is_no_change() -> None:
+    assert changes.compute_changes(pools_run(), pools_run()).empty
+    assert changes.compute_changes(report("fuse-cache"), report("fuse-cache")).empty
+
+
+def test_a_mode_lost_since_the_pinned_baseline_keeps_failing_on_the_second_night() -> None:
+    pinned = report("permissive")
+    night_1 = build_report(PROFILES["deny-privileged"](), report("permissive"), pinned=pinned)
+    assert night_1.regressions == ("dind",)
+    # night 2 compares with night 1, where dind was already lost: no change since then, but still lost since the pin
+    night_2 = build_report(PROFILES["deny-privileged"](), copy.deepcopy(night_1.json), pinned=pinned)
+    assert night_2.changes is not None
+    assert night_2.changes.empty
+    assert night_2.regressions == ("dind (lost since the pinned baseline of 2025-06-01T12:00:00Z)",)
+    block = night_2.json["changes_since_pinned"]
+    assert block["regressions"] == ["dind"]
+    assert json_report.validate(night_2.json) is True
+    terminal = render_terminal(night_2)
+    assert "since the baseline of 2025-06-01T12:00:00Z: no change" in terminal
+    assert "since the pinned baseline of 2025-06-01T12:00:00Z: REGRESSED: dind" in terminal
+    assert any(
+        line.startswith("  - mode dind: usable -> NOT usable (blocked by privileged-admission") for line in terminal
+    )
+    markdown = render_markdown(night_2)
+    assert "## Lost since the pinned baseline of 2025-06-01T12:00:00Z" in markdown
+    # once the pin is moved to a night without dind, nothing is lost
+    repinned = build_report(PROFILES["deny-privileged"](), copy.deepcopy(night_1.json), pinned=night_1.json)
+    assert repinned.regressions == ()
+    assert "since the pinned baseline of 2025-06-01T12:00:00Z: nothing lost" in render_terminal(repinned)
+
+
+def test_a_pinned_baseline_alone_judges_regressions_without_a_changes_block() -> None:
+    built = build_report(PROFILES["deny-privileged"](), pinned=report("permissive"))
+    assert built.changes is None
+    assert "changes" not in built.json
+    assert built.regressions == ("dind (lost since the pinned baseline of 2025-06-01T12:00:00Z)",)
+    assert json_report.validate(built.json) is True
+
+
+def test_a_pinned_baseline_of_another_cluster_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as raised:
+        changes.load_baseline(
+            write(tmp_path, permissive_with(cluster={"server": "https://other:6443"})),
+            server=SERVER,
+            option="--pinned-baseline",
+        )
+    assert str(raised.value).startswith("--pinned-baseline ")
+
+
+def test_a_warning_that_differs_only_by_the_run_is_no_change() -> None:
+    """Server messages name the run's pods (dc-<run id>-...) and namespace: every night has other names."""
+
+    def with_warning(run_id: str) -> dict[str, Any]:
+        built = report("permissive")
+        (dind,) = [mode for mode in built["modes"] if mode["id"] == "dind"]
+        pod = f"dc-{run_id}-overlay-cache-emptydir"
+        dind["warnings"] = [f'overlay-cache skipped: pods "{pod}" is forbidden in namespace dindcheck-{run_id}; 2.4s']
+        return built
+
+    assert changes.compute_changes(with_warning("lzclh"), with_warning("fst9g")).empty
+    other = with_warning("fst9g")
+    other["modes"][3]["warnings"] = ["overlay-cache skipped: something else"]
+    assert not changes.compute_changes(with_warning("lzclh"), other).empty
