@@ -15,9 +15,11 @@ from testbed.conformance.harness import (
     Profile,
     kubectl,
     labelled_objects,
+    pod_manifest,
     run_suite,
     suite_command,
     wait_until_clean,
+    wait_until_enforced,
     with_kubeconfig,
 )
 
@@ -194,6 +196,8 @@ def test_a_builder_is_judged_by_its_own_spec_not_the_probes_helpers(
     kubectl(testbed_env, "create", "namespace", namespace)
     kubectl(testbed_env, "apply", "-f", "-", stdin=policy)
     try:
+        root_pod = pod_manifest("dc-policy-check", namespace, testbed_env["TESTBED_IMAGE_TOOLS"])
+        wait_until_enforced(testbed_env, root_pod, f"[denied by {NON_ROOT_POLICY}] containers must set runAsUser > 0")
         run = run_suite(
             testbed_env, out_root / "non-root-policy", "-k", "buildkit_rootless or kaniko", "--namespace", namespace
         )
@@ -326,6 +330,10 @@ def test_quota_namespace_works_and_psa_label_is_restored(testbed_env: dict[str, 
             },
         }
         kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(quota))
+        image = testbed_env["TESTBED_IMAGE_TOOLS"]
+        wait_until_enforced(testbed_env, pod_manifest("dc-quota-check", namespace, image), "failed quota: needs-limits")
+        privileged = pod_manifest("dc-psa-check", namespace, image, securityContext={"privileged": True})
+        wait_until_enforced(testbed_env, privileged, 'violates PodSecurity "baseline:latest"')
         run = run_suite(
             testbed_env,
             out_root / "quota-namespace",
