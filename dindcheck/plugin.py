@@ -206,6 +206,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     space = workspace.plan(connection, options.namespace, run_id, options.namespace_pod_security)
     state.space = space
     workspace.create(connection, space)
+    if (unsettled := workspace.settle(connection, space)) is not None:
+        state.notes.append(unsettled)
     if options.namespace_pod_security:
         state.notes.append(
             f"the run labelled namespace {space.namespace} {workspace.PSA_ENFORCE_LABEL}="

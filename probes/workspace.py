@@ -9,6 +9,7 @@ point of setup still finds what to delete.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import string
 import time
@@ -27,6 +28,11 @@ from probes.exceptions import UsageError
 PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 PSA_LEVELS = ("privileged", "baseline", "restricted")
 CLEANUP_WAIT_S = 30.0
+SETTLE_WAIT_S = 15.0
+"""How long admission may take to see a new namespace's ServiceAccount or a borrowed namespace's new PSA label."""
+SERVICE_ACCOUNT_MISSING = "error looking up service account"
+"""The ServiceAccount admission plugin's refusal while a namespace's default ServiceAccount does not exist yet."""
+PSA_LEVEL_CITED = re.compile(r'violates PodSecurity "(\w+):')
 
 
 def new_run_id() -> str:
@@ -86,6 +92,61 @@ def create(connection: Connection, workspace: Workspace) -> None:
         api_call(core.create_namespace, body, retried=NOT_PROCESSED)
     elif workspace.pod_security:
         _set_pod_security(connection, workspace.namespace, workspace.pod_security)
+
+
+def settle(
+    connection: Connection, workspace: Workspace, *, wait_s: float = SETTLE_WAIT_S, poll_s: float = 0.5
+) -> str | None:
+    """Wait until admission sees the namespace as the run made it; a note for the report when it never did.
+
+    The API server's admission reads namespaces and ServiceAccounts from its caches: right after a relabel, Pod
+    Security may still enforce the namespace's old level, and a new namespace may not have its default ServiceAccount
+    yet (pods are then refused). Probes started at once would measure that, not the cluster. A server-side dry run
+    of a pod (privileged when the run set a level, so the level decides) tells when the caches caught up.
+    """
+    deadline = time.monotonic() + wait_s
+    pending = _admission_pending(connection, workspace)
+    while pending and time.monotonic() + poll_s < deadline:
+        time.sleep(poll_s)
+        pending = _admission_pending(connection, workspace)
+    if not pending:
+        return None
+    return f"namespace {workspace.namespace}: after {wait_s:.0f}s {pending}; the checks may have measured that"
+
+
+def _admission_pending(connection: Connection, workspace: Workspace) -> str:
+    """What admission still sees differently from the run's namespace ('' when nothing, or when it cannot tell)."""
+    container: dict[str, Any] = {"name": "check", "image": "dindcheck.invalid/namespace-check"}
+    if workspace.pod_security is not None:
+        container["securityContext"] = {"privileged": True}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"dc-{workspace.run_id}-namespace-check", "labels": {RUN_LABEL: workspace.run_id}},
+        "spec": {"automountServiceAccountToken": False, "containers": [container]},
+    }
+    try:
+        api_call(
+            connection.core.create_namespaced_pod,
+            workspace.namespace,
+            pod,
+            dry_run="All",
+            retried=NOT_PROCESSED,
+            deadline_s=5.0,
+        )
+    except ApiException as exc:
+        message = admission.message_from_body(exc.body)
+        if SERVICE_ACCOUNT_MISSING in message:
+            return "its default ServiceAccount is still missing (pods are refused)"
+        enforced = PSA_LEVEL_CITED.search(message)
+        if enforced and enforced.group(1) != workspace.pod_security:
+            return f"Pod Security still enforces {enforced.group(1)}, not {workspace.pod_security}"
+        return ""
+    except (urllib3.exceptions.HTTPError, OSError):
+        return ""
+    if workspace.pod_security in ("baseline", "restricted"):
+        return f"Pod Security still admits a privileged pod, not {workspace.pod_security}"
+    return ""
 
 
 def _set_pod_security(connection: Connection, namespace: str, level: str) -> None:
