@@ -12,7 +12,8 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ DEPLOY_USER = "system:serviceaccount:dindcheck:dindcheck"
 """The ServiceAccount of deploy/rbac.yaml."""
 ENFORCED_WITHIN_S = 60.0
 """How long an admission policy, webhook, quota, namespace label or RBAC rule may take to reach the API server."""
+NAMESPACE_GONE_S = 120.0
+"""How long a deleted namespace may take to go (its pods stop first)."""
 
 
 def read_shell_env(path: Path) -> dict[str, str]:
@@ -259,6 +262,34 @@ def wait_until_rbac_granted(env: dict[str, str]) -> None:
     """
     wait_until_allowed(env, DEPLOY_USER, ("deletecollection", "pods", "-n", "dindcheck"), allowed=True)
     wait_until_allowed(env, DEPLOY_USER, ("get", "persistentvolumes"), allowed=True)
+
+
+@contextmanager
+def fresh_namespace(env: dict[str, str], name: str) -> Iterator[str]:
+    """A namespace made for one test and deleted after it (not waited for).
+
+    One of the same name that an earlier test left terminating is waited out first: creating it would fail.
+    """
+
+    def gone() -> bool:
+        return not kubectl(env, "get", "namespace", name, "--ignore-not-found", "-o", "name").strip()
+
+    wait_until(gone, f"namespace {name} of an earlier test gone", timeout_s=NAMESPACE_GONE_S)
+    kubectl(env, "create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl(env, "delete", "namespace", name, "--wait=false")
+
+
+@contextmanager
+def applied(env: dict[str, str], documents: str) -> Iterator[None]:
+    """Objects applied for one test (YAML documents) and deleted after it."""
+    kubectl(env, "apply", "-f", "-", stdin=documents)
+    try:
+        yield
+    finally:
+        kubectl(env, "delete", "-f", "-", "--ignore-not-found", stdin=documents)
 
 
 def pod_manifest(name: str, namespace: str, image: str, **container: Any) -> dict[str, Any]:

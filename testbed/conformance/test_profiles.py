@@ -15,6 +15,7 @@ import yaml
 
 from dindcheck.plugin import PROGRESS_EVERY_S
 from probes.definitions import catalog
+from probes.settings import Resources
 from reports import json_report
 from testbed.conformance.harness import Profile, SuiteRun, run_suite, wait_until_clean
 
@@ -210,20 +211,38 @@ def test_pushed_manifest_is_read_back(suite_run: SuiteRun) -> None:
     assert "RUN step" in buildkit["summary"]
 
 
+CONTAINER_ROLES = {"dind": "dind", "job": "dind", "buildkitd": "buildkit", "kaniko": "kaniko"}
+"""The image role each container of a mode's spec runs (the job container runs the DinD image: no --image-job)."""
+
+
 def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[str, str]) -> None:
-    """The config to paste is the spec a probe ran: the run's images and resources, in every container."""
-    snippets = suite_run.report["recommendation"]["snippets"]
-    run_images = {
-        testbed_env[key]
-        for key in ("TESTBED_IMAGE_DIND", "TESTBED_IMAGE_BUILDKIT", "TESTBED_IMAGE_TOOLS", "TESTBED_IMAGE_KANIKO")
+    """The config to paste is the spec a probe ran: the run's images and resources, in every container.
+
+    Every recommended mode has its snippet, and every container of it (GitLab's job and service too, when given)
+    runs the image the run was given for that role, as the report lists it, with the run's requests and limits.
+    """
+    recommendation = suite_run.report["recommendation"]
+    snippets = recommendation["snippets"]
+    given = {
+        "dind": testbed_env["TESTBED_IMAGE_DIND"],
+        "buildkit": testbed_env["TESTBED_IMAGE_BUILDKIT"],
+        "kaniko": testbed_env["TESTBED_IMAGE_KANIKO"],
     }
-    for mode in ("dind", "buildkit-rootless", "kaniko", "sysbox", "host-socket"):
-        if mode not in snippets:
-            continue
+    listed = {role: image["ref"] for role, image in suite_run.report["cluster"]["images"].items()}
+    assert {role: listed.get(role) for role in given} == given, listed
+    recommended = {recommendation["full_docker"], recommendation["build_only"]} - {"none"}
+    for mode in recommended:
+        assert mode in snippets, f"no config to paste for the recommended mode {mode}: {sorted(snippets)}"
         spec = yaml.safe_load(snippets[mode])["spec"]
-        containers = spec.get("initContainers", []) + spec["containers"]
-        assert {c["image"] for c in containers} <= run_images, containers
-        assert all(c["resources"]["limits"] for c in containers), containers
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            role = CONTAINER_ROLES.get(container["name"])
+            assert role is not None, f"{mode}: a container no mode has: {container['name']}"
+            assert container["image"] == given[role], (mode, container["name"], container["image"])
+            assert container["resources"] == Resources().to_spec(), (mode, container["name"], container["resources"])
+    if "gitlab" in snippets:
+        job = yaml.safe_load(snippets["gitlab"])["docker-build"]
+        assert job["image"] == given["dind"], job
+        assert [service["name"] for service in job["services"]] == [given["dind"]], job
 
 
 def test_kaniko_rejection_quotes_pod_security(suite_run: SuiteRun, profile: Profile) -> None:

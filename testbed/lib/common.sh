@@ -75,6 +75,14 @@ daemon_pid() {
   echo "$pid"
 }
 
+close_inherited_fds() {  # in a subshell about to exec a daemon: close every descriptor above stderr
+  local fd
+  for fd in $(ls /proc/$BASHPID/fd); do
+    ((fd > 2)) && eval "exec ${fd}>&-" 2>/dev/null
+  done
+  return 0
+}
+
 # daemon_start NAME HASH CMD...: starts CMD in its own session unless it already runs with the same HASH
 # (a digest of its command line and config files). Returns 0 when (re)started, 1 when it was already current.
 daemon_start() {
@@ -91,7 +99,9 @@ daemon_start() {
   local exe; exe=$(readlink -f "$(command -v "$1")")
   local logf=$TB_LOGS/$name.log
   printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logf"
-  setsid "$@" </dev/null >>"$logf" 2>&1 9>&- &
+  # The daemon outlives this script: it must not keep any descriptor the caller had open (a flock held around
+  # `up`, a CI step's output pipe), or the caller's lock is never released and its pipe never reaches EOF.
+  (close_inherited_fds; exec setsid "$@") </dev/null >>"$logf" 2>&1 &
   local pid=$!
   echo "$pid $exe" >"$(pidfile "$name")"
   echo "$hash" >"$hashf"
