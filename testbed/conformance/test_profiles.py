@@ -8,6 +8,7 @@ the answer was classified as, never a message string of the test's own.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,75 +20,111 @@ from probes.settings import Resources
 from reports import json_report
 from testbed.conformance.harness import Profile, SuiteRun, run_suite, wait_until_clean
 
-ANY = "-"
-# check statuses per profile ("-": whatever is true, stated honestly), then (full_docker, build_only)
+
+@dataclass(frozen=True)
+class Want:
+    """What one check must report on a profile: its status and, where it can say, the cause in its summary.
+
+    says: texts the summary must contain (the cluster's or the probe's words); refused_by: for a check that did not
+    run because a pod it needs was refused, the source the refusal was classified as.
+    """
+
+    statuses: frozenset[str]
+    says: tuple[str, ...] = ()
+    refused_by: str = ""
+
+
+def want(*statuses: str, says: tuple[str, ...] = (), refused_by: str = "") -> Want:
+    """A Want from its statuses."""
+    return Want(frozenset(statuses), says, refused_by)
+
+
+VAP = "dindcheck-testbed-deny-privileged"
+PASS = want("pass")
+SYSBOX_ABSENT = want("skipped", says=("sysbox not installed: no RuntimeClass sysbox-runc",))
+NO_DOCKER_SOCKET = want("skipped", says=("no docker.sock on the node", "hostPath type check failed"))
+USERNS_OFF = want("fail", says=("user namespaces are disabled on the node",))
+PRIVILEGED_DENIED = want(
+    "skipped",
+    says=("not run: a pod it needs was rejected by validating-admission-policy", f"[denied by {VAP}]"),
+    refused_by="validating-admission-policy",
+)
+
+
+def psa_refused(level: str, status: str = "skipped") -> Want:
+    """A check whose pod Pod Security refused at the namespace's level, in the API server's words."""
+    return want(status, says=(f'violates PodSecurity "{level}:latest"',), refused_by="pod-security-admission")
+
+
+# every check's expectation per profile, then (full_docker, build_only)
 PERMISSIVE: dict[str, Any] = {
-    "privileged-admission": {"pass"},
-    "overlay-cache": {"pass"},
-    "docker-run": {"pass"},
-    "buildkit-rootless": {"pass"},
-    "socket-sharing": {"pass"},
-    "lsm": {"pass"},
-    "sysbox": {"skipped"},
-    "host-socket": {"skipped"},
-    "kaniko": {"pass"},
+    "privileged-admission": PASS,
+    "overlay-cache": PASS,
+    "docker-run": PASS,
+    "buildkit-rootless": PASS,
+    "socket-sharing": PASS,
+    "lsm": PASS,
+    "sysbox": SYSBOX_ABSENT,
+    "host-socket": NO_DOCKER_SOCKET,
+    "kaniko": PASS,
     "modes": ("dind", "buildkit-rootless"),
+}
+DENY_PRIVILEGED: dict[str, Any] = {
+    **PERMISSIVE,
+    "privileged-admission": want("fail", says=("privileged pod rejected by validating-admission-policy", VAP)),
+    "overlay-cache": PRIVILEGED_DENIED,
+    "docker-run": PRIVILEGED_DENIED,
+    "socket-sharing": PRIVILEGED_DENIED,
+    "modes": ("none", "buildkit-rootless"),
 }
 EXPECTED: dict[str, dict[str, Any]] = {
     "permissive": PERMISSIVE,
     "dind-legacy": PERMISSIVE,  # Docker 20.10 in the DinD image: every verdict as with Docker 29
     "two-nodes": PERMISSIVE,  # untargeted: the ci node's taint keeps every probe on the default node
     "pod-mtu-1400": PERMISSIVE,  # nested transfers stall: a WARNING in docker-run's summary, not a status change
-    "deny-privileged": {
-        "privileged-admission": {"fail"},
-        "overlay-cache": ANY,
-        "docker-run": {"skipped", "inconclusive"},
-        "buildkit-rootless": {"pass"},
-        "kaniko": {"pass"},
-        "modes": ("none", "buildkit-rootless"),
-    },
+    "deny-privileged": DENY_PRIVILEGED,
     "deny-privileged+userns-off": {  # neither privileged nor user namespaces: Kaniko is the build path left
-        "privileged-admission": {"fail"},
-        "docker-run": {"skipped", "inconclusive"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"pass"},
+        **DENY_PRIVILEGED,
+        "buildkit-rootless": USERNS_OFF,
+        "lsm": want("fail", says=("observed settings block buildkit-rootless", "user namespaces are disabled")),
         "modes": ("none", "kaniko"),
     },
     "psa-baseline": {
-        "privileged-admission": {"fail"},
-        "overlay-cache": ANY,
-        "docker-run": {"skipped", "inconclusive"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"pass"},  # root, default capabilities and seccomp, no escalation: what baseline allows
+        **PERMISSIVE,
+        "privileged-admission": psa_refused("baseline", "fail"),
+        "overlay-cache": psa_refused("baseline"),
+        "docker-run": psa_refused("baseline"),
+        "socket-sharing": psa_refused("baseline"),
+        "buildkit-rootless": psa_refused("baseline", "fail"),
+        "host-socket": psa_refused("baseline", "fail"),  # hostPath: the mode is refused, not merely absent
+        "kaniko": PASS,  # root, default capabilities and seccomp, no escalation: what baseline allows
         "modes": ("none", "kaniko"),
     },
     "psa-restricted": {
-        "privileged-admission": {"fail"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"fail"},  # restricted forbids running as root
+        **PERMISSIVE,
+        "privileged-admission": psa_refused("restricted", "fail"),
+        "overlay-cache": psa_refused("restricted"),
+        "docker-run": psa_refused("restricted"),
+        "socket-sharing": psa_refused("restricted"),
+        "buildkit-rootless": psa_refused("restricted", "fail"),
+        "host-socket": psa_refused("restricted", "fail"),
+        "kaniko": psa_refused("restricted", "fail"),  # restricted forbids running as root
+        "lsm": psa_refused("restricted"),  # its tools pod runs as the image's root user
         "modes": ("none", "none"),
     },
     "userns-off": {
-        "privileged-admission": {"pass"},
-        "overlay-cache": {"pass"},
-        "docker-run": {"pass"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"pass"},
+        **PERMISSIVE,
+        "buildkit-rootless": USERNS_OFF,
+        "lsm": want("fail", says=("observed settings block buildkit-rootless", "user namespaces are disabled")),
         "modes": ("dind", "kaniko"),
     },
     "sysbox-class": {
-        "privileged-admission": {"pass"},
-        "sysbox": {"fail"},
-        "kaniko": {"pass"},
-        "modes": ("dind", "buildkit-rootless"),
+        **PERMISSIVE,
+        "sysbox": want("fail", says=("RuntimeClass sysbox-runc exists but the node has no such handler",)),
     },
     "cache-fuse": {
-        "privileged-admission": {"pass"},
-        "overlay-cache": {"fail"},
-        "docker-run": {"pass"},
-        "buildkit-rootless": {"pass"},
-        "kaniko": {"pass"},
-        "modes": ("dind", "buildkit-rootless"),
+        **PERMISSIVE,
+        "overlay-cache": want("fail", says=("overlay fails on StorageClass dindcheck-cache (fuse)",)),
     },
 }
 
@@ -110,13 +147,19 @@ def test_report_is_valid_v1(suite_run: SuiteRun) -> None:
 
 @pytest.mark.parametrize("check_id", [definition.id for definition in catalog()])
 def test_check_status(suite_run: SuiteRun, expected: dict[str, Any], check_id: str) -> None:
-    want = expected.get(check_id, ANY)
+    """Every check of every profile: its status and, where it can be said, its cause."""
+    assert check_id in expected, f"no expectation for {check_id}: every check says something checkable"
+    wanted: Want = expected[check_id]
     check = suite_run.check(check_id)
     assert check["summary"], f"{check_id} has no summary"
     if check["status"] != "pass":
         assert check["remediation"], f"{check_id} {check['status']} without remediation"
-    if want != ANY:
-        assert check["status"] in want, f"{check_id}: {check['status']}: {check['summary']}"
+    assert check["status"] in wanted.statuses, f"{check_id}: {check['status']}: {check['summary']}"
+    for text in wanted.says:
+        assert text in check["summary"], f"{check_id}: {text!r} not in {check['summary']!r}"
+    if wanted.refused_by:
+        assert check["evidence"]["admission"]["source"] == wanted.refused_by, check["evidence"]["admission"]
+        assert check["evidence"]["admission"]["message"] in check["summary"], "the refusal is quoted whole"
 
 
 def test_recommendation(suite_run: SuiteRun, expected: dict[str, Any]) -> None:
