@@ -217,6 +217,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     space = workspace.plan(connection, options.namespace, run_id, options.namespace_pod_security)
     state.space = space
     workspace.create(connection, space)
+    if (unsettled := workspace.settle(connection, space)) is not None:
+        state.notes.append(unsettled)
     if options.namespace_pod_security:
         state.notes.append(
             f"the run labelled namespace {space.namespace} {workspace.PSA_ENFORCE_LABEL}="
@@ -499,15 +501,18 @@ def _teardown(state: RunState, reporter: Any) -> None:
     say = reporter.write_line if reporter is not None else print
     if options is not None and options.keep:
         say(f"dindcheck: --keep: objects left in namespace {space.namespace} (label {space.selector})")
+        if (notice := workspace.kept_label_notice(space)) is not None:
+            say(notice)
         return
+    in_flight = state.runner.in_flight if state.runner is not None else None
     with _cleanup_shielded(say):
         try:
-            left = workspace.cleanup(state.connection, space, say=say)
+            left = workspace.cleanup(state.connection, space, say=say, in_flight=in_flight)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             say(f"dindcheck: cleanup failed: {exc}; delete objects labelled {space.selector} by hand")
             return
     if left:
-        say(f"dindcheck: cleanup incomplete after {workspace.CLEANUP_WAIT_S:.0f}s, still present: {', '.join(left)}")
+        say(f"dindcheck: cleanup incomplete, left behind: {', '.join(left)}")
 
 
 @contextlib.contextmanager

@@ -262,10 +262,6 @@ OPTIONAL_PERMISSIONS: tuple[tuple[Permission, str], ...] = (
         Permission("get", "persistentvolumes", cluster_scoped=True),
         "the cache PVC's volume cannot be read: a Retain volume would not be named",
     ),
-    (
-        Permission("delete", "persistentvolumes", cluster_scoped=True),
-        "a cache volume of a Retain StorageClass cannot be deleted at cleanup: it is named instead",
-    ),
 )
 
 

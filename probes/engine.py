@@ -303,6 +303,44 @@ def api_call(
         delay = min(delay * 2, 5.0)
 
 
+class InFlight:
+    """The creates under way: cleanup waits for them, so an object a create makes as the run is cancelled is deleted.
+
+    A create starts only while the run is not cancelled, checked under the same lock that counts it: once cancel is
+    set and the count is zero, no create of this run can reach the API server any more.
+    """
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self._cancel = cancel
+        self._idle = threading.Condition()
+        self._count = 0
+
+    @contextmanager
+    def create(self) -> Iterator[None]:
+        """Count one create while it runs; CancelledError instead when the run is already cancelled."""
+        with self._idle:
+            if self._cancel.is_set():
+                raise CancelledError("run cancelled")
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a create is under way now."""
+        with self._idle:
+            return self._count > 0
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no create is under way (at most timeout_s); whether that happened."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=max(0.0, timeout_s))
+
+
 class ProbeContext:
     """What a probe may do to the cluster: the engine's verbs, scoped to one probe and one run."""
 
@@ -314,6 +352,7 @@ class ProbeContext:
         progress: Progress,
         cancel: threading.Event,
         images: ImageLedger | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.task = task
         self.connection = connection
@@ -322,6 +361,7 @@ class ProbeContext:
         self._progress = progress
         self._cancel = cancel
         self._images = images or ImageLedger()
+        self._in_flight = in_flight or InFlight(cancel)
         self.nodes: set[str] = set()
         """The nodes this probe's pods ran on (the verdict names them)."""
 
@@ -381,8 +421,8 @@ class ProbeContext:
 
     def create_pod(self, manifest: dict[str, Any]) -> Admission:
         """Create a pod for real; AdmissionRejectedError carries the server's message and its source."""
-        self.check_cancelled()
-        result = self._create(manifest, dry_run=False)
+        with self._in_flight.create():
+            result = self._create(manifest, dry_run=False)
         if not result.admitted:
             raise refusal(result)
         return result
@@ -514,7 +554,6 @@ class ProbeContext:
 
     def create_pvc(self, suffix: str, storage_class: str, size: str = "1Gi") -> str:
         """Create a ReadWriteOnce PVC of the class; returns its name."""
-        self.check_cancelled()
         name = self.name(suffix)
         body = {
             "apiVersion": "v1",
@@ -527,9 +566,13 @@ class ProbeContext:
             },
         }
         try:
-            api_call(
-                self.core.create_namespaced_persistent_volume_claim, self.scope.namespace, body, retried=NOT_PROCESSED
-            )
+            with self._in_flight.create():
+                api_call(
+                    self.core.create_namespaced_persistent_volume_claim,
+                    self.scope.namespace,
+                    body,
+                    retried=NOT_PROCESSED,
+                )
         except ApiException as exc:
             raise refusal(admission.rejection(int(exc.status or 0), exc.body)) from exc
         return name
@@ -726,6 +769,8 @@ class ProbeRunner:
         self._scope = scope
         self._progress = progress
         self.cancel = threading.Event()
+        self.in_flight = InFlight(self.cancel)
+        """The creates under way: cleanup waits for them before its last delete."""
         self.images = ImageLedger()
         self._futures: dict[str, Future[Verdict]] = {}
         """Keyed by Task.key (probe id, or target/probe id)."""
@@ -735,7 +780,9 @@ class ProbeRunner:
         """Start every probe now."""
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="probe")
         for task in tasks:
-            context = ProbeContext(task, self._connection, self._scope, self._progress, self.cancel, self.images)
+            context = ProbeContext(
+                task, self._connection, self._scope, self._progress, self.cancel, self.images, self.in_flight
+            )
             self._futures[task.key] = self._pool.submit(run_probe, task, context)
 
     def started(self, key: str) -> bool:

@@ -163,7 +163,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
 
 
 def _volume(ctx: ProbeContext, pvc: str) -> dict[str, str]:
-    """The PV behind the cache PVC and its reclaim policy (a Retain volume outlives the run: cleanup deletes it)."""
+    """The PV behind the cache PVC and its reclaim policy (a Retain volume outlives the run: cleanup names it)."""
     try:
         claim = api_call(ctx.core.read_namespaced_persistent_volume_claim, pvc, ctx.scope.namespace)
         volume_name = str(claim.spec.volume_name or "")

@@ -33,6 +33,13 @@ def profile() -> Profile:
     )
 
 
+@pytest.fixture
+def permissive(profile: Profile) -> None:
+    """Fault and cleanup cases run once, on the permissive profile."""
+    if profile.name != "permissive":
+        pytest.skip("fault and cleanup cases run on the permissive profile")
+
+
 @pytest.fixture(scope="session")
 def out_root() -> Path:
     root = Path(os.environ.get("DINDCHECK_CI_OUT", REPO / "ci-out"))

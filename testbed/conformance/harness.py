@@ -12,6 +12,8 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "testbed" / ".state"
 MANAGED_BY = "app.kubernetes.io/managed-by=dindcheck"
+RUN_OBJECT_PREFIX = "dc-"
+"""Every object a run makes is named dc-<run id>-... (ProbeContext.name)."""
+DEPLOY_USER = "system:serviceaccount:dindcheck:dindcheck"
+"""The ServiceAccount of deploy/rbac.yaml."""
+ENFORCED_WITHIN_S = 60.0
+"""How long an admission policy, webhook, quota, namespace label or RBAC rule may take to reach the API server."""
+NAMESPACE_GONE_S = 120.0
+"""How long a deleted namespace may take to go (its pods stop first)."""
 
 
 def read_shell_env(path: Path) -> dict[str, str]:
@@ -146,15 +156,21 @@ def host_busy_cpu_s() -> float:
 
 def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     """Run kubectl against the testbed as its admin; raises on failure."""
-    done = subprocess.run(
+    done = kubectl_answer(env, *args, stdin=stdin)
+    done.check_returncode()
+    return done.stdout
+
+
+def kubectl_answer(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against the testbed as its admin and return how it ended (a refusal is an answer here)."""
+    return subprocess.run(
         [str(Path(env["TESTBED_BIN"]) / "kubectl"), "--kubeconfig", env["KUBECONFIG"], *args],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=False,
         input=stdin,
     )
-    return done.stdout
 
 
 def with_kubeconfig(env: dict[str, str], kubeconfig: Path, *extra: str) -> dict[str, str]:
@@ -170,10 +186,19 @@ def statuses(run: SuiteRun) -> dict[str, str]:
 
 
 def labelled_objects(env: dict[str, str]) -> list[str]:
-    """Every object in the cluster that carries dindcheck's managed-by label."""
+    """Every object in the cluster that carries dindcheck's managed-by label, and every volume of a run's claim.
+
+    A PV carries no label of ours (its provisioner makes it), so it is found by the claim it was bound to: a claim
+    named like the runs' objects (dc-<run id>-...). A volume that outlived its claim is a leftover like any other.
+    """
     namespaced = kubectl(env, "get", "pods,pvc,secrets,configmaps,services", "-A", "-l", MANAGED_BY, "-o", "name")
     namespaces = kubectl(env, "get", "namespaces", "-l", MANAGED_BY, "-o", "name")
-    return [line for line in (namespaced + namespaces).splitlines() if line.strip()]
+    volumes = [
+        f"persistentvolume/{volume['metadata']['name']} (claim {claim['namespace']}/{claim['name']})"
+        for volume in json.loads(kubectl(env, "get", "persistentvolumes", "-o", "json"))["items"]
+        if (claim := volume["spec"].get("claimRef") or {}).get("name", "").startswith(RUN_OBJECT_PREFIX)
+    ]
+    return [line for line in (namespaced + namespaces).splitlines() if line.strip()] + volumes
 
 
 def wait_until_clean(env: dict[str, str], timeout_s: float) -> list[str]:
@@ -184,3 +209,94 @@ def wait_until_clean(env: dict[str, str], timeout_s: float) -> list[str]:
         time.sleep(1)
         left = labelled_objects(env)
     return left
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = ENFORCED_WITHIN_S) -> None:
+    """Poll until condition() holds; fail naming what never happened. Tests wait for conditions, never sleep."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
+        time.sleep(0.5)
+
+
+def dry_run_refusal(env: dict[str, str], manifest: dict[str, Any]) -> str:
+    """The API server's answer to a server-side dry-run create of manifest: its refusal, '' when admitted."""
+    done = kubectl_answer(env, "create", "--dry-run=server", "-f", "-", "-o", "name", stdin=json.dumps(manifest))
+    if done.returncode == 0:
+        return ""
+    return done.stderr.strip() or f"refused without a message (kubectl exit {done.returncode})"
+
+
+def wait_until_enforced(env: dict[str, str], manifest: dict[str, Any], refusal: str) -> str:
+    """Wait until the API server refuses manifest (a server-side dry run) with refusal in its answer; the answer.
+
+    Admission policies and their bindings, webhooks, quotas and namespace labels reach the API server's admission
+    through its informers, asynchronously: a run started right after `kubectl apply` may still be admitted. A dry
+    run the policy must refuse, refused, is the proof that the run that follows meets the policy.
+    """
+    answers: list[str] = []
+
+    def refused() -> bool:
+        answers.append(dry_run_refusal(env, manifest))
+        return refusal in answers[-1]
+
+    wait_until(refused, f"{refusal!r} in the answer to {manifest['metadata']['name']} (last: {answers[-1:]})")
+    return answers[-1]
+
+
+def wait_until_allowed(env: dict[str, str], user: str, verb_resource: tuple[str, ...], *, allowed: bool) -> None:
+    """Wait until RBAC answers `kubectl auth can-i` for user as wanted (RBAC changes reach the authorizer late too)."""
+    want = "yes" if allowed else "no"
+
+    def answered() -> bool:
+        done = kubectl_answer(env, "auth", "can-i", *verb_resource, "--as", user)
+        return done.stdout.strip() == want
+
+    wait_until(answered, f"kubectl auth can-i {' '.join(verb_resource)} --as {user} answering {want}")
+
+
+def wait_until_rbac_granted(env: dict[str, str]) -> None:
+    """Wait until the authorizer answers with deploy/rbac.yaml's rules, its Role's and its ClusterRole's.
+
+    RBAC changes reach the authorizer through informers: a run started at once may be refused what the rules grant.
+    """
+    wait_until_allowed(env, DEPLOY_USER, ("deletecollection", "pods", "-n", "dindcheck"), allowed=True)
+    wait_until_allowed(env, DEPLOY_USER, ("get", "persistentvolumes"), allowed=True)
+
+
+@contextmanager
+def fresh_namespace(env: dict[str, str], name: str) -> Iterator[str]:
+    """A namespace made for one test and deleted after it (not waited for).
+
+    One of the same name that an earlier test left terminating is waited out first: creating it would fail.
+    """
+
+    def gone() -> bool:
+        return not kubectl(env, "get", "namespace", name, "--ignore-not-found", "-o", "name").strip()
+
+    wait_until(gone, f"namespace {name} of an earlier test gone", timeout_s=NAMESPACE_GONE_S)
+    kubectl(env, "create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl(env, "delete", "namespace", name, "--wait=false")
+
+
+@contextmanager
+def applied(env: dict[str, str], documents: str) -> Iterator[None]:
+    """Objects applied for one test (YAML documents) and deleted after it."""
+    kubectl(env, "apply", "-f", "-", stdin=documents)
+    try:
+        yield
+    finally:
+        kubectl(env, "delete", "-f", "-", "--ignore-not-found", stdin=documents)
+
+
+def pod_manifest(name: str, namespace: str, image: str, **container: Any) -> dict[str, Any]:
+    """A one-container pod for dry runs: what a policy under test must refuse (or admit)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "c", "image": image, **container}]},
+    }

@@ -13,21 +13,19 @@ import yaml
 from testbed.conformance.harness import (
     REPO,
     Profile,
+    applied,
+    fresh_namespace,
     kubectl,
     labelled_objects,
+    pod_manifest,
     run_suite,
     suite_command,
     wait_until_clean,
+    wait_until_enforced,
     with_kubeconfig,
 )
 
 USAGE_ERROR = 4
-
-
-@pytest.fixture
-def permissive(profile: Profile) -> None:
-    if profile.name != "permissive":
-        pytest.skip("fault cases run on the permissive profile")
 
 
 @pytest.mark.usefixtures("permissive")
@@ -223,9 +221,9 @@ def test_a_builder_is_judged_by_its_own_spec_not_the_probes_helpers(
     """
     namespace = "dindcheck-non-root"
     policy = yaml.safe_dump_all(non_root_policy(namespace))
-    kubectl(testbed_env, "create", "namespace", namespace)
-    kubectl(testbed_env, "apply", "-f", "-", stdin=policy)
-    try:
+    with fresh_namespace(testbed_env, namespace), applied(testbed_env, policy):
+        root_pod = pod_manifest("dc-policy-check", namespace, testbed_env["TESTBED_IMAGE_TOOLS"])
+        wait_until_enforced(testbed_env, root_pod, f"[denied by {NON_ROOT_POLICY}] containers must set runAsUser")
         run = run_suite(
             testbed_env, out_root / "non-root-policy", "-k", "buildkit_rootless or kaniko", "--namespace", namespace
         )
@@ -240,9 +238,6 @@ def test_a_builder_is_judged_by_its_own_spec_not_the_probes_helpers(
         assert answer["message"].endswith("containers must set runAsUser > 0: kaniko"), answer["message"]
         assert answer["message"] in kaniko["summary"]
         assert run.report["recommendation"]["build_only"] == "buildkit-rootless"
-    finally:
-        kubectl(testbed_env, "delete", "-f", "-", "--ignore-not-found", stdin=policy)
-        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
 
 
 @pytest.mark.usefixtures("permissive")
@@ -346,8 +341,7 @@ def test_context_names_reach_the_api_intact(testbed_env: dict[str, str], out_roo
 def test_quota_namespace_works_and_psa_label_is_restored(testbed_env: dict[str, str], out_root: Path) -> None:
     """A borrowed namespace with a ResourceQuota that demands limits, and its own PSA label, which comes back."""
     namespace = "dindcheck-quota"
-    kubectl(testbed_env, "create", "namespace", namespace)
-    try:
+    with fresh_namespace(testbed_env, namespace):
         kubectl(testbed_env, "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
         quota = {
             "apiVersion": "v1",
@@ -358,6 +352,10 @@ def test_quota_namespace_works_and_psa_label_is_restored(testbed_env: dict[str, 
             },
         }
         kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(quota))
+        image = testbed_env["TESTBED_IMAGE_TOOLS"]
+        wait_until_enforced(testbed_env, pod_manifest("dc-quota-check", namespace, image), "failed quota: needs-limits")
+        privileged = pod_manifest("dc-psa-check", namespace, image, securityContext={"privileged": True})
+        wait_until_enforced(testbed_env, privileged, 'violates PodSecurity "baseline:latest"')
         run = run_suite(
             testbed_env,
             out_root / "quota-namespace",
@@ -379,8 +377,7 @@ def test_quota_namespace_works_and_psa_label_is_restored(testbed_env: dict[str, 
             r"jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}",
         )
         assert label.strip() == "baseline", "the borrowed namespace's own PSA label was not restored"
-    finally:
-        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+        assert "label is back to baseline" in run.output, run.output[-2000:]
 
 
 @pytest.mark.usefixtures("permissive")
@@ -388,15 +385,12 @@ def test_borrowed_namespace_keeps_the_namespace_and_removes_our_objects(
     testbed_env: dict[str, str], out_root: Path
 ) -> None:
     namespace = "dindcheck-borrowed"
-    kubectl(testbed_env, "create", "namespace", namespace)
-    try:
+    with fresh_namespace(testbed_env, namespace):
         run = run_suite(testbed_env, out_root / "borrowed-namespace", "-k", "lsm", "--namespace", namespace)
         assert run.check("lsm")["status"] == "pass", run.output[-2000:]
         assert run.report["cluster"]["namespace"] == namespace
         assert kubectl(testbed_env, "get", "namespace", namespace, "-o", "name").strip() == f"namespace/{namespace}"
         assert kubectl(testbed_env, "get", "pods", "-n", namespace, "-o", "name").strip() == ""
-    finally:
-        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
 
 
 @pytest.mark.usefixtures("permissive")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.conformance.harness import REPO, Profile, SuiteRun, kubectl, statuses
+from testbed.conformance.harness import REPO, Profile, SuiteRun, kubectl, statuses, wait_until_rbac_granted
 
 NAMESPACE = "dindcheck"
 CRONJOB = "dindcheck-nightly"
@@ -129,6 +129,7 @@ def test_nightly_job_matches_an_outside_run(
     if knobs_but_nodes(profile) != "permissive":
         pytest.skip("the first night runs on the permissive profile")
     kubectl(nightly, "apply", "-f", "-", stdin=yaml.safe_dump_all(deploy_documents(nightly)))
+    wait_until_rbac_granted(nightly)
     kubectl(nightly, "-n", NAMESPACE, "delete", "configmap", HISTORY, "--ignore-not-found")
     succeeded, log = run_job(nightly, "night-1")
     (out_root / "nightly-1.log").write_text(log)

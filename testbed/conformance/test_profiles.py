@@ -8,6 +8,7 @@ the answer was classified as, never a message string of the test's own.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,100 +16,122 @@ import yaml
 
 from dindcheck.plugin import PROGRESS_EVERY_S
 from probes.definitions import catalog
+from probes.settings import Resources
 from reports import json_report
 from testbed.conformance.harness import Profile, SuiteRun, run_suite, wait_until_clean
 
-ANY = "-"
-# check statuses per profile ("-": whatever is true, stated honestly), then (full_docker, build_only); from_source:
-# the source-build answer (buildpacks: the CNB lifecycle as a non-root user with no capabilities, what every profile
-# here admits, Pod Security restricted included)
+
+@dataclass(frozen=True)
+class Want:
+    """What one check must report on a profile: its status and, where it can say, the cause in its summary.
+
+    says: texts the summary must contain (the cluster's or the probe's words); refused_by: for a check that did not
+    run because a pod it needs was refused, the source the refusal was classified as.
+    """
+
+    statuses: frozenset[str]
+    says: tuple[str, ...] = ()
+    refused_by: str = ""
+
+
+def want(*statuses: str, says: tuple[str, ...] = (), refused_by: str = "") -> Want:
+    """A Want from its statuses."""
+    return Want(frozenset(statuses), says, refused_by)
+
+
+VAP = "dindcheck-testbed-deny-privileged"
+PASS = want("pass")
+SYSBOX_ABSENT = want("skipped", says=("sysbox not installed: no RuntimeClass sysbox-runc",))
+NO_DOCKER_SOCKET = want("skipped", says=("no docker.sock on the node", "hostPath type check failed"))
+USERNS_OFF = want("fail", says=("user namespaces are disabled on the node",))
+PRIVILEGED_DENIED = want(
+    "skipped",
+    says=("not run: a pod it needs was rejected by validating-admission-policy", f"[denied by {VAP}]"),
+    refused_by="validating-admission-policy",
+)
+
+
+def psa_refused(level: str, status: str = "skipped") -> Want:
+    """A check whose pod Pod Security refused at the namespace's level, in the API server's words."""
+    return want(status, says=(f'violates PodSecurity "{level}:latest"',), refused_by="pod-security-admission")
+
+
+# every check's expectation per profile, then (full_docker, build_only), and from_source: the source-build answer
+# (buildpacks: the CNB lifecycle as a non-root user with no capabilities, what every profile here admits, Pod Security
+# restricted included)
 PERMISSIVE: dict[str, Any] = {
-    "privileged-admission": {"pass"},
-    "overlay-cache": {"pass"},
-    "docker-run": {"pass"},
-    "buildkit-rootless": {"pass"},
-    "socket-sharing": {"pass"},
-    "lsm": {"pass"},
-    "sysbox": {"skipped"},
-    "host-socket": {"skipped"},
-    "kaniko": {"pass"},
-    "buildpacks": {"pass"},
+    "privileged-admission": PASS,
+    "overlay-cache": PASS,
+    "docker-run": PASS,
+    "buildkit-rootless": PASS,
+    "socket-sharing": PASS,
+    "lsm": PASS,
+    "sysbox": SYSBOX_ABSENT,
+    "host-socket": NO_DOCKER_SOCKET,
+    "kaniko": PASS,
+    "buildpacks": PASS,
     "modes": ("dind", "buildkit-rootless"),
     "from_source": "buildpacks",
+}
+DENY_PRIVILEGED: dict[str, Any] = {
+    **PERMISSIVE,
+    "privileged-admission": want("fail", says=("privileged pod rejected by validating-admission-policy", VAP)),
+    "overlay-cache": PRIVILEGED_DENIED,
+    "docker-run": PRIVILEGED_DENIED,
+    "socket-sharing": PRIVILEGED_DENIED,
+    "modes": ("none", "buildkit-rootless"),
+}
+PSA_RESTRICTED: dict[str, Any] = {
+    **PERMISSIVE,
+    "privileged-admission": psa_refused("restricted", "fail"),
+    "overlay-cache": psa_refused("restricted"),
+    "docker-run": psa_refused("restricted"),
+    "socket-sharing": psa_refused("restricted"),
+    "buildkit-rootless": psa_refused("restricted", "fail"),
+    "host-socket": psa_refused("restricted", "fail"),
+    "kaniko": psa_refused("restricted", "fail"),  # restricted forbids running as root
+    "lsm": psa_refused("restricted"),  # its tools pod runs as the image's root user
+    "buildpacks": PASS,  # the only build path left: from source, never a Dockerfile
+    "modes": ("none", "none"),
 }
 EXPECTED: dict[str, dict[str, Any]] = {
     "permissive": PERMISSIVE,
     "dind-legacy": PERMISSIVE,  # Docker 20.10 in the DinD image: every verdict as with Docker 29
     "two-nodes": PERMISSIVE,  # untargeted: the ci node's taint keeps every probe on the default node
     "pod-mtu-1400": PERMISSIVE,  # nested transfers stall: a WARNING in docker-run's summary, not a status change
-    "deny-privileged": {
-        "privileged-admission": {"fail"},
-        "overlay-cache": ANY,
-        "docker-run": {"skipped", "inconclusive"},
-        "buildkit-rootless": {"pass"},
-        "kaniko": {"pass"},
-        "buildpacks": {"pass"},
-        "modes": ("none", "buildkit-rootless"),
-        "from_source": "buildpacks",
-    },
+    "deny-privileged": DENY_PRIVILEGED,
     "deny-privileged+userns-off": {  # neither privileged nor user namespaces: Kaniko is the build path left
-        "privileged-admission": {"fail"},
-        "docker-run": {"skipped", "inconclusive"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"pass"},
-        "buildpacks": {"pass"},
+        **DENY_PRIVILEGED,
+        "buildkit-rootless": USERNS_OFF,
+        "lsm": want("fail", says=("observed settings block buildkit-rootless", "user namespaces are disabled")),
         "modes": ("none", "kaniko"),
-        "from_source": "buildpacks",
     },
     "psa-baseline": {
-        "privileged-admission": {"fail"},
-        "overlay-cache": ANY,
-        "docker-run": {"skipped", "inconclusive"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"pass"},  # root, default capabilities and seccomp, no escalation: what baseline allows
-        "buildpacks": {"pass"},
+        **PERMISSIVE,
+        "privileged-admission": psa_refused("baseline", "fail"),
+        "overlay-cache": psa_refused("baseline"),
+        "docker-run": psa_refused("baseline"),
+        "socket-sharing": psa_refused("baseline"),
+        "buildkit-rootless": psa_refused("baseline", "fail"),
+        "host-socket": psa_refused("baseline", "fail"),  # hostPath: the mode is refused, not merely absent
+        "kaniko": PASS,  # root, default capabilities and seccomp, no escalation: what baseline allows
         "modes": ("none", "kaniko"),
-        "from_source": "buildpacks",
     },
-    "psa-restricted": {
-        "privileged-admission": {"fail"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"fail"},  # restricted forbids running as root
-        "buildpacks": {"pass"},  # the only build path left: from source, never a Dockerfile
-        "modes": ("none", "none"),
-        "from_source": "buildpacks",
-    },
-    "psa-restricted+two-nodes": {  # untargeted: the ci node's taint keeps every probe on the default node
-        "privileged-admission": {"fail"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"fail"},
-        "buildpacks": {"pass"},
-        "modes": ("none", "none"),
-        "from_source": "buildpacks",
-    },
+    "psa-restricted": PSA_RESTRICTED,
+    "psa-restricted+two-nodes": PSA_RESTRICTED,  # untargeted: the ci node's taint keeps every probe on the default node
     "userns-off": {
-        "privileged-admission": {"pass"},
-        "overlay-cache": {"pass"},
-        "docker-run": {"pass"},
-        "buildkit-rootless": {"fail"},
-        "kaniko": {"pass"},
-        "buildpacks": {"pass"},
+        **PERMISSIVE,
+        "buildkit-rootless": USERNS_OFF,
+        "lsm": want("fail", says=("observed settings block buildkit-rootless", "user namespaces are disabled")),
         "modes": ("dind", "kaniko"),
-        "from_source": "buildpacks",
     },
     "sysbox-class": {
-        "privileged-admission": {"pass"},
-        "sysbox": {"fail"},
-        "kaniko": {"pass"},
-        "modes": ("dind", "buildkit-rootless"),
+        **PERMISSIVE,
+        "sysbox": want("fail", says=("RuntimeClass sysbox-runc exists but the node has no such handler",)),
     },
     "cache-fuse": {
-        "privileged-admission": {"pass"},
-        "overlay-cache": {"fail"},
-        "docker-run": {"pass"},
-        "buildkit-rootless": {"pass"},
-        "kaniko": {"pass"},
-        "modes": ("dind", "buildkit-rootless"),
+        **PERMISSIVE,
+        "overlay-cache": want("fail", says=("overlay fails on StorageClass dindcheck-cache (fuse)",)),
     },
 }
 
@@ -131,13 +154,32 @@ def test_report_is_valid_v1(suite_run: SuiteRun) -> None:
 
 @pytest.mark.parametrize("check_id", [definition.id for definition in catalog()])
 def test_check_status(suite_run: SuiteRun, expected: dict[str, Any], check_id: str) -> None:
-    want = expected.get(check_id, ANY)
+    """Every check of every profile: its status and, where it can be said, its cause."""
+    assert check_id in expected, f"no expectation for {check_id}: every check says something checkable"
+    wanted: Want = expected[check_id]
     check = suite_run.check(check_id)
     assert check["summary"], f"{check_id} has no summary"
     if check["status"] != "pass":
         assert check["remediation"], f"{check_id} {check['status']} without remediation"
-    if want != ANY:
-        assert check["status"] in want, f"{check_id}: {check['status']}: {check['summary']}"
+    assert check["status"] in wanted.statuses, f"{check_id}: {check['status']}: {check['summary']}"
+    for text in wanted.says:
+        assert text in check["summary"], f"{check_id}: {text!r} not in {check['summary']!r}"
+    if wanted.refused_by:
+        answer = quoted_refusal(check)
+        assert answer["source"] == wanted.refused_by, answer
+        assert answer["message"] in check["summary"], "the refusal is quoted whole"
+
+
+def quoted_refusal(check: dict[str, Any]) -> dict[str, Any]:
+    """The refusal a check's summary quotes.
+
+    Of the DinD spec (privileged-admission), of the builder's own spec dry-run alone (BuildKit, Kaniko), else of the
+    probe's pod.
+    """
+    evidence = check["evidence"]
+    answer = evidence["specs"]["dind"] if check["id"] == "privileged-admission" else None
+    answer = answer or evidence.get("admission_of_the_tested_spec") or evidence["admission"]
+    return dict(answer)
 
 
 def test_recommendation(suite_run: SuiteRun, expected: dict[str, Any]) -> None:
@@ -232,38 +274,49 @@ def test_pushed_manifest_is_read_back(suite_run: SuiteRun) -> None:
     assert "RUN step" in buildkit["summary"]
 
 
+CONTAINER_ROLES = {"dind": "dind", "job": "dind", "buildkitd": "buildkit", "kaniko": "kaniko", "creator": "builder"}
+"""The image role each container of a mode's spec runs (the job container runs the DinD image: no --image-job)."""
+
+
 def test_snippets_are_the_tested_specs(suite_run: SuiteRun, testbed_env: dict[str, str]) -> None:
-    """The config to paste is the spec a probe ran: the run's images and resources, in every container."""
-    snippets = suite_run.report["recommendation"]["snippets"]
-    run_images = {
-        testbed_env[key]
-        for key in (
-            "TESTBED_IMAGE_DIND",
-            "TESTBED_IMAGE_BUILDKIT",
-            "TESTBED_IMAGE_TOOLS",
-            "TESTBED_IMAGE_KANIKO",
-            "TESTBED_IMAGE_BUILDER",
-        )
+    """The config to paste is the spec a probe ran: the run's images, resources and pod fields, in every container.
+
+    Every recommended mode has its snippet, and every container of it (GitLab's job and service too, when given)
+    runs the image the run was given for that role, as the report lists it, with the run's requests and limits; the
+    pod carries the probe pod's own pod fields, not its deadline and grace period.
+    """
+    recommendation = suite_run.report["recommendation"]
+    snippets = recommendation["snippets"]
+    given = {
+        "dind": testbed_env["TESTBED_IMAGE_DIND"],
+        "buildkit": testbed_env["TESTBED_IMAGE_BUILDKIT"],
+        "kaniko": testbed_env["TESTBED_IMAGE_KANIKO"],
+        "builder": testbed_env["TESTBED_IMAGE_BUILDER"],
     }
-    for mode in ("dind", "buildkit-rootless", "kaniko", "sysbox", "host-socket", "buildpacks"):
-        if mode not in snippets:
-            continue
+    listed = {role: image["ref"] for role, image in suite_run.report["cluster"]["images"].items()}
+    assert {role: listed.get(role) for role in given} == given, listed
+    modes = ("full_docker", "build_only", "from_source")
+    recommended = {recommendation[key] for key in modes if key in recommendation} - {"none"}
+    for mode in recommended:
+        assert mode in snippets, f"no config to paste for the recommended mode {mode}: {sorted(snippets)}"
         spec = yaml.safe_load(snippets[mode])["spec"]
-        containers = spec.get("initContainers", []) + spec["containers"]
-        assert {c["image"] for c in containers} <= run_images, containers
-        assert all(c["resources"]["limits"] for c in containers), containers
-        # the probe pod's pod fields, not its own deadline and grace
-        assert (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["enableServiceLinks"]) == (
-            "Never",
-            False,
-            False,
-        ), spec
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            role = CONTAINER_ROLES.get(container["name"])
+            assert role is not None, f"{mode}: a container no mode has: {container['name']}"
+            assert container["image"] == given[role], (mode, container["name"], container["image"])
+            assert container["resources"] == Resources().to_spec(), (mode, container["name"], container["resources"])
+        pod_fields = (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["enableServiceLinks"])
+        assert pod_fields == ("Never", False, False), spec
         assert "activeDeadlineSeconds" not in spec
         assert "terminationGracePeriodSeconds" not in spec
     if "dind" in snippets:  # docker-run proved the nested run in the classic layout: that is the pod printed
         spec = yaml.safe_load(snippets["dind"])["spec"]
         assert "initContainers" not in spec, spec
         assert [c["name"] for c in spec["containers"]] == ["dind", "job"]
+    if "gitlab" in snippets:
+        job = yaml.safe_load(snippets["gitlab"])["docker-build"]
+        assert job["image"] == given["dind"], job
+        assert [service["name"] for service in job["services"]] == [given["dind"]], job
 
 
 def test_kaniko_rejection_quotes_pod_security(suite_run: SuiteRun, profile: Profile) -> None:

@@ -15,13 +15,16 @@ import pytest
 import yaml
 
 from testbed.conformance.harness import (
+    DEPLOY_USER,
     REPO,
     Profile,
     SuiteRun,
     kubectl,
     run_suite,
     statuses,
+    wait_until_allowed,
     wait_until_clean,
+    wait_until_rbac_granted,
     with_kubeconfig,
 )
 
@@ -39,6 +42,7 @@ def rbac_applied(profile: Profile, testbed_env: dict[str, str]) -> Iterator[list
     # the nightly conformance keeps deploy/ applied across profiles: leave it as found
     existed = bool(kubectl(testbed_env, "get", "namespace", NAMESPACE, "--ignore-not-found", "-o", "name").strip())
     kubectl(testbed_env, "apply", "-f", str(RBAC))
+    wait_until_rbac_granted(testbed_env)
     try:
         yield documents
     finally:
@@ -87,6 +91,7 @@ def test_one_rule_removed_is_named_before_anything_is_created(
     pods_rule = next(rule for rule in role["rules"] if rule["resources"] == ["pods"])
     pods_rule["verbs"] = [verb for verb in pods_rule["verbs"] if verb != "deletecollection"]
     kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(role))
+    wait_until_allowed(testbed_env, DEPLOY_USER, ("deletecollection", "pods", "-n", NAMESPACE), allowed=False)
     try:
         kubeconfig = service_account_kubeconfig(testbed_env, out_root / "rbac-kubeconfig-less")
         env = with_kubeconfig(testbed_env, kubeconfig, "--namespace", NAMESPACE)
@@ -97,3 +102,4 @@ def test_one_rule_removed_is_named_before_anything_is_created(
         assert kubectl(testbed_env, "get", "pods,pvc", "-n", NAMESPACE, "-l", MANAGED, "-o", "name").strip() == ""
     finally:
         kubectl(testbed_env, "apply", "-f", str(RBAC))
+        wait_until_rbac_granted(testbed_env)

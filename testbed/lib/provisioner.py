@@ -5,11 +5,12 @@ host directory that holds its volumes (the node disk, a tmpfs mount or a FUSE mo
 a parameter ``root.<node>`` another one for volumes of pods on that node (the second node's FUSE root).
 
 - A pending claim of such a class gets a directory ``<root>/<namespace>-<claim>-<uid>`` and a hostPath PV bound to it
-  (claimRef, reclaimPolicy Delete, annotation pv.kubernetes.io/provisioned-by).
+  (claimRef, the class's reclaimPolicy, annotation pv.kubernetes.io/provisioned-by).
 - In a WaitForFirstConsumer class, a claim waits for the scheduler's choice of node (annotation
   volume.kubernetes.io/selected-node); its directory is then under that node's root, and the PV gets a nodeAffinity
   for the node (label kubernetes.io/hostname), as a real node-local volume.
-- A PV of ours that is Released (its claim was deleted) loses its directory, then the PV itself is deleted.
+- A PV of ours with reclaimPolicy Delete that is Released (its claim was deleted) loses its directory, then the PV
+  itself is deleted. One with Retain keeps both, as a cloud disk outlives its claim.
 
 Level-triggered: watches on claims and volumes only wake the reconcile loop, which also runs every few seconds.
 """
@@ -45,11 +46,12 @@ log = logging.getLogger("provisioner")
 
 @dataclass(frozen=True)
 class ClassRoots:
-    """Where one StorageClass keeps its volumes: a root, roots for particular nodes, and its binding mode."""
+    """Where one StorageClass keeps its volumes: a root, roots for particular nodes, its binding mode and reclaim."""
 
     root: Path
     node_roots: dict[str, Path] = field(default_factory=dict)
     wait_for_consumer: bool = False
+    reclaim_policy: str = "Delete"
 
     def for_node(self, node: str) -> Path:
         """The backing root for a volume of a pod on NODE ("": no node chosen)."""
@@ -79,7 +81,9 @@ def class_roots(storage: client.StorageV1Api) -> dict[str, ClassRoots]:
         for key, value in params.items():
             if key.startswith("root.") and (node_root := _allowed(name, key, value)) is not None:
                 node_roots[key.removeprefix("root.")] = node_root
-        roots[name] = ClassRoots(root, node_roots, sc.volume_binding_mode == "WaitForFirstConsumer")
+        roots[name] = ClassRoots(
+            root, node_roots, sc.volume_binding_mode == "WaitForFirstConsumer", sc.reclaim_policy or "Delete"
+        )
     return roots
 
 
@@ -107,7 +111,7 @@ def provision(core: client.CoreV1Api, pvc: Any, roots: ClassRoots) -> None:
         spec=client.V1PersistentVolumeSpec(
             capacity={"storage": size},
             access_modes=pvc.spec.access_modes or ["ReadWriteOnce"],
-            persistent_volume_reclaim_policy="Delete",
+            persistent_volume_reclaim_policy=roots.reclaim_policy,
             storage_class_name=pvc.spec.storage_class_name,
             volume_mode=pvc.spec.volume_mode or "Filesystem",
             host_path=client.V1HostPathVolumeSource(path=str(path), type="Directory"),
@@ -156,7 +160,9 @@ def reconcile(core: client.CoreV1Api, storage: client.StorageV1Api) -> None:
         provision(core, pvc, where)
     for pv in pvs:
         ours = (pv.metadata.annotations or {}).get(ANNOTATION) == PROVISIONER
-        if ours and not pv.metadata.deletion_timestamp and pv.status and pv.status.phase in {"Released", "Failed"}:
+        deleted_with_its_claim = pv.spec.persistent_volume_reclaim_policy == "Delete"
+        released = pv.status and pv.status.phase in {"Released", "Failed"}
+        if ours and deleted_with_its_claim and not pv.metadata.deletion_timestamp and released:
             reclaim(core, pv)
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from probes import specs
-from probes.engine import EXEC_BUDGET_S, Outcome, ProbeContext, Progress, RunScope, Task
+from probes.definitions import host_socket
+from probes.engine import EXEC_BUDGET_S, CommandResult, Outcome, ProbeContext, Progress, RunScope, Task
 from probes.model import Mode
-from probes.settings import Images, Resources
+from probes.settings import Images, ProbeSettings, Resources
 
 IMAGES = Images(dind="mirror/docker:dind", buildkit="mirror/buildkit:rootless", tools="mirror/debian")
 RESOURCES = Resources(requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "2", "memory": "2Gi"})
@@ -104,16 +105,51 @@ def test_native_layout_moves_only_the_sidecar() -> None:
     assert native["volumes"] == classic["volumes"]
 
 
-def test_record_keeps_the_spec_as_submitted() -> None:
-    spec = specs.host_socket_pod_spec(IMAGES, RESOURCES)
-    tested = specs.record(Mode.HOST_SOCKET, "host-socket", spec, proven=True)
-    assert (tested.mode, tested.layout, tested.spec, tested.proven, tested.annotations) == (
-        Mode.HOST_SOCKET,
-        "host-socket",
-        spec,
-        True,
-        {},
-    )
+class HostSocketRun:
+    """A ProbeContext for the host-socket probe: the real pod_manifest, the pod kept, the daemon answering `answer`."""
+
+    def __init__(self, answer: str) -> None:
+        self.real = probe_context(RunScope("ns-1", "r1abc", timeout_s=30.0))
+        self.scope = self.real.scope
+        self.nodes: set[str] = set()
+        self.created: list[dict[str, Any]] = []
+        self.answer = answer
+
+    def pod_manifest(self, suffix: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The engine's own manifest around the probe's spec."""
+        return self.real.pod_manifest(suffix, spec)
+
+    def say(self, _message: str) -> None:
+        """Progress goes nowhere."""
+
+    def create_pod(self, manifest: dict[str, Any]) -> None:
+        """Keep what was submitted (a copy: later changes to the probe's dicts must not hide a difference)."""
+        self.created.append(copy.deepcopy(manifest))
+
+    def wait_running(self, _name: str, **_kwargs: Any) -> None:
+        """The pod runs."""
+
+    def exec(self, _pod: str, _container: str, _script: str, **_kwargs: Any) -> CommandResult:
+        """The daemon's answer to `docker version`."""
+        return CommandResult(0, self.answer, "", 0.1)
+
+    def delete_pod(self, _name: str) -> None:
+        """Nothing to delete."""
+
+
+@pytest.mark.parametrize(("answer", "proven"), [("server=27.3.1", True), ("server=Cannot connect", False)])
+def test_the_spec_recorded_for_the_report_is_the_one_the_probe_submitted(answer: str, proven: bool) -> None:
+    """The config to paste is the submitted pod's spec without the harness's part, proven only when it worked."""
+    ctx = HostSocketRun(answer)
+    settings = ProbeSettings(images=IMAGES, resources=RESOURCES)
+    outcome = host_socket.run(ctx, settings)  # type: ignore[arg-type]
+    (submitted,) = ctx.created
+    (tested,) = outcome.facts.specs
+    harness = ctx.pod_manifest("x", {"containers": []})["spec"].keys() - {"containers"}
+    assert dict(tested.spec) == {key: value for key, value in submitted["spec"].items() if key not in harness}
+    assert tested.proven is proven
+    assert (tested.mode, tested.layout) == (Mode.HOST_SOCKET, "host-socket")
+    assert {c["image"] for c in tested.spec["containers"]} == {IMAGES.dind}, "the run's images, as submitted"
 
 
 # ----- the harness's part of a probe pod ---------------------------------------------------------------------------

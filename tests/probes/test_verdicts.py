@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from probes import specs
 from probes.definitions import (
     _registry,
     buildkit_rootless,
@@ -22,10 +23,11 @@ from probes.definitions import (
 )
 from probes.definitions._docker import WAIT_FOR_DAEMON
 from probes.definitions._registry import ManifestReadback
-from probes.engine import CommandResult, Outcome, key_values
+from probes.engine import CommandResult, Outcome, RunScope, key_values
 from probes.exceptions import AdmissionRejectedError
 from probes.model import Admission, Status
-from probes.settings import Resources
+from probes.settings import Images, ProbeSettings
+from tests.probes.pod_security import restricted_violations
 
 # ----- sysbox: dockerd without privileged + a nested run + a real user namespace ---------------------------------
 SYSBOX_OK: dict[str, Any] = {
@@ -597,12 +599,42 @@ def test_a_refusal_that_was_no_policy_is_not_dry_run_again() -> None:
     assert ctx.asked == []
 
 
-def test_the_registry_helper_meets_pod_security_restricted() -> None:
-    """So that a policy which admits the builder admits the probe pod too."""
-    settings = SimpleNamespace(images=SimpleNamespace(registry="registry:2"), resources=Resources())
-    context = _registry.registry_container(settings)["securityContext"]  # type: ignore[arg-type]
-    assert context["runAsNonRoot"] is True
-    assert context["runAsUser"] > 0
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["capabilities"] == {"drop": ["ALL"]}
-    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+class CapturedPod:
+    """A ProbeContext that keeps the pod a probe creates and refuses it (no policy: the probe stops there)."""
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.scope = RunScope("ns", "run1")
+
+    def pod_manifest(self, suffix: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec under a name."""
+        return {"metadata": {"name": f"dc-run1-{suffix}"}, "spec": spec}
+
+    def say(self, _message: str) -> None:
+        """Progress goes nowhere."""
+
+    def create_pod(self, manifest: dict[str, Any]) -> None:
+        """Keep the pod; refuse it with an answer that is no policy's."""
+        self.created.append(manifest)
+        raise AdmissionRejectedError("Too many requests", source="api-throttling", code=429, decided=None)
+
+
+def test_the_registry_helper_adds_no_pod_security_restricted_violation_to_the_builders_pod() -> None:
+    """The BuildKit probe pod breaks Pod Security restricted exactly where BuildKit's own spec does, no more.
+
+    So a policy that admits the builder admits the probe pod too: the registry helper is never why it looks refused.
+    The rules are the standard's (tests/probes/pod_security.py), over the pod the probe really creates.
+    """
+    settings = ProbeSettings(images=Images(registry="registry:2", buildkit="moby/buildkit:rootless"))
+    ctx = CapturedPod()
+    outcome = buildkit_rootless.run(ctx, settings)  # type: ignore[arg-type]
+    assert outcome.status is Status.INCONCLUSIVE, outcome.summary
+    (probe_pod,) = ctx.created
+    assert "registry" in {c["name"] for c in probe_pod["spec"]["containers"]}, "the probe pod carries the registry"
+    builder_alone = specs.buildkit_pod_spec(settings.images, settings.resources)
+    assert restricted_violations(probe_pod["spec"]) == restricted_violations(builder_alone)
+    assert restricted_violations(builder_alone), (
+        "BuildKit's Unconfined profiles break restricted: the rules must see it"
+    )
+    root = {**_registry.registry_container(settings), "securityContext": {"runAsUser": 0}}
+    assert ("registry", "runAsUser=0") in restricted_violations({"containers": [root]}), "the rules must see root"
