@@ -39,6 +39,9 @@ CAPABILITIES = (
     "CHECKPOINT_RESTORE",
 )  # fmt: skip
 """Linux capability names by bit number (linux/capability.h)."""
+NEWEST_CAPABILITIES = CAPABILITIES.index("PERFMON")
+"""PERFMON, BPF and CHECKPOINT_RESTORE (Linux 5.8/5.9) are missing from older runtimes' privileged set: their absence
+alone is no stripped privilege."""
 
 REMEDIATION = (
     "Privileged DinD needs a namespace whose Pod Security level is 'privileged' "
@@ -171,7 +174,7 @@ def privilege_inside(result: CommandResult) -> Inside:
         )
     missing = [bit for bit in range(last + 1) if not effective >> bit & 1]
     evidence["missing_capabilities"] = [capability_name(bit) for bit in missing]
-    if missing:
+    if any(bit < NEWEST_CAPABILITIES for bit in missing):
         names = ", ".join(evidence["missing_capabilities"])
         return Inside(
             Status.FAIL,
@@ -179,22 +182,23 @@ def privilege_inside(result: CommandResult) -> Inside:
             "the runtime reduced it)",
             evidence,
         )
+    held = f"every capability (CapEff {readings['CapEff']})"
+    if missing:
+        held = (
+            f"every capability but the newest, {', '.join(evidence['missing_capabilities'])} (CapEff "
+            f"{readings['CapEff']}; older runtimes' privileged set predates them)"
+        )
     mount = readings.get("mount", "")
     if mount == "refused":
         return Inside(
             Status.FAIL,
-            f"it has every capability, yet a tmpfs mount was refused: {readings.get('mount_error', '')} (an LSM "
-            "or seccomp profile confines it; dockerd cannot mount its storage)",
+            f"it has {held}, yet a tmpfs mount was refused: {readings.get('mount_error', '')} (an LSM or seccomp "
+            "profile confines it; dockerd cannot mount its storage)",
             evidence,
         )
     if mount == "ok":
-        return Inside(Status.PASS, f"has every capability (CapEff {readings['CapEff']}) and may mount", evidence)
-    return Inside(
-        Status.PASS,
-        f"has every capability (CapEff {readings['CapEff']}); a mount was not tried (no mount command in the tools "
-        "image)",
-        evidence,
-    )
+        return Inside(Status.PASS, f"has {held} and may mount", evidence)
+    return Inside(Status.PASS, f"has {held}; a mount was not tried (no mount command in the tools image)", evidence)
 
 
 def capability_name(bit: int) -> str:

@@ -217,3 +217,10 @@ def test_the_recommendation_does_not_call_a_422_an_admission_rejection() -> None
     run = RunResult(cluster=None, verdicts=(verdict,), generated_at="", total_s=0.0)  # type: ignore[arg-type]
     for assessment in recommend.assess(run):
         assert not any("admission rejected" in text for text in assessment.causes + assessment.warnings)
+
+
+def test_a_runtime_that_predates_the_newest_capabilities_is_still_privileged_and_says_so() -> None:
+    """An older runtime's privileged set stops at CAP_AUDIT_READ: not stripped, but the pass names what it lacks."""
+    outcome = probe(FakeContext(readings="CapEff=0000003fffffffff\ncap_last_cap=40\nmount=ok\n"))
+    assert outcome.status is Status.PASS, outcome.summary
+    assert "every capability but the newest, CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE" in outcome.summary
