@@ -39,9 +39,12 @@ CAPABILITIES = (
     "CHECKPOINT_RESTORE",
 )  # fmt: skip
 """Linux capability names by bit number (linux/capability.h)."""
-NEWEST_CAPABILITIES = CAPABILITIES.index("PERFMON")
-"""PERFMON, BPF and CHECKPOINT_RESTORE (Linux 5.8/5.9) are missing from older runtimes' privileged set: their absence
-alone is no stripped privilege."""
+DIND_NEEDS = (CAPABILITIES.index("SYS_ADMIN"), CAPABILITIES.index("NET_ADMIN"))
+"""What dockerd cannot do without (mounts and namespaces; its bridge and iptables), and no ordinary container holds.
+
+A runtime grants a privileged container every capability it holds itself, which may be fewer than the kernel knows
+(an older runtime predates CAP_PERFMON; a runtime in a container may lack CAP_SYS_RESOURCE): only these two missing
+means the privilege was taken away. Any other missing one is named in the summary, never hidden."""
 
 REMEDIATION = (
     "Privileged DinD needs a namespace whose Pod Security level is 'privileged' "
@@ -156,10 +159,10 @@ class Inside:
 
 
 def privilege_inside(result: CommandResult) -> Inside:
-    """Judge the readings (pure, over the recorded output): every capability, and a mount the default profile denies.
+    """Judge the readings (pure, over the recorded output): the capabilities held, and a mount only privileged may make.
 
-    Missing capabilities or a refused mount: the container is not what privileged means (FAIL). Readings that
-    could not be taken prove nothing (INCONCLUSIVE).
+    Without CAP_SYS_ADMIN or CAP_NET_ADMIN, or with a refused mount, the container is not what privileged means
+    (FAIL). Readings that could not be taken prove nothing (INCONCLUSIVE).
     """
     readings = key_values(result.stdout)
     evidence: dict[str, Any] = {"readings": readings}
@@ -174,20 +177,16 @@ def privilege_inside(result: CommandResult) -> Inside:
         )
     missing = [bit for bit in range(last + 1) if not effective >> bit & 1]
     evidence["missing_capabilities"] = [capability_name(bit) for bit in missing]
-    if any(bit < NEWEST_CAPABILITIES for bit in missing):
-        names = ", ".join(evidence["missing_capabilities"])
+    names = ", ".join(evidence["missing_capabilities"])
+    if any(bit in DIND_NEEDS for bit in missing):
         return Inside(
             Status.FAIL,
             f"it is not privileged inside: CapEff {readings['CapEff']} lacks {names} (a mutating webhook, policy or "
             "the runtime reduced it)",
             evidence,
         )
-    held = f"every capability (CapEff {readings['CapEff']})"
-    if missing:
-        held = (
-            f"every capability but the newest, {', '.join(evidence['missing_capabilities'])} (CapEff "
-            f"{readings['CapEff']}; older runtimes' privileged set predates them)"
-        )
+    held = f"every capability but {names}" if missing else "every capability"
+    held += f" (CapEff {readings['CapEff']})"
     mount = readings.get("mount", "")
     if mount == "refused":
         return Inside(

@@ -223,4 +223,17 @@ def test_a_runtime_that_predates_the_newest_capabilities_is_still_privileged_and
     """An older runtime's privileged set stops at CAP_AUDIT_READ: not stripped, but the pass names what it lacks."""
     outcome = probe(FakeContext(readings="CapEff=0000003fffffffff\ncap_last_cap=40\nmount=ok\n"))
     assert outcome.status is Status.PASS, outcome.summary
-    assert "every capability but the newest, CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE" in outcome.summary
+    assert "every capability but CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE" in outcome.summary
+
+
+def test_a_runtime_that_holds_fewer_capabilities_itself_is_still_privileged_and_says_so() -> None:
+    """Recorded on the testbed: its containerd lacks CAP_SYS_RESOURCE, so its privileged containers do too."""
+    outcome = probe(FakeContext(readings="CapEff=000001fffeffffff\ncap_last_cap=40\nmount=ok\n"))
+    assert outcome.status is Status.PASS, outcome.summary
+    assert "every capability but CAP_SYS_RESOURCE (CapEff 000001fffeffffff) and may mount" in outcome.summary
+
+
+def test_without_cap_net_admin_dockerd_has_no_bridge_so_it_is_not_privileged() -> None:
+    outcome = probe(FakeContext(readings="CapEff=000001ffffffefff\ncap_last_cap=40\nmount=ok\n"))
+    assert outcome.status is Status.FAIL
+    assert "lacks CAP_NET_ADMIN" in outcome.summary
