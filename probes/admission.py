@@ -1,10 +1,12 @@
 """Telling apart who refused a pod: PSA, a policy, a webhook, a missing RuntimeClass, or no policy at all.
 
-No policy at all: a ResourceQuota, API throttling, the run's own RBAC, dry-run unsupported.
+No policy at all: a ResourceQuota, a LimitRange, API throttling, the run's own RBAC or credentials, dry-run
+unsupported, an invalid spec (422), or any refusal whose words no rule here recognises.
 
 The messages are the API server's own (docs/probe-facts.md, "Privileged admission"); this module only names their
-source so the report can say "rejected by Pod Security Admission" instead of "403". Only a policy's refusal is an
-answer about a mode (admitted False); every other refusal leaves admission unknown (admitted None).
+source so the report can say "rejected by Pod Security Admission" instead of "403". Only a recognised policy's
+refusal is an answer about a mode (admitted False); every other refusal leaves admission unknown (admitted None), so
+the check is inconclusive with the server's words instead of blaming a policy that may not exist.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SOURCE_QUOTA = "resource-quota"
 SOURCE_LIMIT_RANGE = "limit-range"
 SOURCE_THROTTLED = "api-throttling"
 SOURCE_RBAC = "rbac"
+SOURCE_UNAUTHENTICATED = "authentication"
 SOURCE_OTHER = "other"
 
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -46,15 +49,16 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (SOURCE_NAMESPACE, re.compile(r"because it is being terminated|namespaces \"[^\"]+\" not found")),
 )
 
-# Refusals that say nothing about whether a mode's spec is allowed: the check cannot conclude.
-NOT_A_POLICY = frozenset(
+# The only refusals that answer whether a mode's spec is allowed: a policy (or the runtime a mode names) said no.
+# Anything else (a quota, a LimitRange, RBAC, a 401, a 422, words no rule knows) leaves the answer unknown.
+POLICY_SOURCES = frozenset(
     {
-        SOURCE_DRY_RUN_UNSUPPORTED,
-        SOURCE_NAMESPACE,
-        SOURCE_QUOTA,
-        SOURCE_LIMIT_RANGE,
-        SOURCE_THROTTLED,
-        SOURCE_RBAC,
+        SOURCE_PSA,
+        SOURCE_POLICY,
+        SOURCE_WEBHOOK,
+        SOURCE_GKE_WARDEN,
+        SOURCE_SCC,
+        SOURCE_RUNTIME_CLASS,
     }
 )
 
@@ -63,6 +67,8 @@ def classify(code: int, message: str) -> str:
     """Name who refused the request, from the status code and the server's message."""
     if code == 429:
         return SOURCE_THROTTLED
+    if code == 401:
+        return SOURCE_UNAUTHENTICATED
     for source, pattern in _RULES:
         if pattern.search(message):
             return source
@@ -86,11 +92,11 @@ def message_from_body(body: str | bytes | None) -> str:
 
 
 def rejection(code: int, body: str | bytes | None) -> Admission:
-    """An Admission for a refused request; only a policy's refusal is 'denied', anything else is unknown (None)."""
+    """An Admission for a refused request; only a recognised policy's refusal is 'denied', the rest unknown (None)."""
     message = message_from_body(body)
     source = classify(code, message)
-    undecided = source in NOT_A_POLICY or code >= 500 or code == 0
-    return Admission(admitted=None if undecided else False, code=code, source=source, message=message)
+    denied = source in POLICY_SOURCES and 400 <= code < 500
+    return Admission(admitted=False if denied else None, code=code, source=source, message=message)
 
 
 def warnings_from_headers(headers: object) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import ssl
@@ -51,12 +52,15 @@ class ManifestReadback:
     """What the registry answered for the pushed tag."""
 
     ok: bool
+    """A manifest came back (a 2xx whose body is no manifest is not ok)."""
     via: str
     digest: str = ""
     media_type: str = ""
     error: str = ""
     not_found: bool = False
     """The registry answered 404: the pushed manifest is not there (a failed push, not an unreachable registry)."""
+    digest_from: str = ""
+    """'Docker-Content-Digest' (the registry's header) or 'body' (sha256 of the manifest bytes it served)."""
 
     def to_evidence(self) -> dict[str, object]:
         """Evidence form."""
@@ -67,7 +71,19 @@ class ManifestReadback:
             "media_type": self.media_type,
             "error": self.error,
             "not_found": self.not_found,
+            "digest_from": self.digest_from,
         }
+
+
+def manifest_answer(via: str, body: bytes, header_digest: str) -> ManifestReadback:
+    """A registry's 2xx answer: a manifest, and its digest (the registry's header, else computed from the bytes)."""
+    text = body.decode("utf-8", "replace")
+    media_type = _media_type(text)
+    if not media_type:
+        return ManifestReadback(False, via, error=f"the registry answered, but with no manifest: {text[:200]}")
+    if header_digest:
+        return ManifestReadback(True, via, header_digest, media_type, digest_from="Docker-Content-Digest")
+    return ManifestReadback(True, via, f"sha256:{hashlib.sha256(body).hexdigest()}", media_type, digest_from="body")
 
 
 def split_reference(ref: str) -> tuple[str, str, str]:
@@ -101,12 +117,7 @@ def via_pod_proxy(ctx: ProbeContext, pod_name: str, port: int, repo: str, tag: s
         )
     except ApiException as exc:
         return ManifestReadback(False, via, error=f"{exc.status} {exc.reason}: {exc.body}", not_found=exc.status == 404)
-    body = response.data.decode("utf-8", "replace")
-    digest = str(response.headers.get("Docker-Content-Digest", ""))
-    media_type = _media_type(body)
-    return ManifestReadback(
-        bool(media_type), via, digest, media_type, "" if media_type else f"unexpected: {body[:200]}"
-    )
+    return manifest_answer(via, bytes(response.data), str(response.headers.get("Docker-Content-Digest", "")))
 
 
 def via_http(ref: str, *, insecure: bool, docker_config: dict[str, object] | None) -> ManifestReadback:
@@ -127,10 +138,7 @@ def _get_manifest(url: str, headers: dict[str, str], auth: str | None, context: 
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme is http(s) by construction
     try:
         with urllib.request.urlopen(request, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
-            body = response.read().decode("utf-8", "replace")
-            return ManifestReadback(
-                True, "http from this machine", response.headers.get("Docker-Content-Digest", ""), _media_type(body)
-            )
+            return _http_answer(response)
     except urllib.error.HTTPError as exc:
         if exc.code != 401:
             return ManifestReadback(
@@ -145,10 +153,11 @@ def _get_manifest(url: str, headers: dict[str, str], auth: str | None, context: 
         token = _bearer_token(challenge, auth, context)
         retry = urllib.request.Request(url, headers={**headers, "Authorization": f"Bearer {token}"})  # noqa: S310
     with urllib.request.urlopen(retry, timeout=API_TIMEOUT_S, context=context) as response:  # noqa: S310
-        body = response.read().decode("utf-8", "replace")
-        return ManifestReadback(
-            True, "http from this machine", response.headers.get("Docker-Content-Digest", ""), _media_type(body)
-        )
+        return _http_answer(response)
+
+
+def _http_answer(response: Any) -> ManifestReadback:
+    return manifest_answer("http from this machine", response.read(), response.headers.get("Docker-Content-Digest", ""))
 
 
 def _bearer_token(challenge: dict[str, str], auth: str | None, context: ssl.SSLContext) -> str:
@@ -191,17 +200,22 @@ PUSH_PROBLEMS = (
     "no such host",
     "i/o timeout",
     "unauthorized",
-    "401",
-    "403",
+    "requested access to the resource is denied",
+    "insufficient_scope",
     "failed to do request",
     "server gave http response to https client",
     "x509",
 )
+REGISTRY_REFUSED = re.compile(
+    r"\b40[13]\s+(unauthorized|forbidden)\b|\bstatus(\s+code)?\s*[:=]?\s*40[13]\b", re.IGNORECASE
+)
+"""A 401 or 403 as the registry's HTTP status ('403 Forbidden', 'unexpected status code 401'), not any '401' in a
+digest, a path or a line number."""
 
 
 def is_push_problem(error: str) -> bool:
     """The registry's reachability or credentials failed, not the builder: the proof could not be made."""
-    return any(marker in error.lower() for marker in PUSH_PROBLEMS)
+    return any(marker in error.lower() for marker in PUSH_PROBLEMS) or bool(REGISTRY_REFUSED.search(error))
 
 
 REGISTRY_UID = 65534
@@ -277,19 +291,41 @@ def push_problem_outcome(what: str, error: str, evidence: dict[str, Any], *, bui
 
 
 def readback_verdict(built: Outcome, readback: ManifestReadback, evidence: dict[str, Any], *, builder: str) -> Outcome:
-    """The push is proven only when the registry serves the manifest the builder said it pushed."""
+    """The push is proven only when the registry serves a manifest whose digest is the one the builder pushed.
+
+    A 2xx alone is no proof (a proxy's page, a stale tag): the digest must be the registry's header or the sha256 of
+    the manifest it served, and it must be the one the builder reported.
+    """
     pushed = str(evidence.get("digest", ""))
     if readback.not_found:
         return Outcome(Status.FAIL, f"the registry has no manifest for {evidence['image']}: {readback.error}", evidence)
-    if readback.ok and pushed and readback.digest and readback.digest != pushed:
-        return Outcome(Status.FAIL, f"the registry serves {readback.digest}, {builder} pushed {pushed}", evidence)
     if not readback.ok:
         return Outcome(
             Status.INCONCLUSIVE,
             f"built and pushed, but the manifest could not be read back ({readback.via}: {readback.error})",
             evidence,
         )
-    return Outcome(Status.PASS, f"{built.summary}; manifest read back via {readback.via}", evidence, remediation="")
+    if not pushed or not readback.digest:
+        missing = f"{builder} reported no digest" if not pushed else "the registry gave no digest"
+        return Outcome(
+            Status.INCONCLUSIVE,
+            f"built and pushed, and the registry serves {readback.digest or 'a manifest'} for {evidence['image']}, "
+            f"but {missing} to compare: the push is not proven",
+            evidence,
+        )
+    if readback.digest != pushed:
+        return Outcome(
+            Status.FAIL,
+            f"the registry serves {readback.digest} ({readback.digest_from}) for {evidence['image']}, {builder} "
+            f"pushed {pushed}",
+            evidence,
+        )
+    return Outcome(
+        Status.PASS,
+        f"{built.summary}; manifest {pushed} read back via {readback.via}",
+        evidence,
+        remediation="",
+    )
 
 
 def read_back(

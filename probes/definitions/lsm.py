@@ -48,6 +48,8 @@ class LsmAssessment:
     inferred: tuple[str, ...]
     blocks: tuple[ModeBlock, ...] = ()
     active: tuple[str, ...] = ()
+    userns: str = "a user namespace was not tried"
+    """What the unshare -U attempt showed, in a few words: only a success says user namespaces are available."""
 
     def blocks_by_mode(self) -> dict[str, str]:
         """Mode id -> cause, the evidence form."""
@@ -107,22 +109,28 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
         blocks.setdefault(
             "buildkit-rootless", "unprivileged user namespaces are off (kernel.unprivileged_userns_clone=0)"
         )
-    attempt = readings.get("userns_try", "")
+    attempt = readings.get("userns_try", "").strip()
+    userns = "a user namespace was not tried"
     if attempt == "ok":
-        observed.append("an ordinary pod can create a user namespace (unshare -U)")
-    elif "no space left on device" in attempt.lower():
-        observed.append(f"creating a user namespace in an ordinary pod fails: {attempt.strip()}")
-        blocks.setdefault(
-            "buildkit-rootless",
-            "user namespaces are disabled on the node (creating one fails with ENOSPC, as under "
-            "user.max_user_namespaces=0)",
-        )
+        userns = "an ordinary pod created a user namespace (unshare -U)"
+        observed.append(userns)
+    elif attempt.lower().endswith("not found"):
+        userns = f"a user namespace was not tried (no unshare in the tools image: {attempt})"
+        observed.append(userns)
     elif attempt:
-        observed.append(f"creating a user namespace in an ordinary pod fails: {attempt.strip()}")
-        inferred.append(
-            "that failure is the pod's seccomp/LSM profile (EPERM), which rootless BuildKit's "
-            "Unconfined profiles lift; it does not block the mode by itself"
-        )
+        userns = f"creating a user namespace in an ordinary pod failed: {attempt}"
+        observed.append(userns)
+        if "no space left on device" in attempt.lower():
+            blocks.setdefault(
+                "buildkit-rootless",
+                "user namespaces are disabled on the node (creating one fails with ENOSPC, as under "
+                "user.max_user_namespaces=0)",
+            )
+        elif "operation not permitted" in attempt.lower():
+            inferred.append(
+                "that failure is the pod's seccomp/LSM profile (EPERM), which rootless BuildKit's "
+                "Unconfined profiles lift; it does not block the mode by itself"
+            )
     restrict = readings.get("apparmor_restrict_unprivileged_userns", ABSENT)
     if restrict in ("0", "1"):
         observed.append(f"kernel.apparmor_restrict_unprivileged_userns={restrict}")
@@ -142,7 +150,7 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
     if readings.get("cgroup_fs"):
         observed.append(f"/sys/fs/cgroup is {readings['cgroup_fs']}")
     typed = tuple(ModeBlock(Mode(mode), cause) for mode, cause in blocks.items())  # every block here was read
-    return LsmAssessment(tuple(observed), tuple(inferred), typed, tuple(active))
+    return LsmAssessment(tuple(observed), tuple(inferred), typed, tuple(active), userns)
 
 
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
@@ -177,7 +185,7 @@ def verdict(stdout: str, rc: int, tail: str) -> Outcome:
         return Outcome(Status.FAIL, f"LSM {lsm_word}; observed settings block {causes}", evidence, facts=facts)
     return Outcome(
         Status.PASS,
-        f"LSM {lsm_word}; user namespaces available; no observed setting blocks a mode",
+        f"LSM {lsm_word}; {found.userns}; no observed setting blocks a mode",
         evidence,
         remediation="",
         facts=facts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -555,3 +556,61 @@ def test_a_registry_refusing_the_export_is_named_not_blamed_on_the_lifecycle(
     finally:
         kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
     assert wait_until_clean(testbed_env, 30) == []
+
+
+def test_a_limit_range_below_the_requests_is_inconclusive_in_the_apis_words(
+    profile: Profile, testbed_env: dict[str, str], out_root: Path
+) -> None:
+    """A LimitRange whose max (so its default limit) is below --pod-requests: the API answers 422 for every pod.
+
+    That is no policy about privileged pods: privileged-admission and the checks whose pods it stops are
+    inconclusive with the API server's own words (so --fail-on-inconclusive counts them), never failed or skipped
+    as if a policy had denied them; and nothing is left behind.
+    """
+    if replace(profile, nodes=1).name != "permissive":
+        pytest.skip("fault cases run on the permissive profile (one node or two)")
+    namespace = "dindcheck-limit-range"
+    limit_range = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "small-containers", "namespace": namespace},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}}]},
+    }
+    kubectl(testbed_env, "create", "namespace", namespace)
+    try:
+        kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(limit_range))
+        run = run_suite(
+            testbed_env,
+            out_root / "fault-limit-range",
+            "-k",
+            "privileged_admission or lsm or docker_run",
+            "--namespace",
+            namespace,
+            "--pod-requests",
+            "cpu=1,memory=64Mi",
+            "--pod-limits",
+            "",
+            "--fail-on-inconclusive",
+        )
+        admission = run.check("privileged-admission")
+        assert admission["status"] == "inconclusive", admission
+        real = admission["evidence"]["real_pod"]
+        assert (real["code"], real["decided"], real["source"]) == (422, None, "invalid-spec"), real
+        assert "must be less than or equal to cpu limit of 500m" in real["message"]
+        assert real["message"] in admission["summary"], "the summary lost the API server's words"
+        assert "no policy answered" in admission["summary"]
+        assert "denied" not in admission["summary"]
+        assert admission["evidence"]["specs"]["dind"]["admitted"] is None
+        for dependent in ("lsm", "docker-run"):
+            check = run.check(dependent)
+            assert check["status"] == "inconclusive", check
+            assert "must be less than or equal to cpu limit of 500m" in check["summary"]
+        assert not run.mode("dind")["usable"]
+        assert not any("admission rejected" in text for mode in run.report["modes"] for text in mode["warnings"])
+        assert run.exit_code == 1, run.output[-2000:]
+        assert "--fail-on-inconclusive: " in run.output
+        assert "privileged-admission" in run.output.split("--fail-on-inconclusive: ", 1)[1].split("\n", 1)[0]
+        assert kubectl(testbed_env, "get", "pods", "-n", namespace, "-o", "name").strip() == ""
+        assert wait_until_clean(testbed_env, 30) == []
+    finally:
+        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")

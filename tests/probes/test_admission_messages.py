@@ -147,3 +147,49 @@ LIMIT_RATIO = (
 def test_a_limit_to_request_ratio_refusal_is_the_limit_range() -> None:
     answer = admission.rejection(403, json.dumps({"message": LIMIT_RATIO}))
     assert (answer.source, answer.admitted) == (admission.SOURCE_LIMIT_RANGE, None)
+
+
+UNAUTHORIZED = "Unauthorized"
+LIMIT_RANGE_DEFAULT_BELOW_REQUEST = (
+    'Pod "x" is invalid: spec.containers[0].resources.requests: Invalid value: "1": must be less than or equal to '
+    "cpu limit of 500m"
+)
+UNKNOWN_FORBIDDEN = 'pods "x" is forbidden: no new pods on Fridays'
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "source"),
+    [
+        (401, UNAUTHORIZED, admission.SOURCE_UNAUTHENTICATED),
+        (422, LIMIT_RANGE_DEFAULT_BELOW_REQUEST, admission.SOURCE_INVALID),
+        (422, INVALID, admission.SOURCE_INVALID),
+        (403, UNKNOWN_FORBIDDEN, admission.SOURCE_OTHER),
+        (400, "the server rejected our request for an unknown reason", admission.SOURCE_OTHER),
+        (409, 'pods "x" already exists', admission.SOURCE_OTHER),
+    ],
+)
+def test_a_4xx_that_no_policy_gave_is_unknown_with_the_servers_words(code: int, message: str, source: str) -> None:
+    """An expired token, a 422 from requests above a LimitRange's limit, words no rule knows: no policy answered."""
+    answer = admission.rejection(code, json.dumps({"kind": "Status", "message": message, "code": code}))
+    assert (answer.source, answer.admitted) == (source, None)
+    assert answer.message == message
+    assert answer.code == code
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(403, PSA), (403, VAP), (422, VAP), (403, GATEKEEPER), (400, KYVERNO), (403, WARDEN), (403, SCC)],
+)
+def test_every_recognised_policy_is_a_denial(code: int, message: str) -> None:
+    assert admission.rejection(code, json.dumps({"message": message})).admitted is False
+
+
+def test_a_missing_runtime_class_is_an_answer_about_the_mode() -> None:
+    """The sysbox spec names a RuntimeClass the cluster does not have: that mode's pod is refused, not unknown."""
+    answer = admission.rejection(403, json.dumps({"message": RUNTIME_CLASS}))
+    assert (answer.source, answer.admitted) == (admission.SOURCE_RUNTIME_CLASS, False)
+
+
+def test_a_policys_words_behind_a_server_error_are_no_answer() -> None:
+    """A 5xx is the server failing, whatever its text quotes."""
+    assert admission.rejection(500, json.dumps({"message": GATEKEEPER})).admitted is None

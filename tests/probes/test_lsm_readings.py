@@ -11,6 +11,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from probes.definitions.lsm import ABSENT, READINGS, assess, verdict
 from probes.engine import key_values
 from probes.model import Status
@@ -180,3 +182,33 @@ def test_absent_readings_are_never_taken_for_a_setting() -> None:
     assert found.active == ()
     assert found.blocks == ()
     assert not any(ABSENT in fact for fact in found.observed)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "said", "inferred_eperm"),
+    [
+        (
+            "unshare: unshare failed: Operation not permitted",
+            "creating a user namespace in an ordinary pod failed: unshare: unshare failed: Operation not permitted",
+            True,
+        ),
+        ("sh: 1: unshare: not found", "a user namespace was not tried (no unshare in the tools image", False),
+        ("unshare: cannot open /proc/self/uid_map: Permission denied", "uid_map: Permission denied", False),
+        (None, "a user namespace was not tried", False),
+    ],
+)
+def test_the_pass_says_what_the_unshare_attempt_showed(attempt: str | None, said: str, inferred_eperm: bool) -> None:
+    """Never 'user namespaces available' unless unshare -U succeeded; only EPERM is put down to the profile."""
+    readings = dict(TESTBED) if attempt is None else {**TESTBED, "userns_try": attempt}
+    outcome = verdict("\n".join(f"{key}={value}" for key, value in readings.items()), 0, "")
+    assert outcome.status is Status.PASS
+    assert said in outcome.summary
+    assert "available" not in outcome.summary
+    assert "created a user namespace" not in outcome.summary
+    assert any("(EPERM)" in guess for guess in outcome.evidence["inferred"]) is inferred_eperm
+
+
+def test_the_pass_says_a_user_namespace_was_created_only_when_it_was() -> None:
+    outcome = verdict("\n".join(f"{key}={value}" for key, value in {**TESTBED, "userns_try": "ok"}.items()), 0, "")
+    assert outcome.status is Status.PASS
+    assert "an ordinary pod created a user namespace (unshare -U)" in outcome.summary

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import subprocess
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -638,3 +641,124 @@ def test_the_registry_helper_adds_no_pod_security_restricted_violation_to_the_bu
     )
     root = {**_registry.registry_container(settings), "securityContext": {"runAsUser": 0}}
     assert ("registry", "runAsUser=0") in restricted_violations({"containers": [root]}), "the rules must see root"
+
+
+# ----- a --registry read-back proves the push only with the pushed digest -------------------------------------------
+MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}'
+
+
+class OneAnswerRegistry:
+    """A local HTTP 'registry' that answers every GET with one status, body and headers (no digest unless given)."""
+
+    def __init__(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+        answer = (body, headers or {})
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                for key, value in answer[1].items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer[0])))
+                self.end_headers()
+                self.wfile.write(answer[0])
+
+            def log_message(self, *_args: Any) -> None:
+                """Quiet."""
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"127.0.0.1:{self.server.server_address[1]}/dindcheck/probe:abcde"
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def read_back_from(body: bytes, headers: dict[str, str] | None = None, *, pushed: str) -> Outcome:
+    outcome, evidence = built()
+    evidence["digest"] = pushed
+    with OneAnswerRegistry(body, headers) as ref:
+        evidence["image"] = ref
+        readback = _registry.via_http(ref, insecure=True, docker_config=None)
+    return _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
+
+
+def test_a_2xx_that_is_no_manifest_proves_no_push() -> None:
+    """A proxy's or portal's 200 page: the old read-back took any 2xx for the manifest."""
+    final = read_back_from(b"<html>Sign in to continue</html>", pushed="sha256:bbb")
+    assert final.status is Status.INCONCLUSIVE, final.summary
+    assert "no manifest" in final.summary
+    assert "Sign in to continue" in final.summary
+
+
+def test_a_manifest_without_a_digest_header_is_judged_by_the_sha256_of_its_bytes() -> None:
+    body_digest = f"sha256:{hashlib.sha256(MANIFEST).hexdigest()}"
+    final = read_back_from(MANIFEST, pushed=body_digest)
+    assert final.status is Status.PASS, final.summary
+    assert body_digest in final.summary
+    other = read_back_from(MANIFEST, pushed="sha256:bbb")
+    assert other.status is Status.FAIL, other.summary
+    assert f"serves {body_digest} (body)" in other.summary
+
+
+def test_the_registrys_digest_header_must_be_the_pushed_one() -> None:
+    final = read_back_from(MANIFEST, {"Docker-Content-Digest": "sha256:bbb"}, pushed="sha256:bbb")
+    assert final.status is Status.PASS
+    stale = read_back_from(MANIFEST, {"Docker-Content-Digest": "sha256:old"}, pushed="sha256:bbb")
+    assert stale.status is Status.FAIL
+    assert "sha256:old (Docker-Content-Digest)" in stale.summary
+
+
+def test_a_manifest_read_back_without_a_pushed_digest_proves_nothing() -> None:
+    outcome, evidence = built(BUILT.replace("build_push_digest=sha256:bbb", "build_push_digest="))
+    readback = ManifestReadback(True, "http from this machine", "sha256:bbb", "oci", digest_from="body")
+    final = _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
+    assert final.status is Status.INCONCLUSIVE
+    assert "BuildKit reported no digest" in final.summary
+
+
+def test_a_read_back_without_any_digest_proves_nothing() -> None:
+    outcome, evidence = built()
+    readback = ManifestReadback(True, "api-server pod proxy", "", "oci")
+    final = _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
+    assert final.status is Status.INCONCLUSIVE
+    assert "the registry gave no digest" in final.summary
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        (
+            "failed to authorize: failed to fetch anonymous token: unexpected status from GET request to "
+            "https://reg.corp/token: 403 Forbidden"
+        ),
+        (
+            "GET https://reg.corp/v2/ci/probe/manifests/abc: unexpected status code 401 Unauthorized (HEAD responses "
+            "have no body, use GET for details)"
+        ),
+        "push access denied: status: 403",
+        "denied: requested access to the resource is denied",
+    ],
+)
+def test_a_registrys_401_or_403_status_is_a_push_problem(error: str) -> None:
+    assert _registry.is_push_problem(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "failed to compute cache key: failed to calculate checksum of ref 4031a2b7-9c1e: not found",
+        'process "/bin/sh -c echo built > /built" did not complete successfully: exit code: 1 (sha256:40193af0)',
+        "error building image: error building stage: line 403: unknown instruction",
+    ],
+)
+def test_a_401_or_403_that_is_no_registry_status_is_the_builders_failure(error: str) -> None:
+    """The old substring test took any '401'/'403' (a ref id, a digest, a line number) for refused credentials."""
+    assert not _registry.is_push_problem(error)
+    stdout = BUILT.replace("build_push=ok", "build_push=failed") + f"\nbuild_push_error={error}"
+    outcome, _ = built(stdout)
+    assert outcome.status is Status.FAIL
+    assert error[:40] in outcome.summary
