@@ -94,10 +94,8 @@ def _cache_on_every_pool(pools: Sequence[PoolReport]) -> OverlayResult | None:
 
 def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAssessment, ...]) -> Recommendation:
     """The most secure modes usable on every pool, why (per pool too), and config proven on one of the pools."""
-    by_mode = {assessment.mode: assessment for assessment in assessments}
-    full_docker = recommend.first_usable(FULL_DOCKER_ORDER, by_mode)
-    build_only = recommend.first_usable(BUILD_ONLY_ORDER, by_mode)
-    from_source = recommend.first_usable(recommend.FROM_SOURCE_ORDER, by_mode)
+    choice = recommend.choose(assessments)
+    full_docker, build_only, from_source = choice.full_docker, choice.build_only, choice.from_source
     reasons = [
         _choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
         _per_pool_reason("full_docker", pools, lambda found: found.full_docker),
@@ -122,25 +120,8 @@ def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAss
         source = sources.get(mode)
         return source.report.run.tested_specs(mode) if source is not None else ()
 
-    config = snippets.build_snippets(
-        full_docker=full_docker,
-        build_only=build_only,
-        usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
-        cache=_cache_on_every_pool(pools),
-        tested=tested,
-        comments={
-            mode: (
-                f"Proven on pool {sources[mode].name} (its placement is that pool's). Each other pool's own spec:",
-                *lines,
-            )
-            for mode, lines in said.items()
-        },
-        from_source=from_source,
-    )
-    return Recommendation(
-        full_docker=full_docker,
-        build_only=build_only,
-        reasons=tuple(reasons),
-        snippets=config,
-        from_source=from_source,
+    lead = "Proven on pool {} (its placement is that pool's). Each other pool's own spec:"
+    comments = {mode: (lead.format(sources[mode].name), *lines) for mode, lines in said.items()}
+    return recommend.conclude(
+        choice, assessments, reasons, cache=_cache_on_every_pool(pools), tested=tested, comments=comments
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from probes.model import Mode, OverlayResult, RunResult, Status, Verdict
+from probes.model import Mode, OverlayResult, RunResult, Status, TestedSpec, Verdict
 from reports import snippets
 
 STATUS_WORDS: Mapping[Status, str] = {
@@ -305,37 +305,67 @@ def tested_cache_class(run: RunResult) -> OverlayResult | None:
     return verdict.facts.cache_overlay() if verdict is not None else None
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The most secure usable mode for each question the report answers."""
+
+    full_docker: Mode
+    build_only: Mode
+    from_source: Mode
+
+
+def choose(assessments: tuple[ModeAssessment, ...]) -> Choice:
+    """The first usable mode of each order (none when no mode of it is usable)."""
+    by_mode = {assessment.mode: assessment for assessment in assessments}
+    return Choice(
+        full_docker=first_usable(FULL_DOCKER_ORDER, by_mode),
+        build_only=first_usable(BUILD_ONLY_ORDER, by_mode),
+        from_source=first_usable(FROM_SOURCE_ORDER, by_mode),
+    )
+
+
+def conclude(
+    choice: Choice,
+    assessments: tuple[ModeAssessment, ...],
+    reasons: list[str],
+    *,
+    cache: OverlayResult | None,
+    tested: Callable[[Mode], tuple[TestedSpec, ...]],
+    comments: Mapping[Mode, tuple[str, ...]] | None = None,
+) -> Recommendation:
+    """The recommendation of a choice: its reasons, and the config to paste of the specs that were tested."""
+    config = snippets.build_snippets(
+        full_docker=choice.full_docker,
+        build_only=choice.build_only,
+        usable=frozenset(assessment.mode for assessment in assessments if assessment.usable),
+        cache=cache,
+        tested=tested,
+        comments=comments,
+        from_source=choice.from_source,
+    )
+    return Recommendation(
+        full_docker=choice.full_docker,
+        build_only=choice.build_only,
+        reasons=tuple(reasons),
+        snippets=config,
+        from_source=choice.from_source,
+    )
+
+
 def recommend(run: RunResult, assessments: tuple[ModeAssessment, ...] | None = None) -> Recommendation:
     """Pick the most secure usable mode for full Docker and for build-only, and say why for every mode."""
     if assessments is None:
         assessments = assess(run)
-    by_mode = {assessment.mode: assessment for assessment in assessments}
-    full_docker = first_usable(FULL_DOCKER_ORDER, by_mode)
-    build_only = first_usable(BUILD_ONLY_ORDER, by_mode)
-    from_source = first_usable(FROM_SOURCE_ORDER, by_mode)
+    choice = choose(assessments)
     reasons = [
-        choice_reason("full_docker", full_docker, FULL_DOCKER_ORDER),
-        choice_reason("build_only", build_only, BUILD_ONLY_ORDER),
-        choice_reason("from_source", from_source, FROM_SOURCE_ORDER),
+        choice_reason("full_docker", choice.full_docker, FULL_DOCKER_ORDER),
+        choice_reason("build_only", choice.build_only, BUILD_ONLY_ORDER),
+        choice_reason("from_source", choice.from_source, FROM_SOURCE_ORDER),
     ]
     reasons.extend(rejection_reason(assessment) for assessment in assessments if not assessment.usable)
-    if build_only is Mode.NONE:
-        reasons.append(no_dockerfile_path_advice(from_source))
-    config = snippets.build_snippets(
-        full_docker=full_docker,
-        build_only=build_only,
-        usable=frozenset(mode for mode, assessment in by_mode.items() if assessment.usable),
-        cache=tested_cache_class(run),
-        tested=run.tested_specs,
-        from_source=from_source,
-    )
-    return Recommendation(
-        full_docker=full_docker,
-        build_only=build_only,
-        reasons=tuple(reasons),
-        snippets=config,
-        from_source=from_source,
-    )
+    if choice.build_only is Mode.NONE:
+        reasons.append(no_dockerfile_path_advice(choice.from_source))
+    return conclude(choice, assessments, reasons, cache=tested_cache_class(run), tested=run.tested_specs)
 
 
 def no_dockerfile_path_advice(from_source: Mode) -> str:
