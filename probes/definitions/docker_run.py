@@ -90,6 +90,11 @@ MTU_REMEDIATION = (
     "containers (pulls, package installs) can hang when nothing on the path clamps the segment size. Not proven "
     "here ({why}); if they hang, start dockerd with --mtu={pod_mtu}."
 )
+DEAD_DAEMON_REMEDIATION = (
+    "dockerd exited as it started: its last words name what it refused or could not set up (a flag in the dind "
+    "container's args, a variable in its env such as DOCKER_MIN_API_VERSION, a key in /etc/docker/daemon.json, the "
+    "iptables backend). Change that on the dind container and run dindcheck again."
+)
 NESTED_DNS_REMEDIATION = (
     "Nested containers on dockerd's default bridge cannot resolve {host}, while the pod itself can: dockerd gives "
     "them the pod's resolv.conf without loopback nameservers (Google's 8.8.8.8 and 8.8.4.4 when none is left), "
@@ -591,6 +596,7 @@ def _dead_daemon(evidence: dict[str, Any]) -> Outcome:
         f"{what}: its container exited {ended.get('exit_code', '?')} ({ended.get('reason') or 'Error'}); "
         f"dockerd's last words: {compact(words, 240) or 'none (it logged nothing)'}",
         evidence,
+        remediation=DEAD_DAEMON_REMEDIATION,
     )
 
 

@@ -608,7 +608,8 @@ def dind_with_daemon_json(env: dict[str, str], config: dict[str, object], name: 
         with _registry("POST", f"{base}/blobs/uploads/") as answer:
             location = urllib.parse.urljoin(f"{base}/", answer.headers["Location"])
         separator = "&" if "?" in location else "?"
-        _registry("PUT", f"{location}{separator}digest={digest}", blob).close()
+        octets = {"Content-Type": "application/octet-stream"}  # urllib's default form type is refused (400)
+        _registry("PUT", f"{location}{separator}digest={digest}", blob, octets).close()
     manifest["config"] = {**manifest["config"], "digest": f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"}
     manifest["config"]["size"] = len(config_bytes)
     manifest["layers"].append(
@@ -693,6 +694,7 @@ def test_a_dockerd_that_dies_at_start_fails_docker_run_in_its_own_words(
     assert "invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12" in ended["log"]
     assert check["summary"].startswith("dockerd did not start: its container exited 1 (Error); dockerd's last words: ")
     assert "invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12" in check["summary"]
+    assert "DOCKER_MIN_API_VERSION" in check["remediation"]
     assert not run.mode("dind")["usable"]
     assert "docker-run" in run.mode("dind")["blocked_by"]
     assert wait_until_clean(testbed_env, 30) == []

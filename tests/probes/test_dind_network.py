@@ -776,7 +776,7 @@ class ScriptedContext(ProbeContext):
         (
             API_ENV_DEATH,
             "dockerd's last words: invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12",
-            "privileged",
+            "Change that on the dind container",
         ),
     ],
     ids=["iptables", "bad-env"],
