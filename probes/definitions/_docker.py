@@ -90,6 +90,25 @@ def dockerd_log_tail(ctx: ProbeContext, pod_name: str, container: str = "dind", 
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def dockerd_exit(ctx: ProbeContext, pod_name: str, container: str = "dind") -> dict[str, Any]:
+    """How dockerd's container ended, with the last lines it logged; {} while it still runs.
+
+    A daemon that dies at start (an iptables backend the node cannot serve, a flag or variable it refuses) leaves its
+    container terminated: an exec into it fails, but its state and its log still say why, so they are read first.
+    """
+    pod = ctx.read_pod(pod_name)
+    statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
+    for status in statuses:
+        ended = status.state.terminated if status.name == container and status.state else None
+        if ended is not None:
+            found: dict[str, Any] = {"exit_code": ended.exit_code, "reason": ended.reason or ""}
+            if (ended.message or "").strip():
+                found["message"] = ended.message.strip()
+            found["log"] = dockerd_log_tail(ctx, pod_name, container, lines=12)
+            return found
+    return {}
+
+
 # ----- a payload outside the pod, for a nested container to fetch (docker-run's transfer) ----------------------------
 PAYLOAD_BYTES = 8 * 1024 * 1024
 """Enough full-size segments that a path dropping them cannot hide; small enough to be quick on a healthy one."""

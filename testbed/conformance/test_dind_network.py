@@ -46,6 +46,10 @@ def test_the_nested_transfer_completes_without_a_warning_on_the_permissive_profi
     assert f"fetched 8.0 MiB from {registry_host(testbed_env)} in {transfer['seconds']}s" in check["summary"]
     assert "WARNING" not in check["summary"]
     assert "transfer_remedy" not in check["evidence"]
+    assert "transfer_control" not in check["evidence"]
+    assert "transfer_pod" not in check["evidence"]
+    assert check["evidence"]["nat_masquerade"] == "present"
+    assert check["evidence"]["ip_forward"] == "1"
     assert check["remediation"] == ""
     snippets = suite_run.report["recommendation"]["snippets"]
     assert "--mtu" not in snippets["dind"]
@@ -71,9 +75,15 @@ def test_a_smaller_pod_mtu_stalls_the_nested_transfer_and_proves_the_remedy(
     assert remedy["mtu"] == mtu
     assert remedy["bytes"] == PAYLOAD
     assert remedy["network_option"] == f"com.docker.network.driver.mtu={mtu}"
+    control = evidence["transfer_control"]
+    assert control["state"] == "stalled", "the remedy is proven only when the default bridge stalls again"
+    assert control["mtu"] > mtu
+    assert control["bytes"] < PAYLOAD
+    assert "transfer_pod" not in evidence, "a stall the pod's MTU fixes is not a nested network without reach"
     assert "WARNING" in check["summary"]
     assert f"it got {transfer['bytes']} bytes, then nothing" in check["summary"]
     assert f"on a nested network with MTU {mtu} the same transfer completed" in check["summary"]
+    assert "on the default bridge once more it stalled again" in check["summary"]
     assert check["remediation"].startswith("Proven on this cluster")
     assert f"--mtu={mtu}" in check["remediation"]
     assert suite_run.mode("dind")["usable"]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
 import signal
 import subprocess
+import tarfile
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +35,7 @@ from testbed.conformance.harness import (
 )
 
 USAGE_ERROR = 4
+PAYLOAD_BYTES = 8 * 1024 * 1024
 
 
 @pytest.mark.usefixtures("permissive")
@@ -555,6 +564,134 @@ def test_a_registry_refusing_the_export_is_named_not_blamed_on_the_lifecycle(
         assert run.report["recommendation"]["from_source"] == "none"
     finally:
         kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
+
+
+def _registry(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Any:
+    request = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})  # noqa: S310
+    return urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the testbed registry, plain http
+
+
+def dind_with_daemon_json(env: dict[str, str], config: dict[str, object], name: str) -> str:
+    """The testbed DinD image plus one layer holding /etc/docker/daemon.json, pushed beside it (tag '<name>-<hash>').
+
+    As users build their own DinD image with a daemon.json: dockerd reads it at start, the entrypoint is unchanged.
+    """
+    host, _, rest = env["TESTBED_IMAGE_DIND"].partition("/")
+    repo, _, tag = rest.rpartition(":")
+    base = f"http://{host}/v2/{repo}"
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    with _registry("GET", f"{base}/manifests/{tag}", headers=accept) as answer:
+        manifest = json.load(answer)
+    with _registry("GET", f"{base}/blobs/{manifest['config']['digest']}") as answer:
+        image_config = json.load(answer)
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for directory in ("etc", "etc/docker"):
+            entry = tarfile.TarInfo(directory)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(entry)
+        data = json.dumps(config).encode()
+        entry = tarfile.TarInfo("etc/docker/daemon.json")
+        entry.size, entry.mode = len(data), 0o644
+        tar.addfile(entry, io.BytesIO(data))
+    layer = gzip.compress(tar_bytes.getvalue(), mtime=0)
+    image_config["rootfs"]["diff_ids"].append(f"sha256:{hashlib.sha256(tar_bytes.getvalue()).hexdigest()}")
+    image_config.setdefault("history", []).append({"created_by": f"COPY daemon.json /etc/docker/ # {config}"})
+    config_bytes = json.dumps(image_config).encode()
+    for blob in (layer, config_bytes):
+        digest = f"sha256:{hashlib.sha256(blob).hexdigest()}"
+        with _registry("POST", f"{base}/blobs/uploads/") as answer:
+            location = urllib.parse.urljoin(f"{base}/", answer.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        octets = {"Content-Type": "application/octet-stream"}  # urllib's default form type is refused (400)
+        _registry("PUT", f"{location}{separator}digest={digest}", blob, octets).close()
+    manifest["config"] = {**manifest["config"], "digest": f"sha256:{hashlib.sha256(config_bytes).hexdigest()}"}
+    manifest["config"]["size"] = len(config_bytes)
+    manifest["layers"].append(
+        {
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": f"sha256:{hashlib.sha256(layer).hexdigest()}",
+            "size": len(layer),
+        }
+    )
+    new_tag = f"{name}-{hashlib.sha256(config_bytes).hexdigest()[:12]}"
+    body = json.dumps(manifest).encode()
+    headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    _registry("PUT", f"{base}/manifests/{new_tag}", body, headers).close()
+    return f"{host}/{repo}:{new_tag}"
+
+
+@pytest.mark.usefixtures("permissive")
+def test_nested_containers_without_nat_fail_docker_run_with_the_cause(
+    testbed_env: dict[str, str], profile: Profile, out_root: Path
+) -> None:
+    """A DinD image whose daemon.json turns iptables off: dockerd starts and nested containers run, with no network.
+
+    "iptables": false is the usual workaround for an iptables backend that does not fit the node; nothing then
+    masquerades nested containers behind the pod's IP, so no answer ever comes back to them, while the pod itself
+    still reaches the registry.
+    """
+    if profile.dind == "legacy":
+        pytest.skip("shown with the Docker 29 DinD image")
+    image = dind_with_daemon_json(testbed_env, {"iptables": False}, "no-nat")
+    selection = "docker_run or privileged_admission or socket_sharing"
+    run = run_suite(testbed_env, out_root / "fault-no-nat", "-k", selection, "--image-dind", image)
+    check = run.check("docker-run")
+    evidence = check["evidence"]
+    assert check["status"] == "fail", check["summary"]
+    assert evidence["run_bridge"] == "ok", "nested containers still start on the bridge"
+    assert evidence["nat_masquerade"] == "absent", evidence
+    transfer = evidence["transfer"]
+    assert transfer["state"] == "stalled", transfer
+    assert transfer["bytes"] == 0
+    assert "syn_sent" in transfer["tcp"], transfer
+    assert evidence["transfer_pod"]["state"] == "complete", evidence["transfer_pod"]
+    assert evidence["transfer_pod"]["bytes"] == PAYLOAD_BYTES
+    registry = testbed_env["TESTBED_REGISTRY"]
+    assert check["summary"].startswith(
+        "nested containers run on the bridge and with --network none, but have no network: a nested container on "
+        f"the default bridge got nothing from {registry}: its connection got no answer in 10s (SYN sent, nothing "
+        "came back), while the pod itself fetched 8.0 MiB in "
+    ), check["summary"]
+    assert "dockerd set up no NAT for its bridge (no MASQUERADE rule in the pod)" in check["summary"]
+    assert "--iptables=false" in check["remediation"]
+    assert "DOCKER_IPTABLES_LEGACY=1" in check["remediation"]
+    assert run.check("socket-sharing")["status"] == "pass", "dockerd itself works"
+    assert not run.mode("dind")["usable"]
+    assert run.mode("dind")["blocked_by"] == ["docker-run"]
+    assert run.exit_code == 1, run.output[-2000:]
+    assert wait_until_clean(testbed_env, 30) == []
+
+
+@pytest.mark.usefixtures("permissive")
+def test_a_dockerd_that_dies_at_start_fails_docker_run_in_its_own_words(
+    testbed_env: dict[str, str], profile: Profile, out_root: Path
+) -> None:
+    """DOCKER_MIN_API_VERSION below what Docker 29 supports: dockerd refuses to start and its container exits.
+
+    The dead container's state and log are read before any exec into it, so the check fails with dockerd's own words
+    instead of proving nothing.
+    """
+    if profile.dind == "legacy":
+        pytest.skip("Docker 20.10 does not read DOCKER_MIN_API_VERSION")
+    run = run_suite(
+        testbed_env,
+        out_root / "fault-dockerd-dies",
+        "-k",
+        "docker_run or privileged_admission",
+        "--dind-env",
+        "DOCKER_MIN_API_VERSION=1.12",
+    )
+    check = run.check("docker-run")
+    assert check["status"] == "fail", check["summary"]
+    ended = check["evidence"]["dockerd_exit"]
+    assert ended["exit_code"] == 1, ended
+    assert "invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12" in ended["log"]
+    assert check["summary"].startswith("dockerd did not start: its container exited 1 (Error); dockerd's last words: ")
+    assert "invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12" in check["summary"]
+    assert "DOCKER_MIN_API_VERSION" in check["remediation"]
+    assert not run.mode("dind")["usable"]
+    assert "docker-run" in run.mode("dind")["blocked_by"]
     assert wait_until_clean(testbed_env, 30) == []
 
 

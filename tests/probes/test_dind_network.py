@@ -6,10 +6,14 @@ container's), the docker CLI 29.8.1 and 20.10.24 (the job container's), Python's
 
 from __future__ import annotations
 
+import http.server
+import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,9 +28,10 @@ from probes.definitions._docker import (
     largest_layer,
     platform_manifest,
 )
-from probes.engine import key_values
+from probes.engine import CommandResult, ProbeContext, Progress, RunScope, key_values, run_probe
+from probes.exceptions import ExecChannelError
 from probes.model import Status
-from probes.settings import Images, Resources
+from probes.settings import Images, ProbeSettings, Resources
 
 MIB8 = 8 * 1024 * 1024
 REGISTRY = "10.88.0.1:5000"
@@ -159,6 +164,8 @@ def test_transfer_output_is_read_as_the_nested_container_printed_it() -> None:
     broken += "xfer_error=wget: can't connect to remote host (10.88.0.1): Connection refused \n"
     found = docker_run.transfer_result(key_values(broken), "")
     assert found["error"] == "wget: can't connect to remote host (10.88.0.1): Connection refused"
+    waiting = "xfer_mtu=1500\nxfer=stalled\nxfer_bytes=0\nxfer_s=10.01\nxfer_tcp=02 06 \nxfer_error=\n"
+    assert docker_run.transfer_result(key_values(waiting), "")["tcp"] == ["syn_sent", "time_wait"]
     assert docker_run.transfer_result({}, "")["state"] == "not_run"
     assert docker_run.transfer_result({}, "")["error"] == "the transfer script printed nothing"
 
@@ -182,6 +189,7 @@ def test_a_stall_fixed_by_the_pods_mtu_warns_and_proves_the_remedy() -> None:
             "network_option": "com.docker.network.driver.mtu=1400",
             **transfer("complete", MIB8, 0.52, 1400),
         },
+        transfer_control=transfer("stalled", 0, 10.02, 1500, tcp=["established"]),
     )
     outcome = docker_run.verdict(evidence)
     assert outcome.status is Status.PASS, "the nested run worked: the stall is a warning"
@@ -189,11 +197,54 @@ def test_a_stall_fixed_by_the_pods_mtu_warns_and_proves_the_remedy() -> None:
     assert "stalled" in outcome.summary
     assert "it got 0 bytes, then nothing for 10s" in outcome.summary
     assert "on a nested network with MTU 1400 the same transfer completed (8.0 MiB in 0.52s)" in outcome.summary
+    assert "on the default bridge once more it stalled again (0 bytes)" in outcome.summary
     assert (outcome.remediation or "").startswith("Proven on this cluster")
     assert "--mtu=1400" in (outcome.remediation or "")
     assert outcome.evidence["mtu_remedy_proven"] == 1400
     (remedy,) = docker_run.proven_remedies(evidence)
     assert remedy.startswith("--mtu=1400: PROVEN")
+    assert "stalled again on the default bridge" in remedy
+
+
+@pytest.mark.parametrize(
+    ("control", "why"),
+    [
+        (
+            transfer("complete", MIB8, 0.48, 1500),
+            "the default bridge then completed it too (8.0 MiB in 0.48s): a one-off",
+        ),
+        (
+            {"state": "not_measured", "bytes_wanted": MIB8, "error": "the exec channel failed: broke"},
+            "the control run on the default bridge did not stall again (the exec channel failed: broke)",
+        ),
+        (None, "the control run on the default bridge did not stall again (not run)"),
+    ],
+    ids=["completed", "channel-failed", "not-run"],
+)
+def test_an_mtu_remedy_without_a_control_that_stalls_again_is_not_proven(
+    control: dict[str, Any] | None, why: str
+) -> None:
+    """The pod-MTU network completing after one stall is no proof: the same bridge may complete the second time."""
+    evidence = nested_ok(
+        1400,
+        1500,
+        transfer=transfer("stalled", 0, 10.03, 1500),
+        transfer_remedy={
+            "network_option": "com.docker.network.driver.mtu=1400",
+            **transfer("complete", MIB8, 0.5, 1400),
+        },
+    )
+    if control is not None:
+        evidence["transfer_control"] = control
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "WARNING" in outcome.summary
+    assert why in outcome.summary
+    assert "PROVEN" not in outcome.summary
+    assert "Proven" not in (outcome.remediation or "")
+    assert "Not proven here (the stall did not repeat)" in (outcome.remediation or "")
+    assert "mtu_remedy_proven" not in outcome.evidence
+    assert docker_run.proven_remedies(evidence) == ()
 
 
 def test_a_stall_the_pods_mtu_does_not_fix_proves_no_mtu_remedy() -> None:
@@ -256,6 +307,133 @@ def test_a_slow_transfer_is_neither_a_stall_nor_a_completion() -> None:
     assert "slow, not stalled" in outcome.summary
     assert "WARNING" not in outcome.summary
     assert "fetched" not in outcome.summary
+
+
+# ----- a nested fetch that got nothing through: the pod's own fetch of the same bytes decides -------------------------
+# busybox 1.36 wget's words (the nested container's), and what FETCH records of a connection still waiting.
+NO_ANSWER = transfer("stalled", 0, 10.01, 1500, tcp=["syn_sent"])
+BAD_ADDRESS = transfer("broken", 0, 0.02, 1500, error="wget: bad address 'registry-1.docker.io'")
+REFUSED_NESTED = transfer(
+    "broken", 0, 0.01, 1500, error="wget: can't connect to remote host (10.88.0.1): Connection refused"
+)
+NO_ROUTE = transfer("broken", 0, 3.05, 1500, error="wget: can't connect to remote host (10.88.0.1): No route to host")
+POD_FETCHED = transfer("complete", MIB8, 0.31, 1500)
+
+
+@pytest.mark.parametrize(
+    ("nested", "facts", "cause", "words", "remedy"),
+    [
+        (
+            NO_ANSWER,
+            {"nat_masquerade": "absent", "ip_forward": "1"},
+            "its connection got no answer in 10s (SYN sent, nothing came back)",
+            "dockerd set up no NAT for its bridge (no MASQUERADE rule in the pod)",
+            "--iptables=false",
+        ),
+        (
+            NO_ANSWER,
+            {"nat_masquerade": "present", "ip_forward": "0"},
+            "its connection got no answer in 10s",
+            "IP forwarding is off in the pod",
+            "--ip-forward=false",
+        ),
+        (
+            BAD_ADDRESS,
+            {"nat_masquerade": "present", "ip_forward": "1"},
+            "wget: bad address 'registry-1.docker.io'",
+            "nested DNS",
+            "--dns=",
+        ),
+        (
+            NO_ROUTE,
+            {"nat_masquerade": "present", "ip_forward": "1"},
+            "No route to host",
+            "while the pod itself fetched 8.0 MiB in 0.31s",
+            "iptables-save",
+        ),
+        (
+            REFUSED_NESTED,
+            {"nat_masquerade": "unknown", "ip_forward": "1"},
+            "Connection refused",
+            "while the pod itself fetched 8.0 MiB in 0.31s",
+            "DOCKER_IPTABLES_LEGACY=1",
+        ),
+    ],
+    ids=["no-nat", "no-forwarding", "dns", "no-route", "refused"],
+)
+def test_nested_containers_without_network_fail_docker_run_with_the_cause(
+    nested: dict[str, Any], facts: dict[str, str], cause: str, words: str, remedy: str
+) -> None:
+    """Every docker build with a RUN that downloads fails there: the check fails, with what to change."""
+    evidence = nested_ok(1500, 1500, transfer=dict(nested), transfer_pod=POD_FETCHED, **facts)
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.FAIL, outcome.summary
+    assert outcome.summary.startswith(
+        "nested containers run on the bridge and with --network none, but have no network: a nested container on "
+        f"the default bridge got nothing from {REGISTRY}: "
+    )
+    assert cause in outcome.summary
+    assert words in outcome.summary
+    assert "while the pod itself fetched 8.0 MiB in 0.31s" in outcome.summary
+    assert remedy in (outcome.remediation or "")
+    assert docker_run.proven_remedies(evidence) == ()
+
+
+def test_a_stall_the_pods_mtu_does_not_fix_with_nothing_through_fails_when_the_pod_fetches() -> None:
+    evidence = nested_ok(
+        1400,
+        1500,
+        transfer=dict(NO_ANSWER),
+        transfer_remedy={"network_option": "com.docker.network.driver.mtu=1400", **transfer("stalled", 0, 10.0, 1400)},
+        transfer_pod=transfer("complete", MIB8, 0.3, 1400),
+        nat_masquerade="absent",
+    )
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.FAIL
+    assert "no MASQUERADE rule" in outcome.summary
+
+
+def test_a_fetch_the_pod_cannot_make_either_is_not_a_nested_network_failure() -> None:
+    """The registry beyond the pod network's reach (egress policy, proxy): not DinD's doing, so nothing is failed."""
+    pod = transfer("broken", 0, 0.02, 1500, error="wget: bad address 'registry-1.docker.io'")
+    evidence = nested_ok(1500, 1500, transfer=dict(BAD_ADDRESS), transfer_pod=pod, nat_masquerade="present")
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "transfer not measured: a nested container on the default bridge got nothing from" in outcome.summary
+    assert "and the pod itself got nothing either (wget: bad address 'registry-1.docker.io')" in outcome.summary
+    assert "not DinD's doing" in outcome.summary
+    assert "fetched" not in outcome.summary
+
+
+def test_a_pod_fetch_that_could_not_run_concludes_nothing() -> None:
+    pod = {"state": "not_measured", "bytes_wanted": MIB8, "error": "the exec channel failed: broke"}
+    evidence = nested_ok(1500, 1500, transfer=dict(NO_ANSWER), transfer_pod=pod, nat_masquerade="absent")
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "transfer not measured" in outcome.summary
+    assert "could not be run (the exec channel failed: broke)" in outcome.summary
+
+
+def test_an_http_answer_or_bytes_are_not_nothing_through() -> None:
+    """The registry answered (an HTTP error) or bytes came: the nested network works; nothing to fail."""
+    answered = transfer("broken", 0, 0.1, 1500, response="HTTP/1.1 401 Unauthorized", error="wget: server returned")
+    assert not docker_run.got_nothing(answered)
+    assert not docker_run.got_nothing(transfer("stalled", 16384, 10.0, 1500))
+    assert not docker_run.got_nothing(
+        transfer("broken", 0, 0.01, 1500, error="wget: not an http or ftp url: https://x")
+    )
+    assert docker_run.got_nothing(NO_ANSWER)
+    evidence = nested_ok(1500, 1500, transfer=answered, transfer_pod=POD_FETCHED)
+    assert docker_run.verdict(evidence).status is Status.PASS
+
+
+def test_a_pass_does_not_claim_the_run_with_network_none_when_it_failed() -> None:
+    evidence = nested_ok(1500, 1500, transfer=transfer("complete", MIB8, 0.4, 1500))
+    evidence.update(run_none="failed", run_none_error="docker: Error response from daemon: failed to set up netns")
+    outcome = docker_run.verdict(evidence)
+    assert outcome.status is Status.PASS
+    assert "with --network none it failed: docker: Error response from daemon" in outcome.summary
+    assert "works on the bridge and with --network none" not in outcome.summary
 
 
 def test_the_transfer_never_decides_a_failed_nested_run() -> None:
@@ -450,3 +628,174 @@ def test_the_tls_spec_is_gitlabs_kubernetes_executor_form() -> None:
     assert "privileged" not in str(job)
     assert job["volumeMounts"] == [{"name": "docker-certs", "mountPath": "/certs/client"}]
     assert {"name": "docker-certs", "emptyDir": {"medium": "Memory"}} in spec["volumes"]
+
+
+# ----- FETCH, run by a real sh: GNU wget and coreutils stand in for the job image's busybox ---------------------------
+def _pod_fetch(tmp_path: Path, url: str, want: int) -> tuple[dict[str, Any], float]:
+    """POD_FETCH as the job container runs it (stall after 2 s, stop after 6 s); returns its result and duration."""
+    busybox = tmp_path / "busybox"
+    busybox.write_text('#!/bin/sh\ncmd=$1; shift; exec "$cmd" "$@"\n')
+    busybox.chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "XFER_URL": url,
+        "XFER_HEADER": "",
+        "XFER_BYTES": str(want),
+        "XFER_STALL_S": "2",
+        "XFER_MAX_S": "6",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        ["/bin/sh", "-c", docker_run.POD_FETCH], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    return docker_run.transfer_result(key_values(done.stdout), done.stderr), time.monotonic() - started
+
+
+class _Blob(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"x" * 65536
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        """Quiet."""
+
+
+def test_the_fetch_script_completes_and_names_an_unanswered_wait(tmp_path: Path) -> None:
+    """A server that answers; one that accepts and never answers (the fetch, left running, never holds the output)."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Blob) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        found, _ = _pod_fetch(tmp_path, f"http://127.0.0.1:{server.server_address[1]}/blob", 65536)
+        server.shutdown()
+    assert found["state"] == "complete", found
+    assert found["bytes"] == 65536
+    assert found["response"].startswith("HTTP/1.")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        found, took = _pod_fetch(tmp_path, f"http://127.0.0.1:{silent.getsockname()[1]}/blob", 65536)
+    assert found["state"] == "stalled", found
+    assert found["bytes"] == 0
+    assert "established" in found["tcp"]
+    assert took < 6, "the fetch left running held the script's output open"
+    assert docker_run.got_nothing(found)
+
+
+# ----- a dockerd that dies at start: its container's state and log, not an exec into it ------------------------------
+# dockerd 29's words when the image's iptables backend does not work on the node (docker-library/docker#463).
+IPTABLES_DEATH = [
+    'time="2026-12-04T16:40:01.1Z" level=info msg="Starting up"',
+    'time="2026-12-04T16:40:01.9Z" level=info msg="Loading containers: start."',
+    (
+        "failed to start daemon: Error initializing network controller: error obtaining controller instance: failed "
+        'to register "bridge" driver: failed to create NAT chain DOCKER: iptables failed: iptables --wait -t nat -N '
+        "DOCKER: iptables v1.8.11 (nf_tables): Could not fetch rule set generation id: Invalid argument"
+    ),
+    " (exit status 4)",
+]
+API_ENV_DEATH = [
+    "dockerd-entrypoint: runc without time namespace support: adding --feature time-namespaces=false",
+    "invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12",
+]
+UNREACHABLE = "daemon=unreachable\ndaemon_error=Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"
+
+
+def _status(name: str, *, ended: bool) -> SimpleNamespace:
+    state = SimpleNamespace(
+        running=None if ended else SimpleNamespace(started_at="now"),
+        terminated=SimpleNamespace(exit_code=1, reason="Error", message=None) if ended else None,
+        waiting=None,
+    )
+    return SimpleNamespace(name=name, state=state, started=not ended, ready=not ended, image_id="")
+
+
+class DyingDind:
+    """The API server's view of a DinD pod whose dockerd exits after `alive_reads` reads of the pod."""
+
+    def __init__(self, log: list[str], alive_reads: int) -> None:
+        self.log = "\n".join(log) + "\n"
+        self.alive_reads = alive_reads
+        self.reads = 0
+        self.deleted: list[str] = []
+
+    def create_namespaced_pod_with_http_info(self, _namespace: str, _body: Any, **_kwargs: Any) -> Any:
+        """Created."""
+        return None, 201, {}
+
+    def read_namespaced_pod(self, _name: str, _namespace: str, **_kwargs: Any) -> Any:
+        """Running, with dockerd's container terminated after the first alive_reads reads."""
+        self.reads += 1
+        ended = self.reads > self.alive_reads
+        statuses = [_status("dind", ended=ended), _status("job", ended=False)]
+        status = SimpleNamespace(
+            phase="Running",
+            reason=None,
+            message=None,
+            container_statuses=statuses,
+            init_container_statuses=[],
+            conditions=[],
+        )
+        spec = SimpleNamespace(node_name="node-a", containers=[], init_containers=[])
+        return SimpleNamespace(spec=spec, status=status)
+
+    def read_namespaced_pod_log(self, _name: str, _namespace: str, **_kwargs: Any) -> str:
+        """What dockerd printed as it died."""
+        return self.log
+
+    def list_namespaced_event(self, _namespace: str, **_kwargs: Any) -> Any:
+        """No events."""
+        return SimpleNamespace(items=[])
+
+    def delete_namespaced_pod(self, name: str, _namespace: str, **_kwargs: Any) -> None:
+        """Deleted (remembered)."""
+        self.deleted.append(name)
+
+
+class ScriptedContext(ProbeContext):
+    """A probe context whose exec answers from the job container as the real one did; the dead dind refuses exec."""
+
+    def exec(self, pod_name: str, container: str, script: str, *, timeout_s: float = 60.0) -> CommandResult:
+        """The job's wait finds no daemon; an exec into the dead dind container fails on the channel."""
+        if container == "dind":
+            raise ExecChannelError(f'exec into {pod_name}/dind failed: container not found ("dind")')
+        assert script == WAIT_FOR_DAEMON, "only the wait runs while dockerd is dead"
+        return CommandResult(0, UNREACHABLE, "", timeout_s)
+
+
+@pytest.mark.parametrize("alive_reads", [0, 1], ids=["dead-before-running", "dead-after-running"])
+@pytest.mark.parametrize(
+    ("log", "words", "remedy"),
+    [
+        (
+            IPTABLES_DEATH,
+            "the DinD image's iptables backend does not work on this node: failed to start daemon",
+            "DOCKER_IPTABLES_LEGACY=1",
+        ),
+        (
+            API_ENV_DEATH,
+            "dockerd's last words: invalid DOCKER_MIN_API_VERSION: minimum supported API version is 1.24: 1.12",
+            "Change that on the dind container",
+        ),
+    ],
+    ids=["iptables", "bad-env"],
+)
+def test_a_dockerd_that_died_at_start_fails_with_its_own_words(
+    monkeypatch: pytest.MonkeyPatch, log: list[str], words: str, remedy: str, alive_reads: int
+) -> None:
+    """Before: the exec into the dead dind container (or the pod never running) made the check prove nothing."""
+    monkeypatch.setattr(docker_run, "locate_payload", lambda _image: Payload(error="not needed"))
+    core = DyingDind(log, alive_reads)
+    connection: Any = SimpleNamespace(core=core, api_client=None)
+    task = docker_run.PROBE.task(ProbeSettings())
+    ctx = ScriptedContext(task, connection, RunScope("ns", "run1", timeout_s=5), Progress(), threading.Event())
+    verdict = run_probe(task, ctx)
+    assert verdict.status is Status.FAIL, verdict.summary
+    assert verdict.summary.startswith("dockerd did not start: ")
+    assert words in verdict.summary
+    assert remedy in verdict.remediation
+    ended = verdict.evidence["dockerd_exit"]
+    assert (ended["exit_code"], ended["reason"]) == (1, "Error")
+    assert log[-1].strip() in ended["log"]
+    assert core.deleted == ["dc-run1-docker-run-run"], "the pod is deleted after its state and log were read"
