@@ -166,12 +166,7 @@ def verdict(
         if values.get(step) == "ok":
             continue
         error = values.get(f"{step}_error") or result.tail()
-        cause = classify_failure(error)
-        if cause:
-            return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(error, 240)})", evidence)
-        if _registry.is_push_problem(error):
-            return _registry.push_problem_outcome(what, error, evidence, builder="BuildKit")
-        return Outcome(Status.FAIL, f"{what} failed: {compact(error, 300)}", evidence)
+        return _registry.step_failed(what, error, evidence, classify=classify_failure, builder="BuildKit")
     pushed = values.get("build_push_digest", "")
     evidence["digest"] = pushed
     summary = (

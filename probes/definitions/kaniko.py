@@ -137,12 +137,9 @@ def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]
         text = " ".join(state.get("log", [])) or state.get("message", "") or state.get("reason", "")
         if step == "prepare":  # the scaffolding, not Kaniko
             return Outcome(Status.INCONCLUSIVE, f"{what} failed (tools image): {compact(text, 240)}", evidence)
-        cause = classify_failure(text)
-        if cause:
-            return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(text, 240)})", evidence)
-        if _registry.is_push_problem(text):
-            return _registry.push_problem_outcome(what, text, evidence, builder="Kaniko")
-        return Outcome(Status.FAIL, f"{what} failed (exit {state['exit_code']}): {compact(text, 300)}", evidence)
+        return _registry.step_failed(
+            what, text, evidence, classify=classify_failure, builder="Kaniko", exit_code=state["exit_code"]
+        )
     pushed = str(steps["kaniko"].get("message", ""))
     evidence["digest"] = pushed if pushed.startswith("sha256:") else ""
     summary = (
