@@ -10,6 +10,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,6 +289,25 @@ def push_problem_outcome(what: str, error: str, evidence: dict[str, Any], *, bui
         remediation="Check --registry (address, port, http vs https: --registry-insecure) and --registry-secret, "
         "and that pods may reach it (NetworkPolicy, egress).",
     )
+
+
+def step_failed(
+    what: str,
+    text: str,
+    evidence: dict[str, Any],
+    *,
+    classify: Callable[[str], str],
+    builder: str,
+    exit_code: int | None = None,
+) -> Outcome:
+    """A build step failed: its named cause, the registry that stopped it (inconclusive), else its own words."""
+    cause = classify(text)
+    if cause:
+        return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(text, 240)})", evidence)
+    if is_push_problem(text):
+        return push_problem_outcome(what, text, evidence, builder=builder)
+    exited = "" if exit_code is None else f" (exit {exit_code})"
+    return Outcome(Status.FAIL, f"{what} failed{exited}: {compact(text, 300)}", evidence)
 
 
 def readback_verdict(built: Outcome, readback: ManifestReadback, evidence: dict[str, Any], *, builder: str) -> Outcome:

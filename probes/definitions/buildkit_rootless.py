@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from probes import specs
-from probes.definitions import _registry
+from probes.definitions import _builder, _registry
 from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values, named_cause
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Facts, Mode, Status
@@ -102,14 +102,9 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """The BuildKit pod first (its admission is the verdict), then build FROM a pushed base, push, read back."""
     evidence: dict[str, Any] = {}
     spec = specs.buildkit_pod_spec(settings.images, settings.resources, registry_secret=settings.registry_secret)
-    if settings.registry:
-        registry = settings.registry.rstrip("/")
-        insecure = settings.registry_insecure
-        evidence["registry"] = {"address": registry, "kind": "user"}
-    else:
-        registry = _registry.LOCAL_REGISTRY
-        insecure = True
-        evidence["registry"] = {"address": registry, "kind": "throwaway registry container in the probe pod"}
+    registry, insecure = _builder.push_registry(
+        settings, evidence, throwaway="throwaway registry container in the probe pod"
+    )
     # the harness's registry container serves the base image; the spec users paste is buildkitd's alone
     pod_spec = {**spec, "containers": [*spec["containers"], _registry.registry_container(settings)]}
     pod_spec["volumes"] = [*spec["volumes"], {"name": "registry-data", "emptyDir": {}}]
@@ -171,12 +166,7 @@ def verdict(
         if values.get(step) == "ok":
             continue
         error = values.get(f"{step}_error") or result.tail()
-        cause = classify_failure(error)
-        if cause:
-            return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(error, 240)})", evidence)
-        if _registry.is_push_problem(error):
-            return _registry.push_problem_outcome(what, error, evidence, builder="BuildKit")
-        return Outcome(Status.FAIL, f"{what} failed: {compact(error, 300)}", evidence)
+        return _registry.step_failed(what, error, evidence, classify=classify_failure, builder="BuildKit")
     pushed = values.get("build_push_digest", "")
     evidence["digest"] = pushed
     summary = (

@@ -20,11 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from probes import specs
-from probes.definitions import _registry
-from probes.definitions.kaniko import terminations
+from probes.definitions import _builder, _registry
 from probes.engine import Needle, Outcome, ProbeContext, compact, named_cause
-from probes.exceptions import AdmissionRejectedError, PodNotRunningError
-from probes.model import Facts, Mode, Status
+from probes.model import Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
 
 REMEDIATION = (
@@ -177,11 +175,7 @@ def probe_pod_spec(ctx: ProbeContext, settings: ProbeSettings, spec: dict[str, A
     }
     if settings.registry:
         return {**spec, "initContainers": [prepare]}
-    registry = {  # a native sidecar: up before the creator, and until the read-back
-        **_registry.registry_container(settings),
-        "restartPolicy": "Always",
-        "startupProbe": {"tcpSocket": {"port": _registry.REGISTRY_PORT}, "periodSeconds": 1, "failureThreshold": 120},
-    }
+    registry = _builder.registry_sidecar(settings)
     hold = _helper("hold", tools, settings, list(specs.SLEEP))
     return {
         **spec,
@@ -194,13 +188,9 @@ def probe_pod_spec(ctx: ProbeContext, settings: ProbeSettings, spec: dict[str, A
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Build the app from source with the tested creator, push it, read the manifest back."""
     evidence: dict[str, Any] = {"builder": settings.images.builder}
-    if settings.registry:
-        registry = settings.registry.rstrip("/")
-        insecure = settings.registry_insecure
-        evidence["registry"] = {"address": registry, "kind": "user"}
-    else:
-        registry, insecure = _registry.LOCAL_REGISTRY, True
-        evidence["registry"] = {"address": registry, "kind": "throwaway registry sidecar in the probe pod"}
+    registry, insecure = _builder.push_registry(
+        settings, evidence, throwaway="throwaway registry sidecar in the probe pod"
+    )
     ref = f"{registry}/dindcheck/buildpacks:{ctx.scope.run_id}"
     spec = specs.buildpacks_pod_spec(
         settings.images,
@@ -209,49 +199,15 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         insecure_registries=(registry,) if insecure else (),
         registry_secret=settings.registry_secret,
     )
-    manifest = ctx.pod_manifest("build", probe_pod_spec(ctx, settings, spec))
-    name = manifest["metadata"]["name"]
+    pod_spec = probe_pod_spec(ctx, settings, spec)
     evidence["image"] = ref
-    ctx.say("creating the buildpacks pod (restricted shape)")
-    try:
-        ctx.create_pod(manifest)
-    except AdmissionRejectedError as exc:
-        outcome = _registry.refused_outcome(ctx, "buildpacks", spec, exc, evidence)
-    else:
-        try:
-            outcome = _build(ctx, settings, name, ref, insecure, evidence)
-        finally:
-            ctx.delete_pod(name)
-    tested = specs.record(Mode.BUILDPACKS, "buildpacks", spec, proven=outcome.status is Status.PASS)
-    return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
+    return _builder.run_builder(ctx, settings, BUILDER, pod_spec, spec, ref=ref, insecure=insecure, evidence=evidence)
 
 
-def _build(
-    ctx: ProbeContext, settings: ProbeSettings, name: str, ref: str, insecure: bool, evidence: dict[str, Any]
-) -> Outcome:
-    ctx.say(f"building a {APP} app from source with the CNB lifecycle, exporting {ref}")
-    try:
-        pod = ctx.wait_terminated(name, "creator", timeout_s=ctx.scope.timeout_s + 120)
-    except PodNotRunningError as exc:
-        evidence["pod"] = exc.evidence()
-        cause = classify_failure(exc.reason)
-        if cause:
-            return Outcome(
-                Status.FAIL, f"the buildpacks pod did not run: {cause} ({compact(exc.reason, 200)})", evidence
-            )
-        return Outcome(Status.INCONCLUSIVE, f"the buildpacks pod did not run: {compact(exc.reason)}", evidence)
-    steps = terminations(pod)
-    evidence["steps"] = steps
-    for step in ("prepare", "creator"):
-        if steps.get(step, {}).get("exit_code") not in (None, 0):
-            steps[step]["log"] = ctx.logs(name, step, tail=12).strip().splitlines()[-8:]
+def _judge(pod: Any, steps: _builder.Steps, ref: str, evidence: dict[str, Any]) -> Outcome:
+    """The creator's result, and the securityContext the API server stored for it (a policy may have mutated it)."""
     evidence["stored_security_context"] = stored_context(pod, "creator")
-    outcome = verdict(steps, ref, evidence)
-    if outcome.status is not Status.PASS:
-        return outcome
-    readback = _registry.read_back(ctx, settings, ref, name, _registry.REGISTRY_PORT, insecure)
-    evidence["readback"] = readback.to_evidence()
-    return _registry.readback_verdict(outcome, readback, evidence, builder="the CNB lifecycle")
+    return verdict(steps, ref, evidence)
 
 
 def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]) -> Outcome:
@@ -313,6 +269,18 @@ def _creator_failed(what: str, creator: dict[str, Any], evidence: dict[str, Any]
         )
     return Outcome(Status.FAIL, f"{what} failed (exit {creator['exit_code']}): {compact(text, 300)}", evidence)
 
+
+BUILDER = _builder.Builder(
+    name="buildpacks",
+    creating="creating the buildpacks pod (restricted shape)",
+    building=f"building a {APP} app from source with the CNB lifecycle, exporting",
+    container="creator",
+    logged=("prepare", "creator"),
+    classify=classify_failure,
+    judge=_judge,
+    readback_as="the CNB lifecycle",
+    record=lambda spec, _settings, proven: specs.record(Mode.BUILDPACKS, "buildpacks", spec, proven=proven),
+)
 
 PROBE = ProbeDefinition(
     id="buildpacks",

@@ -17,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from probes import specs
-from probes.definitions import _registry
+from probes.definitions import _builder, _registry
 from probes.engine import Needle, Outcome, ProbeContext, compact, named_cause
-from probes.exceptions import AdmissionRejectedError, PodNotRunningError
-from probes.model import Facts, Mode, Status
+from probes.model import Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
 
 REMEDIATION = (
@@ -82,11 +81,7 @@ def _scaffolding(ctx: ProbeContext, settings: ProbeSettings, base: str) -> dict[
         "volumeMounts": [{"name": "workspace", "mountPath": specs.KANIKO_WORKSPACE}],
         "resources": resources,
     }
-    registry = {  # a native sidecar: up before the base build, and until the read-back
-        **_registry.registry_container(settings),
-        "restartPolicy": "Always",
-        "startupProbe": {"tcpSocket": {"port": _registry.REGISTRY_PORT}, "periodSeconds": 1, "failureThreshold": 120},
-    }
+    registry = _builder.registry_sidecar(settings)
     base_build = specs.kaniko_pod_spec(
         settings.images,
         settings.resources,
@@ -103,13 +98,9 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
     """Build the base, then FROM it with a RUN step in the tested kaniko container; push; read the manifest back."""
     evidence: dict[str, Any] = {}
     run_id = ctx.scope.run_id
-    if settings.registry:
-        registry = settings.registry.rstrip("/")
-        insecure = settings.registry_insecure
-        evidence["registry"] = {"address": registry, "kind": "user"}
-    else:
-        registry, insecure = _registry.LOCAL_REGISTRY, True
-        evidence["registry"] = {"address": registry, "kind": "throwaway registry sidecar in the probe pod"}
+    registry, insecure = _builder.push_registry(
+        settings, evidence, throwaway="throwaway registry sidecar in the probe pod"
+    )
     ref = f"{registry}/dindcheck/kaniko:{run_id}"
     base = f"{_registry.LOCAL_REGISTRY}/dindcheck/kaniko-base:{run_id}"
     insecure_registries = tuple(dict.fromkeys((_registry.LOCAL_REGISTRY, *((registry,) if insecure else ()))))
@@ -127,60 +118,8 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         "containers": [*spec["containers"], parts["hold"]],
         "volumes": [*spec["volumes"], {"name": "registry-data", "emptyDir": {}}],
     }
-    manifest = ctx.pod_manifest("build", pod_spec)
-    name = manifest["metadata"]["name"]
     evidence.update(image=ref, base_image=base)
-    ctx.say("creating the Kaniko pod")
-    try:
-        ctx.create_pod(manifest)
-    except AdmissionRejectedError as exc:
-        outcome = _registry.refused_outcome(ctx, "Kaniko", spec, exc, evidence)
-    else:
-        try:
-            outcome = _build(ctx, settings, name, ref, insecure, evidence)
-        finally:
-            ctx.delete_pod(name)
-    tested = specs.record_builder(Mode.KANIKO, spec, settings, proven=outcome.status is Status.PASS)
-    return Outcome(outcome.status, outcome.summary, outcome.evidence, outcome.remediation, Facts(specs=(tested,)))
-
-
-def _build(
-    ctx: ProbeContext, settings: ProbeSettings, name: str, ref: str, insecure: bool, evidence: dict[str, Any]
-) -> Outcome:
-    ctx.say(f"pushing a base image, building FROM it with a RUN step, pushing {ref}")
-    try:
-        pod = ctx.wait_terminated(name, "kaniko", timeout_s=ctx.scope.timeout_s + 120)
-    except PodNotRunningError as exc:
-        evidence["pod"] = exc.evidence()
-        cause = classify_failure(exc.reason)
-        if cause:
-            return Outcome(Status.FAIL, f"the Kaniko pod did not run: {cause} ({compact(exc.reason, 200)})", evidence)
-        return Outcome(Status.INCONCLUSIVE, f"the Kaniko pod did not run: {compact(exc.reason)}", evidence)
-    steps = terminations(pod)
-    evidence["steps"] = steps
-    for step in ("prepare", "base", "kaniko"):
-        if steps.get(step, {}).get("exit_code") not in (None, 0):
-            steps[step]["log"] = ctx.logs(name, step, tail=12).strip().splitlines()[-8:]
-    outcome = verdict(steps, ref, evidence)
-    if outcome.status is not Status.PASS:
-        return outcome
-    readback = _registry.read_back(ctx, settings, ref, name, _registry.REGISTRY_PORT, insecure)
-    evidence["readback"] = readback.to_evidence()
-    return _registry.readback_verdict(outcome, readback, evidence, builder="Kaniko")
-
-
-def terminations(pod: Any) -> dict[str, dict[str, Any]]:
-    """Each finished container's exit code, reason and termination message, by container name."""
-    found: dict[str, dict[str, Any]] = {}
-    for status in list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or []):
-        term = status.state.terminated if status.state else None
-        if term is not None:
-            found[status.name] = {
-                "exit_code": term.exit_code,
-                "reason": term.reason or "",
-                "message": (term.message or "").strip(),
-            }
-    return found
+    return _builder.run_builder(ctx, settings, BUILDER, pod_spec, spec, ref=ref, insecure=insecure, evidence=evidence)
 
 
 def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]) -> Outcome:
@@ -198,12 +137,9 @@ def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]
         text = " ".join(state.get("log", [])) or state.get("message", "") or state.get("reason", "")
         if step == "prepare":  # the scaffolding, not Kaniko
             return Outcome(Status.INCONCLUSIVE, f"{what} failed (tools image): {compact(text, 240)}", evidence)
-        cause = classify_failure(text)
-        if cause:
-            return Outcome(Status.FAIL, f"{what} failed: {cause} ({compact(text, 240)})", evidence)
-        if _registry.is_push_problem(text):
-            return _registry.push_problem_outcome(what, text, evidence, builder="Kaniko")
-        return Outcome(Status.FAIL, f"{what} failed (exit {state['exit_code']}): {compact(text, 300)}", evidence)
+        return _registry.step_failed(
+            what, text, evidence, classify=classify_failure, builder="Kaniko", exit_code=state["exit_code"]
+        )
     pushed = str(steps["kaniko"].get("message", ""))
     evidence["digest"] = pushed if pushed.startswith("sha256:") else ""
     summary = (
@@ -212,6 +148,22 @@ def verdict(steps: dict[str, dict[str, Any]], ref: str, evidence: dict[str, Any]
     )
     return Outcome(Status.PASS, summary, evidence, remediation="")
 
+
+def _judge(_pod: Any, steps: _builder.Steps, ref: str, evidence: dict[str, Any]) -> Outcome:
+    return verdict(steps, ref, evidence)
+
+
+BUILDER = _builder.Builder(
+    name="Kaniko",
+    creating="creating the Kaniko pod",
+    building="pushing a base image, building FROM it with a RUN step, pushing",
+    container="kaniko",
+    logged=("prepare", "base", "kaniko"),
+    classify=classify_failure,
+    judge=_judge,
+    readback_as="Kaniko",
+    record=lambda spec, settings, proven: specs.record_builder(Mode.KANIKO, spec, settings, proven=proven),
+)
 
 PROBE = ProbeDefinition(
     id="kaniko",
