@@ -1,8 +1,7 @@
 """The exit code a CI step sees: --fail-on-inconclusive and --require-mode, through the plugin's real session end.
 
-The cluster part of the run is replaced by a runner with fixed verdicts (a conftest in the pytester directory swaps
-the plugin's _start_run); everything after it, the tests' outcomes, the report, the exit policy and the terminal
-summary, is the plugin's own code. Runs in a subprocess so the swap never reaches this session.
+The cluster part of the run is replaced by a runner with fixed verdicts (tests/plugin/fixed_runner.py); everything
+after it, the tests' outcomes, the report, the exit policy and the terminal summary, is the plugin's own code.
 """
 
 from __future__ import annotations
@@ -10,68 +9,14 @@ from __future__ import annotations
 import pytest
 
 from probes.definitions import catalog
+from tests.plugin.fixed_runner import conftest, make_probe_modules, with_statuses
 
 pytest_plugins = ("pytester",)
 
-CONFTEST = """
-import threading
-import time
-
-import dindcheck.plugin as plugin
-from probes.engine import ImageLedger
-from probes.model import ClusterInfo, Status, Verdict
-
-STATUSES = __STATUSES__
-
-
-class FixedRunner:
-    '''A ProbeRunner whose probes have all finished with the given statuses.'''
-
-    def __init__(self, verdicts):
-        self._verdicts = verdicts
-        self.cancel = threading.Event()
-        self.images = ImageLedger()
-
-    def started(self, probe_id):
-        return probe_id in self._verdicts
-
-    def verdict(self, probe_id, on_wait, poll_s=1.0):
-        return self._verdicts[probe_id]
-
-    def finished(self):
-        return dict(self._verdicts)
-
-    def stop(self, wait_s=5.0):
-        self.cancel.set()
-
-
-def start_without_a_cluster(state, options, reporter):
-    state.started_at = time.monotonic()
-    state.generated_at = "2026-01-01T00:00:00+00:00"
-    state.cluster_info = ClusterInfo(server="https://fixed.example:6443", version="v1.31.4")
-    state.runner = FixedRunner(
-        {pid: Verdict(pid, pid, Status(STATUSES[pid]), f"{pid} said {STATUSES[pid]}") for pid in state.selected}
-    )
-
-
-plugin._start_run = start_without_a_cluster
-"""
-
-SUITE = """
-import pytest
-from dindcheck.plugin import expect_pass
-
-@pytest.mark.probe("{probe}")
-def test_{name}(probe_verdict):
-    expect_pass(probe_verdict)
-"""
-
 
 def run(pytester: pytest.Pytester, statuses: dict[str, str], *args: str) -> pytest.RunResult:
-    pytester.makeconftest(CONFTEST.replace("__STATUSES__", repr(statuses)))
-    pytester.makepyfile(
-        **{f"test_{pid.replace('-', '_')}": SUITE.format(probe=pid, name=pid.replace("-", "_")) for pid in statuses}
-    )
+    pytester.makeconftest(conftest(with_statuses, statuses))
+    make_probe_modules(pytester, *statuses)
     return pytester.runpytest_subprocess("-p", "dindcheck.plugin", *args)
 
 

@@ -2,7 +2,7 @@
 
 The pinned baseline keeps failing after the night a mode was lost, when the rolling one (last night) sees no loss.
 
-The cluster part is the fixed runner of test_exit_policy; the baselines are read by the plugin's own loader.
+The cluster part is the fixed runner (tests/plugin/fixed_runner.py); the baselines are read by the plugin's own loader.
 """
 
 from __future__ import annotations
@@ -14,23 +14,11 @@ from pathlib import Path
 import pytest
 
 from reports import build_report
-from tests.plugin.test_exit_policy import CONFTEST, SUITE
+from tests.plugin.fixed_runner import SERVER, conftest, make_probe_modules, with_statuses
 from tests.reports.conftest import CLUSTER, PROFILES
 
 pytest_plugins = ("pytester",)
 
-SERVER = "https://fixed.example:6443"
-LOADING = """
-_without_baselines = plugin._start_run
-
-
-def start_with_baselines(state, options, reporter):
-    _without_baselines(state, options, reporter)
-    plugin._load_baselines(state, options, state.cluster_info.server)
-
-
-plugin._start_run = start_with_baselines
-"""
 # tonight: the dind pod is refused (its checks skipped: exit 0 without the gate); everything else as the permissive run
 TONIGHT = {
     "privileged-admission": "skipped",
@@ -49,10 +37,8 @@ def baseline_file(path: Path, profile: str) -> Path:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    pytester.makeconftest(CONFTEST.replace("__STATUSES__", repr(TONIGHT)) + LOADING)
-    pytester.makepyfile(
-        **{f"test_{pid.replace('-', '_')}": SUITE.format(probe=pid, name=pid.replace("-", "_")) for pid in TONIGHT}
-    )
+    pytester.makeconftest(conftest(with_statuses, TONIGHT, load_baselines=True))
+    make_probe_modules(pytester, *TONIGHT)
     return pytester.runpytest_subprocess("-p", "dindcheck.plugin", *args)
 
 

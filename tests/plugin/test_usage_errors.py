@@ -9,18 +9,9 @@ import pytest
 
 from dindcheck.options import parse_quantities
 from probes.exceptions import UsageError
+from tests.plugin.fixed_runner import probe_tests
 
 pytest_plugins = ("pytester",)
-
-PROBE_TEST = """
-import pytest
-from dindcheck.plugin import expect_pass
-
-pytestmark = pytest.mark.probe("lsm")
-
-def test_lsm(probe_verdict):
-    expect_pass(probe_verdict)
-"""
 
 KUBECONFIG = """
 apiVersion: v1
@@ -39,7 +30,7 @@ current-context: ctx
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(test_probe=PROBE_TEST)
+    pytester.makepyfile(test_probe=probe_tests("lsm"))
     return pytester.runpytest_subprocess("-p", "dindcheck.plugin", *args)
 
 

@@ -219,6 +219,14 @@ LSM_NONE = make_verdict(
     {"blocks": {}, "observed": ["active LSMs: lockdown,capability,landlock,bpf"], "inferred": []},
 )
 
+TESTBED_NODE_VERDICTS = (LSM_NONE, SYSBOX_MISSING, HOST_SOCKET_MISSING)
+"""lsm, sysbox and host-socket as the testbed's nodes answer them whatever the admission profile."""
+DIND_NOT_ADMITTED = (
+    make_verdict("socket-sharing", Status.SKIPPED, "the dind pod was not admitted"),
+    make_verdict("docker-run", Status.SKIPPED, "the dind pod was not admitted"),
+)
+"""The dind pod's checks when the pod was refused: skipped, since nothing ran in it."""
+
 
 def permissive() -> RunResult:
     """--psa-default privileged: dind and rootless BuildKit both work; no sysbox, containerd nodes."""
@@ -228,9 +236,7 @@ def permissive() -> RunResult:
         make_verdict("socket-sharing", summary="docker info answered after 4.1s over the shared /var/run"),
         make_verdict("docker-run", summary="nested docker run worked (bridge network, cgroup v1)"),
         make_verdict("buildkit-rootless", summary="built and pushed testbed-registry:5000/dindcheck/probe:1"),
-        LSM_NONE,
-        SYSBOX_MISSING,
-        HOST_SOCKET_MISSING,
+        *TESTBED_NODE_VERDICTS,
     )
 
 
@@ -245,12 +251,9 @@ def deny_privileged() -> RunResult:
             _admission(dind=refused),
         ),
         make_verdict("overlay-cache", evidence=_overlay()),
-        make_verdict("socket-sharing", Status.SKIPPED, "the dind pod was not admitted"),
-        make_verdict("docker-run", Status.SKIPPED, "the dind pod was not admitted"),
+        *DIND_NOT_ADMITTED,
         make_verdict("buildkit-rootless", summary="built and pushed testbed-registry:5000/dindcheck/probe:1"),
-        LSM_NONE,
-        SYSBOX_MISSING,
-        HOST_SOCKET_MISSING,
+        *TESTBED_NODE_VERDICTS,
     )
 
 
@@ -267,12 +270,9 @@ def psa_baseline() -> RunResult:
             remediation="label the namespace pod-security.kubernetes.io/enforce=privileged or exempt it",
         ),
         make_verdict("overlay-cache", evidence=_overlay()),
-        make_verdict("socket-sharing", Status.SKIPPED, "the dind pod was not admitted"),
-        make_verdict("docker-run", Status.SKIPPED, "the dind pod was not admitted"),
+        *DIND_NOT_ADMITTED,
         make_verdict("buildkit-rootless", Status.FAIL, 'buildkitd pod rejected by PodSecurity "baseline:latest"'),
-        LSM_NONE,
-        SYSBOX_MISSING,
-        HOST_SOCKET_MISSING,
+        *TESTBED_NODE_VERDICTS,
     )
 
 
@@ -317,9 +317,7 @@ def fuse_cache() -> RunResult:
         make_verdict("socket-sharing"),
         make_verdict("docker-run"),
         make_verdict("buildkit-rootless"),
-        LSM_NONE,
-        SYSBOX_MISSING,
-        HOST_SOCKET_MISSING,
+        *TESTBED_NODE_VERDICTS,
     )
 
 

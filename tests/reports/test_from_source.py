@@ -18,9 +18,8 @@ from reports import json_report, recommend, snippets
 from tests.reports.conftest import (
     CI_NODES,
     DEFAULT_NODES,
-    HOST_SOCKET_MISSING,
-    LSM_NONE,
-    SYSBOX_MISSING,
+    DIND_NOT_ADMITTED,
+    TESTBED_NODE_VERDICTS,
     TESTED_IMAGES,
     TESTED_RESOURCES,
     make_pool,
@@ -41,14 +40,11 @@ def psa_restricted() -> RunResult:
     """--psa-default restricted: privileged, Unconfined profiles and root are refused; buildpacks build and push."""
     return make_run(
         make_verdict("privileged-admission", Status.FAIL, f"privileged pod rejected: {RESTRICTED_DIND}"),
-        make_verdict("socket-sharing", Status.SKIPPED, "the dind pod was not admitted"),
-        make_verdict("docker-run", Status.SKIPPED, "the dind pod was not admitted"),
+        *DIND_NOT_ADMITTED,
         make_verdict("buildkit-rootless", Status.FAIL, 'buildkitd pod rejected by PodSecurity "restricted:latest"'),
         make_verdict("kaniko", Status.FAIL, 'the Kaniko pod was rejected by PodSecurity "restricted:latest"'),
         make_verdict("buildpacks", summary="built a Procfile app from source (no Dockerfile) and pushed it"),
-        LSM_NONE,
-        SYSBOX_MISSING,
-        HOST_SOCKET_MISSING,
+        *TESTBED_NODE_VERDICTS,
     )
 
 

@@ -1,0 +1,138 @@
+"""The cluster part of a run replaced by fixed answers, for pytester runs of the plugin's real session.
+
+A pytester conftest (made by `conftest`) imports this module and calls one of its `with_*` functions, which swap the
+plugin's cluster calls; everything after them (collection, outcomes, report, exit policy, summary) is the plugin's own
+code. The pytester runs are subprocesses, so the swap never reaches the session running these tests; they import this
+module through the repo root on PYTHONPATH, as they import dindcheck and probes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import pytest
+
+from dindcheck import plugin
+from dindcheck.options import Options
+from probes import cluster
+from probes.engine import ImageLedger, ProbeRunner
+from probes.model import ClusterInfo, Status, Verdict
+from probes.targets import NodeView, Taint
+
+SERVER = "https://fixed.example:6443"
+NODES = {
+    "default": NodeView("node-a", ready=True, schedulable=True, labels={"dindcheck.io/pool": "default"}),
+    "cordoned-ci": NodeView("node-ci", ready=True, schedulable=False, labels={"dindcheck.io/pool": "ci"}),
+    "tainted-ci": NodeView(
+        "node-ci",
+        ready=True,
+        schedulable=True,
+        labels={"dindcheck.io/pool": "ci"},
+        taints=(Taint("dedicated", "ci", "NoSchedule"),),
+    ),
+}
+"""The nodes a fixed cluster can have, by a name saying what matters about each."""
+
+PROBE_TEST = """
+@pytest.mark.probe("{probe}")
+def test_{name}(probe_verdict):
+    expect_pass(probe_verdict)
+"""
+
+
+class FixedRunner:
+    """A ProbeRunner whose probes have all finished with the given verdicts (keyed by task key)."""
+
+    def __init__(self, verdicts: Mapping[str, Verdict]) -> None:
+        self._verdicts = dict(verdicts)
+        self.cancel = threading.Event()
+        self.images = ImageLedger()
+
+    def started(self, key: str) -> bool:
+        """Every probe it has a verdict for."""
+        return key in self._verdicts
+
+    def verdict(self, key: str, on_wait: Any, poll_s: float = 1.0) -> Verdict:  # noqa: ARG002 (ProbeRunner's signature)
+        """The fixed verdict, without waiting."""
+        return self._verdicts[key]
+
+    def finished(self) -> dict[str, Verdict]:
+        """All of them: every probe has finished."""
+        return dict(self._verdicts)
+
+    def stop(self, wait_s: float = 5.0) -> None:  # noqa: ARG002 (ProbeRunner's signature)
+        """Nothing runs; only the cancel flag is set, as the real runner's is."""
+        self.cancel.set()
+
+
+def _start_with(verdicts_of: Callable[[plugin.RunState], dict[str, Verdict]], *, load_baselines: bool) -> None:
+    """Swap the plugin's _start_run for one that connects to nothing and whose runner has verdicts_of(state)."""
+
+    def start_without_a_cluster(state: plugin.RunState, options: Options, reporter: Any) -> None:
+        state.started_at = time.monotonic()
+        state.generated_at = "2026-01-01T00:00:00+00:00"
+        state.cluster_info = ClusterInfo(server=SERVER, version="v1.31.4")
+        state.runner = cast("ProbeRunner", FixedRunner(verdicts_of(state)))
+        for line in plugin._where_lines(state, options):
+            reporter.write_line(line)
+        if load_baselines:
+            plugin._load_baselines(state, options, state.cluster_info.server)
+
+    plugin._start_run = start_without_a_cluster
+
+
+def with_statuses(statuses: Mapping[str, str], *, load_baselines: bool = False) -> None:
+    """Each selected probe finished with its status in statuses, its summary saying so ('lsm said pass')."""
+    _start_with(
+        lambda state: {
+            pid: Verdict(pid, pid, Status(statuses[pid]), f"{pid} said {statuses[pid]}") for pid in state.selected
+        },
+        load_baselines=load_baselines,
+    )
+
+
+def with_nodes(*names: str) -> None:
+    """A cluster of the named NODES (for pool discovery before collection); probes are not started."""
+    nodes = tuple(NODES[name] for name in names)
+    cluster.connect = lambda kubeconfig, context: object()  # type: ignore[assignment,return-value]  # noqa: ARG005
+    cluster.node_views = lambda connection: nodes  # noqa: ARG005
+
+
+def with_every_probe_passing_on_its_pool(*names: str) -> None:
+    """A cluster of the named NODES where every selected probe of every probed pool passed, on that pool's node."""
+    with_nodes(*names)
+
+    def verdicts_of(state: plugin.RunState) -> dict[str, Verdict]:
+        nodes = {target.pool: target.node for target in state.targets}
+        verdicts = {}
+        for key in state.selected:
+            pool, _, probe_id = key.partition("/")
+            verdicts[key] = Verdict(probe_id, probe_id, Status.PASS, "passed", nodes=(nodes[pool],))
+        return verdicts
+
+    _start_with(verdicts_of, load_baselines=False)
+
+
+def conftest(swap: Callable[..., None], *args: Any, **kwargs: Any) -> str:
+    """The source of a pytester conftest that calls swap (one of the with_* functions above) with these arguments."""
+    arguments = [repr(arg) for arg in args] + [f"{name}={value!r}" for name, value in kwargs.items()]
+    return f"from tests.plugin import fixed_runner\n\nfixed_runner.{swap.__name__}({', '.join(arguments)})\n"
+
+
+def probe_tests(*probe_ids: str) -> str:
+    """The source of a test module with one test per probe, each expecting its probe to pass."""
+    tests = "".join(PROBE_TEST.format(probe=pid, name=module_name(pid)) for pid in probe_ids)
+    return f"import pytest\nfrom dindcheck.plugin import expect_pass\n{tests}"
+
+
+def module_name(probe_id: str) -> str:
+    """A Python name for a probe id (lsm, docker_run)."""
+    return probe_id.replace("-", "_")
+
+
+def make_probe_modules(pytester: pytest.Pytester, *probe_ids: str) -> None:
+    """One test module per probe (test_docker_run.py, ...), as the suites directory has."""
+    pytester.makepyfile(**{f"test_{module_name(pid)}": probe_tests(pid) for pid in probe_ids})
