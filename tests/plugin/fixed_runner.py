@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -116,10 +117,19 @@ def with_every_probe_passing_on_its_pool(*names: str) -> None:
     _start_with(verdicts_of, load_baselines=False)
 
 
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
+"""The directory holding the tests package."""
+
+
 def conftest(swap: Callable[..., None], *args: Any, **kwargs: Any) -> str:
     """The source of a pytester conftest that calls swap (one of the with_* functions above) with these arguments."""
     arguments = [repr(arg) for arg in args] + [f"{name}={value!r}" for name, value in kwargs.items()]
-    return f"from tests.plugin import fixed_runner\n\nfixed_runner.{swap.__name__}({', '.join(arguments)})\n"
+    # pytester's subprocess sees the installed package, not this checkout: it finds this module by the checkout's
+    # root, appended so the installed dindcheck still comes first
+    return (
+        f"import sys\n\nsys.path.append({str(CHECKOUT_ROOT)!r})\n\nfrom tests.plugin import fixed_runner\n\n"
+        f"fixed_runner.{swap.__name__}({', '.join(arguments)})\n"
+    )
 
 
 def probe_tests(*probe_ids: str) -> str:
