@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,15 +212,17 @@ class Lost:
 
     def describe(self) -> str:
         """'dind', 'dind on pool ci' or 'pool ci (probed in the baseline, not in this run)'."""
-        if not self.mode:
-            return f"pool {self.pool} (probed in the baseline, not in this run)"
-        return f"{self.mode} on pool {self.pool}" if self.pool else self.mode
+        return self._said(str)
 
     def markdown(self) -> str:
         """The same with code spans."""
+        return self._said(lambda name: f"`{name}`")
+
+    def _said(self, name: Callable[[str], str]) -> str:
+        """The loss in words, each mode and pool name written by name()."""
         if not self.mode:
-            return f"pool `{self.pool}` (probed in the baseline, not in this run)"
-        return f"`{self.mode}` on pool `{self.pool}`" if self.pool else f"`{self.mode}`"
+            return f"pool {name(self.pool)} (probed in the baseline, not in this run)"
+        return f"{name(self.mode)} on pool {name(self.pool)}" if self.pool else name(self.mode)
 
     def to_json(self) -> dict[str, str]:
         """The changes.lost[] entry."""
