@@ -713,9 +713,10 @@ def test_a_limit_range_below_the_requests_is_inconclusive_in_the_apis_words(
         "metadata": {"name": "small-containers", "namespace": namespace},
         "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}}]},
     }
-    kubectl(testbed_env, "create", "namespace", namespace)
-    try:
-        kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(limit_range))
+    too_big = {"requests": {"cpu": "1", "memory": "64Mi"}}  # what the run asks below, with no limits
+    with fresh_namespace(testbed_env, namespace), applied(testbed_env, yaml.safe_dump(limit_range)):
+        over = pod_manifest("dc-limit-check", namespace, testbed_env["TESTBED_IMAGE_TOOLS"], resources=too_big)
+        wait_until_enforced(testbed_env, over, "must be less than or equal to cpu limit of 500m")
         run = run_suite(
             testbed_env,
             out_root / "fault-limit-range",
@@ -749,5 +750,3 @@ def test_a_limit_range_below_the_requests_is_inconclusive_in_the_apis_words(
         assert "privileged-admission" in run.output.split("--fail-on-inconclusive: ", 1)[1].split("\n", 1)[0]
         assert kubectl(testbed_env, "get", "pods", "-n", namespace, "-o", "name").strip() == ""
         assert wait_until_clean(testbed_env, 30) == []
-    finally:
-        kubectl(testbed_env, "delete", "namespace", namespace, "--wait=false")
