@@ -50,8 +50,8 @@ declare -A PACKAGES=(
   [builder]="ca-certificates"     # the CNB build image plus the lifecycle, a buildpack and the CNB metadata
 )
 REPO=$(cd "$LIB/../.." && pwd)
-# What the dindcheck image is built from: the package and the suite (a change to any rebuilds it).
-DINDCHECK_SOURCES=(pyproject.toml conftest.py probes reports dindcheck suites)
+# What the dindcheck image is built from: the package, its suite included (a change to any rebuilds it).
+DINDCHECK_SOURCES=(pyproject.toml probes reports dindcheck suites)
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 T0=$SECONDS
@@ -271,8 +271,9 @@ custom_buildkit() {
 }
 
 custom_dindcheck() {
-  # The same image the Containerfile describes for users (python slim + the package + the suite), assembled from
-  # Debian packages and the wheel built from this checkout, because no base image can be pulled here.
+  # The same image the Containerfile describes for users (python slim + the package, the suite inside it), assembled
+  # from Debian packages and the wheel built from this checkout, because no base image can be pulled here. The image
+  # runs the installed `dindcheck` command: nothing of the checkout is copied beside the wheel.
   local root=$1 wheels wheel
   wheels=$(mktemp -d)
   WORKDIRS+=("$wheels")
@@ -281,15 +282,13 @@ custom_dindcheck() {
   python3 -m pip wheel --quiet --wheel-dir "$wheels" "$REPO" >>"$LOG" 2>&1
   wheel=$(cd "$wheels" && ls -- dindcheck-*.whl)
   [[ -n $wheel ]] || die "dindcheck: no wheel built (log: $LOG)"
-  mkdir -p "$root/tmp/wheels" "$root/app"
+  mkdir -p "$root/tmp/wheels"
   cp "$wheels"/*.whl "$root/tmp/wheels/"
   in_chroot "$root" python3 -m venv /opt/dindcheck >>"$LOG" 2>&1
   in_chroot "$root" /opt/dindcheck/bin/pip install --quiet --no-cache-dir --no-index --find-links /tmp/wheels \
     "/tmp/wheels/$wheel" >>"$LOG" 2>&1
   rm -rf "$root/tmp/wheels" "$wheels"
   untrack "$wheels"
-  cp -r "$REPO/suites" "$REPO/conftest.py" "$REPO/pyproject.toml" "$root/app/"
-  find "$root/app" -name __pycache__ -prune -exec rm -rf {} +
   if ! in_chroot "$root" getent passwd dindcheck >/dev/null; then
     in_chroot "$root" useradd -u 1000 -U -m -d /work -s /bin/sh dindcheck
   fi
@@ -409,7 +408,7 @@ image_config() {
     ;;
   dindcheck)
     CFG=(--env "PATH=/opt/dindcheck/bin:$CHROOT_PATH" --user 1000:1000 --workdir /work
-      --entrypoint '["pytest","/app/suites","-p","no:cacheprovider"]')
+      --entrypoint '["dindcheck"]')
     ;;
   kaniko)
     # As upstream's kaniko-executor target (deploy/Dockerfile), without DOCKER_CREDENTIAL_GCR_CONFIG (no helpers).

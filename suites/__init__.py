@@ -1,0 +1,1 @@
+"""The capability suite: one test module per probe, installed with the package as dindcheck.suites."""
