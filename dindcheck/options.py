@@ -168,12 +168,39 @@ def add_options(parser: pytest.Parser) -> None:
         "Ready nodes (e.g. cloud.google.com/gke-nodepool, eks.amazonaws.com/nodegroup, agentpool); tainted "
         "pools need --toleration (all)",
     )
+    add_config_options(group)
     group.addoption(
         "--kubectl",
         metavar="PATH",
         help="no longer used: commands run in probe pods through the API server's exec channel (kept so existing "
         "command lines work)",
     )
+
+
+def add_config_options(group: pytest.OptionGroup) -> None:
+    """The config to paste outside the reports: --show-config (YAML on stdout) and --config-dir (files)."""
+    group.addoption(
+        "--show-config",
+        metavar="MODE|recommended",
+        help="print just the YAML of the pod spec MODE ran (or those of the recommended modes) to stdout, for "
+        "`kubectl apply -f -` or a values file; the terminal report goes to stderr",
+    )
+    group.addoption(
+        "--config-dir",
+        metavar="DIR",
+        help="write the config to paste as files: one pod spec per usable mode (MODE.yaml), skypilot.yaml and the "
+        "runner snippets; files of earlier runs this run did not prove are removed",
+    )
+
+
+def read_show_config(value: str | None) -> str | None:
+    """--show-config: 'recommended' or a usable mode id; UsageError names what is allowed."""
+    if value is None:
+        return None
+    allowed = ("recommended", *USABLE_MODES)
+    if value not in allowed:
+        raise UsageError(f"--show-config {value!r}: choose one of: {', '.join(allowed)}")
+    return value
 
 
 def _quantities(values: Mapping[str, str]) -> str:
@@ -247,6 +274,9 @@ class Options:
     """--node-selector, --toleration, --node (with --each-pool: which nodes the pools are drawn from, and the
     tolerations every pool's pods get)."""
     each_pool: str | None = None
+    show_config: str | None = None
+    """--show-config: 'recommended' or a mode id whose pod spec goes to stdout (the terminal report to stderr)."""
+    config_dir: str | None = None
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -315,4 +345,6 @@ def read_options(config: pytest.Config) -> Options:
             node=get("node") or "",
         ),
         each_pool=each_pool.strip() if each_pool else None,
+        show_config=read_show_config(get("show_config")),
+        config_dir=get("config_dir"),
     )

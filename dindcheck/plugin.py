@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 import urllib3
+from _pytest.config import create_terminal_writer
 from kubernetes.client.rest import ApiException
 
 import reports
@@ -31,6 +33,7 @@ from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
 from probes.model import ClusterInfo, ImageUse, Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
 from probes.settings import ProbeSettings
+from reports import paste
 
 PROBE_MARKER = "probe"
 POOL_PARAMETER = "dindcheck_pool"
@@ -63,6 +66,8 @@ class RunState:
     pinned: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     collected: bool = False
+    config_elsewhere: str = ""
+    """Where the run put the config to paste (stdout, --config-dir), said by the terminal report instead of it."""
 
 
 STATE = pytest.StashKey[RunState]()
@@ -73,6 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(trylast=True)  # after the terminal reporter exists: --show-config moves it to stderr
 def pytest_configure(config: pytest.Config) -> None:
     """Validate options early (usage errors within seconds) and make SIGTERM behave like Ctrl-C."""
     config.addinivalue_line("markers", f"{PROBE_MARKER}(id): the capability probe whose verdict this test reports")
@@ -86,6 +92,18 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if hasattr(signal, "SIGTERM") and _in_main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+    if state.options.show_config:
+        _report_to_stderr(config)
+
+
+def _report_to_stderr(config: pytest.Config) -> None:
+    """--show-config: stdout carries only the YAML, so pytest's whole terminal output (ours too) goes to stderr."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    reporter._tw = create_terminal_writer(config, sys.stderr)  # noqa: SLF001 (the writer every report line goes to)
+    reporter._screen_width = reporter._tw.fullwidth  # noqa: SLF001
+    reporter.hasmarkup = reporter._tw.hasmarkup  # noqa: SLF001
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -424,6 +442,29 @@ def _write_reports(state: RunState, reporter: Any) -> None:
     ):
         if reporter is not None and path:
             reporter.write_line(f"dindcheck: {what} report written to {path}")
+    _put_config(state, options, state.report, reporter)
+
+
+def _put_config(state: RunState, options: Options, report: reports.Report, reporter: Any) -> None:
+    """--config-dir writes the config to paste as files, --show-config prints its YAML on stdout (and only that)."""
+    say = reporter.write_line if reporter is not None else print
+    places = []
+    if options.config_dir:
+        written, removed = paste.write_config_dir(report, Path(options.config_dir))
+        places.append(f"written to {options.config_dir} ({', '.join(written)})")
+        say(f"dindcheck: config to paste written to {options.config_dir}: {', '.join(written)}")
+        if removed:
+            say(f"dindcheck: --config-dir: removed {', '.join(removed)} of an earlier run (not proven by this one)")
+    if options.show_config:
+        shown = paste.show(report, options.show_config)
+        if shown.yaml:
+            sys.stdout.write(shown.yaml)
+            sys.stdout.flush()
+        if shown.note:
+            say(f"dindcheck: --show-config {options.show_config}: {shown.note}")
+        if options.show_config == paste.RECOMMENDED and shown.yaml:
+            places.insert(0, "printed on stdout (--show-config recommended)")
+    state.config_elsewhere = "; ".join(places)
 
 
 def _in_catalog_order(finished: dict[str, Verdict], pool: str) -> tuple[Verdict, ...]:
@@ -539,5 +580,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if state is None or state.report is None:
         return
     terminalreporter.section("dindcheck compatibility report")
-    for line in reports.render_terminal(state.report):
+    for line in reports.render_terminal(state.report, state.config_elsewhere):
         terminalreporter.write_line(line)

@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 
-def render_terminal(report: Report) -> list[str]:
-    """Lines for the end of the pytest run, without ANSI colour."""
-    return terminal.render(report)
+def render_terminal(report: Report, config_elsewhere: str = "") -> list[str]:
+    """Lines for the end of the pytest run, without ANSI colour (config_elsewhere: where the config was put)."""
+    return terminal.render(report, config_elsewhere)
 
 
 def render_markdown(report: Report) -> str:

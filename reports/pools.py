@@ -86,6 +86,11 @@ def pool_differences(mode: Mode, source: PoolReport, pools: Sequence[PoolReport]
     return tuple(lines)
 
 
+def source_comments(source: PoolReport, differences: tuple[str, ...]) -> tuple[str, ...]:
+    """The comment above a top-level pod spec of a multi-pool report: where it was proven, how the others differ."""
+    return (f"Proven on pool {source.name} (its placement is that pool's). Each other pool's own spec:", *differences)
+
+
 def _cache_on_every_pool(pools: Sequence[PoolReport]) -> OverlayResult | None:
     """The cache class result that holds everywhere: a pool where overlay failed on it outweighs one where it worked."""
     tested = [found for pool in pools if (found := recommend.tested_cache_class(pool.report.run)) is not None]
@@ -120,8 +125,7 @@ def recommend_every_pool(pools: Sequence[PoolReport], assessments: tuple[ModeAss
         source = sources.get(mode)
         return source.report.run.tested_specs(mode) if source is not None else ()
 
-    lead = "Proven on pool {} (its placement is that pool's). Each other pool's own spec:"
-    comments = {mode: (lead.format(sources[mode].name), *lines) for mode, lines in said.items()}
+    comments = {mode: source_comments(sources[mode], lines) for mode, lines in said.items()}
     return recommend.conclude(
         choice, assessments, reasons, cache=_cache_on_every_pool(pools), tested=tested, comments=comments
     )

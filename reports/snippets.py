@@ -418,11 +418,9 @@ def build_snippets(
     for mode in dict.fromkeys((full_docker, build_only, from_source)):
         specs = tested(mode) if tested is not None and mode is not Mode.NONE else ()
         chosen = pick_tested(mode, specs)
-        extra = (comments or {}).get(mode, ())
-        if chosen is not None:
-            others = tuple(dict.fromkeys(spec.layout for spec in specs if spec.layout != TLS_LAYOUT))
-            also = partial_proofs(specs, others, ": it is not the spec below")
-            config[mode.value] = pod_snippet(chosen, proven_remedies(specs), (*also, *extra))
+        pod = mode_snippet(mode, specs, (comments or {}).get(mode, ()))
+        if pod is not None:
+            config[mode.value] = pod
         tls = next((spec for spec in specs if spec.proven and spec.layout == TLS_LAYOUT), None)
         if mode is Mode.DIND and tls is not None:
             also = partial_proofs(specs, (TLS_LAYOUT,))
@@ -430,6 +428,19 @@ def build_snippets(
         if mode is Mode.BUILDPACKS and chosen is not None:
             config[GITLAB_BUILDPACKS_SNIPPET] = gitlab_buildpacks_snippet(chosen)
     return config
+
+
+def mode_snippet(mode: Mode, specs: tuple[TestedSpec, ...], extra: tuple[str, ...] = ()) -> str | None:
+    """The pod to paste for a mode: its proven spec in an agreed layout (pick_tested), None when there is none.
+
+    extra: more to say above it (what other pools' specs differ in).
+    """
+    chosen = pick_tested(mode, specs)
+    if chosen is None:
+        return None
+    others = tuple(dict.fromkeys(spec.layout for spec in specs if spec.layout != TLS_LAYOUT))
+    also = partial_proofs(specs, others, ": it is not the spec below")
+    return pod_snippet(chosen, proven_remedies(specs), (*also, *extra))
 
 
 GITLAB_BUILDPACKS_SNIPPET = "gitlab-buildpacks"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from tabulate import tabulate
 
 from probes.model import Mode, Placement, Status, Verdict
-from reports import changes
+from reports import changes, paste
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -138,8 +138,12 @@ def _modes_table(report: Report) -> list[str]:
     return tabulate(rows, headers=("mode", "usable", "blocked by", "warnings"), tablefmt=TABLE_FORMAT).splitlines()
 
 
-def render(report: Report) -> list[str]:
-    """The lines to print; the caller owns the terminal (section headers, colours, writing)."""
+def render(report: Report, config_elsewhere: str = "") -> list[str]:
+    """The lines to print; the caller owns the terminal (section headers, colours, writing).
+
+    They end with the recommended modes' config (reports.paste), or with where it is (config_elsewhere: the run
+    already printed or wrote it), then the proved-nothing line.
+    """
     cluster = report.run.cluster
     recommendation = report.recommendation
     lines = [f"dindcheck: {cluster.server or 'unknown server'} (Kubernetes {cluster.version or 'unknown'})"]
@@ -168,11 +172,7 @@ def render(report: Report) -> list[str]:
         lines.append(required_mode_line(report, required))
     lines.append("why:")
     lines += [f"  - {reason}" for reason in recommendation.reasons]
-    if any(
-        mode is not Mode.NONE
-        for mode in (recommendation.full_docker, recommendation.build_only, recommendation.from_source)
-    ):
-        lines.append("config to paste: see the Markdown report (--report-md) or recommendation.snippets in the JSON")
+    lines += paste.terminal_lines(report, config_elsewhere)
     lines.append(proved_nothing_line(report))
     return lines
 

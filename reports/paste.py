@@ -1,0 +1,133 @@
+"""The config to paste, on its own: at the end of the terminal report, on stdout, or as one file per usable mode.
+
+Only what the report proved: a usable mode's pod spec exactly as a probe ran it (reports.snippets picks it, as for the
+Markdown and JSON reports), the SkyPilot and runner snippets of the recommendation. A mode that is not usable, or whose
+checks agree on no layout, has no config anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from probes.model import Mode
+from reports import pools, snippets
+
+if TYPE_CHECKING:
+    from reports.report import Report
+
+RECOMMENDED = "recommended"
+"""--show-config's word for the modes the report recommends (full docker, build only, from source)."""
+FITS_LINES = 150
+"""The most lines of YAML the terminal report prints itself (two or three pod specs); beyond, one line says where."""
+SEPARATOR = "---\n"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What --show-config prints on stdout (YAML, '' for nothing) and, for the terminal report, why not when empty."""
+
+    yaml: str
+    note: str
+
+
+def recommended_modes(report: Report) -> tuple[Mode, ...]:
+    """The recommended modes, each once, full docker first (none left out)."""
+    found = report.recommendation
+    modes = (found.full_docker, found.build_only, found.from_source)
+    return tuple(mode for mode in dict.fromkeys(modes) if mode is not Mode.NONE)
+
+
+def _usable(report: Report, mode: Mode) -> bool:
+    return any(assessment.mode is mode and assessment.usable for assessment in report.assessments)
+
+
+def mode_config(report: Report, mode: Mode) -> str | None:
+    """The pod spec a usable mode ran, with its comments, as the Markdown report prints it; None when there is none.
+
+    A multi-pool report's spec is the one proven on the first pool that proved it, saying how the others differ.
+    """
+    if not _usable(report, mode):
+        return None
+    recommended = report.recommendation.snippets.get(mode.value)
+    if recommended is not None:
+        return recommended
+    if not report.pools:
+        return snippets.mode_snippet(mode, report.run.tested_specs(mode))
+    source = pools.proven_on(mode, report.pools)
+    if source is None:
+        return None
+    differences = pools.pool_differences(mode, source, report.pools)
+    return snippets.mode_snippet(mode, source.report.run.tested_specs(mode), pools.source_comments(source, differences))
+
+
+def _stream(documents: list[str]) -> str:
+    """YAML documents as one stream, for `kubectl apply -f -`."""
+    return SEPARATOR.join(document if document.endswith("\n") else document + "\n" for document in documents)
+
+
+def show(report: Report, which: str) -> Shown:
+    """--show-config MODE|recommended: the pod spec(s) as one YAML stream, or nothing and why."""
+    if which == RECOMMENDED:
+        modes = recommended_modes(report)
+        if not modes:
+            return Shown("", "no mode is recommended: there is no config to show")
+    else:
+        mode = Mode(which)
+        if not _usable(report, mode):
+            blocked = next((a.blocked_by for a in report.assessments if a.mode is mode), ())
+            why = f" (blocked by {', '.join(blocked)})" if blocked else ""
+            return Shown("", f"{mode.value} is not usable{why}: there is no config to show")
+        modes = (mode,)
+    found = {mode: mode_config(report, mode) for mode in modes}
+    missing = [mode.value for mode, config in found.items() if config is None]
+    note = f"no pod spec of {', '.join(missing)} was proven in one layout by every check" if missing else ""
+    return Shown(_stream([config for config in found.values() if config is not None]), note)
+
+
+def config_files(report: Report) -> dict[str, str]:
+    """--config-dir: file name -> text; the recommendation's snippets (SkyPilot, runners), every usable mode's pod."""
+    files = {f"{key}.yaml": text for key, text in report.recommendation.snippets.items()}
+    for assessment in report.assessments:
+        config = mode_config(report, assessment.mode)
+        if config is not None:
+            files[f"{assessment.mode.value}.yaml"] = config
+    return files
+
+
+def owned_names() -> frozenset[str]:
+    """Every file name --config-dir may write: a stale one of them is removed, so the directory is this run's only."""
+    keys = {*(mode.value for mode in Mode), "skypilot", snippets.GITLAB_SNIPPET, snippets.GITLAB_BUILDPACKS_SNIPPET}
+    return frozenset(f"{key}.yaml" for key in keys)
+
+
+def write_config_dir(report: Report, directory: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Write config_files into directory; (written, removed): removed are earlier runs' files this run did not prove."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = config_files(report)
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    removed = tuple(sorted(name for name in owned_names() - files.keys() if (directory / name).is_file()))
+    for name in removed:
+        (directory / name).unlink()
+    return tuple(files), removed
+
+
+def terminal_lines(report: Report, elsewhere: str = "") -> list[str]:
+    """The end of the terminal report: the recommended modes' pod specs, or one line saying where they are.
+
+    elsewhere: where the run already put them (stdout, a directory); said instead of printing them twice.
+    """
+    shown = show(report, RECOMMENDED)
+    if not shown.yaml:
+        return [f"config to paste: none ({shown.note})"] if recommended_modes(report) else []
+    lines = shown.yaml.splitlines()
+    if elsewhere:
+        return [f"config to paste: {elsewhere}"]
+    if len(lines) > FITS_LINES:
+        where = "`--show-config recommended` prints it, `--config-dir DIR` writes it, the Markdown report has it"
+        return [f"config to paste: {len(lines)} lines of YAML, too long to print here: {where}"]
+    modes = ", ".join(mode.value for mode in recommended_modes(report))
+    head = f"config to paste ({modes}; the pod spec each ran; `--show-config recommended | kubectl apply -f -`):"
+    return [head, *lines]
