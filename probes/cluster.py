@@ -320,6 +320,10 @@ def required_permissions(
 OPTIONAL_PERMISSIONS: tuple[tuple[Permission, str], ...] = (
     (Permission("list", "nodes", cluster_scoped=True), "nodes are not listed: per-node facts are missing"),
     (
+        Permission("get", "nodes", cluster_scoped=True),
+        "a probe node that stops answering (a stopped kubelet) cannot be named in an inconclusive check",
+    ),
+    (
         Permission("get", "persistentvolumes", cluster_scoped=True),
         "the cache PVC's volume cannot be read: a Retain volume would not be named",
     ),
