@@ -811,6 +811,10 @@ KILLED_EXIT_CODES = frozenset({137, 143})
 """A main container ended by SIGKILL or SIGTERM that the probe did not send: the runtime or kubelet stopped it."""
 
 
+KUBELET_UNREACHABLE = ("error dialing backend", ":10250: connect")
+"""The API server's words when it cannot reach a node's kubelet for an exec (the kubelet's port is 10250)."""
+
+
 def node_disturbance(pod: Any) -> str | None:
     """What the node did to a probe pod, in its own words, or None.
 
@@ -850,6 +854,9 @@ def disturbed(outcome: Outcome, context: ProbeContext) -> Outcome:
     if outcome.status in (Status.PASS, Status.SKIPPED):
         return outcome
     causes = list(context.disturbances)
+    if outcome.status is Status.INCONCLUSIVE and any(marker in outcome.summary for marker in KUBELET_UNREACHABLE):
+        nodes = ", ".join(sorted(context.nodes)) or "of the probe pod"
+        causes.append(f"the kubelet of node {nodes} did not answer (stopped, restarting or unreachable)")
     if outcome.status is Status.INCONCLUSIVE or causes:
         causes += context.unready_nodes()
     if not causes:

@@ -96,3 +96,58 @@ def test_a_container_killed_across_a_containerd_restart_is_inconclusive(
 
     run = docker_run_disturbed(testbed_env, out_root / "containerd-restart", kill_dockerd_and_restart)
     assert_inconclusive_naming(run, testbed_env, "was killed by the node (exit 137")
+
+
+def node_is_back(core: client.CoreV1Api) -> bool:
+    """Every node Ready and without the taints the node controller puts on one that stopped reporting."""
+    for node in core.list_node().items:
+        ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+        if ready is None or ready.status != "True":
+            return False
+        if any(taint.key.startswith("node.kubernetes.io/") for taint in node.spec.taints or []):
+            return False
+    return True
+
+
+def run_containers(namespace: str) -> list[str]:
+    """The containers the default node's containerd still has for a namespace's pods."""
+    ctr = [
+        "ctr",
+        "--address",
+        "/run/dindcheck-testbed/containerd.sock",
+        "-n",
+        "k8s.io",
+        "containers",
+        "ls",
+        "-q",
+        f'labels."io.kubernetes.pod.namespace"=={namespace}',
+    ]
+    return subprocess.run(ctr, capture_output=True, text=True, check=True, timeout=30).stdout.split()
+
+
+@pytest.mark.usefixtures("permissive")
+def test_a_stopped_kubelet_is_named_and_its_containers_go_when_it_returns(
+    testbed_env: dict[str, str], out_root: Path
+) -> None:
+    """The kubelet stops for 60 s once the DinD pod runs: exec fails at once, the run ends without waiting for it."""
+    core = cluster.connect(testbed_env["KUBECONFIG"], None).core
+    knob: list[subprocess.Popen[bytes]] = []
+    namespace: list[str] = []
+
+    def stop_kubelet(pod: Any) -> None:
+        namespace.append(pod.metadata.namespace)
+        knob.append(subprocess.Popen([str(FAULTS / "kubelet-stop"), "60"]))
+
+    try:
+        run = docker_run_disturbed(testbed_env, out_root / "kubelet-stopped", stop_kubelet)
+        assert knob[0].poll() is None, "the run waited for the kubelet to come back"
+        check = run.check("docker-run")
+        assert check["status"] == "inconclusive", check["summary"]
+        assert "did not answer (stopped, restarting or unreachable)" in check["summary"], check["summary"]
+        assert run.mode("dind")["usable"] is False
+    finally:
+        if knob:
+            assert knob[0].wait(timeout=240) == 0
+        wait_until(lambda: node_is_back(core), "the node is Ready and untainted again", 180)
+    wait_until(lambda: run_containers(namespace[0]) == [], "the run's containers are gone", 120)
+    assert wait_until_clean(testbed_env, 60) == []

@@ -191,3 +191,12 @@ def test_a_pod_the_probe_never_made_or_already_deleted_is_no_disturbance() -> No
     context.disturbances.clear()
     context.delete_pod("dc-r1-docker-run-dind")  # twice: the second time it is ours that is gone
     assert context.disturbances == []
+
+
+def test_an_exec_the_kubelet_did_not_answer_names_the_kubelet() -> None:
+    said = (
+        "exec channel failed, nothing concluded: exec into p/job failed: Handshake status 500 Internal Server Error "
+        "-+-+- {} -+-+- b'error dialing backend: dial tcp 10.88.0.1:10250: connect: connection refused'"
+    )
+    verdict = run_with(Outcome(Status.INCONCLUSIVE, said), disturbances=[])
+    assert "the kubelet of node node-a did not answer (stopped, restarting or unreachable)" in verdict.summary
