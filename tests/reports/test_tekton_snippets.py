@@ -6,6 +6,7 @@ come with the mode they belong to. The API server's dry run against Tekton's CRD
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,14 @@ def test_markdown_names_the_tekton_forms() -> None:
     assert "kind: TaskRun" in markdown
     markdown = reports.render_markdown(reports.build_report(kaniko_baseline()))
     assert "### Tekton: Kaniko executor as a Task step, and its TaskRun (`tekton.dev/v1`)" in markdown
+
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.mark.parametrize("mode", [Mode.KANIKO, Mode.BUILDPACKS])
+def test_the_tekton_examples_are_what_the_renderer_writes(mode: Mode) -> None:
+    """examples/tekton-MODE.yaml (dry-run by the testbed's conformance) is the snippet for the default images."""
+    spec = (specs.kaniko_pod_spec if mode is Mode.KANIKO else specs.buildpacks_pod_spec)(Images(), Resources())
+    expected = snippets.tekton_snippet(specs.record(mode, mode.value, spec, proven=True))
+    assert (EXAMPLES / f"tekton-{mode.value}.yaml").read_text(encoding="utf-8") == expected
