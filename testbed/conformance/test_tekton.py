@@ -66,7 +66,10 @@ def tekton_env(testbed_env: dict[str, str]) -> dict[str, str]:
 def tekton_once(tekton_env: dict[str, str], profile: Profile) -> dict[str, str]:
     """A dry run against a CRD does not depend on the profile (no Pod Security, no policy applies to a Task)."""
     if profile.name != "permissive":
-        pytest.skip("the Tekton forms of the probes' own specs are dry-run on the permissive profile only")
+        pytest.skip(
+            "a dry run against Tekton's CRDs does not depend on the profile: the probes' specs, the examples and the "
+            "negative controls run on the permissive profile only"
+        )
     return tekton_env
 
 
