@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from probes.model import Mode, NodeInfo, Status, Verdict, summarize_unprobed
 from reports import changes
 from reports.json_report import plain
-from reports.snippets import SECURITY_COST
+from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS
 from reports.terminal import describe_placement, proved_nothing_line
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ SNIPPET_TITLES: Mapping[str, str] = {
     Mode.SYSBOX.value: "Sysbox (pod spec)",
     "gitlab": "GitLab CI, Kubernetes executor (`.gitlab-ci.yml`: docker:dind service over TLS, as tested)",
     Mode.HOST_SOCKET.value: "Host Docker socket (pod spec, discouraged)",
+    TEKTON_SNIPPETS[Mode.KANIKO]: "Tekton: Kaniko executor as a Task step, and its TaskRun (`tekton.dev/v1`)",
+    TEKTON_SNIPPETS[Mode.BUILDPACKS]: "Tekton: CNB creator as a Task step, and its TaskRun (`tekton.dev/v1`)",
 }
 
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io/"
