@@ -31,7 +31,17 @@ from probes import cluster, targets, workspace
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
-from probes.model import ClusterInfo, ImageUse, Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
+from probes.model import (
+    ClusterInfo,
+    ImageUse,
+    Mode,
+    PoolResult,
+    RunResult,
+    Status,
+    UnprobedPool,
+    Verdict,
+    summarize_unprobed,
+)
 from probes.settings import ProbeSettings
 from reports import paste
 
@@ -55,6 +65,8 @@ class RunState:
     targets: tuple[targets.Target, ...] = ()
     """Where the probes run: one target, or one per pool with --each-pool (known before tests are collected)."""
     unprobed: tuple[UnprobedPool, ...] = ()
+    listed_nodes: cluster.NodeListing | None = None
+    """The Node objects targeting read (None when it read none): the report's node facts come from the same list."""
     """--each-pool: pools that exist by label but no probe can reach (the report and the gate name them)."""
     started_at: float = 0.0
     generated_at: str = ""
@@ -131,8 +143,8 @@ def pytest_collection(session: pytest.Session) -> None:
         return
     try:
         state.connection = cluster.connect(options.kubeconfig, options.context)
-        nodes = cluster.node_views(state.connection)
-        plan = targets.pool_targets(nodes, options.each_pool, options.placement)
+        state.listed_nodes = cluster.node_listing(state.connection)
+        plan = targets.pool_targets(state.listed_nodes.views, options.each_pool, options.placement)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     state.targets, state.unprobed = plan.targets, plan.unprobed
@@ -217,7 +229,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.connection = connection
     if not options.each_pool:
         targeted = bool(options.placement.node_selector or options.placement.node)
-        nodes = cluster.node_views(connection) if targeted else ()
+        state.listed_nodes = cluster.node_listing(connection) if targeted else None
+        nodes = state.listed_nodes.views if state.listed_nodes else ()
         state.targets = (targets.single_target(nodes, options.placement),)
     _load_baselines(state, options, connection.server)
     permissions = cluster.required_permissions(
@@ -278,7 +291,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.runner = ProbeRunner(connection, scope, state.progress)
     state.runner.start(tasks)
     # the cluster's description is for the report only: read it while the probes work, not before
-    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels)
+    listed = state.listed_nodes.objects if state.listed_nodes else None
+    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels, listed)
     if reporter is not None:
         reporter.write_line(
             f"dindcheck: {state.cluster_info.server} ({state.cluster_info.version}), namespace "
@@ -294,7 +308,7 @@ def _where_lines(state: RunState, options: Options) -> list[str]:
         return [
             f"dindcheck: pool {target.pool}: on node {target.node} ({target.chosen_because})"
             for target in state.targets
-        ] + [f"dindcheck: pool {pool.name}: NOT PROBED: {pool.reason}" for pool in state.unprobed]
+        ] + _unprobed_lines(state.unprobed, "dindcheck: pool {name}: NOT PROBED: {reason}", "dindcheck: {summary}")
     target = state.targets[0] if state.targets else None
     if target is None or not target.placement.targeted:
         return []
@@ -509,8 +523,17 @@ def _gate_lines(mode: Mode, report: reports.Report, *, each_pool: bool) -> list[
         return [f"{prefix} usable" + (" on every pool" if each_pool else "")]
     if not each_pool:
         return [f"{prefix} NOT usable"]
-    lines = [f"{prefix} NOT usable on pool(s) {', '.join(report.unusable_pools(mode))}"]
-    return lines + [f"{prefix} pool {pool.name} was not probed: {pool.reason}" for pool in report.run.unprobed_pools]
+    lines = [f"{prefix} NOT usable on pool(s) {', '.join(report.unusable_pools_in_words(mode))}"]
+    each, summed_up = prefix + " pool {name} was not probed: {reason}", prefix + " {summary}"
+    return lines + _unprobed_lines(report.run.unprobed_pools, each, summed_up)
+
+
+def _unprobed_lines(unprobed: tuple[UnprobedPool, ...], each: str, summed_up: str) -> list[str]:
+    """Each unprobed pool in the each format, or one line in the summed_up format when there are many."""
+    summary = summarize_unprobed(unprobed)
+    if summary:
+        return [summed_up.format(summary=summary)]
+    return [each.format(name=pool.name, reason=pool.reason) for pool in unprobed]
 
 
 def _gate_that_ran_nothing(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:

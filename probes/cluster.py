@@ -139,14 +139,67 @@ def _check_reachable(connection: Connection) -> None:
         raise ClusterUnreachableError(f"API server {connection.server} is unreachable: {reason}") from exc
 
 
-def describe_cluster(connection: Connection, namespace: str, namespace_labels: dict[str, str]) -> ClusterInfo:
-    """Server, version and nodes for the report; node listing may be forbidden, which is noted, not fatal."""
+NODE_PAGE_SIZE = 500
+"""Nodes per list request: a cluster of thousands of nodes is read in a few pages, never a request per node."""
+
+
+def list_nodes(connection: Connection) -> tuple[Any, ...]:
+    """Every Node object, a page at a time (limit/continue): a big cluster's list in a few requests.
+
+    A continue token that expired mid-list (410 Gone) restarts the list once.
+    """
+    for attempt in range(2):
+        items: list[Any] = []
+        token: str | None = None
+        try:
+            while True:
+                page = connection.core.list_node(
+                    limit=NODE_PAGE_SIZE, _continue=token, _request_timeout=CONNECT_TIMEOUT_S
+                )
+                items += page.items
+                token = page.metadata._continue  # noqa: SLF001  # the client names the continue token so
+                if not token:
+                    return tuple(items)
+        except ApiException as exc:
+            if exc.status != 410 or attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+UNREPORTED_NODE_INFO = (
+    "architecture",
+    "boot_id",
+    "container_runtime_version",
+    "kernel_version",
+    "kube_proxy_version",
+    "kubelet_version",
+    "machine_id",
+    "operating_system",
+    "os_image",
+    "system_uuid",
+)
+
+
+def describe_cluster(
+    connection: Connection,
+    namespace: str,
+    namespace_labels: dict[str, str],
+    listed_nodes: tuple[Any, ...] | None = None,
+) -> ClusterInfo:
+    """Server, version and nodes for the report; node listing may be forbidden, which is noted, not fatal.
+
+    listed_nodes: the Node objects targeting already read, so a big cluster is listed once per run.
+    """
     version = client.VersionApi(connection.api_client).get_code(_request_timeout=CONNECT_TIMEOUT_S)
     notes: list[str] = []
     nodes: list[NodeInfo] = []
     try:
-        for node in connection.core.list_node(_request_timeout=CONNECT_TIMEOUT_S).items:
-            info = node.status.node_info
+        for node in list_nodes(connection) if listed_nodes is None else listed_nodes:
+            info = (
+                node.status.node_info
+                if node.status and node.status.node_info
+                else client.V1NodeSystemInfo(**dict.fromkeys(UNREPORTED_NODE_INFO, "unknown"))
+            )  # a Node whose kubelet never reported (a registered, never-started node) has no nodeInfo
             nodes.append(
                 NodeInfo(
                     name=node.metadata.name,
@@ -170,10 +223,18 @@ def describe_cluster(connection: Connection, namespace: str, namespace_labels: d
     )
 
 
-def node_views(connection: Connection) -> tuple[NodeView, ...]:
-    """Every node with its readiness, labels and taints: targeting decides from these before any pod exists."""
+@dataclass(frozen=True)
+class NodeListing:
+    """The Node objects as read (for the report's node facts) and as targeting sees them: one list per run."""
+
+    objects: tuple[Any, ...]
+    views: tuple[NodeView, ...]
+
+
+def node_listing(connection: Connection) -> NodeListing:
+    """Every node, for targeting: a refusal is the run's RBAC, said in one line (exit 4)."""
     try:
-        items = connection.core.list_node(_request_timeout=CONNECT_TIMEOUT_S).items
+        objects = list_nodes(connection)
     except ApiException as exc:
         if exc.status in (401, 403):
             raise UsageError(
@@ -181,7 +242,7 @@ def node_views(connection: Connection) -> tuple[NodeView, ...]:
                 "need (deploy/rbac.yaml's ClusterRole grants it)"
             ) from None
         raise
-    return tuple(node_view(node) for node in items)
+    return NodeListing(objects=objects, views=tuple(node_view(node) for node in objects))
 
 
 @dataclass(frozen=True)
@@ -258,6 +319,10 @@ def required_permissions(
 
 OPTIONAL_PERMISSIONS: tuple[tuple[Permission, str], ...] = (
     (Permission("list", "nodes", cluster_scoped=True), "nodes are not listed: per-node facts are missing"),
+    (
+        Permission("get", "nodes", cluster_scoped=True),
+        "a probe node that stops answering (a stopped kubelet) cannot be named in an inconclusive check",
+    ),
     (
         Permission("get", "persistentvolumes", cluster_scoped=True),
         "the cache PVC's volume cannot be read: a Retain volume would not be named",

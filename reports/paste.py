@@ -98,7 +98,8 @@ def config_files(report: Report) -> dict[str, str]:
 
 def owned_names() -> frozenset[str]:
     """Every file name --config-dir may write: a stale one of them is removed, so the directory is this run's only."""
-    keys = {*(mode.value for mode in Mode), "skypilot", snippets.GITLAB_SNIPPET, snippets.GITLAB_BUILDPACKS_SNIPPET}
+    runners = (snippets.GITLAB_SNIPPET, snippets.GITLAB_BUILDPACKS_SNIPPET, *snippets.TEKTON_SNIPPETS.values())
+    keys = {*(mode.value for mode in Mode), "skypilot", *runners}
     return frozenset(f"{key}.yaml" for key in keys)
 
 

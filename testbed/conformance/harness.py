@@ -137,10 +137,15 @@ def run_suite(env: dict[str, str], out_dir: Path, *extra: str, timeout_s: float 
         suite_command(env, out_dir, *extra), cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
     )
     wall, cpu = time.monotonic() - started, host_busy_cpu_s() - cpu_before
-    output = done.stdout + done.stderr
+    return load_run(out_dir, done.returncode, done.stdout + done.stderr, wall, cpu)
+
+
+def load_run(out_dir: Path, exit_code: int, output: str, wall_s: float, host_cpu_s: float = 0.0) -> SuiteRun:
+    """A finished run (also one started in the background): its output saved beside its JSON report ({} if none)."""
     (out_dir / "output.txt").write_text(output)
+    report_path = out_dir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    return SuiteRun(done.returncode, report, wall, output, out_dir, round(cpu, 2))
+    return SuiteRun(exit_code, report, wall_s, output, out_dir, round(host_cpu_s, 2))
 
 
 def host_busy_cpu_s() -> float:
