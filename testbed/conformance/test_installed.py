@@ -30,6 +30,15 @@ INSTALL_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 600
 
 
+def outside_the_checkout() -> dict[str, str]:
+    """The environment without PYTHONPATH (the conformance run names the checkout there) and without an active venv.
+
+    With the checkout on PYTHONPATH, pip would take its dindcheck.egg-info (left by an in-tree build) for an install
+    and skip the wheel.
+    """
+    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 @dataclass(frozen=True)
 class Installed:
     """A fresh venv with the built wheel installed, and a working directory outside the checkout."""
@@ -39,13 +48,15 @@ class Installed:
 
     def env(self, testbed_env: dict[str, str]) -> dict[str, str]:
         """The user's environment: the venv and the testbed's kubectl on PATH, nothing of the checkout."""
-        env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env = outside_the_checkout()
         env["PATH"] = os.pathsep.join([str(self.venv / "bin"), testbed_env["TESTBED_BIN"], env.get("PATH", "")])
         return env
 
 
 def _run(command: list[str], cwd: Path, timeout_s: float = INSTALL_TIMEOUT_S) -> str:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    done = subprocess.run(
+        command, cwd=cwd, env=outside_the_checkout(), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     assert done.returncode == 0, f"{shlex.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -69,6 +80,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     _run([sys.executable, "-m", "venv", str(venv)], root)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels)]
     _run([*pip, str(wheel)], root)
+    assert (venv / "bin" / "kubectl-dindcheck").is_file(), "the wheel installed no kubectl-dindcheck"
     return Installed(venv, workdir)
 
 
