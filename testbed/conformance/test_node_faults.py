@@ -95,7 +95,8 @@ def test_a_container_killed_across_a_containerd_restart_is_inconclusive(
         )
 
     run = docker_run_disturbed(testbed_env, out_root / "containerd-restart", kill_dockerd_and_restart)
-    assert_inconclusive_naming(run, testbed_env, "was killed by the node (exit 137")
+    # the kill seen in the container's status, or the exec that found the runtime down while it restarted
+    assert_inconclusive_naming(run, testbed_env, "was killed by the node (exit 137", "container runtime of node")
 
 
 def node_is_back(core: client.CoreV1Api) -> bool:
