@@ -114,12 +114,14 @@ def running_containers(namespace: str) -> list[str]:
     """The containers the default node's containerd still runs for a namespace's pods (ids)."""
     ctr = ["ctr", "--address", "/run/dindcheck-testbed/containerd.sock", "-n", "k8s.io"]
     label = f'labels."io.kubernetes.pod.namespace"=={namespace}'
-    ids = set(subprocess.run([*ctr, "containers", "ls", "-q", label], **CAPTURED).stdout.split())
-    tasks = subprocess.run([*ctr, "tasks", "ls"], **CAPTURED).stdout.splitlines()[1:]
+    ids = set(ctr_output([*ctr, "containers", "ls", "-q", label]).split())
+    tasks = ctr_output([*ctr, "tasks", "ls"]).splitlines()[1:]
     return [fields[0] for fields in map(str.split, tasks) if fields[0] in ids and fields[-1] == "RUNNING"]
 
 
-CAPTURED: dict[str, Any] = {"capture_output": True, "text": True, "check": True, "timeout": 30}
+def ctr_output(command: list[str]) -> str:
+    """What a ctr command printed (it must succeed)."""
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
 
 
 @pytest.mark.usefixtures("permissive")
