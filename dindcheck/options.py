@@ -12,6 +12,7 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from probes.exceptions import UsageError
+from probes.lease import LEASE_STALE_S, stale_after_s
 from probes.model import Mode, Placement
 from probes.settings import DEFAULT_LIMITS, DEFAULT_REQUESTS, Images, Resources
 from probes.targets import parse_node_selector, parse_toleration
@@ -262,6 +263,8 @@ class Options:
     """--sweep: delete dead runs' objects and exit, probing nothing."""
     sweep: bool = True
     """Sweep at the start of the run (False with --no-sweep)."""
+    lease_s: int = LEASE_STALE_S
+    """The run's Lease duration (DINDCHECK_LEASE_STALE_S, for tests only), checked before anything is created."""
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -334,4 +337,5 @@ def read_options(config: pytest.Config) -> Options:
         each_pool=each_pool.strip() if each_pool else None,
         sweep_only=bool(get("sweep")),
         sweep=not get("no_sweep"),
+        lease_s=stale_after_s(),
     )

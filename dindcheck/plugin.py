@@ -269,7 +269,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.space = space
     workspace.create(connection, space)
     # the Lease comes before any other object of the run in its namespace: a sweep never sees them without it
-    spec = lease.LeaseSpec(space.namespace, run_id, lease.stale_after_s(), lease.holder_identity(run_id))
+    spec = lease.LeaseSpec(space.namespace, run_id, options.lease_s, lease.holder_identity(run_id))
     state.lease = lease.LeaseKeeper(connection, spec)
     state.lease.start()
     if (unsettled := workspace.settle(connection, space)) is not None:
