@@ -55,8 +55,8 @@ def leases(env: dict[str, str]) -> dict[str, dict[str, str]]:
     }
 
 
-def new_run(env: dict[str, str], known: set[str], namespace: str | None = None) -> str:
-    """Wait until a run not in known holds a Lease (in namespace, or in a namespace of its own); its run id."""
+def new_run(env: dict[str, str], known: set[str], namespace: str = "") -> str:
+    """Wait until a run not in known holds a Lease (in namespace, or with '' in a namespace of its own); its run id."""
     found: list[str] = []
 
     def appeared() -> bool:
@@ -102,6 +102,21 @@ def stopped_at_exit(*runs: StartedSuite) -> Iterator[None]:
                 run.proc.wait()
 
 
+def killed_mid_probe(env: dict[str, str], out: Path, known: set[str], *extra: str) -> tuple[str, StartedSuite]:
+    """Start a run with a short Lease, SIGKILL it once its probe pod and cache claim exist; its run id.
+
+    --no-sweep: a killed run's Lease lapses within seconds, and a sweep at the next run's start would take the
+    objects the --sweep under test must find.
+    """
+    run = start_suite(env, out, *KILLED_SELECTION, "--no-sweep", *extra, environ={STALE_ENV: str(KILLED_LEASE_S)})
+    with stopped_at_exit(run):
+        run_id = new_run(env, known, "" if not extra else extra[-1])
+        wait_until(partial(has, env, run_id, "pod", "persistentvolumeclaim"), f"run {run_id}'s pod and claim", 90)
+        run.proc.send_signal(signal.SIGKILL)
+        run.proc.wait()
+    return run_id, run
+
+
 def same_verdicts(run: SuiteRun, lone: SuiteRun) -> None:
     assert run.report, run.output[-3000:]
     assert statuses(run) == statuses(lone), run.output[-3000:]
@@ -116,17 +131,9 @@ def test_a_killed_runs_objects_are_swept_and_a_live_run_is_untouched(
     out = out_root / "sweep"
     assert wait_until_clean(env, 60) == [], "objects of an earlier test are still there"
     with fresh_namespace(env, "dindcheck-sweep-shared") as shared:
-        short = {STALE_ENV: str(KILLED_LEASE_S)}
-        in_shared = start_suite(env, out / "killed-shared", *KILLED_SELECTION, "--namespace", shared, environ=short)
-        in_own = start_suite(env, out / "killed-own", *KILLED_SELECTION, environ=short)
+        killed_shared, in_shared = killed_mid_probe(env, out / "killed-shared", set(), "--namespace", shared)
+        killed_own, in_own = killed_mid_probe(env, out / "killed-own", {killed_shared})
         with stopped_at_exit(in_shared, in_own):
-            killed_shared = new_run(env, set(), shared)
-            killed_own = new_run(env, {killed_shared})
-            for run_id in (killed_shared, killed_own):
-                wait_until(partial(has, env, run_id, "pod", "persistentvolumeclaim"), f"run {run_id}'s claim", 90)
-            for run in (in_shared, in_own):
-                run.proc.send_signal(signal.SIGKILL)
-                run.proc.wait()
             for run_id in (killed_shared, killed_own):
                 wait_until(partial(lapsed, env, run_id), f"run {run_id}'s Lease lapsed", 30)
             left_by_kill = {run_id: run_objects(env, run_id) for run_id in (killed_shared, killed_own)}
