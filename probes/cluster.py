@@ -23,6 +23,7 @@ from probes.model import ClusterInfo, NodeInfo
 from probes.targets import NodeView, node_view
 
 CONNECT_TIMEOUT_S = 5.0
+LEASE_GROUP = "coordination.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Connection:
     def core(self) -> client.CoreV1Api:
         """The core API (pods, namespaces, PVCs, events)."""
         return client.CoreV1Api(self.api_client)
+
+    @property
+    def coordination(self) -> client.CoordinationV1Api:
+        """The coordination API (the run's Lease)."""
+        return client.CoordinationV1Api(self.api_client)
 
 
 def _default_kubeconfig() -> str:
@@ -59,7 +65,7 @@ def _in_cluster(kubeconfig: str | None) -> bool:
     )
 
 
-API_CLASSES = ("CoreV1Api", "StorageV1Api", "AuthorizationV1Api", "NodeV1Api", "VersionApi")
+API_CLASSES = ("CoreV1Api", "StorageV1Api", "AuthorizationV1Api", "NodeV1Api", "VersionApi", "CoordinationV1Api")
 """The client's API classes a run uses (the client imports each on first use)."""
 
 
@@ -268,12 +274,15 @@ def required_permissions(
     copy_registry_secret: bool,
     throwaway_registry: bool,
     list_nodes: bool = False,
+    sweep: bool = False,
 ) -> tuple[Permission, ...]:
     """Every permission the run will use with these options (deploy/rbac.yaml grants exactly these).
 
     Exec goes through the API server's websocket: Kubernetes >= 1.31 checks `create` on pods/exec for it as
     well as `get`. Cleanup deletes by label (deletecollection). Node listing and PV cleanup are optional (see
-    OPTIONAL_PERMISSIONS): without them the report says what is missing.
+    OPTIONAL_PERMISSIONS): without them the report says what is missing. The run's Lease (probes/lease.py) is made,
+    renewed, read back and deleted; the sweep also lists Leases (probes/sweep.py). Without them a run could not
+    protect its objects from other runs' sweeps, so they are required, not optional.
     """
     needed = [
         Permission("create", "pods"),
@@ -293,7 +302,10 @@ def required_permissions(
         Permission("get", "storageclasses", group="storage.k8s.io", cluster_scoped=True),
         Permission("list", "storageclasses", group="storage.k8s.io", cluster_scoped=True),
         Permission("get", "runtimeclasses", group="node.k8s.io", cluster_scoped=True),
+        *(Permission(verb, "leases", group=LEASE_GROUP) for verb in ("create", "get", "update", "delete")),
     ]
+    if sweep:
+        needed.append(Permission("list", "leases", group=LEASE_GROUP))
     if throwaway_registry:
         needed.append(Permission("get", "pods", subresource="proxy"))
     if list_nodes:  # --node-selector, --node, --each-pool: where to probe is decided from the Node objects

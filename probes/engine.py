@@ -811,8 +811,17 @@ KILLED_EXIT_CODES = frozenset({137, 143})
 """A main container ended by SIGKILL or SIGTERM that the probe did not send: the runtime or kubelet stopped it."""
 
 
-KUBELET_UNREACHABLE = ("error dialing backend", ":10250: connect")
-"""The API server's words when it cannot reach a node's kubelet for an exec (the kubelet's port is 10250)."""
+KUBELET_PORT = ":10250"
+BROKEN_CONNECTION = ("connection refused", "connection reset", "i/o timeout", "no route to host", "EOF")
+RUNTIME_UNAVAILABLE = ("rpc error: code = Unavailable", "container runtime is down", "runtime is not ready")
+"""The kubelet's words when the node's container runtime (its CRI socket) does not answer, as while it restarts."""
+
+
+def kubelet_unreachable(text: str) -> bool:
+    """The API server's words when it cannot reach a node's kubelet (port 10250) for an exec, or lost it midway."""
+    return "error dialing backend" in text or (
+        KUBELET_PORT in text and any(words in text for words in BROKEN_CONNECTION)
+    )
 
 
 def node_disturbance(pod: Any) -> str | None:
@@ -854,9 +863,11 @@ def disturbed(outcome: Outcome, context: ProbeContext) -> Outcome:
     if outcome.status in (Status.PASS, Status.SKIPPED):
         return outcome
     causes = list(context.disturbances)
-    if outcome.status is Status.INCONCLUSIVE and any(marker in outcome.summary for marker in KUBELET_UNREACHABLE):
-        nodes = ", ".join(sorted(context.nodes)) or "of the probe pod"
+    nodes = ", ".join(sorted(context.nodes)) or "of the probe pod"
+    if outcome.status is Status.INCONCLUSIVE and kubelet_unreachable(outcome.summary):
         causes.append(f"the kubelet of node {nodes} did not answer (stopped, restarting or unreachable)")
+    if outcome.status is Status.INCONCLUSIVE and any(marker in outcome.summary for marker in RUNTIME_UNAVAILABLE):
+        causes.append(f"the container runtime of node {nodes} did not answer (restarting or down)")
     if outcome.status is Status.INCONCLUSIVE or causes:
         causes += context.unready_nodes()
     if not causes:

@@ -285,6 +285,38 @@ def _probe(ctx: ProbeContext, name: str, located: Future[Payload], evidence: dic
         evidence["script_error"] = result.tail() or f"the script exited {result.rc} and printed nothing"
     if evidence.get("run_bridge") == "ok":
         _measure_transfer(ctx, name, located, evidence)
+    elif _daemon_lost(ctx, name, evidence):
+        return
+
+
+DAEMON_ALIVE = "if docker version >/dev/null 2>&1; then echo alive=yes; else echo alive=no; fi"
+DAEMON_GONE_WAIT_S = 20
+"""How long a dockerd that stopped answering gets for its container's end to show in the pod's status."""
+
+
+def _daemon_lost(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool:
+    """After a nested step failed: is dockerd, which answered before, gone? Then the failure is not its answer.
+
+    A dockerd killed mid-probe (the node's runtime restarting, the OOM killer) fails every later command; that proves
+    nothing about DinD. Its container's end is waited for (bounded): the kubelet reports it a moment later.
+    """
+    try:
+        alive = key_values(ctx.exec(name, "job", DAEMON_ALIVE, timeout_s=15).stdout).get("alive", "unknown")
+    except ExecChannelError as exc:
+        alive = f"unknown ({compact(str(exc), 160)})"
+    if alive == "yes":
+        return False
+    waited = 0
+    while not _dockerd_ended(ctx, name, evidence) and waited < DAEMON_GONE_WAIT_S:
+        ctx.sleep(1)
+        waited += 1
+    ended = evidence.get("dockerd_exit") or {}
+    evidence["dockerd_lost"] = (
+        f"its container exited {ended['exit_code']} ({ended.get('reason') or 'Error'})"
+        if ended
+        else f"it no longer answers (alive={alive}) and its container still shows running"
+    )
+    return True
 
 
 def _dockerd_ended(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool:
@@ -636,6 +668,13 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         facts += f" (storage driver {evidence['driver']} is slow/degraded: overlay2 or overlayfs expected)"
     backends = {b: evidence.get(f"iptables_{b}", "?") for b in ("legacy", "nft")}
     evidence["iptables_backends"] = backends
+    if evidence.get("dockerd_lost"):
+        return Outcome(
+            Status.INCONCLUSIVE,
+            f"dockerd answered, then stopped mid-probe: {evidence['dockerd_lost']}; what failed after it proves "
+            f"nothing about DinD; {facts}",
+            evidence,
+        )
     if evidence.get("dockerd_exit"):
         return _dead_daemon(evidence)
     if evidence.get("daemon") == "api_refused":

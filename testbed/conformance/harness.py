@@ -148,6 +148,44 @@ def load_run(out_dir: Path, exit_code: int, output: str, wall_s: float, host_cpu
     return SuiteRun(exit_code, report, wall_s, output, out_dir, round(host_cpu_s, 2))
 
 
+@dataclass(frozen=True)
+class StartedSuite:
+    """A `pytest suites` run under way in the background (its output goes to out_dir/output.txt)."""
+
+    proc: subprocess.Popen[str]
+    out_dir: Path
+    started: float
+
+
+def start_suite(env: dict[str, str], out_dir: Path, *extra: str, environ: dict[str, str] | None = None) -> StartedSuite:
+    """Start the suite as run_suite does, without waiting; environ adds variables (DINDCHECK_LEASE_STALE_S)."""
+    (out_dir / "report.json").unlink(missing_ok=True)
+    command = suite_command(env, out_dir, *extra)
+    output = (out_dir / "output.txt").open("w")
+    proc = subprocess.Popen(
+        command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(environ or {})}
+    )
+    output.close()
+    return StartedSuite(proc, out_dir, time.monotonic())
+
+
+def finish_suite(started: StartedSuite, timeout_s: float = 600) -> SuiteRun:
+    """Wait for a started suite run and load what it wrote."""
+    exit_code = started.proc.wait(timeout=timeout_s)
+    wall = time.monotonic() - started.started
+    report_path = started.out_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    return SuiteRun(exit_code, report, wall, (started.out_dir / "output.txt").read_text(), started.out_dir)
+
+
+def run_objects(env: dict[str, str], run_id: str) -> list[str]:
+    """Every object of one run (by its run id), its namespace included while it exists."""
+    selector = f"dindcheck.io/run={run_id}"
+    namespaced = kubectl(env, "get", "pods,pvc,secrets,leases", "-A", "-l", selector, "-o", "name")
+    namespaces = kubectl(env, "get", "namespaces", "-l", selector, "-o", "name")
+    return [line for line in (namespaced + namespaces).splitlines() if line.strip()]
+
+
 def host_busy_cpu_s() -> float:
     """Busy CPU seconds of the host since boot (/proc/stat, all CPUs, idle and iowait left out).
 
@@ -196,7 +234,9 @@ def labelled_objects(env: dict[str, str]) -> list[str]:
     A PV carries no label of ours (its provisioner makes it), so it is found by the claim it was bound to: a claim
     named like the runs' objects (dc-<run id>-...). A volume that outlived its claim is a leftover like any other.
     """
-    namespaced = kubectl(env, "get", "pods,pvc,secrets,configmaps,services", "-A", "-l", MANAGED_BY, "-o", "name")
+    namespaced = kubectl(
+        env, "get", "pods,pvc,secrets,configmaps,services,leases", "-A", "-l", MANAGED_BY, "-o", "name"
+    )
     namespaces = kubectl(env, "get", "namespaces", "-l", MANAGED_BY, "-o", "name")
     volumes = [
         f"persistentvolume/{volume['metadata']['name']} (claim {claim['namespace']}/{claim['name']})"

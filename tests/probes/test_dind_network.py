@@ -702,10 +702,10 @@ API_ENV_DEATH = [
 UNREACHABLE = "daemon=unreachable\ndaemon_error=Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"
 
 
-def _status(name: str, *, ended: bool) -> SimpleNamespace:
+def _status(name: str, *, ended: bool, exit_code: int = 1) -> SimpleNamespace:
     state = SimpleNamespace(
         running=None if ended else SimpleNamespace(started_at="now"),
-        terminated=SimpleNamespace(exit_code=1, reason="Error", message=None) if ended else None,
+        terminated=SimpleNamespace(exit_code=exit_code, reason="Error", message=None) if ended else None,
         waiting=None,
     )
     return SimpleNamespace(name=name, state=state, started=not ended, ready=not ended, image_id="")
@@ -714,9 +714,10 @@ def _status(name: str, *, ended: bool) -> SimpleNamespace:
 class DyingDind:
     """The API server's view of a DinD pod whose dockerd exits after `alive_reads` reads of the pod."""
 
-    def __init__(self, log: list[str], alive_reads: int) -> None:
+    def __init__(self, log: list[str], alive_reads: int, exit_code: int = 1) -> None:
         self.log = "\n".join(log) + "\n"
         self.alive_reads = alive_reads
+        self.exit_code = exit_code
         self.reads = 0
         self.deleted: list[str] = []
 
@@ -728,7 +729,7 @@ class DyingDind:
         """Running, with dockerd's container terminated after the first alive_reads reads."""
         self.reads += 1
         ended = self.reads > self.alive_reads
-        statuses = [_status("dind", ended=ended), _status("job", ended=False)]
+        statuses = [_status("dind", ended=ended, exit_code=self.exit_code), _status("job", ended=False)]
         status = SimpleNamespace(
             phase="Running",
             reason=None,
@@ -751,6 +752,11 @@ class DyingDind:
     def delete_namespaced_pod(self, name: str, _namespace: str, **_kwargs: Any) -> None:
         """Deleted (remembered)."""
         self.deleted.append(name)
+
+    def read_node(self, name: str, **_kwargs: Any) -> Any:
+        """The node is Ready."""
+        ready = SimpleNamespace(type="Ready", status="True", reason="KubeletReady", message="")
+        return SimpleNamespace(metadata=SimpleNamespace(name=name), status=SimpleNamespace(conditions=[ready]))
 
 
 class ScriptedContext(ProbeContext):
@@ -799,3 +805,30 @@ def test_a_dockerd_that_died_at_start_fails_with_its_own_words(
     assert (ended["exit_code"], ended["reason"]) == (1, "Error")
     assert log[-1].strip() in ended["log"]
     assert core.deleted == ["dc-run1-docker-run-run"], "the pod is deleted after its state and log were read"
+
+
+class KilledMidProbe(ProbeContext):
+    """dockerd answers, the host facts are read, then it is killed: the nested import fails, dockerd answers no more."""
+
+    def exec(self, _pod_name: str, container: str, script: str, *, timeout_s: float = 60.0) -> CommandResult:  # noqa: ARG002
+        """Each step as the real pod answered it on the testbed when containerd restarted under dockerd."""
+        if container == "dind":
+            return CommandResult(0, "driver=overlayfs\niptables=iptables v1.8.9 (nf_tables)\n", "", 0.1)
+        if script == WAIT_FOR_DAEMON:
+            return CommandResult(0, "daemon=ok\n", "", 0.1)
+        if script == docker_run.DAEMON_ALIVE:
+            return CommandResult(0, "alive=no\n", "", 0.1)
+        return CommandResult(1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", 0.1)
+
+
+def test_a_dockerd_killed_mid_probe_proves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the testbed this was 'could not import an image into the nested dockerd': a failure the node caused."""
+    monkeypatch.setattr(docker_run, "locate_payload", lambda _image: Payload(error="not needed"))
+    core = DyingDind(["time=... msg=\"Processing signal 'terminated'\""], alive_reads=2, exit_code=137)
+    connection: Any = SimpleNamespace(core=core, api_client=None)
+    task = docker_run.PROBE.task(ProbeSettings())
+    ctx = KilledMidProbe(task, connection, RunScope("ns", "run1", timeout_s=5), Progress(), threading.Event())
+    verdict = run_probe(task, ctx)
+    assert verdict.status is Status.INCONCLUSIVE, verdict.summary
+    assert "dockerd answered, then stopped mid-probe: its container exited 137 (Error)" in verdict.summary
+    assert "was killed by the node (exit 137, Error)" in verdict.summary

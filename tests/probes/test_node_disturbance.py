@@ -200,3 +200,35 @@ def test_an_exec_the_kubelet_did_not_answer_names_the_kubelet() -> None:
     )
     verdict = run_with(Outcome(Status.INCONCLUSIVE, said), disturbances=[])
     assert "the kubelet of node node-a did not answer (stopped, restarting or unreachable)" in verdict.summary
+
+
+@pytest.mark.parametrize(
+    ("said", "named"),
+    [
+        (
+            (
+                "exec channel failed, nothing concluded: exec failed: Internal error occurred: error sending request: "
+                'Post "https://10.88.0.1:10250/exec/ns/p/dind?command=x": read tcp 10.88.0.1:55226->10.88.0.1:10250: '
+                "read: connection reset by peer"
+            ),
+            "the kubelet of node node-a did not answer",
+        ),
+        (
+            (
+                "exec channel failed, nothing concluded: exec failed: Internal error occurred: unable to upgrade "
+                'connection: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while '
+                'dialing: dial unix /run/dindcheck-testbed/containerd.sock: connect: no such file or directory"'
+            ),
+            "the container runtime of node node-a did not answer (restarting or down)",
+        ),
+    ],
+)
+def test_an_exec_lost_to_the_kubelet_or_the_runtime_names_it(said: str, named: str) -> None:
+    verdict = run_with(Outcome(Status.INCONCLUSIVE, said), disturbances=[])
+    assert verdict.summary.startswith(f"the node disturbed the probe, nothing concluded: {named}")
+
+
+def test_an_exec_error_of_the_command_itself_names_no_node_fault() -> None:
+    said = "exec channel failed, nothing concluded: exec into p/job: no exit status within 75s"
+    verdict = run_with(Outcome(Status.INCONCLUSIVE, said), disturbances=[])
+    assert verdict.summary == said
