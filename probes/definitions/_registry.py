@@ -16,7 +16,8 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, compact
+from probes.api import API_TIMEOUT_S
+from probes.engine import Outcome, ProbeContext, compact
 from probes.exceptions import AdmissionRejectedError
 from probes.model import Status
 from probes.settings import ProbeSettings

@@ -28,6 +28,7 @@ class QuietContext:
     def __init__(self, nodes: set[str] | None = None) -> None:
         self.said: list[str] = []
         self.nodes = nodes or set()
+        self.channels_lost: list[str] = []
         self.scope = RunScope("dindcheck-r1", "r1", image_pull_secret="mirror-pull")  # noqa: S106 - a Secret's name
 
     def say(self, message: str) -> None:
