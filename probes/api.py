@@ -231,9 +231,9 @@ def api_call(
             if status == 429:
                 ledger.throttled(pause)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            ledger.away(failure_text(exc))
             if retried == NOT_PROCESSED and not never_sent(exc):
                 raise
-            ledger.away(failure_text(exc))
             pause = delay
             if clock() + pause > deadline:
                 if bound:

@@ -134,6 +134,7 @@ def test_a_create_is_repeated_after_a_refused_connection_never_after_a_broken_on
     with pytest.raises(urllib3.exceptions.ProtocolError):
         api_call(broken, retried=NOT_PROCESSED, health=health)
     assert broken.calls == 1
+    assert health.away_now, "a broken connection is the API away all the same"
 
 
 @pytest.mark.parametrize(("text", "bound"), [("5", 5.0), ("", 60.0), ("soon", 60.0), ("-1", 60.0)])
