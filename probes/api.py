@@ -219,7 +219,7 @@ def api_call(
                 ledger.answered()
                 raise
             asked = retry_after_s(exc) if status in (429, 503) else None
-            pause = min(asked, MAX_BACKOFF_S * 2) if asked is not None else delay
+            pause = asked if asked is not None else delay  # honoured as asked: the bound alone limits it
             if status in UNAVAILABLE_STATUSES:
                 ledger.away(failure_text(exc))
             else:
