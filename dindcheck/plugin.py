@@ -536,7 +536,9 @@ def _teardown(state: RunState, reporter: Any) -> None:
             )
             return
         try:
-            left = workspace.cleanup(state.connection, space, say=say, in_flight=in_flight)
+            # after an outage the cluster's controllers catch up too (a claim's finalizer): give them the bound more
+            wait_s = workspace.CLEANUP_WAIT_S + (api_bound_s() if HEALTH.outages() else 0.0)
+            left = workspace.cleanup(state.connection, space, wait_s=wait_s, say=say, in_flight=in_flight)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             say(f"dindcheck: cleanup failed: {exc}; delete objects labelled {space.selector} by hand")
             return
@@ -549,10 +551,11 @@ def _teardown(state: RunState, reporter: Any) -> None:
 def workspace_delete_command(space: workspace.Workspace) -> str:
     """The kubectl command(s) that delete what a run made, by its label (and its own namespace)."""
     command = (
-        f"kubectl delete pods,persistentvolumeclaims,secrets -n {space.namespace} -l {space.selector} --grace-period=0"
+        f"kubectl delete pods,persistentvolumeclaims,secrets -n {space.namespace} -l {space.selector} "
+        "--force --grace-period=0 --wait=false"
     )
     if space.created:
-        command += f" && kubectl delete namespace {space.namespace}"
+        command += f" && kubectl delete namespace {space.namespace} --wait=false"
     return command
 
 

@@ -139,6 +139,7 @@ def test_api_server_down_20s_mid_probe(testbed_env: dict[str, str], suite_run: S
     failed = any(check["status"] == "fail" for check in report["checks"])
     assert code == (1 if failed else 0), output[-3000:]
     assert "Traceback" not in output
+    assert "cleanup incomplete" not in output, output[-3000:]
     no_pass_on_lost_evidence(report, suite_run)
     notes = report["cluster"]["notes"]
     assert any(note.startswith(API_AWAY) for note in notes), (notes, knob_output)

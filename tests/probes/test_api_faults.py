@@ -241,7 +241,8 @@ def test_cleanup_past_the_bound_deletes_nothing_and_says_what_to_delete(
     assert "the API server https://testbed:6443 did not answer within 5s (DINDCHECK_API_BOUND_S)" in line
     assert line.endswith(
         "(label dindcheck.io/run=run1): kubectl delete pods,persistentvolumeclaims,secrets -n dindcheck-run1 "
-        "-l dindcheck.io/run=run1 --grace-period=0 && kubectl delete namespace dindcheck-run1"
+        "-l dindcheck.io/run=run1 --force --grace-period=0 --wait=false && kubectl delete namespace dindcheck-run1 "
+        "--wait=false"
     )
     assert health.passed_bound == "connection refused"
     session: Any = SimpleNamespace(exitstatus=pytest.ExitCode.OK)
