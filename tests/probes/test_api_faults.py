@@ -278,3 +278,16 @@ def _teardown_state(core: FakeCore) -> RunState:
         connection=SimpleNamespace(core=core, server="https://testbed:6443"),  # type: ignore[arg-type]
         space=OWN,
     )
+
+
+def test_the_registry_readback_through_the_pod_proxy_waits_out_a_refused_connection(clock: FakeClock) -> None:
+    from probes.definitions._registry import via_pod_proxy  # noqa: PLC0415 - the one probe helper tested here
+
+    proxy = Answers(refused(), ApiException(status=404, reason="Not Found"))
+    ctx: Any = SimpleNamespace(
+        core=SimpleNamespace(connect_get_namespaced_pod_proxy_with_path=proxy), scope=SimpleNamespace(namespace="ns")
+    )
+    readback = via_pod_proxy(ctx, "registry", 5000, "dindcheck/probe", "abc")
+    assert proxy.calls == 2, "the refused connection was tried again"
+    assert readback.not_found, "the registry's own answer (404) came through"
+    assert clock.slept == [0.5]
