@@ -12,6 +12,7 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from probes.exceptions import UsageError
+from probes.lease import LEASE_STALE_S, stale_after_s
 from probes.model import Mode, Placement
 from probes.settings import DEFAULT_LIMITS, DEFAULT_REQUESTS, Images, Resources
 from probes.targets import parse_node_selector, parse_toleration
@@ -169,6 +170,17 @@ def add_options(parser: pytest.Parser) -> None:
         "pools need --toleration (all)",
     )
     group.addoption(
+        "--sweep",
+        action="store_true",
+        help="only sweep: delete the objects of dead runs (killed runs whose Lease is no longer renewed), say what "
+        "was removed, and exit without probing (every run sweeps at its start anyway, unless --no-sweep)",
+    )
+    group.addoption(
+        "--no-sweep",
+        action="store_true",
+        help="do not delete dead runs' objects at the start of this run (the run still holds its own Lease)",
+    )
+    group.addoption(
         "--kubectl",
         metavar="PATH",
         help="no longer used: commands run in probe pods through the API server's exec channel (kept so existing "
@@ -247,6 +259,12 @@ class Options:
     """--node-selector, --toleration, --node (with --each-pool: which nodes the pools are drawn from, and the
     tolerations every pool's pods get)."""
     each_pool: str | None = None
+    sweep_only: bool = False
+    """--sweep: delete dead runs' objects and exit, probing nothing."""
+    sweep: bool = True
+    """Sweep at the start of the run (False with --no-sweep)."""
+    lease_s: int = LEASE_STALE_S
+    """The run's Lease duration (DINDCHECK_LEASE_STALE_S, for tests only), checked before anything is created."""
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -270,6 +288,8 @@ def read_options(config: pytest.Config) -> Options:
         raise UsageError("--each-pool needs a node label, e.g. --each-pool cloud.google.com/gke-nodepool")
     if each_pool and get("node"):
         raise UsageError("--each-pool and --node contradict each other: --each-pool picks one node per pool itself")
+    if get("sweep") and get("no_sweep"):
+        raise UsageError("--sweep and --no-sweep contradict each other: --sweep only sweeps, --no-sweep never does")
     secret = get("registry_secret")
     if secret and "/" not in secret and not get("namespace"):
         raise UsageError("--registry-secret NAME needs --namespace (or write it as NAMESPACE/NAME to copy it)")
@@ -315,4 +335,7 @@ def read_options(config: pytest.Config) -> Options:
             node=get("node") or "",
         ),
         each_pool=each_pool.strip() if each_pool else None,
+        sweep_only=bool(get("sweep")),
+        sweep=not get("no_sweep"),
+        lease_s=stale_after_s(),
     )

@@ -25,12 +25,22 @@ from kubernetes.client.rest import ApiException
 
 import reports
 from dindcheck.options import Options, add_options, read_options
-from probes import cluster, targets, workspace
+from probes import cluster, lease, sweep, targets, workspace
 from probes.api import API_BOUND_ENV, HEALTH, api_bound_s
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
-from probes.model import ClusterInfo, ImageUse, Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
+from probes.model import (
+    ClusterInfo,
+    ImageUse,
+    Mode,
+    PoolResult,
+    RunResult,
+    Status,
+    UnprobedPool,
+    Verdict,
+    summarize_unprobed,
+)
 from probes.settings import ProbeSettings
 
 PROBE_MARKER = "probe"
@@ -45,6 +55,8 @@ class RunState:
     options: Options | None = None
     connection: cluster.Connection | None = None
     space: workspace.Workspace | None = None
+    lease: lease.LeaseKeeper | None = None
+    """The run's Lease, renewed while it lives (so no other run's sweep takes its objects)."""
     runner: ProbeRunner | None = None
     progress: Progress = field(default_factory=Progress)
     cluster_info: ClusterInfo | None = None
@@ -53,6 +65,8 @@ class RunState:
     targets: tuple[targets.Target, ...] = ()
     """Where the probes run: one target, or one per pool with --each-pool (known before tests are collected)."""
     unprobed: tuple[UnprobedPool, ...] = ()
+    listed_nodes: cluster.NodeListing | None = None
+    """The Node objects targeting read (None when it read none): the report's node facts come from the same list."""
     """--each-pool: pools that exist by label but no probe can reach (the report and the gate name them)."""
     started_at: float = 0.0
     generated_at: str = ""
@@ -110,16 +124,63 @@ def pytest_collection(session: pytest.Session) -> None:
     """With --each-pool, find the pools before collection: each test is collected once per pool (pool=NAME ids)."""
     state = session.config.stash[STATE]
     options = state.options
+    if options is not None and options.sweep_only and not session.config.option.collectonly:
+        _sweep_only(state, options, session.config.pluginmanager.get_plugin("terminalreporter"))
     if options is None or not options.each_pool:
         return
     try:
         state.connection = cluster.connect(options.kubeconfig, options.context)
-        nodes = cluster.node_views(state.connection)
-        plan = targets.pool_targets(nodes, options.each_pool, options.placement)
+        state.listed_nodes = cluster.node_listing(state.connection)
+        plan = targets.pool_targets(state.listed_nodes.views, options.each_pool, options.placement)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     state.targets, state.unprobed = plan.targets, plan.unprobed
     state.notes += plan.notes
+
+
+def _sweep_only(state: RunState, options: Options, reporter: Any) -> None:
+    """--sweep: delete dead runs' objects, say what was removed and what was spared, and exit without probing."""
+    say = reporter.write_line if reporter is not None else print
+    try:
+        connection = cluster.connect(options.kubeconfig, options.context)
+        state.connection = connection
+        result = _checked_sweep(connection, options.namespace)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except ApiException as exc:
+        raise pytest.UsageError(f"--sweep: the cluster refused: {exc.status} {exc.reason}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise pytest.UsageError(f"--sweep: lost the API server: {exc}") from None
+    for line in result.lines:
+        say(line)
+    if not result.removed:
+        say("dindcheck: sweep: no dead run's objects found")
+    if result.spared:
+        say(f"dindcheck: sweep: left alone: {', '.join(result.spared)}")
+    pytest.exit("dindcheck: --sweep done, no probe ran", returncode=pytest.ExitCode.OK)
+
+
+def _checked_sweep(connection: cluster.Connection, namespace: str | None) -> sweep.SweepResult:
+    """The sweep, after its permissions are checked (exit 4 naming what is missing, as for a run)."""
+    missing = cluster.missing_permissions(connection, namespace or "default", sweep.sweep_permissions())
+    if missing:
+        raise UsageError(f"RBAC: the sweep may not {', '.join(missing)} (deploy/rbac.yaml has the Role it needs)")
+    return sweep.sweep(connection, namespace=namespace)
+
+
+def _sweep_at_start(state: RunState, options: Options, run_id: str, reporter: Any) -> None:
+    """Every run's preflight sweep (unless --no-sweep): a failed sweep is said, never stops the run."""
+    if not options.sweep or state.connection is None:
+        return
+    try:
+        result = sweep.sweep(state.connection, namespace=options.namespace, own_run_id=run_id)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        why = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+        result = sweep.SweepResult((f"dindcheck: sweep: failed ({why}): nothing removed",), (f"sweep: failed ({why})",))
+    state.notes += result.notes
+    if reporter is not None:
+        for line in result.lines:
+            reporter.write_line(line)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -201,7 +262,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.connection = connection
     if not options.each_pool:
         targeted = bool(options.placement.node_selector or options.placement.node)
-        nodes = cluster.node_views(connection) if targeted else ()
+        state.listed_nodes = cluster.node_listing(connection) if targeted else None
+        nodes = state.listed_nodes.views if state.listed_nodes else ()
         state.targets = (targets.single_target(nodes, options.placement),)
     _load_baselines(state, options, connection.server)
     permissions = cluster.required_permissions(
@@ -210,15 +272,21 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         copy_registry_secret=bool(options.registry_secret and "/" in options.registry_secret),
         throwaway_registry=options.registry is None,
         list_nodes=bool(options.each_pool or options.placement.node_selector or options.placement.node),
+        sweep=options.sweep,
     )
     storage_class, notes = cluster.preflight(
         connection, namespace=options.namespace, storage_class=options.storage_class, permissions=permissions
     )
     state.notes += notes
     run_id = workspace.new_run_id()
+    _sweep_at_start(state, options, run_id, reporter)
     space = workspace.plan(connection, options.namespace, run_id, options.namespace_pod_security)
     state.space = space
     workspace.create(connection, space)
+    # the Lease comes before any other object of the run in its namespace: a sweep never sees them without it
+    spec = lease.LeaseSpec(space.namespace, run_id, options.lease_s, lease.holder_identity(run_id))
+    state.lease = lease.LeaseKeeper(connection, spec)
+    state.lease.start()
     if (unsettled := workspace.settle(connection, space)) is not None:
         state.notes.append(unsettled)
     if options.namespace_pod_security:
@@ -262,7 +330,8 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.runner = ProbeRunner(connection, scope, state.progress)
     state.runner.start(tasks)
     # the cluster's description is for the report only: read it while the probes work, not before
-    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels)
+    listed = state.listed_nodes.objects if state.listed_nodes else None
+    state.cluster_info = cluster.describe_cluster(connection, space.namespace, space.labels, listed)
     if reporter is not None:
         reporter.write_line(
             f"dindcheck: {state.cluster_info.server} ({state.cluster_info.version}), namespace "
@@ -278,7 +347,7 @@ def _where_lines(state: RunState, options: Options) -> list[str]:
         return [
             f"dindcheck: pool {target.pool}: on node {target.node} ({target.chosen_because})"
             for target in state.targets
-        ] + [f"dindcheck: pool {pool.name}: NOT PROBED: {pool.reason}" for pool in state.unprobed]
+        ] + _unprobed_lines(state.unprobed, "dindcheck: pool {name}: NOT PROBED: {reason}", "dindcheck: {summary}")
     target = state.targets[0] if state.targets else None
     if target is None or not target.placement.targeted:
         return []
@@ -490,8 +559,17 @@ def _gate_lines(mode: Mode, report: reports.Report, *, each_pool: bool) -> list[
         return [f"{prefix} usable" + (" on every pool" if each_pool else "")]
     if not each_pool:
         return [f"{prefix} NOT usable"]
-    lines = [f"{prefix} NOT usable on pool(s) {', '.join(report.unusable_pools(mode))}"]
-    return lines + [f"{prefix} pool {pool.name} was not probed: {pool.reason}" for pool in report.run.unprobed_pools]
+    lines = [f"{prefix} NOT usable on pool(s) {', '.join(report.unusable_pools_in_words(mode))}"]
+    each, summed_up = prefix + " pool {name} was not probed: {reason}", prefix + " {summary}"
+    return lines + _unprobed_lines(report.run.unprobed_pools, each, summed_up)
+
+
+def _unprobed_lines(unprobed: tuple[UnprobedPool, ...], each: str, summed_up: str) -> list[str]:
+    """Each unprobed pool in the each format, or one line in the summed_up format when there are many."""
+    summary = summarize_unprobed(unprobed)
+    if summary:
+        return [summed_up.format(summary=summary)]
+    return [each.format(name=pool.name, reason=pool.reason) for pool in unprobed]
 
 
 def _gate_that_ran_nothing(session: pytest.Session, state: RunState, exitstatus: int, reporter: Any) -> None:
@@ -517,6 +595,7 @@ def _teardown(state: RunState, reporter: Any) -> None:
     if state.connection is None or state.space is None:
         return
     space, state.space = state.space, None
+    keeper, state.lease = state.lease, None
     if state.runner is not None:
         state.runner.cancel.set()
     options = state.options
@@ -525,6 +604,7 @@ def _teardown(state: RunState, reporter: Any) -> None:
         say(f"dindcheck: --keep: objects left in namespace {space.namespace} (label {space.selector})")
         if (notice := workspace.kept_label_notice(space)) is not None:
             say(notice)
+        _release(keeper, say, kept=True)
         return
     in_flight = state.runner.in_flight if state.runner is not None else None
     with _cleanup_shielded(say):
@@ -541,7 +621,9 @@ def _teardown(state: RunState, reporter: Any) -> None:
             left = workspace.cleanup(state.connection, space, wait_s=wait_s, say=say, in_flight=in_flight)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             say(f"dindcheck: cleanup failed: {exc}; delete objects labelled {space.selector} by hand")
+            _release(keeper, say, kept=False, objects_left=True)
             return
+        _release(keeper, say, kept=False, objects_left=any(item.split("/")[0] in sweep.KINDS for item in left))
     if left:
         say(f"dindcheck: cleanup incomplete, left behind: {', '.join(left)}")
         if HEALTH.away_now:
@@ -557,6 +639,29 @@ def workspace_delete_command(space: workspace.Workspace) -> str:
     if space.created:
         command += f" && kubectl delete namespace {space.namespace} --wait=false"
     return command
+
+
+def _release(keeper: lease.LeaseKeeper | None, say: Any, *, kept: bool, objects_left: bool = False) -> None:
+    """The run's Lease at the end: deleted last; kept and marked with --keep; left to lapse when objects remain.
+
+    A Lease that lapses tells the next run's sweep that what remains is a dead run's, so it is deleted then.
+    """
+    if keeper is None:
+        return
+    try:
+        if kept:
+            keeper.keep()
+        elif objects_left:
+            keeper.stop()
+            say(
+                f"dindcheck: lease {keeper.spec.name} is no longer renewed: the next run's sweep deletes what is "
+                f"left once it lapses ({keeper.spec.duration_s}s)"
+            )
+        else:
+            keeper.delete()
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        keeper.stop()
+        say(f"dindcheck: lease {keeper.spec.name} in {keeper.spec.namespace}: {exc}")
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from probes.model import ClusterInfo, NodeInfo
 from probes.targets import NodeView, node_view
 
 CONNECT_TIMEOUT_S = 5.0
+LEASE_GROUP = "coordination.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class Connection:
     def core(self) -> client.CoreV1Api:
         """The core API (pods, namespaces, PVCs, events)."""
         return client.CoreV1Api(self.api_client)
+
+    @property
+    def coordination(self) -> client.CoordinationV1Api:
+        """The coordination API (the run's Lease)."""
+        return client.CoordinationV1Api(self.api_client)
 
 
 def _default_kubeconfig() -> str:
@@ -61,7 +67,7 @@ def _in_cluster(kubeconfig: str | None) -> bool:
     )
 
 
-API_CLASSES = ("CoreV1Api", "StorageV1Api", "AuthorizationV1Api", "NodeV1Api", "VersionApi")
+API_CLASSES = ("CoreV1Api", "StorageV1Api", "AuthorizationV1Api", "NodeV1Api", "VersionApi", "CoordinationV1Api")
 """The client's API classes a run uses (the client imports each on first use)."""
 
 
@@ -165,14 +171,67 @@ def wait_until_answering(connection: Connection, wait_s: float) -> bool:
     return answering(connection.core.get_api_resources, wait_s)
 
 
-def describe_cluster(connection: Connection, namespace: str, namespace_labels: dict[str, str]) -> ClusterInfo:
-    """Server, version and nodes for the report; node listing may be forbidden, which is noted, not fatal."""
+NODE_PAGE_SIZE = 500
+"""Nodes per list request: a cluster of thousands of nodes is read in a few pages, never a request per node."""
+
+
+def list_nodes(connection: Connection) -> tuple[Any, ...]:
+    """Every Node object, a page at a time (limit/continue): a big cluster's list in a few requests.
+
+    A continue token that expired mid-list (410 Gone) restarts the list once.
+    """
+    for attempt in range(2):
+        items: list[Any] = []
+        token: str | None = None
+        try:
+            while True:
+                page = api_call(
+                    connection.core.list_node, limit=NODE_PAGE_SIZE, _continue=token, timeout_s=CONNECT_TIMEOUT_S
+                )
+                items += page.items
+                token = page.metadata._continue  # noqa: SLF001  # the client names the continue token so
+                if not token:
+                    return tuple(items)
+        except ApiException as exc:
+            if exc.status != 410 or attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+UNREPORTED_NODE_INFO = (
+    "architecture",
+    "boot_id",
+    "container_runtime_version",
+    "kernel_version",
+    "kube_proxy_version",
+    "kubelet_version",
+    "machine_id",
+    "operating_system",
+    "os_image",
+    "system_uuid",
+)
+
+
+def describe_cluster(
+    connection: Connection,
+    namespace: str,
+    namespace_labels: dict[str, str],
+    listed_nodes: tuple[Any, ...] | None = None,
+) -> ClusterInfo:
+    """Server, version and nodes for the report; node listing may be forbidden, which is noted, not fatal.
+
+    listed_nodes: the Node objects targeting already read, so a big cluster is listed once per run.
+    """
     version = api_call(client.VersionApi(connection.api_client).get_code, timeout_s=CONNECT_TIMEOUT_S)
     notes: list[str] = []
     nodes: list[NodeInfo] = []
     try:
-        for node in api_call(connection.core.list_node, timeout_s=CONNECT_TIMEOUT_S).items:
-            info = node.status.node_info
+        for node in list_nodes(connection) if listed_nodes is None else listed_nodes:
+            info = (
+                node.status.node_info
+                if node.status and node.status.node_info
+                else client.V1NodeSystemInfo(**dict.fromkeys(UNREPORTED_NODE_INFO, "unknown"))
+            )  # a Node whose kubelet never reported (a registered, never-started node) has no nodeInfo
             nodes.append(
                 NodeInfo(
                     name=node.metadata.name,
@@ -196,10 +255,18 @@ def describe_cluster(connection: Connection, namespace: str, namespace_labels: d
     )
 
 
-def node_views(connection: Connection) -> tuple[NodeView, ...]:
-    """Every node with its readiness, labels and taints: targeting decides from these before any pod exists."""
+@dataclass(frozen=True)
+class NodeListing:
+    """The Node objects as read (for the report's node facts) and as targeting sees them: one list per run."""
+
+    objects: tuple[Any, ...]
+    views: tuple[NodeView, ...]
+
+
+def node_listing(connection: Connection) -> NodeListing:
+    """Every node, for targeting: a refusal is the run's RBAC, said in one line (exit 4)."""
     try:
-        items = api_call(connection.core.list_node, timeout_s=CONNECT_TIMEOUT_S).items
+        objects = list_nodes(connection)
     except ApiException as exc:
         if exc.status in (401, 403):
             raise UsageError(
@@ -207,7 +274,7 @@ def node_views(connection: Connection) -> tuple[NodeView, ...]:
                 "need (deploy/rbac.yaml's ClusterRole grants it)"
             ) from None
         raise
-    return tuple(node_view(node) for node in items)
+    return NodeListing(objects=objects, views=tuple(node_view(node) for node in objects))
 
 
 @dataclass(frozen=True)
@@ -233,12 +300,15 @@ def required_permissions(
     copy_registry_secret: bool,
     throwaway_registry: bool,
     list_nodes: bool = False,
+    sweep: bool = False,
 ) -> tuple[Permission, ...]:
     """Every permission the run will use with these options (deploy/rbac.yaml grants exactly these).
 
     Exec goes through the API server's websocket: Kubernetes >= 1.31 checks `create` on pods/exec for it as
     well as `get`. Cleanup deletes by label (deletecollection). Node listing and PV cleanup are optional (see
-    OPTIONAL_PERMISSIONS): without them the report says what is missing.
+    OPTIONAL_PERMISSIONS): without them the report says what is missing. The run's Lease (probes/lease.py) is made,
+    renewed, read back and deleted; the sweep also lists Leases (probes/sweep.py). Without them a run could not
+    protect its objects from other runs' sweeps, so they are required, not optional.
     """
     needed = [
         Permission("create", "pods"),
@@ -258,7 +328,10 @@ def required_permissions(
         Permission("get", "storageclasses", group="storage.k8s.io", cluster_scoped=True),
         Permission("list", "storageclasses", group="storage.k8s.io", cluster_scoped=True),
         Permission("get", "runtimeclasses", group="node.k8s.io", cluster_scoped=True),
+        *(Permission(verb, "leases", group=LEASE_GROUP) for verb in ("create", "get", "update", "delete")),
     ]
+    if sweep:
+        needed.append(Permission("list", "leases", group=LEASE_GROUP))
     if throwaway_registry:
         needed.append(Permission("get", "pods", subresource="proxy"))
     if list_nodes:  # --node-selector, --node, --each-pool: where to probe is decided from the Node objects
@@ -284,6 +357,10 @@ def required_permissions(
 
 OPTIONAL_PERMISSIONS: tuple[tuple[Permission, str], ...] = (
     (Permission("list", "nodes", cluster_scoped=True), "nodes are not listed: per-node facts are missing"),
+    (
+        Permission("get", "nodes", cluster_scoped=True),
+        "a probe node that stops answering (a stopped kubelet) cannot be named in an inconclusive check",
+    ),
     (
         Permission("get", "persistentvolumes", cluster_scoped=True),
         "the cache PVC's volume cannot be read: a Retain volume would not be named",

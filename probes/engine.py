@@ -347,6 +347,10 @@ class ProbeContext:
         self._in_flight = in_flight or InFlight(cancel)
         self.nodes: set[str] = set()
         """The nodes this probe's pods ran on (the verdict names them)."""
+        self.disturbances: list[str] = []
+        """What the node did to this probe's pods (evicted, preempted, a container killed): no verdict survives it."""
+        self._live_pods: set[str] = set()
+        """Pods this probe created and has not deleted: one that vanishes before the probe deletes it was taken."""
         self.channels_lost: list[str] = []
         """Exec channels that broke or closed without a status: evidence lost if the API server was away meanwhile."""
 
@@ -410,6 +414,7 @@ class ProbeContext:
             result = self._create(manifest, dry_run=False)
         if not result.admitted:
             raise refusal(result)
+        self._live_pods.add(str(manifest["metadata"]["name"]))
         return result
 
     def _create(self, manifest: dict[str, Any], *, dry_run: bool) -> Admission:
@@ -519,6 +524,39 @@ class ProbeContext:
     def _note_node(self, pod: Any) -> None:
         if pod.spec.node_name:
             self.nodes.add(str(pod.spec.node_name))
+        found = node_disturbance(pod)
+        if found and found not in self.disturbances:
+            self.disturbances.append(found)
+
+    def note_disturbance(self, pod_name: str) -> None:
+        """Read a pod of this probe once more before it goes, for what the node did to it (nothing when unreadable)."""
+        try:
+            self._note_node(self.read_pod(pod_name))
+        except ApiException as exc:
+            if exc.status == 404 and pod_name in self._live_pods and not self._cancel.is_set():
+                event = self._last_warning(pod_name)
+                said = f" (last warning {event[0]}: {event[1]})" if event[0] else ""
+                self.disturbances.append(
+                    f"pod {pod_name} was deleted while the probe used it (evicted, preempted or removed){said}"
+                )
+        except (urllib3.exceptions.HTTPError, OSError):
+            return
+
+    def unready_nodes(self) -> list[str]:
+        """The probe's nodes that are not Ready now, each with the condition's words (a stopped kubelet, a lost node).
+
+        Needs `get nodes`; without it (least-privilege RBAC) nothing is said.
+        """
+        found = []
+        for name in sorted(self.nodes):
+            try:
+                node = api_call(self.core.read_node, name, deadline_s=5.0)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError):
+                continue
+            ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+            if ready is not None and ready.status != "True":
+                found.append(f"node {name} is NotReady ({ready.status}: {ready.reason}: {ready.message})")
+        return found
 
     def events(self, name: str) -> list[Any]:
         """Events about one object of this run, oldest first."""
@@ -666,7 +704,12 @@ class ProbeContext:
         return str(text)
 
     def delete_pod(self, pod_name: str) -> None:
-        """Delete a pod now (no grace), unless the run keeps its objects (--keep); a pod already gone is fine."""
+        """Delete a pod now (no grace), unless the run keeps its objects (--keep); a pod already gone is fine.
+
+        The pod is read first: an eviction or a container the node killed shows only in its status.
+        """
+        self.note_disturbance(pod_name)
+        self._live_pods.discard(pod_name)
         if self.scope.keep:
             return
         try:
@@ -777,6 +820,81 @@ def pod_problem(pod: Any) -> tuple[bool, str]:
     return False, "waiting for containers to start"
 
 
+DISRUPTION_REASONS = frozenset({"Evicted", "Preempting", "NodeShutdown", "Terminated", "NodeLost", "Shutdown"})
+"""Pod status reasons the node (kubelet or node controller) sets when it stops a pod for its own reasons."""
+KILLED_REASONS = frozenset({"OOMKilled", "ContainerStatusUnknown", "Unknown"})
+KILLED_EXIT_CODES = frozenset({137, 143})
+"""A main container ended by SIGKILL or SIGTERM that the probe did not send: the runtime or kubelet stopped it."""
+
+
+KUBELET_PORT = ":10250"
+BROKEN_CONNECTION = ("connection refused", "connection reset", "i/o timeout", "no route to host", "EOF")
+RUNTIME_UNAVAILABLE = ("rpc error: code = Unavailable", "container runtime is down", "runtime is not ready")
+"""The kubelet's words when the node's container runtime (its CRI socket) does not answer, as while it restarts."""
+
+
+def kubelet_unreachable(text: str) -> bool:
+    """The API server's words when it cannot reach a node's kubelet (port 10250) for an exec, or lost it midway."""
+    return "error dialing backend" in text or (
+        KUBELET_PORT in text and any(words in text for words in BROKEN_CONNECTION)
+    )
+
+
+def node_disturbance(pod: Any) -> str | None:
+    """What the node did to a probe pod, in its own words, or None.
+
+    An evicted or preempted pod (status reason, or the DisruptionTarget condition Kubernetes sets before it stops a
+    pod), or a main container killed by a signal or lost by the runtime (a containerd restart, the OOM killer). The
+    pod's own deadline (DeadlineExceeded) is the run's doing, and a container exiting with its own code is a fact about
+    the capability: neither counts. Sidecars and init containers are stopped by the kubelet as a matter of course.
+    """
+    status = pod.status
+    if status is None or status.reason == "DeadlineExceeded":
+        return None
+    name = getattr(getattr(pod, "metadata", None), "name", "")
+    for condition in status.conditions or []:
+        if condition.type == "DisruptionTarget" and condition.status == "True":
+            return f"pod {name} was stopped by the cluster ({condition.reason}: {condition.message})"
+    if status.reason in DISRUPTION_REASONS:
+        return f"pod {name} was {status.reason}: {status.message or 'no message'}"
+    for container in status.container_statuses or []:
+        for state in (container.state, getattr(container, "last_state", None)):
+            ended = state.terminated if state else None
+            if ended is None:
+                continue
+            code, reason = int(ended.exit_code or 0), str(ended.reason or "")
+            if code in KILLED_EXIT_CODES or reason in KILLED_REASONS:
+                said = f": {ended.message.strip()}" if ended.message else ""
+                where = f"the container {container.name} of pod {name}"
+                return f"{where} was killed by the node (exit {code}, {reason}){said}"
+    return None
+
+
+def disturbed(outcome: Outcome, context: ProbeContext) -> Outcome:
+    """A probe whose pods the node disturbed proved nothing but the disturbance: inconclusive, naming it.
+
+    A pass stands (it was proven before); a failure or an exec error under a disturbance is the node's doing, not the
+    capability's. A broken exec channel also looks at the probe's nodes: a stopped kubelet is named.
+    """
+    if outcome.status in (Status.PASS, Status.SKIPPED):
+        return outcome
+    causes = list(context.disturbances)
+    nodes = ", ".join(sorted(context.nodes)) or "of the probe pod"
+    if outcome.status is Status.INCONCLUSIVE and kubelet_unreachable(outcome.summary):
+        causes.append(f"the kubelet of node {nodes} did not answer (stopped, restarting or unreachable)")
+    if outcome.status is Status.INCONCLUSIVE and any(marker in outcome.summary for marker in RUNTIME_UNAVAILABLE):
+        causes.append(f"the container runtime of node {nodes} did not answer (restarting or down)")
+    if outcome.status is Status.INCONCLUSIVE or causes:
+        causes += context.unready_nodes()
+    if not causes:
+        return outcome
+    return Outcome(
+        Status.INCONCLUSIVE,
+        f"the node disturbed the probe, nothing concluded: {'; '.join(causes)} (the probe said: {outcome.summary})",
+        {**outcome.evidence, "node_disturbance": causes, "status_before": outcome.status.value},
+    )
+
+
 class ProbeRunner:
     """Runs every selected probe at once in threads, so a run takes little more than its slowest probe."""
 
@@ -864,7 +982,7 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
             f"dindcheck internal error: {exc!r}",
             {"internal_error": traceback.format_exc()},
         )
-    outcome = unless_evidence_lost(outcome, context, started)
+    outcome = unless_evidence_lost(disturbed(outcome, context), context, started)
     context.say("done")
     evidence = outcome.evidence
     if context.nodes:

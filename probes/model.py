@@ -8,7 +8,8 @@ snippets rely on, each with one definition of its JSON keys, so nothing downstre
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -284,10 +285,34 @@ class UnprobedPool:
     """Every node with the pool's label value (matching the run's selector), whatever its state."""
     reason: str
     """Why no probe ran there: its nodes NotReady or cordoned, or tainted without a --toleration."""
+    kind: str = ""
+    """The reason in a few words, the same for every pool it holds for (what a summary of many pools counts)."""
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of an unprobed pool."""
         return {"pool": self.name, "nodes": list(self.nodes), "reason": self.reason}
+
+
+UNPROBED_NAMED = 5
+"""Up to this many unprobed pools, each is named with why; beyond it, one line sums them up."""
+
+
+def summarize_unprobed(pools: Sequence[UnprobedPool]) -> str | None:
+    """One line for many unprobed pools (a big cluster's scaled-down pools), None for few (each is named then).
+
+    Hundreds of lines would bury the verdict: the line counts pools and nodes by why and names the first few; the
+    JSON report's unprobed_pools keeps every pool, its nodes and why.
+    """
+    if len(pools) <= UNPROBED_NAMED:
+        return None
+    kinds = Counter(pool.kind or "other reasons" for pool in pools)
+    by_kind = ", ".join(f"{count} with {kind}" for kind, count in kinds.most_common())
+    names = ", ".join(pool.name for pool in pools[:3])
+    nodes = sum(len(pool.nodes) for pool in pools)
+    return (
+        f"{len(pools)} pools NOT PROBED ({nodes} nodes): {by_kind}; {names} and {len(pools) - 3} more "
+        "(each pool, its nodes and why: the JSON report's unprobed_pools)"
+    )
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,10 @@ def pool_targets(nodes: tuple[NodeView, ...], label: str, placement: Placement) 
                 if ready
                 else _not_ready_reason(members)
             )
-            unprobed.append(UnprobedPool(name=pool, nodes=tuple(node.name for node in members), reason=reason))
+            kind = "every Ready node tainted" if ready else "no Ready, schedulable node"
+            unprobed.append(
+                UnprobedPool(name=pool, nodes=tuple(node.name for node in members), reason=reason, kind=kind)
+            )
             continue
         chosen, why = _first_by_name(takers, len(ready), "pool's")
         targets.append(

@@ -8,12 +8,13 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from typing import TYPE_CHECKING
 
-from probes.model import Mode, Status, Verdict
+from probes.model import Mode, NodeInfo, Status, Verdict, summarize_unprobed
 from reports import changes
 from reports.json_report import plain
-from reports.snippets import SECURITY_COST
+from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS
 from reports.terminal import describe_placement, proved_nothing_line
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ SNIPPET_TITLES: Mapping[str, str] = {
     Mode.SYSBOX.value: "Sysbox (pod spec)",
     "gitlab": "GitLab CI, Kubernetes executor (`.gitlab-ci.yml`: docker:dind service over TLS, as tested)",
     Mode.HOST_SOCKET.value: "Host Docker socket (pod spec, discouraged)",
+    TEKTON_SNIPPETS[Mode.KANIKO]: "Tekton: Kaniko executor as a Task step, and its TaskRun (`tekton.dev/v1`)",
+    TEKTON_SNIPPETS[Mode.BUILDPACKS]: "Tekton: CNB creator as a Task step, and its TaskRun (`tekton.dev/v1`)",
 }
 
 PSA_LABEL_PREFIX = "pod-security.kubernetes.io/"
@@ -73,7 +76,7 @@ def _status_word(verdict: Verdict | None) -> str:
 def _required_mode(report: Report, required: Mode) -> str:
     if report.is_usable(required):
         return f"**Required mode `{required.value}`:** usable ✅"
-    pools = ", ".join(f"`{text(name)}`" for name in report.unusable_pools(required))
+    pools = ", ".join(f"`{text(name)}`" for name in report.unusable_pools_in_words(required))
     return f"**Required mode `{required.value}`:** NOT usable ❌" + (f" on pool(s) {pools}" if pools else "")
 
 
@@ -153,6 +156,9 @@ def _pools(report: Report) -> list[str]:
             f"| `{cell(pool.name)}` | `{cell(pool.pool.node)}` | {cell(pool.pool.chosen_because)} | "
             f"{len(pool.pool.nodes)} | `{found.full_docker.value}` | `{found.build_only.value}` |"
         )
+    summary = summarize_unprobed(report.run.unprobed_pools)
+    if summary:
+        return [*lines, "", f"**{text(summary)}**. No mode is proven there, so none is usable on every pool."]
     for unprobed in report.run.unprobed_pools:
         nodes = ", ".join(f"`{text(name)}`" for name in unprobed.nodes)
         said = f"**Pool `{text(unprobed.name)}` NOT PROBED** (node(s) {nodes}): {text(unprobed.reason)}."
@@ -261,11 +267,7 @@ def _notes(report: Report) -> list[str]:
         placement = describe_placement(cluster.placement)
         notes.append(f"Probed node(s): {probed}" + (f" (placement: {text(placement)})" if placement else "") + ".")
     if cluster.nodes:
-        nodes = "; ".join(
-            text(f"{node.name} ({node.container_runtime}, kernel {node.kernel}, {node.os_image}, {node.architecture})")
-            for node in cluster.nodes
-        )
-        notes.append(f"Nodes: {nodes}.")
+        notes.append(_nodes_note(cluster.nodes))
     if cluster.images:
         images = "; ".join(
             f"{text(role)} `{text(image.ref)}`" + (f" (`{text(image.digest)}`)" if image.digest else "")
@@ -275,6 +277,26 @@ def _notes(report: Report) -> list[str]:
     if not notes:
         return []
     return ["", "## Notes", "", *[f"- {note}" for note in notes]]
+
+
+NODES_NAMED = 10
+"""Up to this many nodes, each is named with its runtime and kernel; beyond it, nodes are counted by kind."""
+
+
+def _nodes_note(nodes: tuple[NodeInfo, ...]) -> str:
+    """Each node's runtime, kernel, OS and architecture; on a big cluster, how many nodes of each kind.
+
+    A note of 5,000 names would dwarf the report; the JSON report's cluster.nodes keeps each node.
+    """
+
+    def kind(node: NodeInfo) -> str:
+        return f"{node.container_runtime}, kernel {node.kernel}, {node.os_image}, {node.architecture}"
+
+    if len(nodes) <= NODES_NAMED:
+        return "Nodes: " + "; ".join(text(f"{node.name} ({kind(node)})") for node in nodes) + "."
+    kinds = Counter(kind(node) for node in nodes)
+    counted = "; ".join(text(f"{count} x ({described})") for described, count in kinds.most_common())
+    return f"Nodes: {len(nodes)} ({counted}; each node: the JSON report's cluster.nodes)."
 
 
 def render(report: Report) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from probes.model import Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict
+from probes.model import Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict, summarize_unprobed
 from reports import changes, json_report, pools, recommend
 from reports.changes import Changes
 
@@ -62,6 +62,14 @@ class Report:
         """
         return tuple(json_report.unusable_pools(mode, self.pools, self.run.unprobed_pools))
 
+    def unusable_pools_in_words(self, mode: Mode) -> tuple[str, ...]:
+        """unusable_pools for people: many unprobed pools are counted ('300 unprobed pools'), not listed."""
+        if not summarize_unprobed(self.run.unprobed_pools):
+            return self.unusable_pools(mode)
+        unprobed = {pool.name for pool in self.run.unprobed_pools}
+        probed = tuple(name for name in self.unusable_pools(mode) if name not in unprobed)
+        return (*probed, f"{len(unprobed)} unprobed pools")
+
     def verdicts(self) -> tuple[LabelledVerdict, ...]:
         """Every verdict of the run, labelled: check ids, or 'pool/check' pool by pool for a multi-pool run."""
         if self.pools:
@@ -106,7 +114,8 @@ def _block_unprobed(
     """
     if not unprobed:
         return assessments
-    causes = tuple(unprobed_cause(pool) for pool in unprobed)
+    summary = summarize_unprobed(unprobed)
+    causes = (f"{summary}: nothing is proven there",) if summary else tuple(unprobed_cause(pool) for pool in unprobed)
     requires = {rule.mode: rule.requires for rule in recommend.DECISION_TABLE}
     return tuple(
         replace(

@@ -411,7 +411,8 @@ def build_snippets(
 ) -> dict[str, str]:
     """'skypilot' always (a CONTRACT key), plus the tested pod spec keyed by mode id for each recommended mode.
 
-    With DinD recommended and GitLab's TLS layout proven, 'gitlab' too: the .gitlab-ci.yml of that layout.
+    With DinD recommended and GitLab's TLS layout proven, 'gitlab' too: the .gitlab-ci.yml of that layout. With
+    Kaniko or buildpacks recommended, their Tekton form too ('kaniko-tekton', 'buildpacks-tekton').
     comments: more to say beside a mode's pod (what other pools' specs differ in).
     """
     config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
@@ -429,6 +430,8 @@ def build_snippets(
             config[GITLAB_SNIPPET] = gitlab_snippet(tls, proven_remedies(specs), also)
         if mode is Mode.BUILDPACKS and chosen is not None:
             config[GITLAB_BUILDPACKS_SNIPPET] = gitlab_buildpacks_snippet(chosen)
+        if mode in TEKTON_SNIPPETS and chosen is not None:
+            config[TEKTON_SNIPPETS[mode]] = tekton_snippet(chosen)
     return config
 
 
@@ -482,3 +485,157 @@ def gitlab_buildpacks_snippet(tested: TestedSpec) -> str:
         "where your runner version has no seccomp setting. Push credentials: CNB_REGISTRY_AUTH, as below.",
     )
     return _yaml(document, comments)
+
+
+TEKTON_SNIPPETS: Mapping[Mode, str] = {Mode.KANIKO: "kaniko-tekton", Mode.BUILDPACKS: "buildpacks-tekton"}
+"""recommendation.snippets keys of the Tekton form (a Task and a TaskRun) of a recommended builder's tested spec."""
+TEKTON_API = "tekton.dev/v1"
+TEKTON_STEP_FIELDS = (
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "env",
+    "envFrom",
+    "imagePullPolicy",
+    "securityContext",
+    "volumeMounts",
+    "volumeDevices",
+)
+"""Container fields a Tekton v1 Step has under the same name (the v1 CRD's schema); resources is computeResources."""
+TEKTON_POD_TEMPLATE_FIELDS = (
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "securityContext",
+    "runtimeClassName",
+    "automountServiceAccountToken",
+    "enableServiceLinks",
+    "imagePullSecrets",
+    "hostAliases",
+    "hostNetwork",
+    "dnsPolicy",
+    "dnsConfig",
+    "priorityClassName",
+    "schedulerName",
+    "topologySpreadConstraints",
+)
+"""Pod fields a TaskRun's podTemplate carries (the v1 CRD's schema)."""
+TEKTON_OWN_POD_FIELDS = ("restartPolicy",)
+"""Pod fields Tekton sets itself (a TaskRun's pod never restarts): not said again."""
+TEKTON_RESULTS: Mapping[Mode, tuple[str, str]] = {
+    Mode.KANIKO: ("IMAGE_DIGEST", "The pushed image's digest (the executor's --digest-file)."),
+    Mode.BUILDPACKS: ("REPORT", "The creator's report.toml, with the pushed image's digest."),
+}
+"""The Task result that takes the place of the file the probe read the builder's answer from (its termination log):
+Tekton keeps a step's termination message for itself (/tekton/termination), so /dev/termination-log is no file a
+step can write there (the non-root creator could not even create it in /dev)."""
+PROBE_RESULT_FILE = "/dev/termination-log"
+TEKTON_SOURCE_WORKSPACE = "source"
+TEKTON_SOURCE_PATH = "/workspace"
+"""Where the tested builders read the source (Kaniko's context, the creator's -app): a Tekton workspace there."""
+
+
+def _tekton_step(
+    container: Mapping[str, Any], source_volume: str | None, result: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The tested container as a Tekton step, and the container fields a step has no place for.
+
+    The one change to its args: the probe's result file (the termination log) becomes the Task result's path.
+    """
+    step = {key: _plain(value) for key, value in container.items() if key in TEKTON_STEP_FIELDS}
+    if result is not None:
+        path = f"$(results.{result}.path)"
+        step["args"] = [str(arg).replace(PROBE_RESULT_FILE, path) for arg in step.get("args", [])]
+    if "resources" in container:
+        step["computeResources"] = _plain(container["resources"])
+    if source_volume is not None:
+        mounts = [m for m in step.get("volumeMounts", []) if m["name"] != source_volume]
+        if mounts:
+            step["volumeMounts"] = mounts
+        else:
+            step.pop("volumeMounts", None)
+    left = [key for key in container if key not in (*TEKTON_STEP_FIELDS, "resources")]
+    return step, left
+
+
+def _source_volume(container: Mapping[str, Any], volumes: list[Mapping[str, Any]]) -> str | None:
+    """The emptyDir volume mounted at /workspace, which the Tekton form turns into the workspace 'source'."""
+    mounted = {m["name"] for m in container.get("volumeMounts", []) if m.get("mountPath") == TEKTON_SOURCE_PATH}
+    return next((str(v["name"]) for v in volumes if v["name"] in mounted and "emptyDir" in v), None)
+
+
+def tekton_documents(tested: TestedSpec) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """A tested builder spec as a Tekton v1 Task and a TaskRun of it, and what of the pod they do not carry.
+
+    The step is the tested container itself (image, command, args, env, securityContext, mounts; its resources as
+    computeResources; the termination log it reported into is a Task result's path). The emptyDir the builder reads
+    its source from (/workspace) becomes the Task's workspace 'source', which the TaskRun binds to an emptyDir, as
+    tested; the other volumes stay the Task's. The pod-level fields become the TaskRun's podTemplate.
+    """
+    (container,) = tested.spec["containers"]
+    volumes = list(tested.spec.get("volumes", []))
+    source = _source_volume(container, volumes)
+    result = TEKTON_RESULTS.get(tested.mode)
+    step, left = _tekton_step(container, source, result[0] if result else None)
+    name = f"{tested.mode.value}-build"
+    task_spec: dict[str, Any] = {}
+    if source is not None:
+        task_spec["workspaces"] = [{"name": TEKTON_SOURCE_WORKSPACE, "mountPath": TEKTON_SOURCE_PATH}]
+    if result is not None:
+        task_spec["results"] = [{"name": result[0], "description": result[1]}]
+    task_spec["steps"] = [step]
+    kept = [_plain(v) for v in volumes if v["name"] != source]
+    if kept:
+        task_spec["volumes"] = kept
+    run_spec: dict[str, Any] = {"taskRef": {"kind": "Task", "name": name}}
+    if source is not None:
+        run_spec["workspaces"] = [{"name": TEKTON_SOURCE_WORKSPACE, "emptyDir": {}}]
+    template = {key: _plain(tested.spec[key]) for key in TEKTON_POD_TEMPLATE_FIELDS if key in tested.spec}
+    if template:
+        run_spec["podTemplate"] = template
+    handled = {"containers", "volumes", *TEKTON_POD_TEMPLATE_FIELDS, *TEKTON_OWN_POD_FIELDS}
+    left += [key for key in tested.spec if key not in handled]
+    if tested.annotations:
+        left.append("annotations")
+    metadata = {"name": name}
+    documents = [
+        {"apiVersion": TEKTON_API, "kind": "Task", "metadata": metadata, "spec": task_spec},
+        {"apiVersion": TEKTON_API, "kind": "TaskRun", "metadata": dict(metadata), "spec": run_spec},
+    ]
+    return documents, tuple(left)
+
+
+TEKTON_TITLES: Mapping[Mode, tuple[str, ...]] = {
+    Mode.KANIKO: (
+        "Tekton: the Kaniko executor as a Task's step, as tested (root, not privileged: Pod Security baseline).",
+        "The build context and Dockerfile are read from the workspace 'source' (/workspace); set --destination.",
+    ),
+    Mode.BUILDPACKS: (
+        "Tekton: the CNB lifecycle's creator as a Task's step, as tested (non-root, all capabilities dropped,",
+        "RuntimeDefault seccomp: Pod Security restricted). The app's source is read from the workspace 'source'",
+        "(/workspace); set the image to push (the last argument). In a namespace that enforces restricted, Tekton's",
+        'own init containers need its feature flag set-security-context: "true" (ConfigMap feature-flags).',
+    ),
+}
+
+
+def tekton_snippet(tested: TestedSpec) -> str:
+    """The Tekton form of a tested builder spec: a Task whose one step is the tested container, and its TaskRun."""
+    documents, left = tekton_documents(tested)
+    result = TEKTON_RESULTS[tested.mode][0]
+    said = (
+        (
+            "Its step is the container dindcheck ran on this cluster, with the images it used (resources as "
+            "computeResources); Tekton runs it in a pod of its own, with init containers of its own. One change: the "
+            f"builder reports into the Task result {result} (Tekton keeps a step's termination log for itself). The "
+            "TaskRun binds 'source' to an emptyDir, as tested: in a Pipeline, bind it to the volume your clone task "
+            "wrote the source to."
+        ),
+        *tested.notes,
+        *((f"Not carried by the Tekton form (no Step or podTemplate field): {', '.join(left)}.",) if left else ()),
+    )
+    comments = (*TEKTON_TITLES.get(tested.mode, ()), *_wrapped(said))
+    header = "".join(f"# {line}\n" for line in comments)
+    return header + yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False)

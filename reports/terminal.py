@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from probes.model import Mode, Placement, Status, Verdict
+from probes.model import Mode, Placement, Status, Verdict, summarize_unprobed
 from reports import changes
 
 if TYPE_CHECKING:
@@ -72,7 +72,11 @@ def _pools_table(report: Report) -> list[str]:
         for pool in report.pools
     ]
     headers = ("pool", "probed node", "nodes", "full docker", "build only", "node chosen because")
-    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines() + [
+    table = tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
+    summary = summarize_unprobed(report.run.unprobed_pools)
+    if summary:
+        return [*table, f"{summary}; no mode is proven there"]
+    return table + [
         f"pool {pool.name} NOT PROBED (node(s) {', '.join(pool.nodes)}): {pool.reason}; no mode is proven there"
         for pool in report.run.unprobed_pools
     ]
@@ -183,7 +187,7 @@ def required_mode_line(report: Report, required: Mode) -> str:
     """'required mode dind: usable', or 'NOT usable', naming the pools where it is not in a multi-pool report."""
     if report.is_usable(required):
         return f"required mode {required.value}: usable"
-    pools = report.unusable_pools(required)
+    pools = report.unusable_pools_in_words(required)
     return f"required mode {required.value}: NOT usable" + (f" on pool(s) {', '.join(pools)}" if pools else "")
 
 

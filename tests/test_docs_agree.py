@@ -21,6 +21,7 @@ def test_readme_rbac_block_is_deploy_rbac_yaml() -> None:
 def test_rbac_grants_every_permission_the_preflight_asks_for() -> None:
     """The preflight's list (all options on) is covered by deploy/rbac.yaml, so the documented Role never 403s."""
     from probes.cluster import required_permissions  # noqa: PLC0415 - keeps the module importable alone
+    from probes.sweep import sweep_permissions  # noqa: PLC0415
 
     documents = [doc for doc in yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text()) if doc]
     granted: set[tuple[str, str, str]] = set()
@@ -30,8 +31,8 @@ def test_rbac_grants_every_permission_the_preflight_asks_for() -> None:
                 for resource in rule["resources"]:
                     granted.update((group, resource, verb) for verb in rule["verbs"])
     needed = required_permissions(
-        borrowed_namespace=True, label_namespace=False, copy_registry_secret=True, throwaway_registry=True
+        borrowed_namespace=True, label_namespace=False, copy_registry_secret=True, throwaway_registry=True, sweep=True
     )
-    for perm in needed:
+    for perm in (*needed, *sweep_permissions()):
         resource = f"{perm.resource}/{perm.subresource}" if perm.subresource else perm.resource
         assert (perm.group, resource, perm.verb) in granted, f"deploy/rbac.yaml lacks {perm.describe()}"

@@ -1,9 +1,12 @@
 """Benchmark (not a test): wall time of a full warm run on the testbed, per-probe durations, and their ratio.
 
-Usage: python testbed/conformance/bench.py [--runs N] [--out DIR] [--pools]. Writes benchmark.json and
-benchmark.md to DIR (default ci-out/) and prints the table. Aim: the full run within 1.3x its slowest probe, well
+Usage: python testbed/conformance/bench.py [--runs N] [--out DIR] [--pools | --concurrent N]. Writes benchmark.json
+and benchmark.md to DIR (default ci-out/) and prints the table. Aim: the full run within 1.3x its slowest probe, well
 under a minute. With --pools (two-node testbed): each round also runs one pool (--node-selector) and both pools at
-once (--each-pool), side by side; aim: two pools within 1.3x the wall time of one.
+once (--each-pool), side by side; aim: two pools within 1.3x the wall time of one. With --concurrent N: each round
+runs one full run alone, then N at once (each in its own namespace), and writes benchmark-concurrent.{json,md}: the
+wall time of the N against one, and the host CPU each cost (N runs share the host's cores, so the ratio follows the
+CPU, not a lock between runs).
 """
 
 from __future__ import annotations
@@ -14,10 +17,20 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from testbed.conformance.harness import REPO, STATE, read_shell_env, run_suite
+from testbed.conformance.harness import (
+    REPO,
+    STATE,
+    finish_suite,
+    host_busy_cpu_s,
+    read_shell_env,
+    run_suite,
+    start_suite,
+    statuses,
+)
 
 AIM_RATIO = 1.3
 
@@ -28,10 +41,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "ci-out")
     parser.add_argument("--pools", action="store_true", help="also compare one pool with two (two-node testbed)")
+    parser.add_argument("--concurrent", type=int, default=0, metavar="N", help="compare N runs at once with one")
     args = parser.parse_args()
     env = read_shell_env(STATE / "env")
     if args.pools:
         return pools_benchmark(env, args.runs, args.out)
+    if args.concurrent:
+        return concurrent_benchmark(env, args.runs, args.concurrent, args.out)
     runs = []
     for index in range(args.runs):
         run = run_suite(env, args.out / f"bench-{index}")
@@ -148,6 +164,71 @@ def pools_benchmark(env: dict[str, str], rounds: int, out: Path) -> int:
         ),
     ]
     (out / "benchmark-pools.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def concurrent_benchmark(env: dict[str, str], rounds: int, count: int, out: Path) -> int:
+    """One run alone, then count runs at once, per round: the wall time of all of them against one.
+
+    Every run must reach the lone run's verdicts (a benchmark of runs that broke each other would measure nothing).
+    """
+    rows: list[dict[str, Any]] = []
+    for index in range(rounds):
+        one = run_suite(env, out / f"bench-concurrent-one-{index}")
+        if not one.report:
+            print(one.output[-3000:], file=sys.stderr)
+            return 1
+        cpu_before = host_busy_cpu_s()
+        started = [start_suite(env, out / f"bench-concurrent-{index}-{n}") for n in range(count)]
+        runs = [finish_suite(run) for run in started]
+        cpu = round(host_busy_cpu_s() - cpu_before, 2)
+        wall = max(run.wall_s for run in runs)
+        differing = [run for run in runs if statuses(run) != statuses(one) or run.exit_code != one.exit_code]
+        if differing:
+            print(differing[0].output[-3000:], file=sys.stderr)
+            print(f"bench: {len(differing)} of {count} concurrent runs differ from the lone run", file=sys.stderr)
+            return 1
+        rows.append(
+            {
+                "one_s": round(one.wall_s, 2),
+                "all_s": round(wall, 2),
+                "ratio": round(wall / one.wall_s, 2),
+                "each_s": [round(run.wall_s, 2) for run in runs],
+                "one_cpu_s": one.host_cpu_s,
+                "all_cpu_s": cpu,
+                "one_host_busy": one.host_busy,
+                "all_host_busy": round(cpu / ((os.cpu_count() or 1) * wall), 2),
+            }
+        )
+    summary = {
+        "cores": os.cpu_count() or 1,
+        "concurrent": count,
+        "rounds": rows,
+        "median_ratio": round(statistics.median(r["ratio"] for r in rows), 2),
+        "median_cpu_ratio": round(statistics.median(r["all_cpu_s"] / r["one_cpu_s"] for r in rows), 2),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark-concurrent.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"# {count} runs at once vs one (warm testbed, permissive profile, {summary['cores']} cores)",
+        "",
+        f"| round | one run s | {count} at once s | ratio | each s | host CPU s (one / all) | host busy (one / all) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {i} | {r['one_s']} | {r['all_s']} | {r['ratio']} | {', '.join(map(str, r['each_s']))} "
+        f"| {r['one_cpu_s']} / {r['all_cpu_s']} | {r['one_host_busy']:.0%} / {r['all_host_busy']:.0%} |"
+        for i, r in enumerate(rows)
+    ]
+    lines += [
+        "",
+        (
+            f"median ratio {summary['median_ratio']} for {count} runs ({count} alone in a row: {count}); "
+            f"{count} runs cost {summary['median_cpu_ratio']}x the host CPU of one"
+        ),
+    ]
+    (out / "benchmark-concurrent.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

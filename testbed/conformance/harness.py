@@ -137,10 +137,53 @@ def run_suite(env: dict[str, str], out_dir: Path, *extra: str, timeout_s: float 
         suite_command(env, out_dir, *extra), cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
     )
     wall, cpu = time.monotonic() - started, host_busy_cpu_s() - cpu_before
-    output = done.stdout + done.stderr
+    return load_run(out_dir, done.returncode, done.stdout + done.stderr, wall, cpu)
+
+
+def load_run(out_dir: Path, exit_code: int, output: str, wall_s: float, host_cpu_s: float = 0.0) -> SuiteRun:
+    """A finished run (also one started in the background): its output saved beside its JSON report ({} if none)."""
     (out_dir / "output.txt").write_text(output)
+    report_path = out_dir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    return SuiteRun(done.returncode, report, wall, output, out_dir, round(cpu, 2))
+    return SuiteRun(exit_code, report, wall_s, output, out_dir, round(host_cpu_s, 2))
+
+
+@dataclass(frozen=True)
+class StartedSuite:
+    """A `pytest suites` run under way in the background (its output goes to out_dir/output.txt)."""
+
+    proc: subprocess.Popen[str]
+    out_dir: Path
+    started: float
+
+
+def start_suite(env: dict[str, str], out_dir: Path, *extra: str, environ: dict[str, str] | None = None) -> StartedSuite:
+    """Start the suite as run_suite does, without waiting; environ adds variables (DINDCHECK_LEASE_STALE_S)."""
+    (out_dir / "report.json").unlink(missing_ok=True)
+    command = suite_command(env, out_dir, *extra)
+    output = (out_dir / "output.txt").open("w")
+    proc = subprocess.Popen(
+        command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(environ or {})}
+    )
+    output.close()
+    return StartedSuite(proc, out_dir, time.monotonic())
+
+
+def finish_suite(started: StartedSuite, timeout_s: float = 600) -> SuiteRun:
+    """Wait for a started suite run and load what it wrote."""
+    exit_code = started.proc.wait(timeout=timeout_s)
+    wall = time.monotonic() - started.started
+    report_path = started.out_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    return SuiteRun(exit_code, report, wall, (started.out_dir / "output.txt").read_text(), started.out_dir)
+
+
+def run_objects(env: dict[str, str], run_id: str) -> list[str]:
+    """Every object of one run (by its run id), its namespace included while it exists."""
+    selector = f"dindcheck.io/run={run_id}"
+    namespaced = kubectl(env, "get", "pods,pvc,secrets,leases", "-A", "-l", selector, "-o", "name")
+    namespaces = kubectl(env, "get", "namespaces", "-l", selector, "-o", "name")
+    return [line for line in (namespaced + namespaces).splitlines() if line.strip()]
 
 
 def host_busy_cpu_s() -> float:
@@ -191,7 +234,9 @@ def labelled_objects(env: dict[str, str]) -> list[str]:
     A PV carries no label of ours (its provisioner makes it), so it is found by the claim it was bound to: a claim
     named like the runs' objects (dc-<run id>-...). A volume that outlived its claim is a leftover like any other.
     """
-    namespaced = kubectl(env, "get", "pods,pvc,secrets,configmaps,services", "-A", "-l", MANAGED_BY, "-o", "name")
+    namespaced = kubectl(
+        env, "get", "pods,pvc,secrets,configmaps,services,leases", "-A", "-l", MANAGED_BY, "-o", "name"
+    )
     namespaces = kubectl(env, "get", "namespaces", "-l", MANAGED_BY, "-o", "name")
     volumes = [
         f"persistentvolume/{volume['metadata']['name']} (claim {claim['namespace']}/{claim['name']})"

@@ -54,6 +54,7 @@ builds_ensure() {
   run_with_progress build-docker "docker 29 build (cold: about 5 minutes)" "$TB_LIB/build-docker.sh" "$TB_BIN"
   run_with_progress build-kaniko "kaniko build (cold: about 2 minutes)" "$TB_LIB/build-kaniko.sh" "$TB_BIN"
   run_with_progress build-lifecycle "CNB lifecycle build (cold: about 1.5 minutes)" "$TB_LIB/build-lifecycle.sh" "$TB_BIN"
+  run_with_progress build-tekton "Tekton CRDs (cold: a module download)" "$TB_LIB/build-tekton.sh" "$TB_BIN"
   if [[ ${NODES:-1} == 2 ]]; then
     run_with_progress build-containerd "containerd 2 build (cold: a few minutes)" "$TB_LIB/build-containerd.sh" "$TB_BIN"
   fi

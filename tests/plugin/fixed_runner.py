@@ -99,7 +99,7 @@ def with_nodes(*names: str) -> None:
     """A cluster of the named NODES (for pool discovery before collection); probes are not started."""
     nodes = tuple(NODES[name] for name in names)
     cluster.connect = lambda kubeconfig, context: object()  # type: ignore[assignment,return-value]  # noqa: ARG005
-    cluster.node_views = lambda connection: nodes  # noqa: ARG005
+    cluster.node_listing = lambda connection: cluster.NodeListing(objects=(), views=nodes)  # noqa: ARG005
 
 
 def with_every_probe_passing_on_its_pool(*names: str) -> None:

@@ -143,3 +143,22 @@ def test_pod_resources_parse_and_may_be_empty() -> None:
 def test_a_value_that_is_no_quantity_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="lots"):
         parse_quantities("--pod-requests", "cpu=lots")
+
+
+def test_sweep_and_no_sweep_contradict_each_other(pytester: pytest.Pytester) -> None:
+    assert_one_clear_line(run(pytester, "--sweep", "--no-sweep"), "--sweep and --no-sweep contradict each other")
+
+
+def test_a_lease_duration_out_of_range_is_refused_before_anything_is_made(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DINDCHECK_LEASE_STALE_S", "120")
+    assert_one_clear_line(run(pytester), "DINDCHECK_LEASE_STALE_S=120 is out of range: 1 to 60 seconds")
+
+
+def test_sweep_against_an_unreachable_api_server_is_one_line(pytester: pytest.Pytester) -> None:
+    config = pytester.path / "kc.yaml"
+    config.write_text(KUBECONFIG.format(server="https://127.0.0.1:1"))
+    started = time.monotonic()
+    assert_one_clear_line(run(pytester, "--kubeconfig", str(config), "--sweep"), "is unreachable")
+    assert time.monotonic() - started < 30

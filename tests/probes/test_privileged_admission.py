@@ -58,9 +58,14 @@ class FakeContext:
         self.readings = readings
         self.execs: list[str] = []
         self.nodes: set[str] = set()
+        self.disturbances: list[str] = []
 
     def say(self, message: str) -> None:
         """Nothing to show."""
+
+    def unready_nodes(self) -> list[str]:
+        """Every node is Ready here."""
+        return []
 
     def pod_manifest(self, suffix: str, spec: Any, *, annotations: Any = None) -> dict[str, Any]:
         """A manifest named by its suffix."""

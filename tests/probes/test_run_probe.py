@@ -25,15 +25,21 @@ from probes.model import Facts, Mode, ModeBlock, Placement, Status, TestedSpec
 class QuietContext:
     """run_probe only tells the terminal it is done and reads which nodes the probe's pods ran on."""
 
-    def __init__(self, nodes: set[str] | None = None) -> None:
+    def __init__(self, nodes: set[str] | None = None, disturbances: list[str] | None = None) -> None:
         self.said: list[str] = []
         self.nodes = nodes or set()
+        self.disturbances = disturbances or []
+        self.unready: list[str] = []
         self.channels_lost: list[str] = []
         self.scope = RunScope("dindcheck-r1", "r1", image_pull_secret="mirror-pull")  # noqa: S106 - a Secret's name
 
     def say(self, message: str) -> None:
         """Remember what the probe said."""
         self.said.append(message)
+
+    def unready_nodes(self) -> list[str]:
+        """The probe's nodes that are not Ready (none unless a test says so)."""
+        return self.unready
 
 
 def run(work: Callable[[Any], Outcome]) -> Any:

@@ -120,7 +120,9 @@ def test_one_node_per_pool_the_same_every_run() -> None:
 def test_a_pool_whose_nodes_are_all_not_ready_is_unprobed_and_says_why() -> None:
     """The gpu pool exists by label but no probe can run there: it is named, never silently dropped."""
     plan = pool_targets(CLUSTER, "dindcheck.io/pool", ALL)
-    assert plan.unprobed == (UnprobedPool("gpu", ("node-b",), "no Ready, schedulable node: node-b NotReady"),)
+    assert plan.unprobed == (
+        UnprobedPool("gpu", ("node-b",), "no Ready, schedulable node: node-b NotReady", "no Ready, schedulable node"),
+    )
 
 
 def test_a_cordoned_pool_is_unprobed_and_says_why() -> None:
@@ -133,6 +135,7 @@ def test_a_cordoned_pool_is_unprobed_and_says_why() -> None:
             "ci",
             ("node-ci", "node-ci-2"),
             "no Ready, schedulable node: node-ci cordoned, node-ci-2 NotReady and cordoned",
+            "no Ready, schedulable node",
         ),
     )
 

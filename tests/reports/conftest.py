@@ -107,6 +107,7 @@ def _recorded(check_id: str, status: Status) -> tuple[TestedSpec, ...]:
         )
     builders: dict[str, tuple[Mode, Callable[[Images, Resources], dict[str, Any]]]] = {
         "buildkit-rootless": (Mode.BUILDKIT_ROOTLESS, specs.buildkit_pod_spec),
+        "kaniko": (Mode.KANIKO, specs.kaniko_pod_spec),
         "sysbox": (Mode.SYSBOX, specs.sysbox_pod_spec),
         "host-socket": (Mode.HOST_SOCKET, specs.host_socket_pod_spec),
         "buildpacks": (Mode.BUILDPACKS, specs.buildpacks_pod_spec),

@@ -62,3 +62,47 @@ def test_the_terminal_and_markdown_say_which_pool_was_not_probed_and_why() -> No
     markdown = reports.render_markdown(report)
     assert "**Pool `ci` NOT PROBED** (node(s) `ci-1`, `ci-2`)" in markdown
     assert "**Required mode `dind`:** NOT usable ❌ on pool(s) `ci`" in markdown
+
+
+# --- a big cluster: hundreds of pools scaled to zero are summed up in one line, each kept in the JSON ---
+
+
+def many_unprobed(count: int) -> tuple[UnprobedPool, ...]:
+    """Count pools of 17 NotReady nodes each, as a big cluster's scaled-down pools are."""
+    return tuple(
+        UnprobedPool(
+            f"pool-{index:03d}",
+            tuple(f"node-{index:03d}-{member:02d}" for member in range(17)),
+            f"no Ready, schedulable node: node-{index:03d}-00 NotReady, ...",
+            "no Ready, schedulable node",
+        )
+        for index in range(count)
+    )
+
+
+def test_three_hundred_unprobed_pools_take_one_line_in_every_human_report() -> None:
+    run = replace(default_probed_ci_not(), unprobed_pools=many_unprobed(300))
+    report = reports.build_report(run)
+    summary = (
+        "300 pools NOT PROBED (5100 nodes): 300 with no Ready, schedulable node; pool-000, pool-001, pool-002 and "
+        "297 more (each pool, its nodes and why: the JSON report's unprobed_pools)"
+    )
+    terminal = reports.render_terminal(report)
+    assert f"{summary}; no mode is proven there" in terminal
+    assert not [line for line in terminal if "pool-150" in line]
+    assert len(terminal) < 100
+    markdown = reports.render_markdown(report)
+    assert f"**{summary}**. No mode is proven there" in markdown
+    assert "pool-150" not in markdown
+    for assessment in report.assessments:
+        assert not assessment.usable
+        assert assessment.causes.count(f"{summary}: nothing is proven there") == 1
+        assert not [cause for cause in assessment.causes if "pool-150" in cause]
+    assert len(report.json["unprobed_pools"]) == 300  # the machine-readable report keeps every pool
+    assert len(report.json["required_mode"]["unusable_pools"]) == 300
+
+
+def test_a_few_unprobed_pools_are_each_named() -> None:
+    run = replace(default_probed_ci_not(), unprobed_pools=many_unprobed(5))
+    terminal = reports.render_terminal(reports.build_report(run))
+    assert len([line for line in terminal if "NOT PROBED (node(s) node-" in line]) == 5
