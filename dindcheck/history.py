@@ -26,8 +26,8 @@ import urllib3
 from kubernetes.client import CoreV1Api
 from kubernetes.client.rest import ApiException
 
+from probes.api import api_call
 from probes.cluster import connect
-from probes.engine import api_call
 from probes.exceptions import UsageError
 
 LATEST = "latest.json"

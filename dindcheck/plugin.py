@@ -28,6 +28,7 @@ from kubernetes.client.rest import ApiException
 import reports
 from dindcheck.options import Options, add_options, read_options
 from probes import cluster, lease, sweep, targets, workspace
+from probes.api import API_BOUND_ENV, HEALTH, api_bound_s
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
@@ -272,6 +273,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     """Preflight, workspace, probes. state.space is set before anything is created, so any exit can clean up."""
     state.started_at = time.monotonic()
     state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    HEALTH.reset()
     if options.kubectl and reporter is not None:
         reporter.write_line("dindcheck: --kubectl is no longer used: probes exec through the API server")
     connection = state.connection or cluster.connect(options.kubeconfig, options.context)
@@ -464,6 +466,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             _gate_that_ran_nothing(session, state, exitstatus, reporter)
     finally:
         _teardown(state, reporter)
+        _past_the_bound(session, reporter)
+
+
+def _past_the_bound(session: pytest.Session, reporter: Any) -> None:
+    """A run that waited for the API server longer than DINDCHECK_API_BOUND_S proved less than it set out to: exit 4.
+
+    Its checks that lost evidence are inconclusive, which alone would exit 0; a gate must not read that as done.
+    """
+    what = HEALTH.passed_bound
+    if not what or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        return
+    line = (
+        f"dindcheck: the API server was unavailable for longer than {api_bound_s():.0f}s ({API_BOUND_ENV}; last: "
+        f"{what}): exit {int(pytest.ExitCode.USAGE_ERROR)}"
+    )
+    if reporter is not None:
+        reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def _write_reports(state: RunState, reporter: Any) -> None:
@@ -471,7 +491,8 @@ def _write_reports(state: RunState, reporter: Any) -> None:
     if options is None or state.cluster_info is None or state.runner is None:
         return
     images = {role: ImageUse(ref, state.runner.images.digest(ref)) for role, ref in options.images.by_role().items()}
-    notes = tuple(dict.fromkeys(state.cluster_info.notes + tuple(state.notes)))
+    away = HEALTH.note()
+    notes = tuple(dict.fromkeys(state.cluster_info.notes + tuple(state.notes) + ((away,) if away else ())))
     finished = state.runner.finished()
     probed = sorted({node for verdict in finished.values() for node in verdict.nodes})
     single = state.targets[0].placement if state.targets and not options.each_pool else options.placement
@@ -496,6 +517,7 @@ def _write_reports(state: RunState, reporter: Any) -> None:
             for target in (state.targets if options.each_pool else ())
         ),
         unprobed_pools=state.unprobed if options.each_pool else (),
+        throttled=HEALTH.throttling(),
     )
     state.report = reports.build_report(run, state.baseline, pinned=state.pinned)
     if options.report_json:
@@ -627,8 +649,17 @@ def _teardown(state: RunState, reporter: Any) -> None:
         return
     in_flight = state.runner.in_flight if state.runner is not None else None
     with _cleanup_shielded(say):
+        if not cluster.wait_until_answering(state.connection, api_bound_s()):
+            say(
+                f"dindcheck: cleanup: the API server {state.connection.server} did not answer within "
+                f"{api_bound_s():.0f}s ({API_BOUND_ENV}): nothing of this run was deleted; once it is back, delete "
+                f"what the run made (label {space.selector}): {workspace_delete_command(space)}"
+            )
+            return
         try:
-            left = workspace.cleanup(state.connection, space, say=say, in_flight=in_flight)
+            # after an outage the cluster's controllers catch up too (a claim's finalizer): give them the bound more
+            wait_s = workspace.CLEANUP_WAIT_S + (api_bound_s() if HEALTH.outages() else 0.0)
+            left = workspace.cleanup(state.connection, space, wait_s=wait_s, say=say, in_flight=in_flight)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             say(f"dindcheck: cleanup failed: {exc}; delete objects labelled {space.selector} by hand")
             _release(keeper, say, kept=False, objects_left=True)
@@ -636,6 +667,19 @@ def _teardown(state: RunState, reporter: Any) -> None:
         _release(keeper, say, kept=False, objects_left=any(item.split("/")[0] in sweep.KINDS for item in left))
     if left:
         say(f"dindcheck: cleanup incomplete, left behind: {', '.join(left)}")
+        if HEALTH.away_now:
+            say(f"dindcheck: once the API server answers, delete the rest: {workspace_delete_command(space)}")
+
+
+def workspace_delete_command(space: workspace.Workspace) -> str:
+    """The kubectl command(s) that delete what a run made, by its label (and its own namespace)."""
+    command = (
+        f"kubectl delete pods,persistentvolumeclaims,secrets -n {space.namespace} -l {space.selector} "
+        "--force --grace-period=0 --wait=false"
+    )
+    if space.created:
+        command += f" && kubectl delete namespace {space.namespace} --wait=false"
+    return command
 
 
 def _release(keeper: lease.LeaseKeeper | None, say: Any, *, kept: bool, objects_left: bool = False) -> None:

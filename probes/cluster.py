@@ -18,6 +18,8 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from probes.api import api_call
+from probes.api import wait_until_answering as answering
 from probes.exceptions import ClusterUnreachableError, UsageError
 from probes.model import ClusterInfo, NodeInfo
 from probes.targets import NodeView, node_view
@@ -109,11 +111,28 @@ def connect(kubeconfig: str | None, context: str | None) -> Connection:
         config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
     except (ConfigException, OSError, ValueError, TypeError) as exc:
         raise UsageError(f"kubeconfig {path} cannot be used: {exc}") from exc
-    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.2)
+    configuration.retries = client_retries()
     api_client = client.ApiClient(configuration)
     connection = Connection(api_client, path, context, str(configuration.host))
     _check_reachable(connection)
     return connection
+
+
+def client_retries() -> urllib3.Retry:
+    """The HTTP client's own retries: one quick reconnect, and never on a status.
+
+    api_call rides out 429s and 503s itself, so that it counts them (the report says the run was throttled) and
+    honours Retry-After within its bound.
+    """
+    return urllib3.Retry(
+        total=1,
+        connect=1,
+        read=0,
+        status=0,
+        backoff_factor=0.2,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
 
 
 def _connect_in_cluster(context: str | None) -> Connection:
@@ -124,7 +143,7 @@ def _connect_in_cluster(context: str | None) -> Connection:
         config.load_incluster_config(client_configuration=configuration)
     except ConfigException as exc:
         raise UsageError(f"no kubeconfig and the pod's ServiceAccount cannot be used: {exc}") from exc
-    configuration.retries = urllib3.Retry(total=1, connect=1, read=0, backoff_factor=0.2)
+    configuration.retries = client_retries()
     connection = Connection(client.ApiClient(configuration), IN_CLUSTER, None, str(configuration.host))
     _check_reachable(connection)
     return connection
@@ -132,7 +151,9 @@ def _connect_in_cluster(context: str | None) -> Connection:
 
 def _check_reachable(connection: Connection) -> None:
     try:
-        client.VersionApi(connection.api_client).get_code(_request_timeout=CONNECT_TIMEOUT_S)
+        api_call(
+            client.VersionApi(connection.api_client).get_code, deadline_s=CONNECT_TIMEOUT_S, timeout_s=CONNECT_TIMEOUT_S
+        )
     except ApiException as exc:
         if exc.status in (401, 403):
             raise UsageError(
@@ -143,6 +164,11 @@ def _check_reachable(connection: Connection) -> None:
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ClusterUnreachableError(f"API server {connection.server} is unreachable: {reason}") from exc
+
+
+def wait_until_answering(connection: Connection, wait_s: float) -> bool:
+    """Wait (at most wait_s) until the API server answers again; whether it did (cleanup needs it)."""
+    return answering(connection.core.get_api_resources, wait_s)
 
 
 NODE_PAGE_SIZE = 500
@@ -159,8 +185,8 @@ def list_nodes(connection: Connection) -> tuple[Any, ...]:
         token: str | None = None
         try:
             while True:
-                page = connection.core.list_node(
-                    limit=NODE_PAGE_SIZE, _continue=token, _request_timeout=CONNECT_TIMEOUT_S
+                page = api_call(
+                    connection.core.list_node, limit=NODE_PAGE_SIZE, _continue=token, timeout_s=CONNECT_TIMEOUT_S
                 )
                 items += page.items
                 token = page.metadata._continue  # noqa: SLF001  # the client names the continue token so
@@ -196,7 +222,7 @@ def describe_cluster(
 
     listed_nodes: the Node objects targeting already read, so a big cluster is listed once per run.
     """
-    version = client.VersionApi(connection.api_client).get_code(_request_timeout=CONNECT_TIMEOUT_S)
+    version = api_call(client.VersionApi(connection.api_client).get_code, timeout_s=CONNECT_TIMEOUT_S)
     notes: list[str] = []
     nodes: list[NodeInfo] = []
     try:
@@ -360,7 +386,8 @@ def missing_permissions(connection: Connection, namespace: str, permissions: tup
             "kind": "SelfSubjectAccessReview",
             "spec": {"resourceAttributes": attributes},
         }
-        result = authz.create_self_subject_access_review(review, _request_timeout=CONNECT_TIMEOUT_S)
+        # a review changes nothing: repeating it after any failure is safe
+        result = api_call(authz.create_self_subject_access_review, review, timeout_s=CONNECT_TIMEOUT_S)
         if not result.status.allowed:
             missing.append(perm.describe())
     return missing
@@ -400,7 +427,7 @@ def preflight(
 def storage_class_exists(connection: Connection, name: str) -> bool:
     """Whether a StorageClass of that name exists (an unknown one is a usage error, caught before probing)."""
     try:
-        client.StorageV1Api(connection.api_client).read_storage_class(name, _request_timeout=CONNECT_TIMEOUT_S)
+        api_call(client.StorageV1Api(connection.api_client).read_storage_class, name, timeout_s=CONNECT_TIMEOUT_S)
     except ApiException as exc:
         if exc.status == 404:
             return False
@@ -411,7 +438,7 @@ def storage_class_exists(connection: Connection, name: str) -> bool:
 def default_storage_class(connection: Connection) -> str | None:
     """The cluster's default StorageClass, used for the cache PVC when --storage-class is not given."""
     try:
-        classes = client.StorageV1Api(connection.api_client).list_storage_class(_request_timeout=CONNECT_TIMEOUT_S)
+        classes = api_call(client.StorageV1Api(connection.api_client).list_storage_class, timeout_s=CONNECT_TIMEOUT_S)
     except ApiException:
         return None
     for item in classes.items:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import urllib3
 from kubernetes import client
@@ -28,6 +28,7 @@ from kubernetes.stream import stream
 from websocket import WebSocketException
 
 from probes import admission
+from probes.api import API_TIMEOUT_S, HEALTH, NOT_PROCESSED, api_bound_s, api_call
 from probes.cluster import Connection
 from probes.exceptions import (
     AdmissionRejectedError,
@@ -55,8 +56,6 @@ RUN_LABEL = "dindcheck.io/run"
 TARGET_LABEL = "dindcheck.io/target"
 POLL_S = 0.5
 EVENT_POLL_S = 2.0
-API_TIMEOUT_S = 15.0
-API_RETRY_S = 30.0
 EXEC_GRACE_S = 15.0
 """How long past a command's own in-pod timeout the exec channel may stay silent before it counts as broken."""
 EXEC_BUDGET_S = 600
@@ -75,11 +74,6 @@ TERMINAL_WAITING_REASONS = frozenset(
         "CrashLoopBackOff",
     }
 )
-RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
-NOT_PROCESSED = frozenset({429})
-"""A create is retried only when the server said it did nothing: after a 5xx it may exist, and a retry would 409."""
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -253,6 +247,22 @@ def key_values(text: str) -> dict[str, str]:
     return parsed
 
 
+def exec_open_failure(exc: ApiException) -> str:
+    """Why an exec channel could not be opened, when the command surely never started and a retry is safe.
+
+    "429" (throttled at the upgrade), "connection refused" or "503 ..." (the API server away); '' for anything else.
+    """
+    text = str(exc.reason or "")
+    lowered = text.lower()
+    if exc.status == 429 or "handshake status 429" in lowered:
+        return "429"
+    if exc.status == 503 or "handshake status 503" in lowered:
+        return "503 Service Unavailable (at the exec upgrade)"
+    if "connection refused" in lowered:
+        return "connection refused"
+    return ""
+
+
 def exit_code(status_text: str) -> int:
     """The command's exit code from the exec status channel; ExecChannelError when the channel says no such thing.
 
@@ -274,33 +284,6 @@ def exit_code(status_text: str) -> int:
             if cause.get("reason") == "ExitCode" and str(cause.get("message", "")).isdigit():
                 return int(cause["message"])
     raise ExecChannelError(f"exec failed: {status.get('message') or status_text[:200]}")
-
-
-def api_call(
-    call: Callable[..., T],
-    *args: Any,
-    deadline_s: float = API_RETRY_S,
-    retried: frozenset[int] = RETRIED_STATUSES,
-    **kwargs: Any,
-) -> T:
-    """Call the API, riding out throttling (429), server errors (5xx) and dropped connections with backoff.
-
-    A refusal that will not change (403, 404, 409, 422) is raised at once; the caller decides what it means.
-    Creates pass retried=NOT_PROCESSED: only a call the server did not process is safe to repeat.
-    """
-    deadline = time.monotonic() + deadline_s
-    delay = 0.5
-    while True:
-        try:
-            return call(*args, _request_timeout=API_TIMEOUT_S, **kwargs)
-        except ApiException as exc:
-            if exc.status not in retried or time.monotonic() + delay > deadline:
-                raise
-        except (urllib3.exceptions.HTTPError, OSError):
-            if retried is NOT_PROCESSED or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
 
 
 class InFlight:
@@ -368,6 +351,8 @@ class ProbeContext:
         """What the node did to this probe's pods (evicted, preempted, a container killed): no verdict survives it."""
         self._live_pods: set[str] = set()
         """Pods this probe created and has not deleted: one that vanishes before the probe deletes it was taken."""
+        self.channels_lost: list[str] = []
+        """Exec channels that broke or closed without a status: evidence lost if the API server was away meanwhile."""
 
     # ----- naming and manifests -------------------------------------------------------------------------------
     @property
@@ -628,26 +613,7 @@ class ProbeContext:
         where = f"{pod_name}/{container}"
         started = time.monotonic()
         deadline = started + timeout_s + EXEC_GRACE_S
-        # stream() swaps the API client's transport while it connects: a client of its own keeps other threads safe
-        core = client.CoreV1Api(client.ApiClient(self.connection.api_client.configuration))
-        try:
-            channel = stream(
-                core.connect_get_namespaced_pod_exec,
-                pod_name,
-                self.scope.namespace,
-                container=container,
-                command=command,
-                stderr=True,
-                stdin=False,
-                stdout=True,
-                tty=False,
-                _preload_content=False,
-                _request_timeout=API_TIMEOUT_S,
-            )
-        except ApiException as exc:
-            raise ExecChannelError(f"exec into {where} failed: {compact(str(exc.reason or exc), 400)}") from exc
-        except (WebSocketException, OSError) as exc:
-            raise ExecChannelError(f"exec into {where} failed: {exc}") from exc
+        channel = self._open_exec(pod_name, container, command)
         try:
             while channel.is_open():
                 if self._cancel.is_set():
@@ -663,14 +629,64 @@ class ProbeContext:
             stderr = str(channel.read_channel(2))
             status_text = str(channel.read_channel(3))
         except (WebSocketException, OSError) as exc:
+            self.channels_lost.append(f"exec into {where}: channel broke: {exc}")
             raise ExecChannelError(f"exec into {where}: channel broke: {exc}") from exc
         finally:
             channel.close()
-        rc = exit_code(status_text)
+        try:
+            rc = exit_code(status_text)
+        except ExecChannelError as exc:
+            self.channels_lost.append(f"exec into {where}: {exc}")
+            raise
         duration = time.monotonic() - started
         if rc == 124:
             stderr += f"\n(timed out after {timeout_s:.0f}s)"
         return CommandResult(rc, stdout, stderr, duration)
+
+    def _open_exec(self, pod_name: str, container: str, command: list[str]) -> Any:
+        """The exec channel, once the API server accepts it.
+
+        A refused connection or a 429/503 at the upgrade (the command never started) is tried again while the API is
+        away, for at most DINDCHECK_API_BOUND_S.
+        """
+        where = f"{pod_name}/{container}"
+        deadline = time.monotonic() + api_bound_s()
+        delay = 0.5
+        while True:
+            # stream() swaps the API client's transport while it connects: a client of its own keeps threads safe
+            core = client.CoreV1Api(client.ApiClient(self.connection.api_client.configuration))
+            try:
+                channel = stream(
+                    core.connect_get_namespaced_pod_exec,
+                    pod_name,
+                    self.scope.namespace,
+                    container=container,
+                    command=command,
+                    stderr=True,
+                    stdin=False,
+                    stdout=True,
+                    tty=False,
+                    _preload_content=False,
+                    _request_timeout=API_TIMEOUT_S,
+                )
+            except ApiException as exc:
+                # the client wraps every failure to connect as status 0 with the websocket's own words
+                failure = exec_open_failure(exc)
+                if not failure or time.monotonic() + delay > deadline:
+                    self.channels_lost.append(f"exec into {where} failed: {exc.reason}")
+                    raise ExecChannelError(f"exec into {where} failed: {compact(str(exc.reason or exc), 400)}") from exc
+                if failure == "429":
+                    HEALTH.throttled(delay)
+                else:
+                    HEALTH.away(failure)
+            except (WebSocketException, OSError) as exc:
+                self.channels_lost.append(f"exec into {where} failed: {exc}")
+                raise ExecChannelError(f"exec into {where} failed: {exc}") from exc
+            else:
+                HEALTH.answered()
+                return channel
+            self.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def logs(self, pod_name: str, container: str, *, tail: int = 40) -> str:
         """The last lines a container logged ('' when there are none yet or they cannot be read)."""
@@ -966,7 +982,7 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
             f"dindcheck internal error: {exc!r}",
             {"internal_error": traceback.format_exc()},
         )
-    outcome = disturbed(outcome, context)
+    outcome = unless_evidence_lost(disturbed(outcome, context), context, started)
     context.say("done")
     evidence = outcome.evidence
     if context.nodes:
@@ -984,4 +1000,37 @@ def run_probe(task: Task, context: ProbeContext) -> Verdict:
         duration_s=time.monotonic() - started,
         facts=facts,
         nodes=tuple(sorted(context.nodes)),
+    )
+
+
+def unless_evidence_lost(outcome: Outcome, context: ProbeContext, started: float) -> Outcome:
+    """The outcome, or inconclusive when the API server was away while the probe ran and took evidence with it.
+
+    A failure or an inconclusive seen while the API was away says nothing about the cluster's builds (a read that
+    gave up, an exec channel the restart cut), and a pass is only kept when none of its exec channels broke: a pass
+    on half the evidence would be a false pass. Skipped (a policy's answer) stands.
+    """
+    if outcome.status is Status.SKIPPED:
+        return outcome
+    if outcome.status is Status.PASS and not context.channels_lost:
+        return outcome
+    outage = HEALTH.outage_within(started, time.monotonic())
+    if outage is None:
+        return outcome
+    lost = HEALTH.unavailable_summary(outage)
+    return Outcome(
+        Status.INCONCLUSIVE,
+        f"nothing concluded: {lost}; what it saw: {compact(outcome.summary, 240)}",
+        {
+            **outcome.evidence,
+            "api_unavailable": {
+                "reason": outage.reason,
+                "lasted_s": round(outage.lasted_s(time.monotonic()), 1),
+                "ended": outage.end is not None,
+                "channels_lost": list(context.channels_lost),
+                "status_before": outcome.status.value,
+            },
+        },
+        remediation="run again once the API server is available (nothing was learnt about the cluster's builds)",
+        facts=outcome.facts,
     )

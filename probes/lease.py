@@ -21,8 +21,9 @@ from typing import Any
 import urllib3
 from kubernetes.client.rest import ApiException
 
+from probes.api import NOT_PROCESSED, api_call
 from probes.cluster import Connection
-from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, NOT_PROCESSED, RUN_LABEL, api_call
+from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL
 from probes.exceptions import UsageError
 
 LEASE_STALE_S = 60

@@ -348,6 +348,25 @@ class ClusterInfo:
 
 
 @dataclass(frozen=True)
+class Throttling:
+    """How often the API server throttled the run (429) and how long the run waited as its Retry-After said."""
+
+    responses: int
+    waited_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The report JSON v1 shape of `throttled`."""
+        return {"responses": self.responses, "waited_s": round(self.waited_s, 1)}
+
+    def describe(self) -> str:
+        """One line for the terminal and Markdown reports."""
+        return (
+            f"API server throttling: {self.responses} request(s) answered 429 Too Many Requests, "
+            f"{self.waited_s:.1f}s waited as Retry-After asked"
+        )
+
+
+@dataclass(frozen=True)
 class RunResult:
     """Everything a report needs: the cluster, every verdict, and how long the run took."""
 
@@ -364,6 +383,8 @@ class RunResult:
     """Per-pool verdicts of an --each-pool run; then `verdicts` is empty (no check ran 'on the cluster')."""
     unprobed_pools: tuple[UnprobedPool, ...] = ()
     """Pools of an --each-pool run that exist by label but were not probed: no mode is proven on every pool."""
+    throttled: Throttling | None = None
+    """How the API server throttled the run (429s honoured); None when it never did."""
 
     def for_pool(self, pool: PoolResult) -> RunResult:
         """The run as if only that pool had been probed: what each pool's assessment and report read."""

@@ -16,8 +16,9 @@ from typing import Any
 import urllib3
 from kubernetes.client.rest import ApiException
 
+from probes.api import api_call
 from probes.cluster import CONNECT_TIMEOUT_S, LEASE_GROUP, Connection, Permission
-from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL, api_call
+from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL
 from probes.lease import KEPT_ANNOTATION, clamped_duration, is_stale
 
 LEASELESS_AFTER_S = 3600.0

@@ -21,8 +21,9 @@ import urllib3
 from kubernetes.client.rest import ApiException
 
 from probes import admission
+from probes.api import NOT_PROCESSED, api_call
 from probes.cluster import Connection
-from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, NOT_PROCESSED, RUN_LABEL, InFlight, api_call
+from probes.engine import MANAGED_BY, MANAGED_BY_LABEL, RUN_LABEL, InFlight
 from probes.exceptions import UsageError
 
 PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"

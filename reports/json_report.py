@@ -116,6 +116,8 @@ def build_report_json(
         report["pool_label"] = run.pool_label
         report["pools"] = [pool_json(pool) for pool in pools]
         report["unprobed_pools"] = [plain_object(pool.to_json()) for pool in run.unprobed_pools]
+    if run.throttled is not None:
+        report["throttled"] = plain_object(run.throttled.to_json())
     if run.required_mode is not None:
         report["required_mode"] = {
             "mode": run.required_mode.value,

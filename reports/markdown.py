@@ -102,6 +102,8 @@ def _headline(report: Report) -> list[str]:
         f"Cluster `{text(cluster.server) or 'unknown'}`, Kubernetes {text(cluster.version) or 'unknown'}, "
         f"{len(cluster.nodes)} node(s){pools}; generated {text(run.generated_at)} in {run.total_s:.1f}s.",
     )
+    if run.throttled is not None:
+        lines += ["", text(run.throttled.describe()) + "."]
     lines += ["", text(proved_nothing_line(report)) + "."]
     return lines
 

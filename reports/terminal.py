@@ -156,6 +156,8 @@ def render(report: Report, config_elsewhere: str = "") -> list[str]:
         lines += _pools_table(report)
     elif probed := probed_nodes_line(report):
         lines.append(probed)
+    if report.run.throttled is not None:
+        lines.append(report.run.throttled.describe())
     lines.append("")
     if report.changes is not None:
         lines += [*changes.changes_terminal_lines(report.changes), ""]

@@ -16,7 +16,8 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from probes.engine import API_TIMEOUT_S, Outcome, ProbeContext, compact
+from probes.api import API_TIMEOUT_S, NOT_PROCESSED, api_call
+from probes.engine import Outcome, ProbeContext, compact
 from probes.exceptions import AdmissionRejectedError
 from probes.model import Status
 from probes.settings import ProbeSettings
@@ -108,12 +109,15 @@ def via_pod_proxy(ctx: ProbeContext, pod_name: str, port: int, repo: str, tag: s
     """
     via = "api-server pod proxy"
     try:
-        response = ctx.core.connect_get_namespaced_pod_proxy_with_path(
+        # an API server away (refused connection) or throttling is waited out; the proxy's own answers are not
+        response = api_call(
+            ctx.core.connect_get_namespaced_pod_proxy_with_path,
             f"{pod_name}:{port}",
             ctx.scope.namespace,
             f"v2/{repo}/manifests/{tag}",
+            retried=NOT_PROCESSED,
+            timeout_s=API_TIMEOUT_S,
             _headers={"Accept": MANIFEST_TYPES},
-            _request_timeout=API_TIMEOUT_S,
             _preload_content=False,
         )
     except ApiException as exc:

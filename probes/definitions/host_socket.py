@@ -12,7 +12,8 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.engine import Outcome, ProbeContext, api_call, key_values
+from probes.api import api_call
+from probes.engine import Outcome, ProbeContext, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings

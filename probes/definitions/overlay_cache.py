@@ -13,7 +13,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
-from probes.engine import CommandResult, Outcome, ProbeContext, api_call, compact, key_values
+from probes.api import api_call
+from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values
 from probes.exceptions import PodNotRunningError, ProbeError
 from probes.model import Facts, OverlayResult, Status
 from probes.settings import ProbeDefinition, ProbeSettings

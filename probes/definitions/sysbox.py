@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from probes import specs
+from probes.api import api_call
 from probes.definitions._docker import (
     API_VERSION_REMEDIATION,
     NESTED_RUN,
@@ -21,7 +22,7 @@ from probes.definitions._docker import (
     api_version_cause,
     dockerd_log_tail,
 )
-from probes.engine import Outcome, ProbeContext, api_call, compact, key_values
+from probes.engine import Outcome, ProbeContext, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings

@@ -8,7 +8,7 @@ import pytest
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from probes.engine import NOT_PROCESSED, api_call
+from probes.api import NOT_PROCESSED, api_call
 
 
 class Answers:

@@ -45,6 +45,14 @@ class FakeCore:
         self.namespace_deleted = False
         self.labels = {workspace.PSA_ENFORCE_LABEL: "privileged"}
         self.label_patch_errors: list[BaseException] = []
+        self.api_unavailable: list[BaseException] = []
+
+    def get_api_resources(self, **_kwargs: Any) -> Any:
+        """The API answers (cleanup waits for that first)."""
+        self.api_unavailable, unavailable = self.api_unavailable[1:], self.api_unavailable[:1]
+        if unavailable:
+            raise unavailable[0]
+        return SimpleNamespace(resources=[])
 
     def list_namespaced_persistent_volume_claim(self, _ns: str, **_kwargs: Any) -> Any:
         """The run's claims, each bound to pv-1."""

@@ -30,6 +30,7 @@ class QuietContext:
         self.nodes = nodes or set()
         self.disturbances = disturbances or []
         self.unready: list[str] = []
+        self.channels_lost: list[str] = []
         self.scope = RunScope("dindcheck-r1", "r1", image_pull_secret="mirror-pull")  # noqa: S106 - a Secret's name
 
     def say(self, message: str) -> None:
