@@ -535,7 +535,7 @@ class ProbeContext:
         except ApiException as exc:
             if exc.status == 404 and pod_name in self._live_pods and not self._cancel.is_set():
                 event = self._last_warning(pod_name)
-                said = f" (last warning {event[0]}: {event[1]})" if event[0] else ""
+                said = f" (last warning {event[0]}: {event[1]})" if event[0] in STOPPING_EVENTS else ""
                 self.disturbances.append(
                     f"pod {pod_name} was deleted while the probe used it (evicted, preempted or removed){said}"
                 )
@@ -827,6 +827,8 @@ KILLED_EXIT_CODES = frozenset({137, 143})
 """A main container ended by SIGKILL or SIGTERM that the probe did not send: the runtime or kubelet stopped it."""
 
 
+STOPPING_EVENTS = frozenset({"Evicted", "Preempted", "Preempting", "Killing", "TaintManagerEviction", "NodeNotReady"})
+"""Warning events that say why a pod was stopped (others, a DNS fallback say, are no cause of its going)."""
 KUBELET_PORT = ":10250"
 BROKEN_CONNECTION = ("connection refused", "connection reset", "i/o timeout", "no route to host", "EOF")
 RUNTIME_UNAVAILABLE = ("rpc error: code = Unavailable", "container runtime is down", "runtime is not ready")

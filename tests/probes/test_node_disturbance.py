@@ -183,6 +183,17 @@ def test_a_pod_that_vanished_before_the_probe_deleted_it_was_taken_from_it() -> 
     assert core.deleted == ["dc-r1-docker-run-dind"]
 
 
+def test_a_warning_unrelated_to_its_going_is_not_quoted() -> None:
+    context, core = gone_context()
+    unrelated = SimpleNamespace(type="Warning", reason="MissingClusterDNS", message="no DNS", last_timestamp="1")
+    core.list_namespaced_event = lambda _ns, **_kw: SimpleNamespace(items=[unrelated])  # type: ignore[method-assign]
+    context.create_pod({"metadata": {"name": "dc-r1-docker-run-dind"}, "spec": {}})
+    context.delete_pod("dc-r1-docker-run-dind")
+    assert context.disturbances == [
+        "pod dc-r1-docker-run-dind was deleted while the probe used it (evicted, preempted or removed)"
+    ]
+
+
 def test_a_pod_the_probe_never_made_or_already_deleted_is_no_disturbance() -> None:
     context, _ = gone_context()
     context.delete_pod("dc-r1-docker-run-never-made")
