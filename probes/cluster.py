@@ -189,7 +189,7 @@ def list_nodes(connection: Connection) -> tuple[Any, ...]:
                     connection.core.list_node, limit=NODE_PAGE_SIZE, _continue=token, timeout_s=CONNECT_TIMEOUT_S
                 )
                 items += page.items
-                token = page.metadata._continue  # noqa: SLF001  # the client names the continue token so
+                token = page.metadata._continue  # noqa: SLF001  # the client's name for "continue"
                 if not token:
                     return tuple(items)
         except ApiException as exc:

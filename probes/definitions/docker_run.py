@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import time
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -306,10 +307,9 @@ def _daemon_lost(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool
         alive = f"unknown ({compact(str(exc), 160)})"
     if alive == "yes":
         return False
-    waited = 0
-    while not _dockerd_ended(ctx, name, evidence) and waited < DAEMON_GONE_WAIT_S:
+    deadline = time.monotonic() + DAEMON_GONE_WAIT_S
+    while not _dockerd_ended(ctx, name, evidence) and time.monotonic() < deadline:
         ctx.sleep(1)
-        waited += 1
     ended = evidence.get("dockerd_exit") or {}
     evidence["dockerd_lost"] = (
         f"its container exited {ended['exit_code']} ({ended.get('reason') or 'Error'})"
