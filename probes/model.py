@@ -398,3 +398,42 @@ class RunResult:
     def tested_specs(self, mode: Mode) -> tuple[TestedSpec, ...]:
         """Every pod spec any check submitted for a mode, in verdict order."""
         return tuple(spec for verdict in self.verdicts for spec in verdict.facts.specs if spec.mode is mode)
+
+
+@dataclass(frozen=True)
+class UnprobedCluster:
+    """A cluster (kubeconfig context) of a fleet run that could not be probed: nothing is proven on it."""
+
+    context: str
+    server: str
+    """The API server's URL, '' when the context could not even be loaded."""
+    reason: str
+    """Why no probe ran there: its preflight's own error (unreachable, RBAC, kubeconfig)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The report JSON v1 shape of an unprobed cluster."""
+        return {"context": self.context, "server": self.server, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ClusterRun:
+    """One cluster of a fleet run: the kubeconfig context that named it and its own run, as if probed alone."""
+
+    context: str
+    run: RunResult
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """A run over several clusters at once (--context repeated, --all-contexts): each cluster's run, and the rest.
+
+    A CI job may land on any cluster of the fleet, so a mode is usable fleet-wide only where proven on every one.
+    """
+
+    clusters: tuple[ClusterRun, ...]
+    """The probed clusters, in the order the contexts were given."""
+    unprobed: tuple[UnprobedCluster, ...]
+    generated_at: str
+    total_s: float
+    required_mode: Mode | None = None
+    capabilities: tuple[str, ...] = ()
