@@ -25,7 +25,17 @@ def add_options(parser: pytest.Parser) -> None:
     """Register the dindcheck option group."""
     group = parser.getgroup("dindcheck", "dindcheck: container-build capability probes")
     group.addoption("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    group.addoption("--context", help="kubeconfig context (default: the file's current context)")
+    group.addoption(
+        "--context",
+        action="append",
+        help="kubeconfig context (default: the file's current context); repeat it to probe several clusters at once, "
+        "each with its own namespace, preflight and cleanup, and one report with a cluster level",
+    )
+    group.addoption(
+        "--all-contexts",
+        action="store_true",
+        help="probe every context of the kubeconfig at once (a fleet run, as with --context repeated)",
+    )
     group.addoption(
         "--namespace",
         help="namespace for probe objects (default: a fresh dindcheck-<run id> namespace, deleted at the end)",
@@ -260,6 +270,7 @@ class Options:
 
     kubeconfig: str | None
     context: str | None
+    """The one context of a single-cluster run (None: the kubeconfig's current one)."""
     namespace: str | None
     namespace_pod_security: str | None
     keep: bool
@@ -295,6 +306,15 @@ class Options:
     """Sweep at the start of the run (False with --no-sweep)."""
     lease_s: int = LEASE_STALE_S
     """The run's Lease duration (DINDCHECK_LEASE_STALE_S, for tests only), checked before anything is created."""
+    contexts: tuple[str, ...] = ()
+    """A fleet run's contexts, in the order given (--context repeated); empty for a single-cluster run."""
+    all_contexts: bool = False
+    """--all-contexts: a fleet run of every context of the kubeconfig (read when the run starts)."""
+
+    @property
+    def fleet(self) -> bool:
+        """Several clusters in one run: the report gains a cluster level and test ids carry cluster=CONTEXT."""
+        return self.all_contexts or len(self.contexts) > 1
 
 
 def read_options(config: pytest.Config) -> Options:
@@ -320,12 +340,17 @@ def read_options(config: pytest.Config) -> Options:
         raise UsageError("--each-pool and --node contradict each other: --each-pool picks one node per pool itself")
     if get("sweep") and get("no_sweep"):
         raise UsageError("--sweep and --no-sweep contradict each other: --sweep only sweeps, --no-sweep never does")
+    contexts = tuple(dict.fromkeys(get("context") or ()))
+    if get("all_contexts") and contexts:
+        raise UsageError("--all-contexts and --context contradict each other: --all-contexts takes every context")
     secret = get("registry_secret")
     if secret and "/" not in secret and not get("namespace"):
         raise UsageError("--registry-secret NAME needs --namespace (or write it as NAMESPACE/NAME to copy it)")
     return Options(
         kubeconfig=get("kubeconfig"),
-        context=get("context"),
+        context=contexts[0] if len(contexts) == 1 else None,
+        contexts=contexts if len(contexts) > 1 else (),
+        all_contexts=bool(get("all_contexts")),
         namespace=get("namespace"),
         namespace_pod_security=get("namespace_pod_security"),
         keep=bool(get("keep")),

@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -28,17 +29,20 @@ from kubernetes.client.rest import ApiException
 import reports
 from dindcheck.options import Options, add_options, read_options
 from probes import cluster, lease, sweep, targets, workspace
-from probes.api import API_BOUND_ENV, HEALTH, api_bound_s
+from probes.api import API_BOUND_ENV, ApiHealth, api_bound_s, ledger_of, own_ledger
 from probes.definitions import catalog
 from probes.engine import ProbeRunner, Progress, RunScope
 from probes.exceptions import DindcheckError, UsageError
 from probes.model import (
     ClusterInfo,
+    ClusterRun,
+    FleetRun,
     ImageUse,
     Mode,
     PoolResult,
     RunResult,
     Status,
+    UnprobedCluster,
     UnprobedPool,
     Verdict,
     summarize_unprobed,
@@ -48,6 +52,7 @@ from reports import paste
 
 PROBE_MARKER = "probe"
 POOL_PARAMETER = "dindcheck_pool"
+CLUSTER_PARAMETER = "dindcheck_cluster"
 PROGRESS_EVERY_S = 3.0
 
 
@@ -68,21 +73,35 @@ class RunState:
     targets: tuple[targets.Target, ...] = ()
     """Where the probes run: one target, or one per pool with --each-pool (known before tests are collected)."""
     unprobed: tuple[UnprobedPool, ...] = ()
+    """--each-pool: pools that exist by label but no probe can reach (the report and the gate name them)."""
     listed_nodes: cluster.NodeListing | None = None
     """The Node objects targeting read (None when it read none): the report's node facts come from the same list."""
-    """--each-pool: pools that exist by label but no probe can reach (the report and the gate name them)."""
     started_at: float = 0.0
     generated_at: str = ""
     shown: dict[str, str] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
     last_shown: float = 0.0
-    report: reports.Report | None = None
+    report: reports.Report | reports.FleetReport | None = None
     baseline: dict[str, Any] | None = None
     pinned: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     collected: bool = False
     config_elsewhere: str = ""
     """Where the run put the config to paste (stdout, --config-dir), said by the terminal report instead of it."""
+    context: str = ""
+    """The kubeconfig context of one cluster of a fleet run ('' in a single-cluster run)."""
+    failure: str = ""
+    """Why this cluster of a fleet run could not be probed ('' while it can): the others still run."""
+    members: list[RunState] = field(default_factory=list)
+    """A fleet run's clusters, each with a RunState of its own, in the order given (empty: a single-cluster run)."""
+
+    def health(self) -> ApiHealth:
+        """The API ledger of this state's cluster (each cluster of a fleet has its own)."""
+        return ledger_of(getattr(self.connection, "api_client", None))
+
+    def member(self, context: str) -> RunState:
+        """The state of one cluster: the fleet member for the context, or this state in a single-cluster run."""
+        return next((member for member in self.members if member.context == context), self)
 
 
 STATE = pytest.StashKey[RunState]()
@@ -139,43 +158,124 @@ def _probe_id(item: pytest.Item) -> str | None:
 
 
 def pytest_collection(session: pytest.Session) -> None:
-    """With --each-pool, find the pools before collection: each test is collected once per pool (pool=NAME ids)."""
+    """Before collection: a fleet run's clusters, and with --each-pool each cluster's pools (one test per pool)."""
     state = session.config.stash[STATE]
     options = state.options
+    if options is not None and options.fleet:
+        try:
+            contexts = options.contexts or cluster.context_names(options.kubeconfig)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        state.members = [RunState(options=options, context=context) for context in contexts]
     if options is not None and options.sweep_only and not session.config.option.collectonly:
         _sweep_only(state, options, session.config.pluginmanager.get_plugin("terminalreporter"))
     if options is None or not options.each_pool:
         return
-    try:
-        state.connection = cluster.connect(options.kubeconfig, options.context)
-        state.listed_nodes = cluster.node_listing(state.connection)
-        plan = targets.pool_targets(state.listed_nodes.views, options.each_pool, options.placement)
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    if not state.members:
+        try:
+            _plan_pools(state, options)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        return
+    _each_member(state, lambda member, _lines: _plan_pools(member, options))
+
+
+def _plan_pools(state: RunState, options: Options) -> None:
+    """--each-pool: read the cluster's nodes and pick one node per pool (UsageError when the pools cannot be found)."""
+    state.connection = state.connection or cluster.connect(options.kubeconfig, state.context or options.context)
+    state.listed_nodes = cluster.node_listing(state.connection)
+    plan = targets.pool_targets(state.listed_nodes.views, options.each_pool or "", options.placement)
     state.targets, state.unprobed = plan.targets, plan.unprobed
     state.notes += plan.notes
+
+
+SETUP_ERRORS = (UsageError, ApiException, urllib3.exceptions.HTTPError, OSError)
+"""What a cluster's setup may raise: in a fleet run, that cluster is not probed and the others go on."""
+
+
+def _setup_failure(exc: BaseException) -> str:
+    """A setup error in the words a single-cluster run exits 4 with."""
+    if isinstance(exc, ApiException):
+        return f"cluster refused the run's setup: {exc.status} {exc.reason}: {exc.body}"
+    if isinstance(exc, UsageError):
+        return str(exc)
+    return f"lost the API server during setup: {exc}"
+
+
+def _each_member(state: RunState, work: Callable[[RunState, _Lines], None]) -> list[_Lines]:
+    """Run work(member, lines) for every fleet cluster not yet failed, at once; a setup error marks that one failed."""
+
+    def guarded(member: RunState, lines: _Lines) -> None:
+        if member.failure:
+            return
+        try:
+            work(member, lines)
+        except SETUP_ERRORS as exc:
+            member.failure = _setup_failure(exc)
+
+    return _at_once(state.members, guarded)
+
+
+def _at_once(members: list[RunState], work: Callable[[RunState, _Lines], None]) -> list[_Lines]:
+    """work(member, lines) for every member in threads of its own; each one's lines, in member order.
+
+    Each cluster's lines are kept until all are done, so the terminal never interleaves clusters.
+    """
+
+    def one(member: RunState) -> _Lines:
+        lines = _Lines()
+        work(member, lines)
+        return lines
+
+    with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
+        return list(pool.map(one, members))
+
+
+class _Lines:
+    """A terminal stand-in that keeps one cluster's lines until they can be printed together."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_line(self, line: str) -> None:
+        """Keep a line."""
+        self.lines.append(line)
+
+
+def _tagged(context: str, line: str) -> str:
+    """A fleet cluster's line: 'dindcheck: [prod-eu] ...' says which cluster it is about."""
+    prefix = "dindcheck: "
+    return f"{prefix}[{context}] {line.removeprefix(prefix)}" if context else line
 
 
 def _sweep_only(state: RunState, options: Options, reporter: Any) -> None:
     """--sweep: delete dead runs' objects, say what was removed and what was spared, and exit without probing."""
     say = reporter.write_line if reporter is not None else print
-    try:
-        connection = cluster.connect(options.kubeconfig, options.context)
-        state.connection = connection
-        result = _checked_sweep(connection, options.namespace)
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    except ApiException as exc:
-        raise pytest.UsageError(f"--sweep: the cluster refused: {exc.status} {exc.reason}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise pytest.UsageError(f"--sweep: lost the API server: {exc}") from None
-    for line in result.lines:
-        say(line)
-    if not result.removed:
-        say("dindcheck: sweep: no dead run's objects found")
-    if result.spared:
-        say(f"dindcheck: sweep: left alone: {', '.join(result.spared)}")
+    for member in state.members or [state]:
+        try:
+            connection = cluster.connect(options.kubeconfig, member.context or options.context)
+            member.connection = connection
+            result = _checked_sweep(connection, options.namespace or _fleet_namespace(member, connection))
+        except UsageError as exc:
+            raise pytest.UsageError(_tagged(member.context, str(exc))) from None
+        except ApiException as exc:
+            raise pytest.UsageError(
+                _tagged(member.context, f"--sweep: the cluster refused: {exc.status} {exc.reason}")
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise pytest.UsageError(_tagged(member.context, f"--sweep: lost the API server: {exc}")) from None
+        for line in result.lines:
+            say(_tagged(member.context, line))
+        if not result.removed:
+            say(_tagged(member.context, "dindcheck: sweep: no dead run's objects found"))
+        if result.spared:
+            say(_tagged(member.context, f"dindcheck: sweep: left alone: {', '.join(result.spared)}"))
     pytest.exit("dindcheck: --sweep done, no probe ran", returncode=pytest.ExitCode.OK)
+
+
+def _fleet_namespace(member: RunState, connection: cluster.Connection) -> str | None:
+    """A fleet cluster works in its context's own namespace when the kubeconfig names one (as kubectl would)."""
+    return (connection.context_namespace or None) if member.context else None
 
 
 def _checked_sweep(connection: cluster.Connection, namespace: str | None) -> sweep.SweepResult:
@@ -202,20 +302,35 @@ def _sweep_at_start(state: RunState, options: Options, run_id: str, reporter: An
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One test per pool with --each-pool, so -k 'pool=ci' and JUnit work per pool."""
+    """One test per pool with --each-pool, per cluster in a fleet run: -k 'pool_ci', -k 'cluster_prod' and JUnit."""
     state = metafunc.config.stash[STATE]
-    if POOL_PARAMETER in metafunc.fixturenames and state.options is not None and state.options.each_pool:
+    options = state.options
+    if options is None:
+        return
+    if state.members and CLUSTER_PARAMETER in metafunc.fixturenames:
+        pairs = [
+            (member.context, pool)
+            for member in state.members
+            for pool in ([target.pool for target in member.targets] if options.each_pool and member.targets else [""])
+        ]
+        ids = [f"cluster={context}" + (f",pool={pool}" if pool else "") for context, pool in pairs]
+        metafunc.parametrize([CLUSTER_PARAMETER, POOL_PARAMETER], pairs, ids=ids)
+    elif POOL_PARAMETER in metafunc.fixturenames and options.each_pool and not state.members:
         pools = [target.pool for target in state.targets]
         metafunc.parametrize(POOL_PARAMETER, pools, ids=[f"pool={pool}" for pool in pools])
 
 
+def _param(item: pytest.Item, name: str) -> str:
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.params.get(name, "")) if callspec is not None else ""
+
+
 def _task_key(item: pytest.Item) -> str | None:
-    """The Task.key of a probe test: its probe id, prefixed by its pool with --each-pool."""
+    """The Task.key of a probe test within its cluster: its probe id, prefixed by its pool with --each-pool."""
     probe_id = _probe_id(item)
     if probe_id is None:
         return None
-    callspec = getattr(item, "callspec", None)
-    pool = callspec.params.get(POOL_PARAMETER, "") if callspec is not None else ""
+    pool = _param(item, POOL_PARAMETER)
     return f"{pool}/{probe_id}" if pool else probe_id
 
 
@@ -229,10 +344,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if probe_id not in known:
             raise pytest.UsageError(f"{item.nodeid}: unknown probe {probe_id!r} (known: {', '.join(sorted(known))})")
         item.add_marker(_marker_name(probe_id))
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get(POOL_PARAMETER):
-            # '-k' cannot parse 'pool=ci': 'pool_ci' selects a pool's tests (node ids keep [pool=ci] exactly)
-            item.extra_keyword_matches.add(f"pool_{callspec.params[POOL_PARAMETER]}")
+        # '-k' cannot parse 'pool=ci': 'pool_ci' selects a pool's tests (node ids keep [pool=ci] exactly)
+        for name, word in ((POOL_PARAMETER, "pool"), (CLUSTER_PARAMETER, "cluster")):
+            if value := _param(item, name):
+                item.extra_keyword_matches.add(f"{word}_{value}")
     config.stash[STATE].collected = True
 
 
@@ -247,18 +362,61 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not selected or config.option.collectonly or options is None:
         return
     state.selected = selected
+    for member in state.members:
+        chosen = {key for item in session.items if _param(item, CLUSTER_PARAMETER) == member.context}
+        member.selected = tuple(sorted(key for key in chosen if key))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
-        _start_run(state, options, reporter)
-    except UsageError as exc:
+        if state.members:
+            _start_fleet(state, options, reporter)
+        else:
+            _start_run(state, options, reporter)
+    except SETUP_ERRORS as exc:
         _teardown(state, reporter)
-        raise pytest.UsageError(str(exc)) from None
-    except ApiException as exc:
-        _teardown(state, reporter)
-        raise pytest.UsageError(f"cluster refused the run's setup: {exc.status} {exc.reason}: {exc.body}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        _teardown(state, reporter)
-        raise pytest.UsageError(f"lost the API server during setup: {exc}") from None
+        raise pytest.UsageError(_setup_failure(exc)) from None
+
+
+def _start_fleet(state: RunState, options: Options, reporter: Any) -> None:
+    """Every cluster's preflight, workspace and probes at once; one that cannot run is named and the others go on."""
+    state.started_at = time.monotonic()
+    state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    _load_fleet_baselines(state, options)
+    said = _each_member(state, lambda member, lines: _start_member(member, options, lines))
+    for member, lines in zip(state.members, said, strict=True):
+        if member.failure:
+            _teardown(member, lines)
+            lines.write_line(f"dindcheck: NOT PROBED: {member.failure}")
+        for line in lines.lines if reporter is not None else ():
+            reporter.write_line(_tagged(member.context, line))
+    if all(member.failure for member in state.members):
+        raise UsageError(
+            "no cluster could be probed: "
+            + "; ".join(f"{member.context}: {member.failure}" for member in state.members)
+        )
+
+
+def _start_member(member: RunState, options: Options, reporter: Any) -> None:
+    """One fleet cluster's run, as a single-cluster run of its context: its own namespace, ledger and cleanup."""
+    member.connection = member.connection or cluster.connect(options.kubeconfig, member.context)
+    own_ledger(member.connection.api_client)
+    member.options = replace(
+        options,
+        context=member.context,
+        contexts=(),
+        all_contexts=False,
+        namespace=options.namespace or _fleet_namespace(member, member.connection),
+        baseline=None,  # a fleet's baselines are compared cluster by cluster when the fleet report is built
+        pinned_baseline=None,
+    )
+    _start_run(member, member.options, reporter)
+
+
+def _load_fleet_baselines(state: RunState, options: Options) -> None:
+    """A fleet run's --baseline and --pinned-baseline: fleet reports, compared cluster by cluster (by context)."""
+    if options.baseline:
+        state.baseline = reports.load_fleet_baseline(Path(options.baseline))
+    if options.pinned_baseline:
+        state.pinned = reports.load_fleet_baseline(Path(options.pinned_baseline), option="--pinned-baseline")
 
 
 def _load_baselines(state: RunState, options: Options, server: str) -> None:
@@ -273,11 +431,11 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     """Preflight, workspace, probes. state.space is set before anything is created, so any exit can clean up."""
     state.started_at = time.monotonic()
     state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    HEALTH.reset()
     if options.kubectl and reporter is not None:
         reporter.write_line("dindcheck: --kubectl is no longer used: probes exec through the API server")
     connection = state.connection or cluster.connect(options.kubeconfig, options.context)
     state.connection = connection
+    state.health().reset()
     if not options.each_pool:
         targeted = bool(options.placement.node_selector or options.placement.node)
         state.listed_nodes = cluster.node_listing(connection) if targeted else None
@@ -381,18 +539,30 @@ def dindcheck_pool() -> str:
 
 
 @pytest.fixture
-def probe_verdict(request: pytest.FixtureRequest, record_property: Any, dindcheck_pool: str) -> Verdict:
+def dindcheck_cluster() -> str:
+    """The cluster (kubeconfig context) a test reports on ('' unless a fleet run parametrizes it)."""
+    return ""
+
+
+@pytest.fixture
+def probe_verdict(
+    request: pytest.FixtureRequest, record_property: Any, dindcheck_pool: str, dindcheck_cluster: str
+) -> Verdict:
     """The verdict of the probe named by this test's `probe` marker (waits for it, showing progress)."""
     state = request.config.stash[STATE]
     task_key = _task_key(request.node)
     if task_key is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses probe_verdict without @pytest.mark.probe(ID)")
-    runner = state.runner
+    member = state.member(dindcheck_cluster)
+    if member.failure:
+        pytest.skip(f"not run: cluster {dindcheck_cluster} was not probed: {member.failure}")
+    runner = member.runner
     if runner is None or not runner.started(task_key):
         pytest.skip("not run: no cluster run was started (collect-only or setup failed)")
     verdict = runner.verdict(task_key, lambda: _show_progress(state, request.config))
-    state.reported.add(task_key)
-    properties = [("dindcheck.pool", dindcheck_pool)] if dindcheck_pool else []
+    member.reported.add(task_key)
+    properties = [("dindcheck.cluster", dindcheck_cluster)] if dindcheck_cluster else []
+    properties += [("dindcheck.pool", dindcheck_pool)] if dindcheck_pool else []
     for key, value in (
         *properties,
         ("dindcheck.check", verdict.id),
@@ -417,10 +587,12 @@ def _show_progress(state: RunState, config: pytest.Config) -> None:
     state.last_shown = time.monotonic()
     elapsed = time.monotonic() - state.started_at
     lines = []
-    for probe_id, message in sorted(state.progress.snapshot().items()):
-        if state.shown.get(probe_id) != message and probe_id not in state.reported and message != "done":
-            state.shown[probe_id] = message
-            lines.append(f"  [{elapsed:5.1f}s] {probe_id}: {message}")
+    for member in state.members or [state]:
+        tag = f"{member.context}/" if member.context else ""
+        for probe_id, message in sorted(member.progress.snapshot().items()):
+            if member.shown.get(probe_id) != message and probe_id not in member.reported and message != "done":
+                member.shown[probe_id] = message
+                lines.append(f"  [{elapsed:5.1f}s] {tag}{probe_id}: {message}")
     if not lines:
         return
     capture = config.pluginmanager.get_plugin("capturemanager")
@@ -456,48 +628,102 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
-        if state.runner is not None:
+        runners = [member.runner for member in state.members or [state] if member.runner is not None]
+        if runners:
             if reporter is not None:
                 reporter.write_line("")  # pytest's progress line may still be open (-q ends it with [100%])
-            state.runner.stop(wait_s=1.0 if exitstatus == pytest.ExitCode.INTERRUPTED else 5.0)
+            for runner in runners:
+                runner.cancel.set()  # every cluster's probes stop at once, then each is waited for
+            for runner in runners:
+                runner.stop(wait_s=1.0 if exitstatus == pytest.ExitCode.INTERRUPTED else 5.0)
             _write_reports(state, reporter)
             _apply_exit_policy(session, state, exitstatus, reporter)
         else:
             _gate_that_ran_nothing(session, state, exitstatus, reporter)
     finally:
         _teardown(state, reporter)
-        _past_the_bound(session, reporter)
+        _past_the_bound(session, reporter, state)
 
 
-def _past_the_bound(session: pytest.Session, reporter: Any) -> None:
+def _past_the_bound(session: pytest.Session, reporter: Any, state: RunState | None = None) -> None:
     """A run that waited for the API server longer than DINDCHECK_API_BOUND_S proved less than it set out to: exit 4.
 
-    Its checks that lost evidence are inconclusive, which alone would exit 0; a gate must not read that as done.
+    Its checks that lost evidence are inconclusive, which alone would exit 0; a gate must not read that as done. In a
+    fleet run, any cluster's API server that stayed away past the bound does it, and the line names the cluster.
     """
-    what = HEALTH.passed_bound
-    if not what or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+    members = (state.members or [state]) if state is not None else [RunState()]
+    passed = [(member.context, what) for member in members if (what := member.health().passed_bound)]
+    if not passed or session.exitstatus == pytest.ExitCode.INTERRUPTED:
         return
-    line = (
-        f"dindcheck: the API server was unavailable for longer than {api_bound_s():.0f}s ({API_BOUND_ENV}; last: "
-        f"{what}): exit {int(pytest.ExitCode.USAGE_ERROR)}"
-    )
-    if reporter is not None:
-        reporter.write_line(line)
+    for context, what in passed:
+        line = (
+            f"dindcheck: the API server was unavailable for longer than {api_bound_s():.0f}s ({API_BOUND_ENV}; last: "
+            f"{what}): exit {int(pytest.ExitCode.USAGE_ERROR)}"
+        )
+        if reporter is not None:
+            reporter.write_line(_tagged(context, line))
     session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def _write_reports(state: RunState, reporter: Any) -> None:
     options = state.options
-    if options is None or state.cluster_info is None or state.runner is None:
+    if options is None:
         return
+    if state.members:
+        state.report = reports.build_fleet_report(_fleet_run(state, options), state.baseline, pinned=state.pinned)
+    else:
+        run = _run_result(state, options)
+        if run is None:
+            return
+        state.report = reports.build_report(run, state.baseline, pinned=state.pinned)
+    if options.report_json:
+        reports.write_json(state.report, Path(options.report_json))
+    if options.report_md:
+        reports.write_markdown(state.report, Path(options.report_md))
+    if options.report_prom:
+        reports.write_prometheus(state.report, Path(options.report_prom))
+    for what, path in (
+        ("JSON", options.report_json),
+        ("Markdown", options.report_md),
+        ("Prometheus", options.report_prom),
+    ):
+        if reporter is not None and path:
+            reporter.write_line(f"dindcheck: {what} report written to {path}")
+    _put_config(state, options, state.report, reporter)
+
+
+def _fleet_run(state: RunState, options: Options) -> FleetRun:
+    """Every cluster's own run, and the clusters nothing was proven on (with why)."""
+    probed, unprobed = [], []
+    for member in state.members:
+        run = None if member.failure else _run_result(member, member.options or options)
+        if run is not None:
+            probed.append(ClusterRun(member.context, run))
+            continue
+        server = member.connection.server if member.connection is not None else ""
+        unprobed.append(UnprobedCluster(member.context, server, member.failure or "its run did not start"))
+    return FleetRun(
+        clusters=tuple(probed),
+        unprobed=tuple(unprobed),
+        generated_at=state.generated_at,
+        total_s=time.monotonic() - state.started_at,
+        required_mode=options.require_mode,
+        capabilities=tuple(d.id for d in catalog()),
+    )
+
+
+def _run_result(state: RunState, options: Options) -> RunResult | None:
+    """One cluster's verdicts and facts as the report model has them (None when its run never started)."""
+    if state.cluster_info is None or state.runner is None:
+        return None
     images = {role: ImageUse(ref, state.runner.images.digest(ref)) for role, ref in options.images.by_role().items()}
-    away = HEALTH.note()
+    away = state.health().note()
     notes = tuple(dict.fromkeys(state.cluster_info.notes + tuple(state.notes) + ((away,) if away else ())))
     finished = state.runner.finished()
     probed = sorted({node for verdict in finished.values() for node in verdict.nodes})
     single = state.targets[0].placement if state.targets and not options.each_pool else options.placement
     cluster_info = replace(state.cluster_info, notes=notes, images=images, probed_nodes=tuple(probed), placement=single)
-    run = RunResult(
+    return RunResult(
         cluster=cluster_info,
         verdicts=() if options.each_pool else _in_catalog_order(finished, ""),
         generated_at=state.generated_at,
@@ -517,26 +743,11 @@ def _write_reports(state: RunState, reporter: Any) -> None:
             for target in (state.targets if options.each_pool else ())
         ),
         unprobed_pools=state.unprobed if options.each_pool else (),
-        throttled=HEALTH.throttling(),
+        throttled=state.health().throttling(),
     )
-    state.report = reports.build_report(run, state.baseline, pinned=state.pinned)
-    if options.report_json:
-        reports.write_json(state.report, Path(options.report_json))
-    if options.report_md:
-        reports.write_markdown(state.report, Path(options.report_md))
-    if options.report_prom:
-        reports.write_prometheus(state.report, Path(options.report_prom))
-    for what, path in (
-        ("JSON", options.report_json),
-        ("Markdown", options.report_md),
-        ("Prometheus", options.report_prom),
-    ):
-        if reporter is not None and path:
-            reporter.write_line(f"dindcheck: {what} report written to {path}")
-    _put_config(state, options, state.report, reporter)
 
 
-def _put_config(state: RunState, options: Options, report: reports.Report, reporter: Any) -> None:
+def _put_config(state: RunState, options: Options, report: reports.Report | reports.FleetReport, reporter: Any) -> None:
     """--config-dir writes the config to paste as files, --show-config prints its YAML on stdout (and only that)."""
     say = reporter.write_line if reporter is not None else print
     places = []
@@ -575,11 +786,18 @@ def _apply_exit_policy(session: pytest.Session, state: RunState, exitstatus: int
     if options.require_mode is not None:
         failed = not report.is_usable(options.require_mode)
         if reporter is not None:
-            for line in _gate_lines(options.require_mode, report, each_pool=bool(options.each_pool)):
+            lines = (
+                _gate_lines(options.require_mode, report, each_pool=bool(options.each_pool))
+                if isinstance(report, reports.Report)
+                else _fleet_gate_lines(options.require_mode, report)
+            )
+            for line in lines:
                 reporter.write_line(line)
-    finished = state.runner.finished() if state.runner is not None else {}
     inconclusive = [
-        key for key, v in sorted(finished.items()) if v.status is Status.INCONCLUSIVE and key in state.selected
+        f"{member.context}/{key}" if member.context else key
+        for member in state.members or [state]
+        for key, v in sorted(member.runner.finished().items() if member.runner is not None else ())
+        if v.status is Status.INCONCLUSIVE and key in member.selected
     ]
     if options.fail_on_inconclusive and inconclusive:
         failed = True
@@ -603,6 +821,17 @@ def _gate_lines(mode: Mode, report: reports.Report, *, each_pool: bool) -> list[
     lines = [f"{prefix} NOT usable on pool(s) {', '.join(report.unusable_pools_in_words(mode))}"]
     each, summed_up = prefix + " pool {name} was not probed: {reason}", prefix + " {summary}"
     return lines + _unprobed_lines(report.run.unprobed_pools, each, summed_up)
+
+
+def _fleet_gate_lines(mode: Mode, report: reports.FleetReport) -> list[str]:
+    """The gate's answer for a fleet: usable on every cluster (and pool), or the clusters where it is not, with why."""
+    prefix = f"dindcheck: --require-mode {mode.value}:"
+    if report.is_usable(mode):
+        return [f"{prefix} usable on every cluster"]
+    lines = [f"{prefix} NOT usable on cluster(s) {', '.join(report.unusable_clusters(mode))}"]
+    return lines + [
+        f"{prefix} cluster {cluster.context} was not probed: {cluster.reason}" for cluster in report.fleet.unprobed
+    ]
 
 
 def _unprobed_lines(unprobed: tuple[UnprobedPool, ...], each: str, summed_up: str) -> list[str]:
@@ -632,6 +861,19 @@ def _gate_that_ran_nothing(session: pytest.Session, state: RunState, exitstatus:
 
 
 def _teardown(state: RunState, reporter: Any) -> None:
+    """Delete what the run made (every cluster's, at once, in a fleet run), unless --keep; never raise."""
+    if not state.members:
+        _teardown_cluster(state, reporter)
+        return
+    say = reporter.write_line if reporter is not None else print
+    with _cleanup_shielded(say):
+        said = _at_once(state.members, _teardown_cluster)
+    for member, lines in zip(state.members, said, strict=True):
+        for line in lines.lines:
+            say(_tagged(member.context, line))
+
+
+def _teardown_cluster(state: RunState, reporter: Any) -> None:
     """Delete what the run made, unless --keep; never raise over the real outcome, never stop half-way on Ctrl-C."""
     if state.connection is None or state.space is None:
         return
@@ -658,7 +900,7 @@ def _teardown(state: RunState, reporter: Any) -> None:
             return
         try:
             # after an outage the cluster's controllers catch up too (a claim's finalizer): give them the bound more
-            wait_s = workspace.CLEANUP_WAIT_S + (api_bound_s() if HEALTH.outages() else 0.0)
+            wait_s = workspace.CLEANUP_WAIT_S + (api_bound_s() if state.health().outages() else 0.0)
             left = workspace.cleanup(state.connection, space, wait_s=wait_s, say=say, in_flight=in_flight)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             say(f"dindcheck: cleanup failed: {exc}; delete objects labelled {space.selector} by hand")
@@ -667,7 +909,7 @@ def _teardown(state: RunState, reporter: Any) -> None:
         _release(keeper, say, kept=False, objects_left=any(item.split("/")[0] in sweep.KINDS for item in left))
     if left:
         say(f"dindcheck: cleanup incomplete, left behind: {', '.join(left)}")
-        if HEALTH.away_now:
+        if state.health().away_now:
             say(f"dindcheck: once the API server answers, delete the rest: {workspace_delete_command(space)}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -150,6 +151,35 @@ class ApiHealth:
 
 
 HEALTH = ApiHealth()
+"""The ledger of every API client not given its own: a run of one cluster keeps everything here."""
+_LEDGERS: weakref.WeakKeyDictionary[Any, ApiHealth] = weakref.WeakKeyDictionary()
+
+
+def own_ledger(api_client: Any) -> ApiHealth:
+    """Give one API client (one cluster of a fleet run) a ledger of its own: one cluster's outage is not another's."""
+    try:
+        ledger = _LEDGERS.get(api_client)
+        if ledger is None:
+            ledger = _LEDGERS[api_client] = ApiHealth()
+    except TypeError:  # not weak-referenceable: not an API client (a test's stand-in)
+        return HEALTH
+    return ledger
+
+
+def ledger_of(api_client: Any) -> ApiHealth:
+    """The ledger a client's calls are recorded in: its own (own_ledger), else the run's HEALTH."""
+    try:
+        return _LEDGERS.get(api_client, HEALTH)
+    except TypeError:  # not weak-referenceable: not an API client (a test's stand-in)
+        return HEALTH
+
+
+def _ledger_of_call(call: Callable[..., Any]) -> ApiHealth:
+    """The ledger of the client behind a bound API method (CoreV1Api.read_pod, ApiClient.call_api)."""
+    owner = getattr(call, "__self__", None)
+    return ledger_of(getattr(owner, "api_client", owner))
+
+
 """The run's ledger (a run is one process: the plugin resets it when a run starts)."""
 
 
@@ -206,7 +236,7 @@ def api_call(
     the server did not process (429, a refused connection) is safe to repeat. Passing the default bound while the
     API is away is recorded: the run ends non-zero.
     """
-    ledger = health or HEALTH
+    ledger = health or _ledger_of_call(call)
     bound = deadline_s is None
     deadline = clock() + (api_bound_s() if deadline_s is None else deadline_s)
     delay = 0.5
@@ -248,14 +278,15 @@ def api_call(
 
 def wait_until_answering(probe: Callable[[], Any], wait_s: float, health: ApiHealth | None = None) -> bool:
     """Wait (at most wait_s) until the API answers probe(); whether it did. A bound passed is recorded."""
+    health = health or _ledger_of_call(probe)
     try:
         api_call(probe, deadline_s=wait_s, timeout_s=5.0, health=health)
     except ApiException as exc:
         if exc.status not in UNAVAILABLE_STATUSES | {429}:
             return True  # an answer, even a refusal, is an API that is back
-        (health or HEALTH).bound_passed(failure_text(exc))
+        health.bound_passed(failure_text(exc))
         return False
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        (health or HEALTH).bound_passed(failure_text(exc))
+        health.bound_passed(failure_text(exc))
         return False
     return True

@@ -36,6 +36,8 @@ class Connection:
     kubeconfig: str
     context: str | None
     server: str
+    context_namespace: str = ""
+    """The namespace the kubeconfig's context names ('' for none): a fleet run probes there unless --namespace."""
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -94,15 +96,7 @@ def connect(kubeconfig: str | None, context: str | None) -> Connection:
     load_client_apis()
     if _in_cluster(kubeconfig):
         return _connect_in_cluster(context)
-    path = kubeconfig or _default_kubeconfig()
-    if not Path(path).is_file():
-        raise UsageError(f"kubeconfig not found: {path} (pass --kubeconfig PATH or set KUBECONFIG)")
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"kubeconfig {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-    if not isinstance(loaded, dict) or not loaded.get("contexts"):
-        raise UsageError(f"kubeconfig {path} has no contexts: is it a kubeconfig file?")
+    path, loaded = _read_kubeconfig(kubeconfig)
     names = [c.get("name") for c in loaded["contexts"] if isinstance(c, dict)]
     if context is not None and context not in names:
         raise UsageError(f"context {context!r} not found in {path} (it has: {', '.join(map(str, names))})")
@@ -113,9 +107,39 @@ def connect(kubeconfig: str | None, context: str | None) -> Connection:
         raise UsageError(f"kubeconfig {path} cannot be used: {exc}") from exc
     configuration.retries = client_retries()
     api_client = client.ApiClient(configuration)
-    connection = Connection(api_client, path, context, str(configuration.host))
+    connection = Connection(api_client, path, context, str(configuration.host), _context_namespace(loaded, context))
     _check_reachable(connection)
     return connection
+
+
+def _read_kubeconfig(kubeconfig: str | None) -> tuple[str, dict[str, Any]]:
+    """The kubeconfig's path and content, checked to be one (UsageError naming the file otherwise)."""
+    path = kubeconfig or _default_kubeconfig()
+    if not Path(path).is_file():
+        raise UsageError(f"kubeconfig not found: {path} (pass --kubeconfig PATH or set KUBECONFIG)")
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"kubeconfig {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(loaded, dict) or not loaded.get("contexts"):
+        raise UsageError(f"kubeconfig {path} has no contexts: is it a kubeconfig file?")
+    return path, loaded
+
+
+def context_names(kubeconfig: str | None) -> tuple[str, ...]:
+    """Every context of the kubeconfig, in file order (--all-contexts)."""
+    if _in_cluster(kubeconfig):
+        raise UsageError("--all-contexts needs a kubeconfig: inside a pod there is only the pod's ServiceAccount")
+    _, loaded = _read_kubeconfig(kubeconfig)
+    return tuple(str(c["name"]) for c in loaded["contexts"] if isinstance(c, dict) and c.get("name"))
+
+
+def _context_namespace(loaded: dict[str, Any], context: str | None) -> str:
+    """The namespace a context names (kubectl's default for it), '' when it names none."""
+    name = context or loaded.get("current-context")
+    entry = next((c for c in loaded["contexts"] if isinstance(c, dict) and c.get("name") == name), {})
+    found = (entry.get("context") or {}).get("namespace") if isinstance(entry, dict) else None
+    return str(found) if found else ""
 
 
 def client_retries() -> urllib3.Retry:

@@ -28,7 +28,7 @@ from kubernetes.stream import stream
 from websocket import WebSocketException
 
 from probes import admission
-from probes.api import API_TIMEOUT_S, HEALTH, NOT_PROCESSED, api_bound_s, api_call
+from probes.api import API_TIMEOUT_S, NOT_PROCESSED, ApiHealth, api_bound_s, api_call, ledger_of
 from probes.cluster import Connection
 from probes.exceptions import (
     AdmissionRejectedError,
@@ -354,6 +354,11 @@ class ProbeContext:
         self.channels_lost: list[str] = []
         """Exec channels that broke or closed without a status: evidence lost if the API server was away meanwhile."""
 
+    @property
+    def health(self) -> ApiHealth:
+        """The API ledger of the probe's cluster: what the API server did to its calls (each cluster its own)."""
+        return ledger_of(self.connection.api_client)
+
     # ----- naming and manifests -------------------------------------------------------------------------------
     @property
     def labels(self) -> dict[str, str]:
@@ -676,14 +681,14 @@ class ProbeContext:
                     self.channels_lost.append(f"exec into {where} failed: {exc.reason}")
                     raise ExecChannelError(f"exec into {where} failed: {compact(str(exc.reason or exc), 400)}") from exc
                 if failure == "429":
-                    HEALTH.throttled(delay)
+                    self.health.throttled(delay)
                 else:
-                    HEALTH.away(failure)
+                    self.health.away(failure)
             except (WebSocketException, OSError) as exc:
                 self.channels_lost.append(f"exec into {where} failed: {exc}")
                 raise ExecChannelError(f"exec into {where} failed: {exc}") from exc
             else:
-                HEALTH.answered()
+                self.health.answered()
                 return channel
             self.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -1016,10 +1021,11 @@ def unless_evidence_lost(outcome: Outcome, context: ProbeContext, started: float
         return outcome
     if outcome.status is Status.PASS and not context.channels_lost:
         return outcome
-    outage = HEALTH.outage_within(started, time.monotonic())
+    health = context.health
+    outage = health.outage_within(started, time.monotonic())
     if outage is None:
         return outcome
-    lost = HEALTH.unavailable_summary(outage)
+    lost = health.unavailable_summary(outage)
     return Outcome(
         Status.INCONCLUSIVE,
         f"nothing concluded: {lost}; what it saw: {compact(outcome.summary, 240)}",

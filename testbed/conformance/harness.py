@@ -6,6 +6,7 @@ JSON report it writes (schema dindcheck/report/v1), never on terminal text.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -17,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "testbed" / ".state"
@@ -345,3 +348,71 @@ def pod_manifest(name: str, namespace: str, image: str, **container: Any) -> dic
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"containers": [{"name": "c", "image": image, **container}]},
     }
+
+
+@dataclass(frozen=True)
+class KubeContext:
+    """One context of a kubeconfig the tests write: its name, its user's credentials, and its own namespace."""
+
+    name: str
+    user: dict[str, Any]
+    namespace: str = ""
+
+
+def admin_user(env: dict[str, str]) -> dict[str, Any]:
+    """The testbed admin's credentials, as its kubeconfig has them."""
+    admin = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+    user: dict[str, Any] = admin["users"][0]["user"]
+    return user
+
+
+def service_account_user(env: dict[str, str], name: str = "dindcheck", namespace: str = "dindcheck") -> dict[str, Any]:
+    """A token of a ServiceAccount (what a CI system would be given), valid for an hour."""
+    token = kubectl(env, "create", "token", name, "-n", namespace, "--duration", "1h").strip()
+    return {"token": token}
+
+
+def write_kubeconfig(env: dict[str, str], path: Path, contexts: list[KubeContext]) -> Path:
+    """A kubeconfig of the testbed cluster with the given contexts (the first is current), self-contained."""
+    admin = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    if "certificate-authority" in cluster:
+        ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+        cluster = {"server": cluster["server"], "certificate-authority-data": ca}
+    entries = []
+    for context in contexts:
+        entry: dict[str, Any] = {"cluster": "testbed", "user": context.name}
+        if context.namespace:
+            entry["namespace"] = context.namespace
+        entries.append({"name": context.name, "context": entry})
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testbed", "cluster": cluster}],
+        "users": [{"name": context.name, "user": context.user} for context in contexts],
+        "contexts": entries,
+        "current-context": contexts[0].name,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+RBAC_MANIFEST = REPO / "deploy" / "rbac.yaml"
+RBAC_NAMESPACE = "dindcheck"
+
+
+@contextmanager
+def rbac_deployed(env: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
+    """deploy/rbac.yaml applied and granted (its documents), removed after unless it was there before.
+
+    The nightly conformance keeps deploy/ applied across profiles: it is left as found.
+    """
+    documents = [doc for doc in yaml.safe_load_all(RBAC_MANIFEST.read_text()) if doc]
+    existed = bool(kubectl(env, "get", "namespace", RBAC_NAMESPACE, "--ignore-not-found", "-o", "name").strip())
+    kubectl(env, "apply", "-f", str(RBAC_MANIFEST))
+    wait_until_rbac_granted(env)
+    try:
+        yield documents
+    finally:
+        if not existed:
+            kubectl(env, "delete", "-f", str(RBAC_MANIFEST), "--wait=false", "--ignore-not-found")

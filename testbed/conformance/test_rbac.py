@@ -6,7 +6,6 @@ creating anything, naming the missing permission.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,25 @@ import yaml
 
 from testbed.conformance.harness import (
     DEPLOY_USER,
-    REPO,
+    RBAC_MANIFEST,
+    RBAC_NAMESPACE,
+    KubeContext,
     Profile,
     SuiteRun,
     kubectl,
+    rbac_deployed,
     run_suite,
+    service_account_user,
     statuses,
     wait_until_allowed,
     wait_until_clean,
     wait_until_rbac_granted,
     with_kubeconfig,
+    write_kubeconfig,
 )
 
-RBAC = REPO / "deploy" / "rbac.yaml"
-NAMESPACE = "dindcheck"
+RBAC = RBAC_MANIFEST
+NAMESPACE = RBAC_NAMESPACE
 USAGE_ERROR = 4
 MANAGED = "app.kubernetes.io/managed-by=dindcheck"  # the nightly Job's own pods live in the namespace too
 
@@ -38,36 +42,13 @@ MANAGED = "app.kubernetes.io/managed-by=dindcheck"  # the nightly Job's own pods
 def rbac_applied(profile: Profile, testbed_env: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
     if profile.name != "permissive":
         pytest.skip("the RBAC proof runs on the permissive profile")
-    documents = [doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc]
-    # the nightly conformance keeps deploy/ applied across profiles: leave it as found
-    existed = bool(kubectl(testbed_env, "get", "namespace", NAMESPACE, "--ignore-not-found", "-o", "name").strip())
-    kubectl(testbed_env, "apply", "-f", str(RBAC))
-    wait_until_rbac_granted(testbed_env)
-    try:
+    with rbac_deployed(testbed_env) as documents:
         yield documents
-    finally:
-        if not existed:
-            kubectl(testbed_env, "delete", "-f", str(RBAC), "--wait=false", "--ignore-not-found")
 
 
 def service_account_kubeconfig(env: dict[str, str], path: Path) -> Path:
     """A kubeconfig holding only a token of the dindcheck ServiceAccount (what a CI system would be given)."""
-    admin = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
-    cluster = admin["clusters"][0]["cluster"]
-    token = kubectl(env, "create", "token", "dindcheck", "-n", NAMESPACE, "--duration", "1h").strip()
-    if "certificate-authority" in cluster:
-        ca = base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
-        cluster = {"server": cluster["server"], "certificate-authority-data": ca}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "testbed", "cluster": cluster}],
-        "users": [{"name": "dindcheck", "user": {"token": token}}],
-        "contexts": [{"name": "dindcheck", "context": {"cluster": "testbed", "user": "dindcheck"}}],
-        "current-context": "dindcheck",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_kubeconfig(env, path, [KubeContext("dindcheck", service_account_user(env, namespace=NAMESPACE))])
 
 
 @pytest.mark.usefixtures("rbac_applied")

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -20,6 +21,7 @@ from dindcheck import plugin
 from dindcheck.options import Options
 from probes import cluster
 from probes.engine import ImageLedger, ProbeRunner
+from probes.exceptions import UsageError
 from probes.model import ClusterInfo, Status, Verdict
 from probes.targets import NodeView, Taint
 
@@ -69,13 +71,18 @@ class FixedRunner:
         self.cancel.set()
 
 
+def server_of(context: str) -> str:
+    """The fixed API server of a context: SERVER for a single-cluster run, one per context in a fleet."""
+    return f"https://{context}.example:6443" if context else SERVER
+
+
 def _start_with(verdicts_of: Callable[[plugin.RunState], dict[str, Verdict]], *, load_baselines: bool) -> None:
     """Swap the plugin's _start_run for one that connects to nothing and whose runner has verdicts_of(state)."""
 
     def start_without_a_cluster(state: plugin.RunState, options: Options, reporter: Any) -> None:
         state.started_at = time.monotonic()
         state.generated_at = "2026-01-01T00:00:00+00:00"
-        state.cluster_info = ClusterInfo(server=SERVER, version="v1.31.4")
+        state.cluster_info = ClusterInfo(server=server_of(state.context), version="v1.31.4")
         state.runner = cast("ProbeRunner", FixedRunner(verdicts_of(state)))
         for line in plugin._where_lines(state, options):
             reporter.write_line(line)
@@ -115,6 +122,30 @@ def with_every_probe_passing_on_its_pool(*names: str) -> None:
         return verdicts
 
     _start_with(verdicts_of, load_baselines=False)
+
+
+def with_fleet(statuses: Mapping[str, Mapping[str, str]], unreachable: Mapping[str, str] | None = None) -> None:
+    """A kubeconfig of the given contexts, each probe finished with statuses[context][probe] there.
+
+    The contexts in unreachable fail to connect with that error (a fleet run names them and goes on).
+    """
+    failing = dict(unreachable or {})
+    every = (*statuses, *failing)
+
+    def connect(kubeconfig: str | None, context: str | None) -> Any:
+        if context in failing:
+            raise UsageError(failing[context])
+        return SimpleNamespace(api_client=None, server=server_of(context or ""), context_namespace="")
+
+    cluster.connect = connect  # type: ignore[assignment]
+    cluster.context_names = lambda kubeconfig: every  # type: ignore[assignment]  # noqa: ARG005
+    _start_with(
+        lambda state: {
+            pid: Verdict(pid, pid, Status(statuses[state.context][pid]), f"{pid} said {statuses[state.context][pid]}")
+            for pid in state.selected
+        },
+        load_baselines=False,
+    )
 
 
 CHECKOUT_ROOT = Path(__file__).resolve().parents[2]

@@ -179,13 +179,13 @@ def test_the_ledger_says_when_the_api_was_away_and_for_how_long() -> None:
 
 def probe_context(*channels_lost: str) -> Any:
     """What unless_evidence_lost reads of a probe's context."""
-    return SimpleNamespace(channels_lost=list(channels_lost))
+    return SimpleNamespace(channels_lost=list(channels_lost), health=api.HEALTH)
 
 
 @pytest.fixture
 def away_during_the_probe(monkeypatch: pytest.MonkeyPatch) -> ApiHealth:
     health = ApiHealth()
-    monkeypatch.setattr("probes.engine.HEALTH", health)
+    monkeypatch.setattr(api, "HEALTH", health)
     health.away("connection refused")
     return health
 
@@ -220,7 +220,7 @@ def test_a_whole_pass_and_a_policys_skip_stand() -> None:
 
 
 def test_without_an_outage_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("probes.engine.HEALTH", ApiHealth())
+    monkeypatch.setattr(api, "HEALTH", ApiHealth())
     failed = Outcome(Status.FAIL, "nested docker run failed")
     assert unless_evidence_lost(failed, probe_context("x"), started=0.0) is failed
 
@@ -231,7 +231,6 @@ def test_cleanup_past_the_bound_deletes_nothing_and_says_what_to_delete(
     monkeypatch.setenv(api.API_BOUND_ENV, "5")
     health = ApiHealth(clock)
     monkeypatch.setattr(api, "HEALTH", health)
-    monkeypatch.setattr("dindcheck.plugin.HEALTH", health)
     core = FakeCore()
     core.api_unavailable = [refused() for _ in range(50)]
     terminal = Terminal()
@@ -259,7 +258,6 @@ def test_cleanup_waits_for_an_api_that_comes_back_and_completes(
 ) -> None:
     health = ApiHealth(clock)
     monkeypatch.setattr(api, "HEALTH", health)
-    monkeypatch.setattr("dindcheck.plugin.HEALTH", health)
     core = FakeCore()
     core.api_unavailable = [refused() for _ in range(4)]
     core.volumes = {"pv-1": "Delete"}
@@ -291,3 +289,32 @@ def test_the_registry_readback_through_the_pod_proxy_waits_out_a_refused_connect
     assert proxy.calls == 2, "the refused connection was tried again"
     assert readback.not_found, "the registry's own answer (404) came through"
     assert clock.slept == [0.5]
+
+
+class FleetClient:
+    """An API client of one cluster of a fleet run (weak-referenceable, as the real ApiClient is)."""
+
+
+class ApiOf:
+    """An API object (as CoreV1Api is) whose verb answers as the given Answers do."""
+
+    def __init__(self, api_client: FleetClient, answers: Answers) -> None:
+        self.api_client = api_client
+        self.answers = answers
+
+    def read(self, *args: Any, **kwargs: Any) -> str:
+        """The verb: whatever the queued answers say."""
+        return self.answers(*args, **kwargs)
+
+
+@pytest.mark.usefixtures("clock")
+def test_each_cluster_of_a_fleet_keeps_its_own_ledger() -> None:
+    """One cluster's outage must not make another cluster's verdicts inconclusive, nor its run exit 4."""
+    down, up = FleetClient(), FleetClient()
+    down_ledger, up_ledger = api.own_ledger(down), api.own_ledger(up)
+    assert api.api_call(ApiOf(down, Answers(refused(), refused())).read) == "ok"
+    assert api.api_call(ApiOf(up, Answers()).read) == "ok"
+    assert len(down_ledger.outages()) == 1
+    assert up_ledger.outages() == ()
+    assert api.ledger_of(down) is down_ledger
+    assert api.ledger_of(FleetClient()) is api.HEALTH, "a client without its own ledger records in the run's"

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from probes import admission
+from probes.api import ApiHealth
 from probes.definitions import privileged_admission
 from probes.engine import CommandResult, Outcome, Task, refusal, run_probe
 from probes.exceptions import ExecChannelError
@@ -59,6 +60,7 @@ class FakeContext:
         self.execs: list[str] = []
         self.nodes: set[str] = set()
         self.disturbances: list[str] = []
+        self.health = ApiHealth()
 
     def say(self, message: str) -> None:
         """Nothing to show."""

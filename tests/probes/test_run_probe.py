@@ -10,7 +10,7 @@ import pytest
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from probes import admission
+from probes import admission, api
 from probes.engine import Outcome, ProbeContext, RunScope, Task, refusal, run_probe
 from probes.exceptions import (
     AdmissionRejectedError,
@@ -31,6 +31,7 @@ class QuietContext:
         self.disturbances = disturbances or []
         self.unready: list[str] = []
         self.channels_lost: list[str] = []
+        self.health = api.ApiHealth()
         self.scope = RunScope("dindcheck-r1", "r1", image_pull_secret="mirror-pull")  # noqa: S106 - a Secret's name
 
     def say(self, message: str) -> None:
