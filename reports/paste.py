@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probes.model import Mode
-from reports import pools, snippets
+from reports import levels, snippets
 
 if TYPE_CHECKING:
     from reports.report import Report
@@ -56,11 +56,11 @@ def mode_config(report: Report, mode: Mode) -> str | None:
         return recommended
     if not report.pools:
         return snippets.mode_snippet(mode, report.run.tested_specs(mode))
-    source = pools.proven_on(mode, report.pools)
+    source = levels.proven_on(mode, report.pools)
     if source is None:
         return None
-    differences = pools.pool_differences(mode, source, report.pools)
-    return snippets.mode_snippet(mode, source.report.run.tested_specs(mode), pools.source_comments(source, differences))
+    differences = levels.differences(mode, source, report.pools)
+    return snippets.mode_snippet(mode, source.report.tested_specs(mode), levels.source_comments(source, differences))
 
 
 def _stream(documents: list[str]) -> str:
