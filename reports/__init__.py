@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reports import json_report, markdown, prometheus, terminal
-from reports.changes import load_baseline
+from reports.changes import load_baseline, load_fleet_baseline
+from reports.fleet import ClusterReport, FleetReport, build_fleet_report
 from reports.recommend import ModeAssessment, Recommendation
 from reports.report import PoolReport, Report, build_report
 
@@ -16,12 +17,16 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "ClusterReport",
+    "FleetReport",
     "ModeAssessment",
     "PoolReport",
     "Recommendation",
     "Report",
+    "build_fleet_report",
     "build_report",
     "load_baseline",
+    "load_fleet_baseline",
     "render_markdown",
     "render_terminal",
     "write_json",
@@ -30,23 +35,29 @@ __all__ = [
 ]
 
 
-def render_terminal(report: Report, config_elsewhere: str = "") -> list[str]:
+def render_terminal(report: Report | FleetReport, config_elsewhere: str = "") -> list[str]:
     """Lines for the end of the pytest run, without ANSI colour (config_elsewhere: where the config was put)."""
+    if isinstance(report, FleetReport):
+        return terminal.render_fleet(report, config_elsewhere)
     return terminal.render(report, config_elsewhere)
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: Report | FleetReport) -> str:
     """The Markdown document for a PR comment or $GITHUB_STEP_SUMMARY."""
+    if isinstance(report, FleetReport):
+        return markdown.render_fleet(report)
     return markdown.render(report)
 
 
-def write_json(report: Report, path: Path) -> None:
+def write_json(report: Report | FleetReport, path: Path) -> None:
     """Write the "dindcheck/report/v1" JSON (--report-json)."""
     json_report.write(report.json, path)
 
 
-def write_prometheus(report: Report, path: Path, *, pool: str = "") -> None:
+def write_prometheus(report: Report | FleetReport, path: Path, *, pool: str = "") -> None:
     """Write Prometheus text format (--report-prom), for a node-exporter textfile collector or a pushgateway.
+
+    A fleet report's series each carry the cluster's `context` label.
 
     Written to a temporary file and renamed: a textfile collector reading the directory never sees half a file.
     """
@@ -56,7 +67,7 @@ def write_prometheus(report: Report, path: Path, *, pool: str = "") -> None:
     partial.replace(path)
 
 
-def write_markdown(report: Report, path: Path) -> None:
+def write_markdown(report: Report | FleetReport, path: Path) -> None:
     """Write the Markdown report (--report-md)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_markdown(report), encoding="utf-8")

@@ -307,11 +307,8 @@ class Changes:
         }
 
 
-def load_baseline(path: Path, *, server: str, option: str = "--baseline") -> dict[str, Any]:
-    """An earlier report of this cluster; UsageError (one line) for anything else, before any probe pod exists.
-
-    option (--baseline or --pinned-baseline) opens the error, so it names the file it is about.
-    """
+def _read_report(path: Path, option: str) -> dict[str, Any]:
+    """A v1 report file with the top-level containers a comparison reads; UsageError (one line) for anything else."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -321,16 +318,81 @@ def load_baseline(path: Path, *, server: str, option: str = "--baseline") -> dic
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else f"a JSON {type(report).__name__}"
         raise UsageError(f"{option} {path}: schema {found!r}, not {SCHEMA!r}: not a dindcheck report of this version")
+    _require_containers(report, f"{option} {path}: a {SCHEMA} report")
+    return report
+
+
+def _require_containers(report: Mapping[str, Any], said: str) -> None:
     malformed = [key for key, kind in TOP_LEVEL.items() if not isinstance(report.get(key), kind)]
     if malformed:
-        raise UsageError(f"{option} {path}: a {SCHEMA} report without a valid {', '.join(malformed)}: truncated?")
-    baseline_server = str(report["cluster"].get("server") or "")
-    if baseline_server.rstrip("/") != server.rstrip("/"):
+        raise UsageError(f"{said} without a valid {', '.join(malformed)}: truncated?")
+
+
+def _server(report: Mapping[str, Any]) -> str:
+    return str(report["cluster"].get("server") or "")
+
+
+def _same_server(found: str, server: str) -> bool:
+    return found.rstrip("/") == server.rstrip("/")
+
+
+def load_baseline(path: Path, *, server: str, option: str = "--baseline") -> dict[str, Any]:
+    """An earlier report of this cluster; UsageError (one line) for anything else, before any probe pod exists.
+
+    option (--baseline or --pinned-baseline) opens the error, so it names the file it is about.
+    """
+    report = _read_report(path, option)
+    if isinstance(report.get("clusters"), list):
+        raise UsageError(
+            f"{option} {path} is a report of a fleet of clusters, not of {server}: compare reports of one cluster"
+        )
+    baseline_server = _server(report)
+    if not _same_server(baseline_server, server):
         raise UsageError(
             f"{option} {path} is a report of {baseline_server or '(unknown server)'}, not of {server}: "
             "compare reports of one cluster"
         )
     return report
+
+
+def load_fleet_baseline(path: Path, *, servers: Mapping[str, str], option: str = "--baseline") -> dict[str, Any]:
+    """An earlier fleet report (its `clusters` entries matched by context) for a fleet run; UsageError otherwise.
+
+    servers: each probed cluster's context -> its API server. An entry of one of these contexts must be a report of
+    that server (a context renamed onto another cluster is refused, as load_baseline refuses another cluster's
+    report); entries of other contexts are kept and unused, and a context without an entry is compared with nothing.
+    """
+    report = _read_report(path, option)
+    entries = report.get("clusters")
+    if not isinstance(entries, list):
+        raise UsageError(
+            f"{option} {path} is a report of one cluster ({_server(report) or 'unknown server'}), not of a fleet: "
+            "compare fleet reports with fleet reports"
+        )
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("context"), str):
+            raise UsageError(f"{option} {path}: a fleet report with a clusters entry without a context: truncated?")
+        context = entry["context"]
+        if context not in servers:
+            continue
+        _require_containers(entry, f"{option} {path}: cluster {context}'s report")
+        found, server = _server(entry), servers[context]
+        if not _same_server(found, server):
+            raise UsageError(
+                f"{option} {path}: its cluster {context} is a report of {found or '(unknown server)'}, "
+                f"not of {server} (context {context} now): compare reports of one cluster"
+            )
+    return report
+
+
+def fleet_entry(baseline: Mapping[str, Any] | None, context: str) -> Mapping[str, Any] | None:
+    """The baseline fleet report's entry of one context, None without a baseline or an entry for it."""
+    if baseline is None:
+        return None
+    entries = baseline.get("clusters")
+    if not isinstance(entries, list):
+        return None
+    return next((e for e in entries if isinstance(e, Mapping) and e.get("context") == context), None)
 
 
 def _pools(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:

@@ -11,13 +11,12 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from probes.model import Mode, RunResult, UnprobedPool
+from probes.model import ClusterInfo, FleetRun, Mode, PoolResult, RunResult
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from reports.recommend import ModeAssessment, Recommendation
-    from reports.report import PoolReport
 
 SCHEMA_ID = "dindcheck/report/v1"
 SCHEMA_RESOURCE = ("schema", "report-v1.json")
@@ -52,25 +51,39 @@ def required_mode_usable(mode: Mode, assessments: tuple[ModeAssessment, ...]) ->
     return any(assessment.mode is mode and assessment.usable for assessment in assessments)
 
 
-def unusable_pools(mode: Mode, pools: Sequence[PoolReport], unprobed: Sequence[UnprobedPool]) -> list[str]:
-    """The pools where a mode is not usable: the probed ones in run order, then every pool nothing was proven on."""
-    if mode is Mode.NONE:
-        return []
-    return [pool.name for pool in pools if not pool.report.is_usable(mode)] + [pool.name for pool in unprobed]
-
-
-def pool_json(pool: PoolReport) -> dict[str, Any]:
-    """One entry of `pools`: the pool's identity, then its own report's checks, modes, recommendation and timings.
+def pool_json(pool: PoolResult, own: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of `pools`: the pool's identity, then its own report's (own) checks, modes, recommendation, timings.
 
     Its timing has only the checks': the pools were probed in one run, whose wall time is the top-level total_s.
     """
-    own = pool.report.json
     return {
-        **plain_object(pool.pool.to_json()),
+        **plain_object(pool.to_json()),
         "checks": own["checks"],
         "modes": own["modes"],
         "recommendation": own["recommendation"],
         "timing": {"checks": own["timing"]["checks"]},
+    }
+
+
+def _modes_json(assessments: tuple[ModeAssessment, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": assessment.mode.value,
+            "usable": assessment.usable,
+            "blocked_by": list(assessment.blocked_by),
+            "warnings": list(assessment.warnings),
+        }
+        for assessment in assessments
+    ]
+
+
+def _recommendation_json(recommendation: Recommendation) -> dict[str, Any]:
+    return {
+        "full_docker": recommendation.full_docker.value,
+        "build_only": recommendation.build_only.value,
+        "from_source": recommendation.from_source.value,
+        "reasons": list(recommendation.reasons),
+        "snippets": dict(recommendation.snippets),
     }
 
 
@@ -79,34 +92,22 @@ def build_report_json(
     assessments: tuple[ModeAssessment, ...],
     recommendation: Recommendation,
     *,
-    pools: Sequence[PoolReport] = (),
+    pools: Sequence[tuple[PoolResult, Mapping[str, Any]]] = (),
+    unusable_pools: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The v1 dict. Extra keys beyond the contract: required_mode (when asked for) and timing.checks.
 
-    With pools (an --each-pool run) also pool_label, pools and unprobed_pools; checks is then empty (no check ran on
-    the cluster as a whole) and modes and recommendation are what holds on every pool.
+    With pools (an --each-pool run: each pool and its own report's JSON) also pool_label, pools and unprobed_pools;
+    checks is then empty (no check ran on the cluster as a whole) and modes and recommendation are what holds on every
+    pool, and required_mode names unusable_pools (the pools where the required mode is not usable).
     """
     report: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "generated_at": run.generated_at,
         "cluster": plain_object(run.cluster.to_json()),
         "checks": [plain_object(verdict.to_json()) for verdict in run.verdicts],
-        "modes": [
-            {
-                "id": assessment.mode.value,
-                "usable": assessment.usable,
-                "blocked_by": list(assessment.blocked_by),
-                "warnings": list(assessment.warnings),
-            }
-            for assessment in assessments
-        ],
-        "recommendation": {
-            "full_docker": recommendation.full_docker.value,
-            "build_only": recommendation.build_only.value,
-            "from_source": recommendation.from_source.value,
-            "reasons": list(recommendation.reasons),
-            "snippets": dict(recommendation.snippets),
-        },
+        "modes": _modes_json(assessments),
+        "recommendation": _recommendation_json(recommendation),
         "timing": {
             "total_s": round(run.total_s, 3),
             "checks": {verdict.id: round(verdict.duration_s, 3) for verdict in run.verdicts},
@@ -114,7 +115,7 @@ def build_report_json(
     }
     if pools:
         report["pool_label"] = run.pool_label
-        report["pools"] = [pool_json(pool) for pool in pools]
+        report["pools"] = [pool_json(pool, own) for pool, own in pools]
         report["unprobed_pools"] = [plain_object(pool.to_json()) for pool in run.unprobed_pools]
     if run.throttled is not None:
         report["throttled"] = plain_object(run.throttled.to_json())
@@ -124,7 +125,48 @@ def build_report_json(
             "usable": required_mode_usable(run.required_mode, assessments),
         }
         if pools:
-            report["required_mode"]["unusable_pools"] = unusable_pools(run.required_mode, pools, run.unprobed_pools)
+            report["required_mode"]["unusable_pools"] = list(unusable_pools)
+    return report
+
+
+def fleet_notes(contexts: Sequence[str]) -> str:
+    """The fleet document's cluster note: it is no cluster itself, each cluster's report is in `clusters`."""
+    return f"a fleet of {len(contexts)} clusters (contexts {', '.join(contexts)}): each cluster's report is in clusters"
+
+
+def build_fleet_json(
+    fleet: FleetRun,
+    assessments: tuple[ModeAssessment, ...],
+    recommendation: Recommendation,
+    *,
+    clusters: Sequence[tuple[str, Mapping[str, Any]]],
+    unusable_clusters: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The v1 dict of a fleet run: what holds on every cluster at top level, each cluster's own document in clusters.
+
+    clusters: (context, that cluster's whole v1 document) for each probed cluster. The top level's cluster block is
+    no cluster (empty server, version and nodes; a note says where the clusters are) and its checks are empty: no
+    check ran on the fleet as a whole.
+    """
+    contexts = [*(context for context, _ in clusters), *(unprobed.context for unprobed in fleet.unprobed)]
+    report: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "generated_at": fleet.generated_at,
+        "cluster": plain_object(ClusterInfo(server="", version="", notes=(fleet_notes(contexts), *notes)).to_json()),
+        "checks": [],
+        "modes": _modes_json(assessments),
+        "recommendation": _recommendation_json(recommendation),
+        "timing": {"total_s": round(fleet.total_s, 3)},
+        "clusters": [{"context": context, **document} for context, document in clusters],
+        "unprobed_clusters": [plain_object(unprobed.to_json()) for unprobed in fleet.unprobed],
+    }
+    if fleet.required_mode is not None:
+        report["required_mode"] = {
+            "mode": fleet.required_mode.value,
+            "usable": required_mode_usable(fleet.required_mode, assessments),
+            "unusable_clusters": list(unusable_clusters),
+        }
     return report
 
 

@@ -20,6 +20,7 @@ from reports.terminal import describe_placement, proved_nothing_line
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from reports.fleet import FleetReport
     from reports.report import PoolReport, Report
 
 STATUS_EMOJI: Mapping[Status | None, str] = {
@@ -122,7 +123,7 @@ def _usable_word(usable: bool) -> str:
     return "✅ yes" if usable else "❌ no"
 
 
-def _why(report: Report) -> list[str]:
+def _why(report: Report | FleetReport) -> list[str]:
     return ["", "### Why", "", *(f"- {text(reason)}" for reason in report.recommendation.reasons)]
 
 
@@ -312,4 +313,131 @@ def render(report: Report) -> str:
     else:
         lines += [*_checks(report), *_modes(report), *_details(report)]
     lines += [*_snippets(report), *_security_costs(report), *_notes(report)]
+    return "\n".join(lines) + "\n"
+
+
+SNIPPETS_EVERY_CLUSTER_NOTE = (
+    "For every cluster: each pod spec below was proven on the cluster that Why names; Why and the comments above each "
+    "spec say what every other cluster's own spec differs in, and each cluster's own are in its section below."
+)
+FENCE = re.compile(r"^(`{3,})")
+
+
+def demoted(document: str, levels: int = 1) -> list[str]:
+    """A Markdown document's lines with every heading levels deeper, to nest it in another; code blocks untouched.
+
+    A YAML comment in a fenced pod spec starts with '#' too: only lines outside fences are headings.
+    """
+    lines = []
+    fence = ""
+    for line in document.rstrip("\n").split("\n"):
+        opened = FENCE.match(line)
+        if fence:
+            if line.strip() == fence:
+                fence = ""
+        elif opened:
+            fence = opened.group(1)
+        elif line.startswith("#"):
+            lines.append("#" * levels + line)
+            continue
+        lines.append(line)
+    return lines
+
+
+def _fleet_required_mode(report: FleetReport, required: Mode) -> str:
+    if report.is_usable(required):
+        return f"**Required mode `{required.value}`:** usable on every cluster ✅"
+    clusters = ", ".join(f"`{text(name)}`" for name in report.unusable_clusters(required))
+    return f"**Required mode `{required.value}`:** NOT usable ❌ on cluster(s) {clusters}"
+
+
+def _fleet_headline(report: FleetReport) -> list[str]:
+    recommendation = report.recommendation
+    fleet = report.fleet
+    lines = [
+        "# dindcheck compatibility report: a fleet of clusters",
+        "",
+        (
+            f"**Full Docker (docker run) on every cluster:** `{recommendation.full_docker.value}` · "
+            f"**Build only (build + push) on every cluster:** `{recommendation.build_only.value}` · "
+            f"**From source, no Dockerfile on every cluster:** `{recommendation.from_source.value}`"
+        ),
+        "",
+    ]
+    if report.required_mode is not None:
+        lines += [_fleet_required_mode(report, report.required_mode), ""]
+    count = len(report.clusters) + len(report.unprobed)
+    contexts = ", ".join(f"`{text(cluster.context)}`" for cluster in report.clusters)
+    lines.append(
+        f"{count} cluster(s), {len(report.clusters)} probed ({contexts or 'none'}); "
+        f"generated {text(fleet.generated_at)} in {fleet.total_s:.1f}s."
+    )
+    for unprobed in report.unprobed:
+        server = f" (`{text(unprobed.server)}`)" if unprobed.server else ""
+        lines += [
+            "",
+            (
+                f"**Cluster `{text(unprobed.context)}`{server} NOT PROBED**: {text(unprobed.reason)}. "
+                "No mode is proven there, so none is usable on every cluster."
+            ),
+        ]
+    lines += [f"- {text(note)}" for note in report.notes]
+    lines += [f"- **Regressed:** {text(loss)}" for loss in report.unprobed_losses]
+    lines += ["", text(proved_nothing_line(report)) + "."]
+    return lines
+
+
+def _fleet_modes_matrix(report: FleetReport) -> list[str]:
+    modes = [assessment.mode for assessment in report.assessments]
+    header = " | ".join(f"`{mode.value}`" for mode in modes)
+    lines = ["", "## Modes by cluster", "", f"| Cluster | {header} |", "|---" * (len(modes) + 1) + "|"]
+    for cluster in report.clusters:
+        usable = {a.mode: a.usable for a in cluster.report.assessments}
+        lines.append(f"| `{cell(cluster.context)}` | {' | '.join(_usable_word(usable[mode]) for mode in modes)} |")
+    for unprobed in report.unprobed:
+        not_probed = " | ".join("⚪ not probed" for _ in modes)
+        lines.append(f"| `{cell(unprobed.context)}` (NOT PROBED: {cell(unprobed.reason)}) | {not_probed} |")
+    every = " | ".join(_usable_word(assessment.usable) for assessment in report.assessments)
+    lines.append(f"| **Every cluster** | {every} |")
+    return lines
+
+
+def _fleet_check_matrix(report: FleetReport) -> list[str]:
+    columns = report.columns()
+    header = " | ".join(f"`{cell(label)}`" for label, _ in columns)
+    lines = ["", "## Checks by cluster", "", f"| Check | {header} |", "|---" * (len(columns) + 1) + "|"]
+    for check_id, cells in report.check_matrix():
+        statuses = " | ".join(
+            f"{STATUS_EMOJI[None if verdict is None else verdict.status]} {_status_word(verdict)}" for verdict in cells
+        )
+        lines.append(f"| `{check_id}` | {statuses} |")
+    return lines
+
+
+def _cluster_section(context: str, report: Report) -> list[str]:
+    """One cluster's own Markdown report, folded, its headings one level deeper."""
+    server = report.run.cluster.server or "unknown server"
+    found = report.recommendation
+    return [
+        "",
+        f"## Cluster `{text(context)}`",
+        "",
+        f"`{text(server)}`: **Full Docker:** `{found.full_docker.value}` · **Build only:** `{found.build_only.value}`",
+        "",
+        "<details>",
+        f"<summary>The report of cluster {text(context)}</summary>",
+        "",
+        *demoted(render(report)),
+        "",
+        "</details>",
+    ]
+
+
+def render_fleet(report: FleetReport) -> str:
+    """The Markdown document of a fleet run: what holds on every cluster, then each cluster's own report, folded."""
+    lines = [*_fleet_headline(report), *_fleet_modes_matrix(report), *_why(report), *_fleet_check_matrix(report)]
+    lines += ["", "## Config to paste", "", SNIPPETS_EVERY_CLUSTER_NOTE]
+    lines += _snippet_blocks(report.recommendation.snippets, "###")
+    for cluster in report.clusters:
+        lines += _cluster_section(cluster.context, cluster.report)
     return "\n".join(lines) + "\n"

@@ -7,15 +7,20 @@ checks agree on no layout, has no config anywhere.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from probes.model import Mode
-from reports import pools, snippets
+from reports import levels, snippets
+from reports.fleet import ClusterReport, FleetReport
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from reports.report import Report
+
 
 RECOMMENDED = "recommended"
 """--show-config's word for the modes the report recommends (full docker, build only, from source)."""
@@ -33,34 +38,44 @@ class Shown:
     note: str
 
 
-def recommended_modes(report: Report) -> tuple[Mode, ...]:
+def recommended_modes(report: Report | FleetReport) -> tuple[Mode, ...]:
     """The recommended modes, each once, full docker first (none left out)."""
     found = report.recommendation
     modes = (found.full_docker, found.build_only, found.from_source)
     return tuple(mode for mode in dict.fromkeys(modes) if mode is not Mode.NONE)
 
 
-def _usable(report: Report, mode: Mode) -> bool:
+def _usable(report: Report | FleetReport, mode: Mode) -> bool:
     return any(assessment.mode is mode and assessment.usable for assessment in report.assessments)
 
 
-def mode_config(report: Report, mode: Mode) -> str | None:
+def _parts(report: Report | FleetReport) -> tuple[str, Sequence[levels.Part]]:
+    """The level's word and its parts: a fleet's clusters, a multi-pool report's pools (none for one pool)."""
+    if isinstance(report, FleetReport):
+        return levels.CLUSTER, report.clusters
+    return levels.POOL, report.pools
+
+
+def mode_config(report: Report | FleetReport, mode: Mode) -> str | None:
     """The pod spec a usable mode ran, with its comments, as the Markdown report prints it; None when there is none.
 
-    A multi-pool report's spec is the one proven on the first pool that proved it, saying how the others differ.
+    A multi-pool (fleet) report's spec is the one proven on the first pool (cluster) that proved it, saying how the
+    others differ.
     """
     if not _usable(report, mode):
         return None
     recommended = report.recommendation.snippets.get(mode.value)
     if recommended is not None:
         return recommended
-    if not report.pools:
+    level, parts = _parts(report)
+    if not isinstance(report, FleetReport) and not parts:
         return snippets.mode_snippet(mode, report.run.tested_specs(mode))
-    source = pools.proven_on(mode, report.pools)
+    source = levels.proven_on(mode, parts)
     if source is None:
         return None
-    differences = pools.pool_differences(mode, source, report.pools)
-    return snippets.mode_snippet(mode, source.report.run.tested_specs(mode), pools.source_comments(source, differences))
+    differences = levels.differences(mode, source, parts, level)
+    comments = levels.source_comments(source, differences, level)
+    return snippets.mode_snippet(mode, source.report.tested_specs(mode), comments)
 
 
 def _stream(documents: list[str]) -> str:
@@ -68,7 +83,7 @@ def _stream(documents: list[str]) -> str:
     return SEPARATOR.join(document if document.endswith("\n") else document + "\n" for document in documents)
 
 
-def show(report: Report, which: str) -> Shown:
+def show(report: Report | FleetReport, which: str) -> Shown:
     """--show-config MODE|recommended: the pod spec(s) as one YAML stream, or nothing and why."""
     if which == RECOMMENDED:
         modes = recommended_modes(report)
@@ -87,7 +102,7 @@ def show(report: Report, which: str) -> Shown:
     return Shown(_stream([config for config in found.values() if config is not None]), note)
 
 
-def config_files(report: Report) -> dict[str, str]:
+def config_files(report: Report | FleetReport) -> dict[str, str]:
     """--config-dir: file name -> text; the recommendation's snippets (SkyPilot, runners), every usable mode's pod."""
     files = {f"{key}.yaml": text for key, text in report.recommendation.snippets.items()}
     for assessment in report.assessments:
@@ -104,19 +119,51 @@ def owned_names() -> frozenset[str]:
     return frozenset(f"{key}.yaml" for key in keys)
 
 
-def write_config_dir(report: Report, directory: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Write config_files into directory; (written, removed): removed are earlier runs' files this run did not prove."""
+def write_config_dir(report: Report | FleetReport, directory: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Write config_files into directory; (written, removed): removed are earlier runs' files this run did not prove.
+
+    A fleet report writes one subdirectory per probed cluster (context_dirs names them), holding the files a run
+    against that cluster alone writes, so each cluster's config is its own tested spec; paths are then 'dir/file'.
+    """
+    if isinstance(report, FleetReport):
+        written: list[str] = []
+        removed: list[str] = []
+        for name, cluster in context_dirs(report).items():
+            own = write_config_dir(cluster.report, directory / name)
+            written += [f"{name}/{file}" for file in own[0]]
+            removed += [f"{name}/{file}" for file in own[1]]
+        return tuple(written), tuple(removed)
     directory.mkdir(parents=True, exist_ok=True)
     files = config_files(report)
     for name, text in files.items():
         (directory / name).write_text(text, encoding="utf-8")
-    removed = tuple(sorted(name for name in owned_names() - files.keys() if (directory / name).is_file()))
-    for name in removed:
+    gone = tuple(sorted(name for name in owned_names() - files.keys() if (directory / name).is_file()))
+    for name in gone:
         (directory / name).unlink()
-    return tuple(files), removed
+    return tuple(files), gone
 
 
-def terminal_lines(report: Report, elsewhere: str = "") -> list[str]:
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def context_dirs(report: FleetReport) -> dict[str, ClusterReport]:
+    """A directory name per probed cluster: its context, safe as one path component.
+
+    Anything but [A-Za-z0-9._-] becomes '_' (an EKS context is an ARN with ':' and '/'), never '.' or '..', and
+    '-2', '-3', ... when two contexts come out the same.
+    """
+    found: dict[str, ClusterReport] = {}
+    for cluster in report.clusters:
+        base = UNSAFE.sub("_", cluster.context).strip(".") or "context"
+        name, count = base, 1
+        while name in found:
+            count += 1
+            name = f"{base}-{count}"
+        found[name] = cluster
+    return found
+
+
+def terminal_lines(report: Report | FleetReport, elsewhere: str = "") -> list[str]:
     """The end of the terminal report: the recommended modes' pod specs, or one line saying where they are.
 
     elsewhere: where the run already put them (stdout, a directory); said instead of printing them twice.

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from probes.model import Mode, PoolResult, RunResult, Status, UnprobedPool, Verdict, summarize_unprobed
-from reports import changes, json_report, pools, recommend
+from probes.model import (
+    Mode,
+    OverlayResult,
+    PoolResult,
+    RunResult,
+    Status,
+    TestedSpec,
+    UnprobedPool,
+    Verdict,
+    summarize_unprobed,
+)
+from reports import changes, json_report, levels, recommend
 from reports.changes import Changes
 
 LabelledVerdict = tuple[str, Verdict]
@@ -60,7 +70,7 @@ class Report:
 
         Always empty for a single-pool run (there are no named pools): ask is_usable there.
         """
-        return tuple(json_report.unusable_pools(mode, self.pools, self.run.unprobed_pools))
+        return levels.unusable(mode, self.pools, tuple(pool.name for pool in self.run.unprobed_pools))
 
     def unusable_pools_in_words(self, mode: Mode) -> tuple[str, ...]:
         """unusable_pools for people: many unprobed pools are counted ('300 unprobed pools'), not listed."""
@@ -69,6 +79,19 @@ class Report:
         unprobed = {pool.name for pool in self.run.unprobed_pools}
         probed = tuple(name for name in self.unusable_pools(mode) if name not in unprobed)
         return (*probed, f"{len(unprobed)} unprobed pools")
+
+    def tested_specs(self, mode: Mode) -> tuple[TestedSpec, ...]:
+        """The pod specs of a mode its config is printed from: the run's, or those of the first pool that proved one."""
+        if not self.pools:
+            return self.run.tested_specs(mode)
+        source = levels.proven_on(mode, self.pools)
+        return source.report.tested_specs(mode) if source is not None else ()
+
+    def cache_class(self) -> OverlayResult | None:
+        """The cache StorageClass result that holds on every pool (the run's own for a single-pool run)."""
+        if not self.pools:
+            return recommend.tested_cache_class(self.run)
+        return levels.cache_on_every(self.pools)
 
     def verdicts(self) -> tuple[LabelledVerdict, ...]:
         """Every verdict of the run, labelled: check ids, or 'pool/check' pool by pool for a multi-pool run."""
@@ -105,27 +128,12 @@ def unprobed_cause(pool: UnprobedPool) -> str:
     return f"pool {pool.name} not probed ({pool.reason}): nothing is proven there"
 
 
-def _block_unprobed(
-    assessments: tuple[recommend.ModeAssessment, ...], unprobed: tuple[UnprobedPool, ...]
-) -> tuple[recommend.ModeAssessment, ...]:
-    """A pool no probe reached proves no mode, so while one exists no mode is usable on every pool.
-
-    Its checks did not run there: they block every mode, with the pool and why as the cause.
-    """
+def unprobed_causes(unprobed: tuple[UnprobedPool, ...]) -> tuple[str, ...]:
+    """What blocks every mode on every pool while pools are unprobed: each named with why, or many summed up."""
     if not unprobed:
-        return assessments
+        return ()
     summary = summarize_unprobed(unprobed)
-    causes = (f"{summary}: nothing is proven there",) if summary else tuple(unprobed_cause(pool) for pool in unprobed)
-    requires = {rule.mode: rule.requires for rule in recommend.DECISION_TABLE}
-    return tuple(
-        replace(
-            assessment,
-            usable=False,
-            blocked_by=recommend.unique(assessment.blocked_by + requires[assessment.mode]),
-            causes=recommend.unique(assessment.causes + causes),
-        )
-        for assessment in assessments
-    )
+    return (f"{summary}: nothing is proven there",) if summary else tuple(unprobed_cause(pool) for pool in unprobed)
 
 
 def build_report(
@@ -137,13 +145,21 @@ def build_report(
     a pool that could not be probed keeps every mode from being usable on every pool.
     """
     pool_reports = tuple(PoolReport(pool, build_report(run.for_pool(pool))) for pool in run.pools)
+    unprobed_names = tuple(pool.name for pool in run.unprobed_pools)
     if pool_reports:
-        assessments = _block_unprobed(pools.assess(pool_reports), run.unprobed_pools)
-        recommendation = pools.recommend_every_pool(pool_reports, assessments)
+        assessments = levels.block_unprobed(levels.assess(pool_reports), unprobed_causes(run.unprobed_pools))
+        recommendation = levels.recommend_every(pool_reports, assessments)
     else:
         assessments = recommend.assess(run)
         recommendation = recommend.recommend(run, assessments)
-    document = json_report.build_report_json(run, assessments, recommendation, pools=pool_reports)
+    unusable = () if run.required_mode is None else levels.unusable(run.required_mode, pool_reports, unprobed_names)
+    document = json_report.build_report_json(
+        run,
+        assessments,
+        recommendation,
+        pools=[(pool.pool, pool.report.json) for pool in pool_reports],
+        unusable_pools=unusable,
+    )
     found = since_pinned = None
     if baseline is not None:
         found = changes.compute_changes(baseline, document)

@@ -15,6 +15,7 @@ from reports import changes, paste
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from reports.fleet import FleetReport
     from reports.report import Report
 
 SUMMARY_WIDTH = 72
@@ -191,10 +192,11 @@ def required_mode_line(report: Report, required: Mode) -> str:
     return f"required mode {required.value}: NOT usable" + (f" on pool(s) {', '.join(pools)}" if pools else "")
 
 
-def proved_nothing_line(report: Report) -> str:
+def proved_nothing_line(report: Report | FleetReport) -> str:
     """The last line, whatever the flags: how many checks proved nothing, and why (a green run can hide them).
 
-    A multi-pool report counts every pool's checks and names them 'pool/check'.
+    A multi-pool report counts every pool's checks and names them 'pool/check'; a fleet report every cluster's, named
+    'ctx/check' (or 'ctx/pool/check').
     """
     nothing = report.proved_nothing()  # inconclusive first, then skipped
     ran = len(report.verdicts())
@@ -204,3 +206,99 @@ def proved_nothing_line(report: Report) -> str:
     counts = f"{inconclusive} inconclusive, {len(nothing) - inconclusive} skipped"
     parts = "; ".join(f"{label} {v.status.value}: {shorten(v.summary, 90)}" for label, v in nothing)
     return f"proved nothing: {len(nothing)} of {ran} checks ({counts}): {parts}"
+
+
+USABLE_CELL = "usable"
+UNUSABLE_CELL = "-"
+
+
+def fleet_cluster_line(report: FleetReport) -> str:
+    """'dindcheck: a fleet of 3 clusters: a (https://a, Kubernetes v1.31), b (...), c NOT PROBED'."""
+    probed = [
+        f"{cluster.context} ({cluster.report.run.cluster.server or 'unknown server'}, "
+        f"Kubernetes {cluster.report.run.cluster.version or 'unknown'})"
+        for cluster in report.clusters
+    ]
+    unprobed = [f"{cluster.context} NOT PROBED" for cluster in report.unprobed]
+    count = len(report.clusters) + len(report.unprobed)
+    return f"dindcheck: a fleet of {count} clusters: {', '.join([*probed, *unprobed])}"
+
+
+def _fleet_modes_matrix(report: FleetReport) -> list[str]:
+    """Cluster by mode: a row per context (unprobed ones saying why), a column per mode, then every cluster's row."""
+    modes = [assessment.mode for assessment in report.assessments]
+
+    def cells(usable: dict[Mode, bool]) -> list[str]:
+        return [USABLE_CELL if usable[mode] else UNUSABLE_CELL for mode in modes]
+
+    rows = [
+        (cluster.context, *cells({a.mode: a.usable for a in cluster.report.assessments}), "")
+        for cluster in report.clusters
+    ]
+    rows += [
+        (cluster.context, *(UNUSABLE_CELL for _ in modes), shorten(f"NOT PROBED: {cluster.reason}", WARNING_WIDTH))
+        for cluster in report.unprobed
+    ]
+    rows.append(("every cluster", *cells({a.mode: a.usable for a in report.assessments}), ""))
+    headers = ("cluster", *(mode.value for mode in modes), "")
+    return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
+
+
+def _fleet_check_matrix(report: FleetReport) -> list[str]:
+    """Check by cluster: a row per check, a column per context (per 'ctx/pool' for an --each-pool cluster)."""
+    rows = [(check_id, *map(status_word, cells)) for check_id, cells in report.check_matrix()]
+    headers = ("check", *(label for label, _ in report.columns()))
+    lines = tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
+    failed = [(label, v) for label, v in report.verdicts() if v.status is Status.FAIL]
+    if failed:
+        lines += ["failed:", *(f"  - {label}: {shorten(v.summary, SUMMARY_WIDTH)}" for label, v in failed)]
+    return lines
+
+
+def _fleet_changes(report: FleetReport) -> list[str]:
+    """Each cluster's changes since its baseline entries, under its context."""
+    lines: list[str] = []
+    for cluster in report.clusters:
+        own = cluster.report
+        found = [] if own.changes is None else changes.changes_terminal_lines(own.changes)
+        found += [] if own.since_pinned is None else changes.pinned_terminal_lines(own.since_pinned)
+        lines += [f"cluster {cluster.context}: {found[0]}", *(f"  {line}" for line in found[1:])] if found else []
+    lines += [f"REGRESSED {loss}" for loss in report.unprobed_losses]
+    return [*lines, ""] if lines else []
+
+
+def fleet_required_mode_line(report: FleetReport, required: Mode) -> str:
+    """'required mode dind: usable on every cluster', or 'NOT usable on cluster(s) b, c'."""
+    if report.is_usable(required):
+        return f"required mode {required.value}: usable on every cluster"
+    return f"required mode {required.value}: NOT usable on cluster(s) {', '.join(report.unusable_clusters(required))}"
+
+
+def render_fleet(report: FleetReport, config_elsewhere: str = "") -> list[str]:
+    """The lines of a fleet run: the clusters, cluster by mode and check by cluster, what to use on every cluster.
+
+    They end, as a single cluster's do, with the config to paste of the recommendation (proven on one cluster, its
+    comments say how the others differ) and the proved-nothing line; each cluster's own report is in the Markdown
+    and JSON reports.
+    """
+    recommendation = report.recommendation
+    lines = [fleet_cluster_line(report), *report.notes]
+    lines += [
+        f"cluster {cluster.context} {cluster.report.run.throttled.describe()}"
+        for cluster in report.clusters
+        if cluster.report.run.throttled is not None
+    ]
+    lines.append("")
+    lines += _fleet_changes(report)
+    lines += ["modes by cluster:", *_fleet_modes_matrix(report), ""]
+    lines += [*_fleet_check_matrix(report), ""]
+    lines.append(f"full docker (docker run) on every cluster: {recommendation.full_docker.value}")
+    lines.append(f"build only (build + push) on every cluster: {recommendation.build_only.value}")
+    lines.append(f"from source, no Dockerfile (build + push) on every cluster: {recommendation.from_source.value}")
+    if report.required_mode is not None:
+        lines.append(fleet_required_mode_line(report, report.required_mode))
+    lines.append("why:")
+    lines += [f"  - {reason}" for reason in recommendation.reasons]
+    lines += paste.terminal_lines(report, config_elsewhere)
+    lines.append(proved_nothing_line(report))
+    return lines
