@@ -363,8 +363,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     state.selected = selected
     for member in state.members:
-        chosen = {key for item in session.items if _param(item, CLUSTER_PARAMETER) == member.context}
-        member.selected = tuple(sorted(key for key in chosen if key))
+        mine = (_task_key(item) for item in session.items if _param(item, CLUSTER_PARAMETER) == member.context)
+        member.selected = tuple(sorted({key for key in mine if key}))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
         if state.members:
@@ -377,34 +377,44 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _start_fleet(state: RunState, options: Options, reporter: Any) -> None:
-    """Every cluster's preflight, workspace and probes at once; one that cannot run is named and the others go on."""
+    """Every cluster's preflight, workspace and probes at once; one that cannot run is named and the others go on.
+
+    Every cluster is connected first: the baselines are checked against the servers before any cluster's objects
+    exist, as a single-cluster run checks its baseline.
+    """
     state.started_at = time.monotonic()
     state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    connected = _each_member(state, lambda member, _lines: _connect_member(member, options))
     _load_fleet_baselines(state, options)
-    said = _each_member(state, lambda member, lines: _start_member(member, options, lines))
-    for member, lines in zip(state.members, said, strict=True):
+    started = _each_member(state, lambda member, lines: _start_member(member, options, lines))
+    for member, before, lines in zip(state.members, connected, started, strict=True):
         if member.failure:
             _teardown(member, lines)
             lines.write_line(f"dindcheck: NOT PROBED: {member.failure}")
-        for line in lines.lines if reporter is not None else ():
+        for line in (before.lines + lines.lines) if reporter is not None else ():
             reporter.write_line(_tagged(member.context, line))
     if all(member.failure for member in state.members):
-        raise UsageError(
-            "no cluster could be probed: "
-            + "; ".join(f"{member.context}: {member.failure}" for member in state.members)
-        )
+        why = "; ".join(f"{member.context}: {member.failure}" for member in state.members)
+        raise UsageError(f"no cluster could be probed: {why}")
+
+
+def _connect_member(member: RunState, options: Options) -> None:
+    """One fleet cluster's connection (reused when --each-pool made it), with an API ledger of its own."""
+    member.connection = member.connection or cluster.connect(options.kubeconfig, member.context)
+    own_ledger(member.connection.api_client)
 
 
 def _start_member(member: RunState, options: Options, reporter: Any) -> None:
     """One fleet cluster's run, as a single-cluster run of its context: its own namespace, ledger and cleanup."""
-    member.connection = member.connection or cluster.connect(options.kubeconfig, member.context)
-    own_ledger(member.connection.api_client)
+    connection = member.connection
+    if connection is None:  # _connect_member failed: the cluster is already marked
+        return
     member.options = replace(
         options,
         context=member.context,
         contexts=(),
         all_contexts=False,
-        namespace=options.namespace or _fleet_namespace(member, member.connection),
+        namespace=options.namespace or _fleet_namespace(member, connection),
         baseline=None,  # a fleet's baselines are compared cluster by cluster when the fleet report is built
         pinned_baseline=None,
     )
@@ -413,10 +423,17 @@ def _start_member(member: RunState, options: Options, reporter: Any) -> None:
 
 def _load_fleet_baselines(state: RunState, options: Options) -> None:
     """A fleet run's --baseline and --pinned-baseline: fleet reports, compared cluster by cluster (by context)."""
+    servers = {
+        member.context: member.connection.server
+        for member in state.members
+        if member.connection is not None and not member.failure
+    }
     if options.baseline:
-        state.baseline = reports.load_fleet_baseline(Path(options.baseline))
+        state.baseline = reports.load_fleet_baseline(Path(options.baseline), servers=servers)
     if options.pinned_baseline:
-        state.pinned = reports.load_fleet_baseline(Path(options.pinned_baseline), option="--pinned-baseline")
+        state.pinned = reports.load_fleet_baseline(
+            Path(options.pinned_baseline), servers=servers, option="--pinned-baseline"
+        )
 
 
 def _load_baselines(state: RunState, options: Options, server: str) -> None:
