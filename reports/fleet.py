@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.model import FleetRun, Mode, RunResult, Status, UnprobedCluster, Verdict
+from probes.model import FleetRun, Mode, RunResult, UnprobedCluster, Verdict
 from reports import changes, json_report, levels
 from reports.recommend import ModeAssessment, Recommendation
-from reports.report import LabelledVerdict, Report, build_report
+from reports.report import LabelledVerdict, Report, build_report, proved_nothing
 
 NO_CLUSTER_CAUSE = "no cluster was probed: nothing is proven anywhere"
 
@@ -82,8 +82,7 @@ class FleetReport:
 
     def proved_nothing(self) -> tuple[LabelledVerdict, ...]:
         """Checks that ran and proved nothing either way (inconclusive), then those skipped; every cluster's."""
-        order = (Status.INCONCLUSIVE, Status.SKIPPED)
-        return tuple((label, v) for status in order for label, v in self.verdicts() if v.status is status)
+        return proved_nothing(self.verdicts())
 
     def columns(self) -> tuple[tuple[str, RunResult], ...]:
         """The check matrix's columns: each cluster ('ctx'), or each pool of an --each-pool cluster ('ctx/pool')."""

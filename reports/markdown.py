@@ -18,9 +18,10 @@ from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS
 from reports.terminal import describe_placement, proved_nothing_line
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from reports.fleet import FleetReport
+    from reports.recommend import Recommendation
     from reports.report import PoolReport, Report
 
 STATUS_EMOJI: Mapping[Status | None, str] = {
@@ -81,6 +82,15 @@ def _required_mode(report: Report, required: Mode) -> str:
     return f"**Required mode `{required.value}`:** NOT usable ❌" + (f" on pool(s) {pools}" if pools else "")
 
 
+def _answers(recommendation: Recommendation, every: str) -> str:
+    """The headline's three answers; every: where they hold ('', ' on every pool', ' on every cluster')."""
+    return (
+        f"**Full Docker (docker run){every}:** `{recommendation.full_docker.value}` · "
+        f"**Build only (build + push){every}:** `{recommendation.build_only.value}` · "
+        f"**From source, no Dockerfile{every}:** `{recommendation.from_source.value}`"
+    )
+
+
 def _headline(report: Report) -> list[str]:
     recommendation = report.recommendation
     run = report.run
@@ -88,11 +98,7 @@ def _headline(report: Report) -> list[str]:
     lines = [
         "# dindcheck compatibility report",
         "",
-        (
-            f"**Full Docker (docker run){every}:** `{recommendation.full_docker.value}` · "
-            f"**Build only (build + push){every}:** `{recommendation.build_only.value}` · "
-            f"**From source, no Dockerfile{every}:** `{recommendation.from_source.value}`"
-        ),
+        _answers(recommendation, every),
         "",
     ]
     if run.required_mode is not None:
@@ -167,15 +173,23 @@ def _pools(report: Report) -> list[str]:
     return lines
 
 
-def _check_matrix(report: Report) -> list[str]:
-    columns = "|---" * (len(report.pools) + 1) + "|"
-    lines = ["", "## Checks by pool", "", f"| Check | {_pool_header(report)} |", columns]
-    for check_id, cells in report.check_matrix():
+def _check_matrix_table(
+    title: str, labels: Sequence[str], matrix: Sequence[tuple[str, tuple[Verdict | None, ...]]]
+) -> list[str]:
+    """A check by part table (pools, clusters): a row per check, a status cell per part."""
+    header = " | ".join(f"`{cell(label)}`" for label in labels)
+    lines = ["", title, "", f"| Check | {header} |", "|---" * (len(labels) + 1) + "|"]
+    for check_id, cells in matrix:
         statuses = " | ".join(
             f"{STATUS_EMOJI[None if verdict is None else verdict.status]} {_status_word(verdict)}" for verdict in cells
         )
         lines.append(f"| `{check_id}` | {statuses} |")
     return lines
+
+
+def _check_matrix(report: Report) -> list[str]:
+    labels = [pool.name for pool in report.pools]
+    return _check_matrix_table("## Checks by pool", labels, report.check_matrix())
 
 
 def _modes_matrix(report: Report) -> list[str]:
@@ -357,11 +371,7 @@ def _fleet_headline(report: FleetReport) -> list[str]:
     lines = [
         "# dindcheck compatibility report: a fleet of clusters",
         "",
-        (
-            f"**Full Docker (docker run) on every cluster:** `{recommendation.full_docker.value}` · "
-            f"**Build only (build + push) on every cluster:** `{recommendation.build_only.value}` · "
-            f"**From source, no Dockerfile on every cluster:** `{recommendation.from_source.value}`"
-        ),
+        _answers(recommendation, " on every cluster"),
         "",
     ]
     if report.required_mode is not None:
@@ -403,15 +413,8 @@ def _fleet_modes_matrix(report: FleetReport) -> list[str]:
 
 
 def _fleet_check_matrix(report: FleetReport) -> list[str]:
-    columns = report.columns()
-    header = " | ".join(f"`{cell(label)}`" for label, _ in columns)
-    lines = ["", "## Checks by cluster", "", f"| Check | {header} |", "|---" * (len(columns) + 1) + "|"]
-    for check_id, cells in report.check_matrix():
-        statuses = " | ".join(
-            f"{STATUS_EMOJI[None if verdict is None else verdict.status]} {_status_word(verdict)}" for verdict in cells
-        )
-        lines.append(f"| `{check_id}` | {statuses} |")
-    return lines
+    labels = [label for label, _ in report.columns()]
+    return _check_matrix_table("## Checks by cluster", labels, report.check_matrix())
 
 
 def _cluster_section(context: str, report: Report) -> list[str]:

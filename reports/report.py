@@ -119,8 +119,13 @@ class Report:
 
     def proved_nothing(self) -> tuple[LabelledVerdict, ...]:
         """Checks that ran and proved nothing either way (inconclusive), then those that were skipped; every pool's."""
-        order = (Status.INCONCLUSIVE, Status.SKIPPED)
-        return tuple((label, v) for status in order for label, v in self.verdicts() if v.status is status)
+        return proved_nothing(self.verdicts())
+
+
+def proved_nothing(verdicts: tuple[LabelledVerdict, ...]) -> tuple[LabelledVerdict, ...]:
+    """The inconclusive verdicts, then the skipped ones, each in the order given."""
+    order = (Status.INCONCLUSIVE, Status.SKIPPED)
+    return tuple((label, v) for status in order for label, v in verdicts if v.status is status)
 
 
 def unprobed_cause(pool: UnprobedPool) -> str:
