@@ -137,8 +137,8 @@ def with_fleet(statuses: Mapping[str, Mapping[str, str]], unreachable: Mapping[s
             raise UsageError(failing[context])
         return SimpleNamespace(api_client=None, server=server_of(context or ""), context_namespace="")
 
-    cluster.connect = connect  # type: ignore[assignment]
-    cluster.context_names = lambda kubeconfig: every  # type: ignore[assignment]  # noqa: ARG005
+    cluster.connect = connect
+    cluster.context_names = lambda kubeconfig: every  # noqa: ARG005
     _start_with(
         lambda state: {
             pid: Verdict(pid, pid, Status(statuses[state.context][pid]), f"{pid} said {statuses[state.context][pid]}")
