@@ -231,16 +231,17 @@ def _fleet_modes_matrix(report: FleetReport) -> list[str]:
     def cells(usable: dict[Mode, bool]) -> list[str]:
         return [USABLE_CELL if usable[mode] else UNUSABLE_CELL for mode in modes]
 
+    note = [""] if report.unprobed else []  # the note column only when a cluster has one
     rows = [
-        (cluster.context, *cells({a.mode: a.usable for a in cluster.report.assessments}), "")
+        (cluster.context, *cells({a.mode: a.usable for a in cluster.report.assessments}), *note)
         for cluster in report.clusters
     ]
     rows += [
         (cluster.context, *(UNUSABLE_CELL for _ in modes), shorten(f"NOT PROBED: {cluster.reason}", WARNING_WIDTH))
         for cluster in report.unprobed
     ]
-    rows.append(("every cluster", *cells({a.mode: a.usable for a in report.assessments}), ""))
-    headers = ("cluster", *(mode.value for mode in modes), "")
+    rows.append(("every cluster", *cells({a.mode: a.usable for a in report.assessments}), *note))
+    headers = ("cluster", *(mode.value for mode in modes), *(["note"] if note else []))
     return tabulate(rows, headers=headers, tablefmt=TABLE_FORMAT).splitlines()
 
 
