@@ -83,6 +83,8 @@ def _start_with(verdicts_of: Callable[[plugin.RunState], dict[str, Verdict]], *,
         state.started_at = time.monotonic()
         state.generated_at = "2026-01-01T00:00:00+00:00"
         state.cluster_info = ClusterInfo(server=server_of(state.context), version="v1.31.4")
+        if state.context:  # a fleet member: say where it would probe (its namespace is the plugin's choice)
+            reporter.write_line(f"dindcheck: probing in namespace {options.namespace or '(a fresh one)'}")
         state.runner = cast("ProbeRunner", FixedRunner(verdicts_of(state)))
         for line in plugin._where_lines(state, options):
             reporter.write_line(line)
@@ -124,10 +126,17 @@ def with_every_probe_passing_on_its_pool(*names: str) -> None:
     _start_with(verdicts_of, load_baselines=False)
 
 
-def with_fleet(statuses: Mapping[str, Mapping[str, str]], unreachable: Mapping[str, str] | None = None) -> None:
+def with_fleet(
+    statuses: Mapping[str, Mapping[str, str]],
+    unreachable: Mapping[str, str] | None = None,
+    nodes: tuple[str, ...] = (),
+    namespaces: Mapping[str, str] | None = None,
+) -> None:
     """A kubeconfig of the given contexts, each probe finished with statuses[context][probe] there.
 
-    The contexts in unreachable fail to connect with that error (a fleet run names them and goes on).
+    The contexts in unreachable fail to connect with that error (a fleet run names them and goes on). With nodes
+    (names of NODES), every cluster has those nodes, for --each-pool; a pool's probe has its cluster's status.
+    namespaces: the namespace a context names in the kubeconfig.
     """
     failing = dict(unreachable or {})
     every = (*statuses, *failing)
@@ -135,17 +144,23 @@ def with_fleet(statuses: Mapping[str, Mapping[str, str]], unreachable: Mapping[s
     def connect(kubeconfig: str | None, context: str | None) -> Any:
         if context in failing:
             raise UsageError(failing[context])
-        return SimpleNamespace(api_client=None, server=server_of(context or ""), context_namespace="")
+        own = (namespaces or {}).get(context or "", "")
+        return SimpleNamespace(api_client=None, server=server_of(context or ""), context_namespace=own)
 
     cluster.connect = connect
     cluster.context_names = lambda kubeconfig: every  # noqa: ARG005
-    _start_with(
-        lambda state: {
-            pid: Verdict(pid, pid, Status(statuses[state.context][pid]), f"{pid} said {statuses[state.context][pid]}")
-            for pid in state.selected
-        },
-        load_baselines=False,
-    )
+    views = tuple(NODES[name] for name in nodes)
+    cluster.node_listing = lambda connection: cluster.NodeListing(objects=(), views=views)  # noqa: ARG005
+
+    def verdicts_of(state: plugin.RunState) -> dict[str, Verdict]:
+        verdicts = {}
+        for key in state.selected:
+            probe_id = key.rpartition("/")[2]
+            status = statuses[state.context][probe_id]
+            verdicts[key] = Verdict(probe_id, probe_id, Status(status), f"{probe_id} said {status}")
+        return verdicts
+
+    _start_with(verdicts_of, load_baselines=False)
 
 
 CHECKOUT_ROOT = Path(__file__).resolve().parents[2]

@@ -147,3 +147,39 @@ def test_fail_on_inconclusive_names_the_cluster(pytester: pytest.Pytester) -> No
     result = run(pytester, statuses, *contexts(statuses), "--fail-on-inconclusive")
     result.stdout.fnmatch_lines(["dindcheck: --fail-on-inconclusive: ci/lsm proved nothing"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_each_pool_applies_per_cluster(pytester: pytest.Pytester) -> None:
+    statuses = {"prod": {"lsm": "pass"}, "ci": {"lsm": "fail"}}
+    pytester.makeconftest(conftest(with_fleet, statuses, None, ("default", "tainted-ci")))
+    make_probe_modules(pytester, "lsm")
+    result = pytester.runpytest_subprocess(
+        "-p", "dindcheck.plugin", *contexts(statuses), "--each-pool", "dindcheck.io/pool", "--toleration", "all", "-v"
+    )
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_lsm[[]cluster=prod,pool=default[]] PASSED*",
+            "*test_lsm[[]cluster=prod,pool=ci[]] PASSED*",
+            "*test_lsm[[]cluster=ci,pool=default[]] FAILED*",
+            "*test_lsm[[]cluster=ci,pool=ci[]] FAILED*",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ((), {"prod": "(a fresh one)", "ci": "ci-builds"}),
+        (("--namespace", "shared"), {"prod": "shared", "ci": "shared"}),
+    ],
+)
+def test_each_cluster_probes_in_its_context_namespace_unless_namespace_is_given(
+    pytester: pytest.Pytester, extra: tuple[str, ...], expected: dict[str, str]
+) -> None:
+    statuses = {"prod": {"lsm": "pass"}, "ci": {"lsm": "pass"}}
+    pytester.makeconftest(conftest(with_fleet, statuses, None, (), {"ci": "ci-builds"}))
+    make_probe_modules(pytester, "lsm")
+    result = pytester.runpytest_subprocess("-p", "dindcheck.plugin", *contexts(statuses), *extra)
+    result.stdout.fnmatch_lines_random(
+        [f"dindcheck: [[]{context}[]] probing in namespace {namespace}" for context, namespace in expected.items()]
+    )
