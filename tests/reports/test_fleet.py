@@ -7,6 +7,7 @@ The fleet: cluster a is the permissive testbed (dind and rootless BuildKit), clu
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -420,3 +421,21 @@ def test_demoted_headings_leave_code_blocks_alone() -> None:
         "````",
         "### Section",
     ]
+
+
+def test_the_readme_fleet_example_is_what_the_renderer_writes() -> None:
+    """README's fleet excerpt: every line, in order, from this fleet's Markdown ('…' marks a cut)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    excerpt = re.search(r"<!-- fleet-example -->\n```markdown\n(.*?)\n```", readme, re.DOTALL)
+    assert excerpt is not None
+    run = fleet(
+        ("prod-eu", on("https://prod-eu.example:6443", permissive())),
+        ("ci-locked", on("https://ci-locked.example:6443", deny_privileged())),
+        required_mode=Mode.DIND,
+    )
+    rendered = reports.render_markdown(build_fleet_report(run)).splitlines()
+    position = 0
+    for line in excerpt.group(1).splitlines():
+        if line in {"", "…"}:
+            continue
+        position = rendered.index(line, position) + 1
