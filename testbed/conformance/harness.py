@@ -408,7 +408,13 @@ def rbac_deployed(env: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
     The nightly conformance keeps deploy/ applied across profiles: it is left as found.
     """
     documents = [doc for doc in yaml.safe_load_all(RBAC_MANIFEST.read_text()) if doc]
-    existed = bool(kubectl(env, "get", "namespace", RBAC_NAMESPACE, "--ignore-not-found", "-o", "name").strip())
+
+    def phase() -> str:
+        return kubectl(env, "get", "namespace", RBAC_NAMESPACE, "--ignore-not-found", "-o", "jsonpath={.status.phase}")
+
+    # an earlier module's removal (--wait=false) may still be under way: nothing can be created in it meanwhile
+    wait_until(lambda: phase().strip() != "Terminating", f"namespace {RBAC_NAMESPACE} gone", NAMESPACE_GONE_S)
+    existed = bool(phase().strip())
     kubectl(env, "apply", "-f", str(RBAC_MANIFEST))
     wait_until_rbac_granted(env)
     try:
