@@ -222,6 +222,7 @@ storage_apply() {
   if [[ $NODES == 2 ]]; then cache_fs_mount fuse; fi
   mkdir -p "$TB_STANDARD_ROOT"
   local cache_class
+  # The vm node's (--node-vm) volumes are on the guest's own ext4 disk, made there by its kubelet (remote.<node>).
   cache_class=$(cat <<YAML
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -230,7 +231,8 @@ metadata:
   labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
   annotations: {dindcheck.testbed/spec: "@SPEC@"}
 provisioner: $TB_PROVISIONER
-parameters: {root: "$root", fs: $CACHE_FS, root.$TB_CI_NODE_NAME: "$ci_root", fs.$TB_CI_NODE_NAME: fuse}
+parameters: {root: "$root", fs: $CACHE_FS, root.$TB_CI_NODE_NAME: "$ci_root", fs.$TB_CI_NODE_NAME: fuse,
+  root.$TB_VM_NODE_NAME: "$TB_CACHE_ROOT/vm", fs.$TB_VM_NODE_NAME: ext4, remote.$TB_VM_NODE_NAME: "true"}
 reclaimPolicy: Delete
 volumeBindingMode: WaitForFirstConsumer
 YAML
