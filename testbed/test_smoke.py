@@ -39,6 +39,11 @@ CI_POOL = {
     "nodeSelector": {POOL_LABEL: "ci"},
     "tolerations": [{"key": "dedicated", "value": "ci", "effect": "NoSchedule"}],
 }
+VM_NODE, VM_NODE_IP = "dindcheck-vm", "10.88.0.3"
+VM_POOL = {
+    "nodeSelector": {POOL_LABEL: "vm"},
+    "tolerations": [{"key": "dedicated", "value": "vm", "effect": "NoSchedule"}],
+}
 FUSE_ROOT = "/var/lib/dindcheck-testbed/cache/fuse"
 MANIFEST_ACCEPT = (
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "
@@ -262,6 +267,10 @@ def two_nodes(tb: Testbed) -> bool:
     return knob(tb, "NODES") == "2"
 
 
+def vm_node(tb: Testbed) -> bool:
+    return knob(tb, "NODE_VM") == "true"
+
+
 # ------------------------------------------------------------------------------------------------------ tests
 def nodes_by_name(tb: Testbed) -> dict[str, dict[str, Any]]:
     items = json.loads(tb.kubectl("get", "nodes", "-o", "json").stdout)["items"]
@@ -269,9 +278,11 @@ def nodes_by_name(tb: Testbed) -> dict[str, dict[str, Any]]:
 
 
 def test_node_ready(tb: Testbed) -> None:
-    """Every node of the profile is Ready, in its pool, with its runtime; only the ci node is tainted."""
+    """Every node of the profile is Ready, in its pool, with its runtime; only the ci and vm nodes are tainted."""
     nodes = nodes_by_name(tb)
     want = {DEFAULT_NODE: "default", CI_NODE: "ci"} if two_nodes(tb) else {DEFAULT_NODE: "default"}
+    if vm_node(tb):
+        want[VM_NODE] = "vm"
     assert sorted(nodes) == sorted(want), list(nodes)
     for name, pool in want.items():
         node = nodes[name]
@@ -287,6 +298,13 @@ def test_node_ready(tb: Testbed) -> None:
         assert ci["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2."), ci["status"]
         addresses = {a["type"]: a["address"] for a in ci["status"]["addresses"]}
         assert addresses.get("InternalIP") == CI_NODE_IP, addresses
+    if vm_node(tb):
+        vm = nodes[VM_NODE]
+        assert vm["spec"].get("taints") == [{"key": "dedicated", "value": "vm", "effect": "NoSchedule"}], vm["spec"]
+        addresses = {a["type"]: a["address"] for a in vm["status"]["addresses"]}
+        assert addresses.get("InternalIP") == VM_NODE_IP, addresses
+        # Debian's own kernel in the guest, not the host's.
+        assert vm["status"]["nodeInfo"]["kernelVersion"] != default["status"]["nodeInfo"]["kernelVersion"], vm["status"]
 
 
 def test_dind_nested_docker_run(tb: Testbed) -> None:
@@ -529,6 +547,43 @@ def test_ci_node_runs_tolerating_pod(tb: Testbed) -> None:
         assert "no space left on device" in proc.stdout.lower(), proc.stdout
     else:
         assert "USERNS-OK" in proc.stdout, proc.stdout
+
+
+def test_vm_node_runs_pod_under_apparmor_on_cgroup2(tb: Testbed) -> None:
+    """With --node-vm: a pod selecting the vm pool and tolerating its taint runs on the guest's kernel.
+
+    It runs confined by containerd's default AppArmor profile (enforce) on cgroup v2, its image pulled from the
+    testbed registry by the guest's containerd, exec and logs through the guest's kubelet, its IP in the vm node's
+    range, and it reaches the registry on the first node; unprivileged user namespaces work (the guest's real kernel).
+    """
+    if not vm_node(tb):
+        pytest.skip("--node-vm is not active")
+    name = "smoke-vm-pod"
+    container = {
+        "name": "c",
+        "image": tb.env["TESTBED_IMAGE_TOOLS"],
+        "command": ["sh", "-c", "echo vm-pod-started; exec sleep infinity"],
+    }
+    tb.apply(pod(name, tb.ns_open, [container], **VM_POOL))
+    tb.wait_running(tb.ns_open, name, timeout=600)  # the guest is emulated: the pull alone takes ~30 s
+    obj = tb.get("pod", name, tb.ns_open)
+    assert obj["spec"]["nodeName"] == VM_NODE, obj["spec"]
+    octets = [int(x) for x in obj["status"]["podIP"].split(".")]
+    assert octets[:3] == [10, 88, 0], obj["status"]["podIP"]
+    assert 16 <= octets[3] <= 254, f"{obj['status']['podIP']} is not in the vm node's range 10.88.0.16-254"
+    assert "vm-pod-started" in tb.logs(tb.ns_open, name)
+    host, port = tb.env["TESTBED_REGISTRY"].split(":")
+    script = (
+        "cat /proc/self/attr/current; echo; stat -f -c 'fs=%T' /sys/fs/cgroup; "
+        f"exec 3<>/dev/tcp/{host}/{port} && printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3; "
+        "unshare -U true 2>&1 && echo USERNS-OK; true"
+    )
+    proc = tb.kubectl("-n", tb.ns_open, "exec", name, "-c", "c", "--", "bash", "-c", script, check=False, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "cri-containerd.apparmor.d (enforce)" in proc.stdout, proc.stdout
+    assert "fs=cgroup2fs" in proc.stdout, proc.stdout
+    assert "200 OK" in proc.stdout, proc.stdout
+    assert "USERNS-OK" in proc.stdout, proc.stdout
 
 
 def test_ci_node_cache_volume_on_fuse(tb: Testbed) -> None:

@@ -30,6 +30,9 @@ TB_CI_RUN=$TB_RUN/ci
 TB_CI_SOCK=$TB_CI_RUN/containerd.sock
 TB_CI_BIN=$TB_BIN/containerd2 # build-containerd.sh's output: containerd, containerd-shim-runc-v2, ctr
 TB_POOL_LABEL=dindcheck.io/pool
+# The vm node (`up --node-vm`, lib/vm.sh): a QEMU guest on a tap device on the bridge.
+TB_VM_NODE_NAME=dindcheck-vm
+TB_VM_IP=10.88.0.3
 TB_START_TIME=${TB_START_TIME:-$SECONDS}
 
 log() { printf 'testbed: %s\n' "$*" >&2; }

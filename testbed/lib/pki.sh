@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Cluster PKI made with openssl into $TB_PKI (generated once, kept across up/down): a CA, the apiserver serving cert,
 # client certs for admin / kubelet / controller-manager / scheduler / apiserver->kubelet, the kubelet serving cert, the
-# second node's kubelet client and serving certs (kubelet-ci*: `--nodes 2`; made always, they cost nothing), the
+# second node's and the vm node's kubelet client and serving certs (kubelet-ci*: `--nodes 2`, kubelet-vm*:
+# `--node-vm`; made always, they cost nothing), the
 # service-account key pair, and a kubeconfig per client.
 
 _pki_key() { [[ -f $1 ]] || openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; chmod 600 "$1"; }
@@ -66,6 +67,10 @@ subjectAltName=IP:$TB_NODE_IP,DNS:$TB_NODE_NAME"
   _pki_cert kubelet-ci-serving "/CN=$TB_CI_NODE_NAME" "extendedKeyUsage=serverAuth
 subjectAltName=IP:$TB_CI_NODE_IP,DNS:$TB_CI_NODE_NAME"
   _pki_cert kubelet-ci "/O=system:nodes/CN=system:node:$TB_CI_NODE_NAME" "$client"
+  # The vm node (`--node-vm`), likewise.
+  _pki_cert kubelet-vm-serving "/CN=$TB_VM_NODE_NAME" "extendedKeyUsage=serverAuth
+subjectAltName=IP:$TB_VM_IP,DNS:$TB_VM_NODE_NAME"
+  _pki_cert kubelet-vm "/O=system:nodes/CN=system:node:$TB_VM_NODE_NAME" "$client"
   _pki_cert controller-manager "/CN=system:kube-controller-manager" "$client"
   _pki_cert scheduler "/CN=system:kube-scheduler" "$client"
   if [[ ! -f $TB_PKI/sa.key ]]; then
@@ -76,6 +81,7 @@ subjectAltName=IP:$TB_CI_NODE_IP,DNS:$TB_CI_NODE_NAME"
   _pki_kubeconfig admin dindcheck-admin
   _pki_kubeconfig kubelet "system:node:$TB_NODE_NAME"
   _pki_kubeconfig kubelet-ci "system:node:$TB_CI_NODE_NAME"
+  _pki_kubeconfig kubelet-vm "system:node:$TB_VM_NODE_NAME"
   _pki_kubeconfig controller-manager system:kube-controller-manager
   _pki_kubeconfig scheduler system:kube-scheduler
 }

@@ -11,6 +11,8 @@
 #                         taint dedicated=ci:NoSchedule, cache volumes on FUSE), as a dedicated CI node pool
 #   --pod-mtu N           the MTU of every pod's veth pair (CNI bridge plugin "mtu"), 576..9000; the bridge dcbr0 and
 #                         the node side (registry, apiserver) stay at 1500: a pod network below the underlay's MTU
+#   --node-vm             one more node dindcheck-vm: containerd + kubelet in a QEMU guest on Debian's kernel (cgroup
+#                         v2, AppArmor), label dindcheck.io/pool=vm, taint dedicated=vm:NoSchedule (lib/vm.sh)
 # The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
 
 TB_PROFILE_FILE=$TB_STATE/profile
@@ -28,11 +30,13 @@ SYSBOX_CLASS=false
 DIND=29
 POD_MTU= # empty: the CNI default (1500, no "mtu" key)
 NODES=1
+NODE_VM=false
 
 profile_usage() {
   cat <<USAGE
 usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
                   [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy] [--pod-mtu N] [--nodes 1|2]
+                  [--node-vm]
 A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29,
 pod MTU 1500, one node.
 --dind picks the DinD image the suite gets (TESTBED_IMAGE_DIND): 29 (default; Docker 29 built from Go modules) or
@@ -42,6 +46,8 @@ as an overlay pod network below the underlay's MTU.
 --nodes 2 adds node $TB_CI_NODE_NAME ($TB_CI_NODE_IP; its own kubelet and containerd 2), labelled $TB_POOL_LABEL=ci and
 tainted dedicated=ci:NoSchedule, whose cache-class volumes are on FUSE; the default node is labelled
 $TB_POOL_LABEL=default either way.
+--node-vm adds node $TB_VM_NODE_NAME ($TB_VM_IP): containerd and the kubelet in a QEMU guest (software emulation) on
+Debian's kernel with cgroup v2 and AppArmor, labelled $TB_POOL_LABEL=vm and tainted dedicated=vm:NoSchedule.
 USAGE
 }
 
@@ -62,6 +68,7 @@ profile_parse() {
       --pod-mtu=*) POD_MTU=${1#*=} ;;
       --nodes) NODES=${2:-}; shift ;;
       --nodes=*) NODES=${1#*=} ;;
+      --node-vm) NODE_VM=true ;;
       -h|--help) profile_usage; exit 0 ;;
       *) profile_usage >&2; die "unknown argument: $1" ;;
     esac
@@ -78,7 +85,7 @@ profile_parse() {
 }
 
 profile_describe() {
-  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES"
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES node-vm=$NODE_VM"
 }
 
 profile_write() {
@@ -91,6 +98,7 @@ SYSBOX_CLASS=$SYSBOX_CLASS
 DIND=$DIND
 POD_MTU=$POD_MTU
 NODES=$NODES
+NODE_VM=$NODE_VM
 USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
 }
@@ -214,6 +222,7 @@ storage_apply() {
   if [[ $NODES == 2 ]]; then cache_fs_mount fuse; fi
   mkdir -p "$TB_STANDARD_ROOT"
   local cache_class
+  # The vm node's (--node-vm) volumes are on the guest's own ext4 disk, made there by its kubelet (remote.<node>).
   cache_class=$(cat <<YAML
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -222,7 +231,8 @@ metadata:
   labels: {app.kubernetes.io/managed-by: dindcheck-testbed}
   annotations: {dindcheck.testbed/spec: "@SPEC@"}
 provisioner: $TB_PROVISIONER
-parameters: {root: "$root", fs: $CACHE_FS, root.$TB_CI_NODE_NAME: "$ci_root", fs.$TB_CI_NODE_NAME: fuse}
+parameters: {root: "$root", fs: $CACHE_FS, root.$TB_CI_NODE_NAME: "$ci_root", fs.$TB_CI_NODE_NAME: fuse,
+  root.$TB_VM_NODE_NAME: "$TB_CACHE_ROOT/vm", fs.$TB_VM_NODE_NAME: ext4, remote.$TB_VM_NODE_NAME: "true"}
 reclaimPolicy: Delete
 volumeBindingMode: WaitForFirstConsumer
 YAML

@@ -46,12 +46,17 @@ log = logging.getLogger("provisioner")
 
 @dataclass(frozen=True)
 class ClassRoots:
-    """Where one StorageClass keeps its volumes: a root, roots for particular nodes, its binding mode and reclaim."""
+    """Where one StorageClass keeps its volumes: a root, roots for particular nodes, its binding mode and reclaim.
+
+    A remote node (parameter ``remote.<node>: "true"``, the --node-vm guest) has a filesystem of its own: its
+    directory cannot be made from here, so its kubelet makes it (hostPath type DirectoryOrCreate).
+    """
 
     root: Path
     node_roots: dict[str, Path] = field(default_factory=dict)
     wait_for_consumer: bool = False
     reclaim_policy: str = "Delete"
+    remote_nodes: frozenset[str] = frozenset()
 
     def for_node(self, node: str) -> Path:
         """The backing root for a volume of a pod on NODE ("": no node chosen)."""
@@ -81,8 +86,11 @@ def class_roots(storage: client.StorageV1Api) -> dict[str, ClassRoots]:
         for key, value in params.items():
             if key.startswith("root.") and (node_root := _allowed(name, key, value)) is not None:
                 node_roots[key.removeprefix("root.")] = node_root
+        remote = frozenset(
+            key.removeprefix("remote.") for key, flag in params.items() if key.startswith("remote.") and flag == "true"
+        )
         roots[name] = ClassRoots(
-            root, node_roots, sc.volume_binding_mode == "WaitForFirstConsumer", sc.reclaim_policy or "Delete"
+            root, node_roots, sc.volume_binding_mode == "WaitForFirstConsumer", sc.reclaim_policy or "Delete", remote
         )
     return roots
 
@@ -93,8 +101,10 @@ def provision(core: client.CoreV1Api, pvc: Any, roots: ClassRoots) -> None:
     node = (meta.annotations or {}).get(SELECTED_NODE, "")
     name = f"pvc-{meta.uid}"
     path = roots.for_node(node) / f"{meta.namespace}-{meta.name}-{meta.uid}"
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o777)
+    remote = node in roots.remote_nodes
+    if not remote:
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)
     size = ((pvc.spec.resources and pvc.spec.resources.requests) or {}).get("storage", "1Gi")
     affinity = None
     if node:
@@ -114,7 +124,9 @@ def provision(core: client.CoreV1Api, pvc: Any, roots: ClassRoots) -> None:
             persistent_volume_reclaim_policy=roots.reclaim_policy,
             storage_class_name=pvc.spec.storage_class_name,
             volume_mode=pvc.spec.volume_mode or "Filesystem",
-            host_path=client.V1HostPathVolumeSource(path=str(path), type="Directory"),
+            host_path=client.V1HostPathVolumeSource(
+                path=str(path), type="DirectoryOrCreate" if remote else "Directory"
+            ),
             node_affinity=affinity,
             claim_ref=client.V1ObjectReference(
                 api_version="v1", kind="PersistentVolumeClaim", namespace=meta.namespace, name=meta.name, uid=meta.uid

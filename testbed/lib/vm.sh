@@ -1,0 +1,209 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2153 # TB_VM_IP, TB_VM_NODE_NAME: lib/common.sh
+# The vm node, `testbed/up --node-vm`: node dindcheck-vm, whose containerd and kubelet run as systemd units inside a
+# QEMU guest (software emulation, TCG: /dev/kvm here is PVM, under which stock kernels die) on Debian's own kernel,
+# with cgroup v2 (systemd cgroup driver) and AppArmor enforcing containerd's default pod profile. The guest is one
+# more testbed host: a tap device ($TB_VM_TAP) on the bridge dcbr0, IP $TB_VM_IP; inside, eth0 is enslaved to br0,
+# which holds the IP and which its pods join (CNI bridge, host-local IPAM 10.88.0.16-10.88.0.254, default route via
+# $TB_NODE_IP like the other nodes' pods), so its pods reach the registry and the API server, and the API server
+# reaches its kubelet (10250), on the testbed's one L2 segment. Labelled dindcheck.io/pool=vm and tainted
+# dedicated=vm:NoSchedule (a slow pool nothing lands on by accident, as the ci pool); its pods pull the testbed's
+# images (the sandbox image too) from the testbed registry, as a real node does.
+# The guest image (lib/build-vm.sh) is cached in $TB_CACHE/vm; every (re)start boots a fresh copy-on-write overlay of
+# it plus a config disk (certificates, kubeconfig, containerd/kubelet configs) made here.
+
+TB_VM_DIR=$TB_STATE/vm # overlay, config disk (removed by down)
+TB_VM_IMAGE=$TB_CACHE/vm
+TB_VM_TAP=dcvm0
+TB_VM_TAINT=dedicated=vm:NoSchedule
+TB_VM_CONSOLE=$TB_LOGS/vm-console.log
+TB_VM_MEM_MB=4096
+
+# vm_deps_ensure: QEMU (system emulator and qemu-img) from Debian, only for --node-vm.
+vm_deps_ensure() {
+  local missing=() p
+  for p in qemu-system-x86 qemu-utils; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages for --node-vm: ${missing[*]}"
+  run_logged apt env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# vm_image_ensure: the guest image, built by lib/build-vm.sh unless its inputs are unchanged.
+vm_image_ensure() {
+  TB_PROGRESS_RE='^vm image:' run_with_progress build-vm "guest image build (cold: about 3 minutes)" \
+    "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet"
+}
+
+# vm_config_write PAUSE_IMAGE: the config disk's directory (mounted read-only at /etc/dindcheck in the guest).
+vm_config_write() {
+  local pause=$1 d=$TB_VM_DIR/config p=$TB_PKI
+  mkdir -p "$d/cni"
+  cp "$p/ca.crt" "$p/kubelet-vm-serving.crt" "$p/kubelet-vm-serving.key" "$d/"
+  cp "$TB_STATE/kubelet-vm.kubeconfig" "$d/kubelet.kubeconfig"
+  chmod 600 "$d/kubelet-vm-serving.key" "$d/kubelet.kubeconfig"
+  # containerd 1.6 (Debian's, as the first node): CRI with the systemd cgroup driver and AppArmor on (its default
+  # profile cri-containerd.apparmor.d for every unprivileged container); the registry as a plain-HTTP mirror.
+  write_if_changed "$d/containerd.toml" <<TOML
+version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "$pause"
+    enable_selinux = false
+    disable_apparmor = false
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/dindcheck/cni"
+      max_conf_num = 1
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          SystemdCgroup = true
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      [plugins."io.containerd.grpc.v1.cri".registry.mirrors]
+        [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$TB_REGISTRY"]
+          endpoint = ["http://$TB_REGISTRY"]
+TOML
+  local mtu=''
+  if [[ -n ${POD_MTU:-} ]]; then mtu=$'\n'"      \"mtu\": $POD_MTU,"; fi
+  write_if_changed "$d/cni/10-dindcheck-vm.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "dindcheck-vm",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "br0",$mtu
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.88.0.0/16", "rangeStart": "10.88.0.16", "rangeEnd": "10.88.0.254", "gateway": "$TB_NODE_IP"}]],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "$TB_NODE_IP"}]
+      }
+    }
+  ]
+}
+JSON
+  # The kubelet: lib/components.sh's configuration, but with the systemd cgroup driver on cgroup v2 (no cgroupRoot,
+  # failCgroupV1 at its default) and the runtime's default socket.
+  write_if_changed "$d/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $TB_VM_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: /etc/dindcheck/ca.crt}
+authorization:
+  mode: Webhook
+tlsCertFile: /etc/dindcheck/kubelet-vm-serving.crt
+tlsPrivateKeyFile: /etc/dindcheck/kubelet-vm-serving.key
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+cgroupDriver: systemd
+failSwapOn: false
+seccompDefault: false
+makeIPTablesUtilChains: false
+protectKernelDefaults: false
+clusterDomain: cluster.local
+maxPods: 110
+serializeImagePulls: false
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+runtimeRequestTimeout: 10m
+registerWithTaints:
+- {key: dedicated, value: vm, effect: NoSchedule}
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 2%
+  nodefs.inodesFree: 2%
+  imagefs.available: 2%
+YAML
+  write_if_changed "$d/kubelet.env" <<ENV
+KUBELET_ARGS="--config=/etc/dindcheck/kubelet.yaml --kubeconfig=/etc/dindcheck/kubelet.kubeconfig --hostname-override=$TB_VM_NODE_NAME --node-ip=$TB_VM_IP --node-labels=$TB_POOL_LABEL=vm --v=1"
+ENV
+}
+
+# vm_tap_ensure: the guest's tap device on the testbed bridge.
+vm_tap_ensure() {
+  if ! ip link show "$TB_VM_TAP" >/dev/null 2>&1; then
+    log "network: creating tap $TB_VM_TAP on $TB_BRIDGE (node $TB_VM_NODE_NAME, $TB_VM_IP)"
+    ip tuntap add dev "$TB_VM_TAP" mode tap
+  fi
+  ip link set dev "$TB_VM_TAP" master "$TB_BRIDGE" mtu "$TB_BRIDGE_MTU"
+  ip link set dev "$TB_VM_TAP" up
+}
+
+# vm_node_ensure PAUSE_IMAGE: builds the image if needed and boots (or keeps) the guest; a changed image or config
+# reboots it on a fresh overlay.
+vm_node_ensure() {
+  vm_deps_ensure
+  vm_image_ensure
+  mkdir -p "$TB_VM_DIR"
+  vm_config_write "$1"
+  vm_tap_ensure
+  local cfg=$TB_VM_DIR/config.img
+  # shellcheck disable=SC2054 # the commas are inside option values
+  local args=(-name "$TB_VM_NODE_NAME" -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m "$TB_VM_MEM_MB"
+    -nodefaults -no-user-config -display none -monitor none -rtc base=utc
+    -kernel "$TB_VM_IMAGE/vmlinuz" -initrd "$TB_VM_IMAGE/initrd.img"
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor"
+    -drive "file=$TB_VM_DIR/root.qcow2,if=virtio,format=qcow2,cache=unsafe"
+    -drive "file=$cfg,if=virtio,format=raw,readonly=on"
+    -netdev "tap,id=n0,ifname=$TB_VM_TAP,script=no,downscript=no" -device virtio-net-pci,netdev=n0,mac=52:54:00:58:00:03
+    -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0
+    -serial "file:$TB_VM_CONSOLE")
+  local -a files
+  mapfile -t files < <(find "$TB_VM_DIR/config" -type f | sort)
+  local hash; hash=$(hash_of "${args[*]} $(<"$TB_VM_IMAGE/.inputs")" "${files[@]}")
+  if daemon_pid vm >/dev/null && [[ $(<"$TB_PIDS/vm.hash") == "$hash" ]]; then return 0; fi
+  daemon_stop vm
+  rm -f "$TB_VM_DIR/root.qcow2" "$cfg"
+  run_logged vm qemu-img create -q -f qcow2 -F raw -b "$TB_VM_IMAGE/disk.img" "$TB_VM_DIR/root.qcow2"
+  truncate -s 16M "$cfg"
+  run_logged vm mkfs.ext4 -q -F -L dindcheck-cfg -d "$TB_VM_DIR/config" "$cfg"
+  : >"$TB_VM_CONSOLE"
+  daemon_start vm "$hash" /usr/bin/qemu-system-x86_64 "${args[@]}"
+  log "vm: booting $TB_VM_NODE_NAME (Debian $(<"$TB_VM_IMAGE/kernel-version"), TCG, 2 vCPUs; console: $TB_VM_CONSOLE)"
+}
+
+# vm_node_label: the pool label and taint on the Node object (a kubelet never updates them on an existing Node).
+vm_node_label() {
+  kctl label node "$TB_VM_NODE_NAME" "$TB_POOL_LABEL=vm" --overwrite >/dev/null
+  kctl taint node "$TB_VM_NODE_NAME" "$TB_VM_TAINT" --overwrite >/dev/null
+}
+
+# vm_node_stop: stops the guest (its QEMU process, by pid file) and removes the tap, the overlay and the config disk.
+# The guest's pods die with it; nothing of them is on the host.
+vm_node_stop() {
+  daemon_stop vm
+  if ip link show "$TB_VM_TAP" >/dev/null 2>&1; then
+    log "network: deleting tap $TB_VM_TAP"
+    ip link del "$TB_VM_TAP"
+  fi
+  rm -rf "$TB_VM_DIR"
+}
+
+# vm_node_remove: `up` without --node-vm after a --node-vm up: the guest stopped, its Node object and pods deleted.
+vm_node_remove() {
+  if daemon_pid vm >/dev/null || [[ -d $TB_VM_DIR ]] || ip link show "$TB_VM_TAP" >/dev/null 2>&1; then
+    log "stopping node $TB_VM_NODE_NAME (no --node-vm)"
+    vm_node_stop
+  fi
+  if kctl get node "$TB_VM_NODE_NAME" >/dev/null 2>&1; then
+    kctl delete pods -A --field-selector "spec.nodeName=$TB_VM_NODE_NAME" --grace-period=0 --force \
+      >/dev/null 2>&1 || true
+    kctl delete node "$TB_VM_NODE_NAME" >/dev/null
+    log "deleted node $TB_VM_NODE_NAME"
+  fi
+}

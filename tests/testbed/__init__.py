@@ -1,0 +1,1 @@
+"""Self-tests: the testbed's own helpers."""
