@@ -255,7 +255,7 @@ def _sweep_only(state: RunState, options: Options, reporter: Any) -> None:
         try:
             connection = cluster.connect(options.kubeconfig, member.context or options.context)
             member.connection = connection
-            result = _checked_sweep(connection, options.namespace or _fleet_namespace(member, connection))
+            result = _checked_sweep(connection, _namespace_of(member, connection, options))
         except UsageError as exc:
             raise pytest.UsageError(_tagged(member.context, str(exc))) from None
         except ApiException as exc:
@@ -273,9 +273,15 @@ def _sweep_only(state: RunState, options: Options, reporter: Any) -> None:
     pytest.exit("dindcheck: --sweep done, no probe ran", returncode=pytest.ExitCode.OK)
 
 
-def _fleet_namespace(member: RunState, connection: cluster.Connection) -> str | None:
-    """A fleet cluster works in its context's own namespace when the kubeconfig names one (as kubectl would)."""
-    return (connection.context_namespace or None) if member.context else None
+def _namespace_of(member: RunState, connection: cluster.Connection, options: Options) -> str | None:
+    """Where a cluster's probes go: --namespace, else a fleet cluster's context's own namespace, else a fresh one.
+
+    A context's namespace is where kubectl would work in it (a deploy/rbac.yaml ServiceAccount's, say); a
+    single-cluster run keeps its fresh namespace whatever the context names.
+    """
+    if options.namespace or not member.context:
+        return options.namespace
+    return connection.context_namespace or None
 
 
 def _checked_sweep(connection: cluster.Connection, namespace: str | None) -> sweep.SweepResult:
@@ -407,14 +413,14 @@ def _connect_member(member: RunState, options: Options) -> None:
 def _start_member(member: RunState, options: Options, reporter: Any) -> None:
     """One fleet cluster's run, as a single-cluster run of its context: its own namespace, ledger and cleanup."""
     connection = member.connection
-    if connection is None:  # _connect_member failed: the cluster is already marked
+    if connection is None:  # never: _each_member skips a cluster whose connecting failed
         return
     member.options = replace(
         options,
         context=member.context,
         contexts=(),
         all_contexts=False,
-        namespace=options.namespace or _fleet_namespace(member, connection),
+        namespace=_namespace_of(member, connection, options),
         baseline=None,  # a fleet's baselines are compared cluster by cluster when the fleet report is built
         pinned_baseline=None,
     )
@@ -450,9 +456,9 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
     state.generated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     if options.kubectl and reporter is not None:
         reporter.write_line("dindcheck: --kubectl is no longer used: probes exec through the API server")
+    state.health().reset()  # before connecting: an API away while connecting is the run's to report
     connection = state.connection or cluster.connect(options.kubeconfig, options.context)
     state.connection = connection
-    state.health().reset()
     if not options.each_pool:
         targeted = bool(options.placement.node_selector or options.placement.node)
         state.listed_nodes = cluster.node_listing(connection) if targeted else None
