@@ -30,6 +30,7 @@ def profile() -> Profile:
         dind=values.get("DIND", "29"),
         pod_mtu=int(values["POD_MTU"]) if values.get("POD_MTU") else None,
         nodes=int(values.get("NODES") or 1),
+        node_vm=values.get("NODE_VM") == "true",
     )
 
 

@@ -59,6 +59,8 @@ class Profile:
     """The pods' veth MTU (--pod-mtu); None: the CNI default, 1500, as the node's."""
     nodes: int = 1
     """2 (--nodes 2): a second node dindcheck-ci, pool label ci, tainted dedicated=ci:NoSchedule, containerd 2."""
+    node_vm: bool = False
+    """--node-vm: a node dindcheck-vm in a QEMU guest (Debian's kernel, cgroup v2, AppArmor), pool vm, tainted."""
 
     @property
     def name(self) -> str:
@@ -80,6 +82,8 @@ class Profile:
             parts.append(f"pod-mtu-{self.pod_mtu}")
         if self.nodes == 2:
             parts.append("two-nodes")
+        if self.node_vm:
+            parts.append("node-vm")
         return "+".join(parts) or "permissive"
 
 

@@ -94,10 +94,17 @@ PSA_RESTRICTED: dict[str, Any] = {
     "buildpacks": PASS,  # the only build path left: from source, never a Dockerfile
     "modes": ("none", "none"),
 }
+USERNS_OFF_PROFILE: dict[str, Any] = {
+    **PERMISSIVE,
+    "buildkit-rootless": USERNS_OFF,
+    "lsm": want("fail", says=("observed settings block buildkit-rootless", "user namespaces are disabled")),
+    "modes": ("dind", "kaniko"),
+}
 EXPECTED: dict[str, dict[str, Any]] = {
     "permissive": PERMISSIVE,
     "dind-legacy": PERMISSIVE,  # Docker 20.10 in the DinD image: every verdict as with Docker 29
     "two-nodes": PERMISSIVE,  # untargeted: the ci node's taint keeps every probe on the default node
+    "node-vm": PERMISSIVE,  # untargeted: the vm node's taint keeps every probe off it (test_vm_node targets it)
     "pod-mtu-1400": PERMISSIVE,  # nested transfers stall: a WARNING in docker-run's summary, not a status change
     "deny-privileged": DENY_PRIVILEGED,
     "deny-privileged+userns-off": {  # neither privileged nor user namespaces: Kaniko is the build path left
@@ -119,12 +126,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "psa-restricted": PSA_RESTRICTED,
     "psa-restricted+two-nodes": PSA_RESTRICTED,  # untargeted: the ci node's taint keeps every probe on the default node
-    "userns-off": {
-        **PERMISSIVE,
-        "buildkit-rootless": USERNS_OFF,
-        "lsm": want("fail", says=("observed settings block buildkit-rootless", "user namespaces are disabled")),
-        "modes": ("dind", "kaniko"),
-    },
+    "userns-off": USERNS_OFF_PROFILE,
+    "userns-off+node-vm": USERNS_OFF_PROFILE,  # untargeted: as userns-off (test_vm_node targets the vm node)
     "sysbox-class": {
         **PERMISSIVE,
         "sysbox": want("fail", says=("RuntimeClass sysbox-runc exists but the node has no such handler",)),

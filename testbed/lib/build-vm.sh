@@ -3,7 +3,8 @@
 # kernel (linux-image-amd64, 6.1), systemd, udev, AppArmor, Debian's containerd, runc and CNI plugins (the first node's
 # runtime) and the testbed's kubelet, as an ext4 disk image (mkfs.ext4 -d) plus the kernel and initrd extracted for
 # QEMU's -kernel/-initrd. Starts from images.sh's cached minbase rootfs (the base every testbed image shares) and its
-# apt archive cache. Everything node-specific (certificates, kubeconfig, containerd and kubelet configs) comes at
+# apt archive cache. Its image store (/var/lib/containerd) is another disk, seeded with the testbed's images by
+# lib/build-vm-seed.sh. Everything node-specific (certificates, kubeconfig, containerd and kubelet configs) comes at
 # boot from a small config disk that lib/vm.sh writes on every up, so the image depends only on its inputs: this
 # script, the base rootfs's spec and the kubelet binary. Skips the build when those are unchanged (OUTDIR/.inputs).
 # Outputs: OUTDIR/disk.img (sparse raw ext4), OUTDIR/vmlinuz, OUTDIR/initrd.img.
@@ -81,6 +82,7 @@ printf '127.0.0.1 localhost\n%s dindcheck-vm\n' "$GUEST_IP" >"$work/etc/hosts"
 cat >"$work/etc/fstab" <<'EOF'
 /dev/vda / ext4 rw,relatime,errors=remount-ro 0 1
 LABEL=dindcheck-cfg /etc/dindcheck ext4 ro,nofail,x-systemd.device-timeout=30s 0 0
+LABEL=dindcheck-ctrd /var/lib/containerd ext4 rw,relatime,x-systemd.device-timeout=30s 0 2
 EOF
 mkdir -p "$work/etc/dindcheck"
 # Network: eth0 (the tap on the testbed bridge) enslaved to br0, which holds the node IP; pods join br0 (CNI bridge,
@@ -121,7 +123,7 @@ EOF
 mkdir -p "$work/etc/systemd/system/containerd.service.d"
 cat >"$work/etc/systemd/system/containerd.service.d/10-dindcheck.conf" <<'EOF'
 [Unit]
-RequiresMountsFor=/etc/dindcheck
+RequiresMountsFor=/etc/dindcheck /var/lib/containerd
 ConditionPathExists=/etc/dindcheck/containerd.toml
 
 [Service]

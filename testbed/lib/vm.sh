@@ -30,10 +30,18 @@ vm_deps_ensure() {
   run_logged apt env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
-# vm_image_ensure: the guest image, built by lib/build-vm.sh unless its inputs are unchanged.
+# The images the vm node's store is seeded with (lib/build-vm-seed.sh): every probe image and the sandbox image; not
+# the dindcheck image, which changes with every change of the package and only in-cluster runs on the default node use.
+TB_VM_SEED_IMAGES=(pause tools dind dind-legacy buildkit registry kaniko builder-run builder)
+
+# vm_image_ensure: the guest image, built by lib/build-vm.sh unless its inputs are unchanged, and its image-store seed
+# (lib/build-vm-seed.sh), rebuilt when an image's digest changes.
 vm_image_ensure() {
   TB_PROGRESS_RE='^vm image:' run_with_progress build-vm "guest image build (cold: about 3 minutes)" \
     "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet"
+  TB_PROGRESS_RE='^vm seed:' run_with_progress build-vm-seed "guest image-store seed (about a minute)" \
+    "$TB_LIB/build-vm-seed.sh" "$TB_VM_IMAGE" "${TESTBED_CACHE:-/var/cache/dindcheck-testbed}/images" \
+    "${TB_VM_SEED_IMAGES[@]}"
 }
 
 # vm_config_write PAUSE_IMAGE: the config disk's directory (mounted read-only at /etc/dindcheck in the guest).
@@ -153,23 +161,29 @@ vm_node_ensure() {
   vm_config_write "$1"
   vm_tap_ensure
   local cfg=$TB_VM_DIR/config.img
+  # --userns off: the guest's kernel has its own switch, set on its command line (sysctl.* boot parameters), so no
+  # process of the guest ever sees user namespaces allowed; the container nodes share the host's kernel and emulate it.
+  local cmdline="root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor"
+  if [[ ${USERNS:-on} == off ]]; then cmdline+=" sysctl.user.max_user_namespaces=0"; fi
   # shellcheck disable=SC2054 # the commas are inside option values
   local args=(-name "$TB_VM_NODE_NAME" -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m "$TB_VM_MEM_MB"
     -nodefaults -no-user-config -display none -monitor none -rtc base=utc
     -kernel "$TB_VM_IMAGE/vmlinuz" -initrd "$TB_VM_IMAGE/initrd.img"
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor"
+    -append "$cmdline"
     -drive "file=$TB_VM_DIR/root.qcow2,if=virtio,format=qcow2,cache=unsafe"
     -drive "file=$cfg,if=virtio,format=raw,readonly=on"
+    -drive "file=$TB_VM_DIR/containerd.qcow2,if=virtio,format=qcow2,cache=unsafe"
     -netdev "tap,id=n0,ifname=$TB_VM_TAP,script=no,downscript=no" -device virtio-net-pci,netdev=n0,mac=52:54:00:58:00:03
     -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0
     -serial "file:$TB_VM_CONSOLE")
   local -a files
   mapfile -t files < <(find "$TB_VM_DIR/config" -type f | sort)
-  local hash; hash=$(hash_of "${args[*]} $(<"$TB_VM_IMAGE/.inputs")" "${files[@]}")
+  local hash; hash=$(hash_of "${args[*]} $(<"$TB_VM_IMAGE/.inputs") $(<"$TB_VM_IMAGE/.seed-inputs")" "${files[@]}")
   if daemon_pid vm >/dev/null && [[ $(<"$TB_PIDS/vm.hash") == "$hash" ]]; then return 0; fi
   daemon_stop vm
-  rm -f "$TB_VM_DIR/root.qcow2" "$cfg"
+  rm -f "$TB_VM_DIR/root.qcow2" "$TB_VM_DIR/containerd.qcow2" "$cfg"
   run_logged vm qemu-img create -q -f qcow2 -F raw -b "$TB_VM_IMAGE/disk.img" "$TB_VM_DIR/root.qcow2"
+  run_logged vm qemu-img create -q -f qcow2 -F raw -b "$TB_VM_IMAGE/seed.img" "$TB_VM_DIR/containerd.qcow2"
   truncate -s 16M "$cfg"
   run_logged vm mkfs.ext4 -q -F -L dindcheck-cfg -d "$TB_VM_DIR/config" "$cfg"
   : >"$TB_VM_CONSOLE"
