@@ -395,6 +395,10 @@ image_config() {
     # As docker:dind: TLS on by default (pods set DOCKER_TLS_CERTDIR="" for socket-only), data volume, 2375/2376.
     CFG=(--env "$path" --env DOCKER_TLS_CERTDIR=/certs --entrypoint '["dockerd-entrypoint.sh"]'
       --volume /var/lib/docker --expose 2375/tcp --expose 2376/tcp)
+    # Debian's dockerd 20.10 would see AppArmor through securityfs (no container=docker gate) and then fail every
+    # docker run for want of apparmor_parser; docker:20.10-dind's dockerd applied no profile: the dind script skips
+    # the mount for it (testbed/images/README.md, AppArmor).
+    if [[ $1 == dind-legacy ]]; then CFG+=(--env DIND_SECURITYFS=skip); fi
     ;;
   buildkit)
     # As moby/buildkit:rootless (numeric USER so runAsNonRoot accepts it).
