@@ -130,7 +130,6 @@ class TestedSpec:
     tested the mode proved, so a layout one check proved alone is not passed off as what another one proved."""
 
 
-CGROUP_VERSIONS = ("v1", "v2")
 LSM_NAMES = {"apparmor": "AppArmor", "selinux": "SELinux"}
 
 

@@ -109,7 +109,9 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
             )
         elif context.startswith("unconfined"):
             observed.append("probe container is unconfined by AppArmor")
-    mode = {"1": "enforcing", "0": "permissive"}.get(selinux_mode, selinux_mode or "unknown")
+    mode = {"1": "enforcing", "0": "permissive"}.get(
+        selinux_mode, selinux_mode if _present(selinux_mode) else "on (its mode not read)"
+    )
     if selinux_on:
         active.append("selinux")
         observed.append(f"SELinux is {mode}")

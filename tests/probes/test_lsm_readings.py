@@ -239,9 +239,12 @@ def test_an_selinux_node_has_its_mode_and_the_pods_label() -> None:
 
 
 def test_selinux_in_the_lsm_list_without_its_enforce_file_has_no_mode_guessed() -> None:
-    node = assess({**RHEL_SELINUX, "selinux_enforce": ABSENT}).node
-    assert node.lsm == ("selinux",)
-    assert node.selinux_mode == ""
+    """Before, the observed fact read 'SELinux is <absent>'."""
+    found = assess({**RHEL_SELINUX, "selinux_enforce": ABSENT})
+    assert found.node.lsm == ("selinux",)
+    assert found.node.selinux_mode == ""
+    assert "SELinux is on (its mode not read)" in found.observed
+    assert not any(ABSENT in fact for fact in found.observed)
 
 
 @pytest.mark.parametrize("cgroup_fs", ["", "overlay", ABSENT])
