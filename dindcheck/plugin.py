@@ -745,7 +745,9 @@ def _run_result(state: RunState, options: Options) -> RunResult | None:
     finished = state.runner.finished()
     probed = sorted({node for verdict in finished.values() for node in verdict.nodes})
     single = state.targets[0].placement if state.targets and not options.each_pool else options.placement
-    cluster_info = replace(state.cluster_info, notes=notes, images=images, probed_nodes=tuple(probed), placement=single)
+    cluster_info = replace(
+        state.cluster_info, notes=notes, images=images, probed_nodes=tuple(probed), placement=single
+    ).with_security_of(finished.values())
     return RunResult(
         cluster=cluster_info,
         verdicts=() if options.each_pool else _in_catalog_order(finished, ""),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -130,6 +130,62 @@ class TestedSpec:
     tested the mode proved, so a layout one check proved alone is not passed off as what another one proved."""
 
 
+LSM_NAMES = {"apparmor": "AppArmor", "selinux": "SELinux"}
+
+
+@dataclass(frozen=True)
+class NodeSecurity:
+    """What an ordinary pod read of its node's cgroup version and LSMs: the API says neither.
+
+    Only what was read: '' is a value not read (never a guess); the node is the one the check's pod ran on (the
+    engine records it on the verdict, the probe cannot know it).
+    """
+
+    cgroup: str
+    """'v2' (/sys/fs/cgroup is cgroup2fs), 'v1' (tmpfs: v1 or hybrid), '' when neither was read."""
+    lsm: tuple[str, ...]
+    """The active LSMs among apparmor and selinux; () when neither is active."""
+    apparmor_profile: str = ""
+    """The probe pod's own AppArmor confinement ('cri-containerd.apparmor.d (enforce)', 'unconfined')."""
+    selinux_mode: str = ""
+    """'enforcing' or 'permissive'; '' when not read."""
+    selinux_label: str = ""
+    """The probe pod's own SELinux label ('system_u:system_r:container_t:s0:c1,c2')."""
+
+    def describe(self) -> str:
+        """'cgroup v2, AppArmor (cri-containerd.apparmor.d enforce)': what a report says of the node."""
+        parts = [f"cgroup {self.cgroup}" if self.cgroup else "cgroup version not read"]
+        for lsm in self.lsm:
+            word = LSM_NAMES.get(lsm, lsm)
+            if lsm == "apparmor":
+                profile = self.apparmor_profile.replace(" (", " ").rstrip(")")
+                parts.append(f"{word} ({profile})" if profile else word)
+            elif lsm == "selinux":
+                mode = f"{word} {self.selinux_mode}".rstrip()
+                parts.append(f"{mode} ({self.selinux_label})" if self.selinux_label else mode)
+            else:
+                parts.append(word)
+        if not self.lsm:
+            parts.append("no AppArmor or SELinux")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys a report JSON v1 node gains ('' read as null: not read is not a value)."""
+        return {
+            "cgroup": self.cgroup or None,
+            "lsm": list(self.lsm),
+            "apparmor_profile": self.apparmor_profile or None,
+            "selinux_mode": self.selinux_mode or None,
+            "selinux_label": self.selinux_label or None,
+        }
+
+
+NOT_OBSERVED_JSON: Mapping[str, None] = MappingProxyType(
+    dict.fromkeys(("cgroup", "lsm", "apparmor_profile", "selinux_mode", "selinux_label"))
+)
+"""A node no check read from inside a pod: every key null."""
+
+
 @dataclass(frozen=True)
 class Facts:
     """Typed conclusions of one check that the recommendation and the snippets read."""
@@ -138,6 +194,8 @@ class Facts:
     overlay: tuple[OverlayResult, ...] = ()
     blocks: tuple[ModeBlock, ...] = ()
     specs: tuple[TestedSpec, ...] = ()
+    node_security: NodeSecurity | None = None
+    """The cgroup version and LSMs read on the node the check's pod ran on (the lsm check); None when not read."""
 
     def cache_overlay(self) -> OverlayResult | None:
         """The overlay result on the cache StorageClass, when one was tested."""
@@ -186,7 +244,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """What the API says about a node: enough to tell node pools and runtimes apart."""
+    """What the API says about a node (enough to tell node pools and runtimes apart), and what a pod read on it."""
 
     name: str
     kubelet_version: str
@@ -195,6 +253,8 @@ class NodeInfo:
     os_image: str
     architecture: str
     labels: dict[str, str] = field(default_factory=dict)
+    security: NodeSecurity | None = None
+    """The cgroup version and LSMs a check read from inside a pod on this node; None when none ran on it."""
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of a node."""
@@ -205,6 +265,7 @@ class NodeInfo:
             "kernel": self.kernel,
             "os_image": self.os_image,
             "architecture": self.architecture,
+            **(NOT_OBSERVED_JSON if self.security is None else self.security.to_json()),
         }
 
 
@@ -331,6 +392,20 @@ class ClusterInfo:
     """The nodes probe pods ran on (every pool's, for --each-pool)."""
     placement: Placement = NO_PLACEMENT
     """Where the run was told to place its pods (a single-pool run; --each-pool gives each pool its own)."""
+
+    def with_security_of(self, verdicts: Iterable[Verdict]) -> ClusterInfo:
+        """The nodes with the security facts of the checks that ran on them alone (pods on two nodes: on neither).
+
+        Each node gets what was read on it; a node no such check ran on keeps None (not observed), never a guess.
+        """
+        read: dict[str, NodeSecurity] = {}
+        for verdict in verdicts:
+            if verdict.facts.node_security is not None and len(verdict.nodes) == 1:
+                read.setdefault(verdict.nodes[0], verdict.facts.node_security)
+        if not read:
+            return self
+        nodes = tuple(replace(node, security=read.get(node.name, node.security)) for node in self.nodes)
+        return replace(self, nodes=nodes)
 
     def to_json(self) -> dict[str, Any]:
         """The report JSON v1 shape of the cluster block."""

@@ -15,7 +15,7 @@ from probes.model import Mode, NodeInfo, Status, Verdict, summarize_unprobed
 from reports import changes
 from reports.json_report import plain
 from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS
-from reports.terminal import describe_placement, proved_nothing_line
+from reports.terminal import describe_placement, node_security, proved_nothing_line
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -281,6 +281,9 @@ def _notes(report: Report) -> list[str]:
         probed = ", ".join(f"`{text(name)}`" for name in cluster.probed_nodes) or "none recorded"
         placement = describe_placement(cluster.placement)
         notes.append(f"Probed node(s): {probed}" + (f" (placement: {text(placement)})" if placement else "") + ".")
+    if security := node_security(cluster):
+        said = "; ".join(f"`{text(name)}`: {text(described)}" for name, described in security)
+        notes.append(f"Node security, as the lsm check read it from inside a pod: {said}.")
     if cluster.nodes:
         notes.append(_nodes_note(cluster.nodes))
     if cluster.images:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
-from probes.model import Mode, Placement, Status, Verdict, summarize_unprobed
+from probes.model import ClusterInfo, Mode, Placement, Status, Verdict, summarize_unprobed
 from reports import changes, paste
 
 if TYPE_CHECKING:
@@ -57,6 +57,31 @@ def probed_nodes_line(report: Report) -> str:
     line = f"probed node(s): {', '.join(cluster.probed_nodes) or 'none recorded'}"
     placement = describe_placement(cluster.placement)
     return f"{line} (placement: {placement})" if placement else line
+
+
+NOT_OBSERVED = "not observed"
+
+
+def node_security(cluster: ClusterInfo) -> list[tuple[str, str]]:
+    """Each probed node the API listed, with the cgroup version and LSMs read on it, or 'not observed'.
+
+    A probed node the API did not list (nodes not listed) is left out: the report's note says per-node facts are
+    missing, which is truer than 'not observed' for a node the lsm check may have read.
+    """
+    listed = {node.name: node for node in cluster.nodes}
+    return [
+        (name, NOT_OBSERVED if (security := listed[name].security) is None else security.describe())
+        for name in cluster.probed_nodes
+        if name in listed
+    ]
+
+
+def node_security_line(report: Report) -> str:
+    """'node security (read by the lsm check): a: cgroup v2, AppArmor (...); b: not observed', or ''."""
+    entries = node_security(report.run.cluster)
+    if not entries:
+        return ""
+    return "node security (read by the lsm check): " + "; ".join(f"{name}: {said}" for name, said in entries)
 
 
 def _pools_table(report: Report) -> list[str]:
@@ -157,6 +182,8 @@ def render(report: Report, config_elsewhere: str = "") -> list[str]:
         lines += _pools_table(report)
     elif probed := probed_nodes_line(report):
         lines.append(probed)
+    if security := node_security_line(report):
+        lines.append(security)
     if report.run.throttled is not None:
         lines.append(report.run.throttled.describe())
     lines.append("")

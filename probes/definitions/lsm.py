@@ -11,7 +11,7 @@ from typing import Any
 
 from probes import specs
 from probes.engine import Outcome, ProbeContext, key_values
-from probes.model import Facts, Mode, ModeBlock, Status
+from probes.model import Facts, Mode, ModeBlock, NodeSecurity, Status
 from probes.settings import ProbeDefinition, ProbeSettings
 
 ABSENT = "<absent>"
@@ -40,6 +40,9 @@ REMEDIATION = (
 )
 
 
+NOTHING_READ = NodeSecurity(cgroup="", lsm=())
+
+
 @dataclass(frozen=True)
 class LsmAssessment:
     """Observed facts, inferred consequences, and which modes the observed settings block."""
@@ -50,6 +53,8 @@ class LsmAssessment:
     active: tuple[str, ...] = ()
     userns: str = "a user namespace was not tried"
     """What the unshare -U attempt showed, in a few words: only a success says user namespaces are available."""
+    node: NodeSecurity = NOTHING_READ
+    """The node's cgroup version and LSMs, and the probe pod's own confinement, for the report's cluster block."""
 
     def blocks_by_mode(self) -> dict[str, str]:
         """Mode id -> cause, the evidence form."""
@@ -58,6 +63,22 @@ class LsmAssessment:
 
 def _present(value: str | None) -> bool:
     return value is not None and value not in ("", ABSENT)
+
+
+CGROUP_BY_FS = {"cgroup2fs": "v2", "tmpfs": "v1"}
+"""The filesystem type of /sys/fs/cgroup -> the cgroup version (tmpfs: v1, or hybrid with v1 controllers)."""
+
+
+def _node_security(readings: dict[str, str], active: tuple[str, ...], context: str, selinux_mode: str) -> NodeSecurity:
+    """The cgroup version, the active LSMs and the pod's own confinement, each only as read."""
+    label = readings.get("attr_current", "")
+    return NodeSecurity(
+        cgroup=CGROUP_BY_FS.get(readings.get("cgroup_fs", "").strip(), ""),
+        lsm=active,
+        apparmor_profile=context if "apparmor" in active else "",
+        selinux_mode=selinux_mode if "selinux" in active and selinux_mode in ("enforcing", "permissive") else "",
+        selinux_label=label if "selinux" in active and ":" in label else "",
+    )
 
 
 def assess(readings: dict[str, str]) -> LsmAssessment:
@@ -88,9 +109,11 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
             )
         elif context.startswith("unconfined"):
             observed.append("probe container is unconfined by AppArmor")
+    mode = {"1": "enforcing", "0": "permissive"}.get(
+        selinux_mode, selinux_mode if _present(selinux_mode) else "on (its mode not read)"
+    )
     if selinux_on:
         active.append("selinux")
-        mode = {"1": "enforcing", "0": "permissive"}.get(selinux_mode, selinux_mode or "unknown")
         observed.append(f"SELinux is {mode}")
         if ":container_t:" in context:
             observed.append(f"probe container runs as {context}")
@@ -150,7 +173,8 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
     if readings.get("cgroup_fs"):
         observed.append(f"/sys/fs/cgroup is {readings['cgroup_fs']}")
     typed = tuple(ModeBlock(Mode(mode), cause) for mode, cause in blocks.items())  # every block here was read
-    return LsmAssessment(tuple(observed), tuple(inferred), typed, tuple(active), userns)
+    node = _node_security(readings, tuple(active), context, mode)
+    return LsmAssessment(tuple(observed), tuple(inferred), typed, tuple(active), userns, node)
 
 
 def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
@@ -179,7 +203,7 @@ def verdict(stdout: str, rc: int, tail: str) -> Outcome:
         "active": list(found.active),
     }
     lsm_word = ", ".join(found.active) or "none active"
-    facts = Facts(blocks=found.blocks)
+    facts = Facts(blocks=found.blocks, node_security=found.node)
     if found.blocks:
         causes = "; ".join(f"{block.mode.value}: {block.cause}" for block in found.blocks)
         return Outcome(Status.FAIL, f"LSM {lsm_word}; observed settings block {causes}", evidence, facts=facts)

@@ -20,9 +20,10 @@ import pytest
 from dindcheck import plugin
 from dindcheck.options import Options
 from probes import cluster
+from probes.definitions import lsm
 from probes.engine import ImageLedger, ProbeRunner
 from probes.exceptions import UsageError
-from probes.model import ClusterInfo, Status, Verdict
+from probes.model import ClusterInfo, NodeInfo, Status, Verdict
 from probes.targets import NodeView, Taint
 
 SERVER = "https://fixed.example:6443"
@@ -76,13 +77,21 @@ def server_of(context: str) -> str:
     return f"https://{context}.example:6443" if context else SERVER
 
 
-def _start_with(verdicts_of: Callable[[plugin.RunState], dict[str, Verdict]], *, load_baselines: bool) -> None:
-    """Swap the plugin's _start_run for one that connects to nothing and whose runner has verdicts_of(state)."""
+def _start_with(
+    verdicts_of: Callable[[plugin.RunState], dict[str, Verdict]],
+    *,
+    load_baselines: bool,
+    nodes: tuple[NodeInfo, ...] = (),
+) -> None:
+    """Swap the plugin's _start_run for one that connects to nothing and whose runner has verdicts_of(state).
+
+    nodes: the cluster's nodes as the API describes them (none listed by default).
+    """
 
     def start_without_a_cluster(state: plugin.RunState, options: Options, reporter: Any) -> None:
         state.started_at = time.monotonic()
         state.generated_at = "2026-01-01T00:00:00+00:00"
-        state.cluster_info = ClusterInfo(server=server_of(state.context), version="v1.31.4")
+        state.cluster_info = ClusterInfo(server=server_of(state.context), version="v1.31.4", nodes=nodes)
         if state.context:  # a fleet member: say where it would probe (its namespace is the plugin's choice)
             reporter.write_line(f"dindcheck: probing in namespace {options.namespace or '(a fresh one)'}")
         state.runner = cast("ProbeRunner", FixedRunner(verdicts_of(state)))
@@ -192,3 +201,34 @@ def module_name(probe_id: str) -> str:
 def make_probe_modules(pytester: pytest.Pytester, *probe_ids: str) -> None:
     """One test module per probe (test_docker_run.py, ...), as the suites directory has."""
     pytester.makepyfile(**{f"test_{module_name(pid)}": probe_tests(pid) for pid in probe_ids})
+
+
+def with_lsm_read(readings: Mapping[str, Mapping[str, str]], *names: str) -> None:
+    """A cluster of the named NODES, listed as the API lists them, whose lsm probe read readings[node] on its node.
+
+    The lsm verdict is the probe's own reading of them (probes.definitions.lsm.verdict), so the facts are the ones a
+    real run records; every other probe passed. A run without --each-pool probes on the first node.
+    """
+    with_nodes(*names)
+    views = [NODES[name] for name in names]
+    listed = tuple(
+        NodeInfo(view.name, "v1.31.4", "containerd://1.7.24", "6.1.0-28-amd64", "Debian 12", "amd64") for view in views
+    )
+
+    def verdicts_of(state: plugin.RunState) -> dict[str, Verdict]:
+        on_pool = {target.pool: target.node for target in state.targets}
+        verdicts = {}
+        for key in state.selected:
+            pool, _, probe_id = key.rpartition("/")
+            node = on_pool.get(pool) or views[0].name
+            if probe_id == "lsm":
+                said = "\n".join(f"{reading}={value}" for reading, value in readings.get(node, {}).items())
+                outcome = lsm.verdict(said, 0 if said else 1, "")
+                verdicts[key] = Verdict(
+                    probe_id, probe_id, outcome.status, outcome.summary, facts=outcome.facts, nodes=(node,)
+                )
+            else:
+                verdicts[key] = Verdict(probe_id, probe_id, Status.PASS, "passed", nodes=(node,))
+        return verdicts
+
+    _start_with(verdicts_of, load_baselines=False, nodes=listed)

@@ -15,7 +15,7 @@ import pytest
 
 from probes.definitions.lsm import ABSENT, READINGS, assess, verdict
 from probes.engine import key_values
-from probes.model import Status
+from probes.model import NodeSecurity, Status
 
 # Recorded from the testbed (kernel with lockdown, capability, landlock, bpf: no AppArmor, no SELinux).
 TESTBED = {
@@ -212,3 +212,52 @@ def test_the_pass_says_a_user_namespace_was_created_only_when_it_was() -> None:
     outcome = verdict("\n".join(f"{key}={value}" for key, value in {**TESTBED, "userns_try": "ok"}.items()), 0, "")
     assert outcome.status is Status.PASS
     assert "an ordinary pod created a user namespace (unshare -U)" in outcome.summary
+
+
+# ----- what the report's cluster block says of the node: cgroup version, active LSMs, the pod's own confinement -----
+
+
+def test_a_cgroup2fs_node_is_cgroup_v2_with_containerds_apparmor_profile() -> None:
+    node = assess(UBUNTU_2404).node
+    assert node == NodeSecurity(cgroup="v2", lsm=("apparmor",), apparmor_profile="cri-containerd.apparmor.d (enforce)")
+
+
+def test_a_tmpfs_node_is_cgroup_v1_and_none_active_is_an_empty_list() -> None:
+    node = assess(TESTBED).node
+    assert node == NodeSecurity(cgroup="v1", lsm=())
+
+
+def test_an_selinux_node_has_its_mode_and_the_pods_label() -> None:
+    node = assess(RHEL_SELINUX).node
+    assert node.cgroup == "v2"
+    assert node.lsm == ("selinux",)
+    assert node.selinux_mode == "enforcing"
+    assert node.selinux_label == "system_u:system_r:container_t:s0:c123,c456"
+    assert node.apparmor_profile == ""
+    permissive = assess({**RHEL_SELINUX, "selinux_enforce": "0"}).node
+    assert permissive.selinux_mode == "permissive"
+
+
+def test_selinux_in_the_lsm_list_without_its_enforce_file_has_no_mode_guessed() -> None:
+    """Before, the observed fact read 'SELinux is <absent>'."""
+    found = assess({**RHEL_SELINUX, "selinux_enforce": ABSENT})
+    assert found.node.lsm == ("selinux",)
+    assert found.node.selinux_mode == ""
+    assert "SELinux is on (its mode not read)" in found.observed
+    assert not any(ABSENT in fact for fact in found.observed)
+
+
+@pytest.mark.parametrize("cgroup_fs", ["", "overlay", ABSENT])
+def test_a_cgroup_filesystem_neither_v1_nor_v2_is_not_guessed(cgroup_fs: str) -> None:
+    assert assess({**TESTBED, "cgroup_fs": cgroup_fs}).node.cgroup == ""
+
+
+def test_the_stacked_apparmor_attr_wins_for_the_profile() -> None:
+    readings = {**UBUNTU_2404, "attr_current": "unconfined", "attr_apparmor_current": "docker-default (enforce)"}
+    assert assess(readings).node.apparmor_profile == "docker-default (enforce)"
+
+
+def test_the_verdict_carries_the_node_facts_and_an_inconclusive_one_none() -> None:
+    stdout = "\n".join(f"{key}={value}" for key, value in UBUNTU_2404.items())
+    assert verdict(stdout, 0, "").facts.node_security == assess(UBUNTU_2404).node
+    assert verdict("", 1, "exec failed").facts.node_security is None
