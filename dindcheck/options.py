@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes.utils import parse_quantity
 
+from probes.engine import DEFAULT_TIMEOUT_S
 from probes.exceptions import UsageError
 from probes.lease import LEASE_STALE_S, stale_after_s
 from probes.model import Mode, Placement
@@ -99,8 +100,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--timeout",
         type=float,
-        default=120.0,
-        help="seconds each probe pod may take to start before its check is inconclusive (default: 120)",
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds each probe pod may take to start before its check is inconclusive (default: 120); above "
+        "the default it also scales every command's time limit in probe pods (600: five times), for slow nodes",
     )
     group.addoption("--report-json", metavar="PATH", help="write the JSON report (schema dindcheck/report/v1)")
     group.addoption("--report-md", metavar="PATH", help="write the Markdown report (PR comment, CI step summary)")

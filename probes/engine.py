@@ -76,15 +76,28 @@ TERMINAL_WAITING_REASONS = frozenset(
 )
 
 
+DEFAULT_TIMEOUT_S = 120.0
+"""--timeout's default: how long a probe pod may take to start on a node of usual speed."""
+
+
 @dataclass(frozen=True)
 class RunScope:
     """Where and how long this run's pods live: the engine's settings, none of them about what a probe tests."""
 
     namespace: str
     run_id: str
-    timeout_s: float = 120.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     image_pull_secret: str | None = None
     keep: bool = False
+
+    @property
+    def slowness(self) -> float:
+        """How much slower than usual the nodes are said to be: --timeout over its default, never below 1.
+
+        One flag for a slow node (an emulated one, a starved pool): every command's time limit in a probe pod grows
+        with the pod start timeout, so a slow node's commands are not cut short and reported inconclusive.
+        """
+        return max(1.0, self.timeout_s / DEFAULT_TIMEOUT_S)
 
     @property
     def active_deadline_s(self) -> int:
@@ -614,6 +627,7 @@ class ProbeContext:
         ExecChannelError instead of passing for the command's answer.
         """
         self.check_cancelled()
+        timeout_s *= self.scope.slowness
         command = ["/bin/sh", "-c", f"timeout {int(timeout_s)} /bin/sh -c {shlex.quote(script)}"]
         where = f"{pod_name}/{container}"
         started = time.monotonic()

@@ -59,6 +59,11 @@ if out=$(tar -C "$r" -c . | docker import - dindcheck-probe:local 2>&1); then ec
   echo "import=failed"; echo "import_error=$(echo "$out" | tr '\n' ' ')"; exit 0; fi
 if out=$(docker run --rm --network none dindcheck-probe:local /bin/busybox echo nested-ok 2>&1); then
   echo "run_none=ok"; else echo "run_none=failed"; echo "run_none_error=$(echo "$out" | tr '\n' ' ')"; fi
+# What confines a nested container: the profile dockerd says it applies, and what the kernel says it got (an
+# unreadable attr, as on a kernel without an LSM, records nothing)
+echo "security_options=$(docker info -f '{{join .SecurityOptions ","}}' 2>/dev/null)"
+echo "nested_lsm_context=$(docker run --rm --network none dindcheck-probe:local \
+  /bin/busybox cat /proc/self/attr/current 2>/dev/null | tr -d '\0\n')"
 if out=$(docker run --rm dindcheck-probe:local /bin/busybox cat /sys/class/net/eth0/mtu 2>&1); then
   echo "run_bridge=ok"; echo "inner_mtu=$out"; else
   echo "run_bridge=failed"; echo "run_bridge_error=$(echo "$out" | tr '\n' ' ')"; fi

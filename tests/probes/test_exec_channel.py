@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from probes.engine import exit_code
+from probes.engine import DEFAULT_TIMEOUT_S, ProbeContext, Progress, RunScope, Task, exit_code
 from probes.exceptions import ExecChannelError
 
 SUCCESS = json.dumps({"metadata": {}, "status": "Success"})
@@ -64,3 +67,51 @@ def test_only_the_exit_code_cause_counts() -> None:
     status = json.loads(EXIT_3)
     status["details"]["causes"].insert(0, {"reason": "Other", "message": "7"})
     assert exit_code(json.dumps(status)) == 3
+
+
+class _FinishedChannel:
+    """An exec channel whose command already ended with success."""
+
+    def is_open(self) -> bool:
+        return False
+
+    def read_channel(self, channel: int) -> str:
+        return SUCCESS if channel == 3 else ""
+
+    def close(self) -> None:
+        return None
+
+
+class _RecordingContext(ProbeContext):
+    """A context whose exec channel records the command it was asked to run."""
+
+    commands: list[list[str]]
+
+    def _open_exec(self, pod_name: str, container: str, command: list[str]) -> Any:
+        del pod_name, container  # one pod, one container: only the command matters
+        self.commands.append(command)
+        return _FinishedChannel()
+
+
+def _limit_in_pod(timeout_s: float, asked_s: float) -> int:
+    connection: Any = SimpleNamespace(core=None, api_client=None)
+    task = Task("p", "p", "", lambda _ctx: None)  # type: ignore[arg-type,return-value]
+    ctx = _RecordingContext(task, connection, RunScope("ns", "r", timeout_s=timeout_s), Progress(), threading.Event())
+    ctx.commands = []
+    ctx.exec("pod", "c", "true", timeout_s=asked_s)
+    words = ctx.commands[0][2].split()
+    return int(words[words.index("timeout") + 1])
+
+
+def test_a_command_gets_the_time_it_asks_for_at_the_default_timeout() -> None:
+    assert _limit_in_pod(DEFAULT_TIMEOUT_S, 30) == 30
+    assert _limit_in_pod(60, 30) == 30  # a shorter --timeout never cuts a command's own limit
+
+
+def test_a_slow_node_run_scales_every_command_limit_with_the_one_flag() -> None:
+    """--timeout 600 (five times the default) says the nodes are slow: each command gets five times its limit.
+
+    On an emulated node the lsm check's 30 s read did not end within 45 s: inconclusive for the testbed's slowness.
+    """
+    assert _limit_in_pod(600, 30) == 150
+    assert RunScope("ns", "r", timeout_s=600).slowness == 5
