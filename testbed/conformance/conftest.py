@@ -31,6 +31,7 @@ def profile() -> Profile:
         pod_mtu=int(values["POD_MTU"]) if values.get("POD_MTU") else None,
         nodes=int(values.get("NODES") or 1),
         node_vm=values.get("NODE_VM") == "true",
+        vm_kernel=values.get("VM_KERNEL") or "6.1",
     )
 
 

@@ -61,6 +61,8 @@ class Profile:
     """2 (--nodes 2): a second node dindcheck-ci, pool label ci, tainted dedicated=ci:NoSchedule, containerd 2."""
     node_vm: bool = False
     """--node-vm: a node dindcheck-vm in a QEMU guest (Debian's kernel, cgroup v2, AppArmor), pool vm, tainted."""
+    vm_kernel: str = "6.1"
+    """--vm-kernel: the vm node's kernel, bookworm's 6.1 or bookworm-backports' 6.12."""
 
     @property
     def name(self) -> str:
@@ -84,6 +86,8 @@ class Profile:
             parts.append("two-nodes")
         if self.node_vm:
             parts.append("node-vm")
+            if self.vm_kernel != "6.1":
+                parts.append(f"vm-{self.vm_kernel}")
         return "+".join(parts) or "permissive"
 
 

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# build-vm.sh OUTDIR KUBELET: the guest image of `testbed/up --node-vm` (lib/vm.sh): Debian bookworm with its own
-# kernel (linux-image-amd64, 6.1), systemd, udev, AppArmor, Debian's containerd, runc and CNI plugins (the first node's
+# build-vm.sh OUTDIR KUBELET [KERNEL]: the guest image of `testbed/up --node-vm` (lib/vm.sh): Debian bookworm with its
+# own kernel (linux-image-amd64: KERNEL 6.1, the default, is bookworm's; 6.12 is bookworm-backports', whose AppArmor
+# has the userns mediation of `--vm-apparmor-userns restrict`; the backports source exists only for that install and
+# is removed from the image), systemd, udev, AppArmor, Debian's containerd, runc and CNI plugins (the first node's
 # runtime) and the testbed's kubelet, as an ext4 disk image (mkfs.ext4 -d) plus the kernel and initrd extracted for
 # QEMU's -kernel/-initrd. Starts from images.sh's cached minbase rootfs (the base every testbed image shares) and its
 # apt archive cache. Its image store (/var/lib/containerd) is another disk, seeded with the testbed's images by
 # lib/build-vm-seed.sh. Everything node-specific (certificates, kubeconfig, containerd and kubelet configs) comes at
 # boot from a small config disk that lib/vm.sh writes on every up, so the image depends only on its inputs: this
-# script, the base rootfs's spec and the kubelet binary. Skips the build when those are unchanged (OUTDIR/.inputs).
+# script, the base rootfs's spec, the kernel choice and the kubelet binary. Skips the build when those are unchanged (OUTDIR/.inputs).
 # Outputs: OUTDIR/disk.img (sparse raw ext4), OUTDIR/vmlinuz, OUTDIR/initrd.img.
 set -euo pipefail
 out=${1:?usage: build-vm.sh OUTDIR KUBELET}
 kubelet=${2:?usage: build-vm.sh OUTDIR KUBELET}
+kernel_choice=${3:-6.1}
+case $kernel_choice in 6.1|6.12) ;; *) echo "vm image: error: kernel must be 6.1|6.12, not '$kernel_choice'" >&2; exit 2 ;; esac
 CACHE=${TESTBED_CACHE:-/var/cache/dindcheck-testbed}
 BASE=$CACHE/rootfs/base # images.sh build_base: debootstrap --variant=minbase bookworm, apt sources and settings
 APT_ARCHIVES=$CACHE/apt-archives
@@ -19,8 +23,10 @@ DISK_SIZE=16G # sparse: the guest's image store and pod data; blocks are used on
 GUEST_IP=10.88.0.3
 # Debian's containerd/runc/CNI plugins are the first node's runtime (lib/deps.sh); systemd + udev to boot; apparmor
 # for apparmor_parser (containerd loads its default pod profile with it); iptables for the kubelet and pods.
-PACKAGES="systemd-sysv udev dbus apparmor iproute2 iptables ca-certificates kmod initramfs-tools linux-image-amd64
+PACKAGES="systemd-sysv udev dbus apparmor iproute2 iptables ca-certificates kmod initramfs-tools
   containerd runc containernetworking-plugins e2fsprogs procps"
+KERNEL_PACKAGE=linux-image-amd64
+BACKPORTS_LIST=/etc/apt/sources.list.d/dindcheck-bookworm-backports.list
 
 say() { echo "vm image: $*"; }
 [[ -f $BASE/.dindcheck-base ]] || { say "error: no base rootfs $BASE (images.sh build makes it)" >&2; exit 1; }
@@ -28,6 +34,7 @@ say() { echo "vm image: $*"; }
 inputs=$({
   sha256sum "$0" | cut -c1-64
   cat "$BASE/.dindcheck-base"
+  echo "kernel $kernel_choice"
   sha256sum "$kubelet" | cut -c1-64
 } | sha256sum | cut -c1-64)
 if [[ -f $out/.inputs && $(<"$out/.inputs") == "$inputs" && -f $out/disk.img && -f $out/vmlinuz && -f $out/initrd.img ]]
@@ -49,7 +56,7 @@ in_chroot() {
     DEBCONF_NONINTERACTIVE_SEEN=true "$@"
 }
 t=$SECONDS
-say "building in $work (cold: about 3 minutes; base rootfs + $(echo "$PACKAGES" | wc -w) packages)"
+say "building in $work (cold: about 3 minutes; base rootfs + $(echo "$PACKAGES" | wc -w) packages + kernel $kernel_choice)"
 rm -rf "$work"
 mkdir -p "$out"
 cp -a "$BASE" "$work"
@@ -66,6 +73,14 @@ if ! in_chroot apt-get install -y -q $PACKAGES; then
   in_chroot apt-get update -q
   # shellcheck disable=SC2086
   in_chroot apt-get install -y -q $PACKAGES
+fi
+if [[ $kernel_choice == 6.1 ]]; then
+  in_chroot apt-get install -y -q "$KERNEL_PACKAGE"
+else
+  echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$work$BACKPORTS_LIST"
+  in_chroot apt-get update -q
+  in_chroot apt-get install -y -q -t bookworm-backports "$KERNEL_PACKAGE"
+  rm -f "$work$BACKPORTS_LIST"
 fi
 in_chroot apt-get clean
 for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}"; done

@@ -13,6 +13,8 @@
 #                         the node side (registry, apiserver) stay at 1500: a pod network below the underlay's MTU
 #   --node-vm             one more node dindcheck-vm: containerd + kubelet in a QEMU guest on Debian's kernel (cgroup
 #                         v2, AppArmor), label dindcheck.io/pool=vm, taint dedicated=vm:NoSchedule (lib/vm.sh)
+#   --vm-kernel 6.1|6.12  the vm node's kernel: bookworm's 6.1 (default) or bookworm-backports' 6.12
+#   --vm-apparmor-userns off|restrict  refused with restrict: no Debian kernel has Ubuntu's userns restriction
 # The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
 
 TB_PROFILE_FILE=$TB_STATE/profile
@@ -31,12 +33,14 @@ DIND=29
 POD_MTU= # empty: the CNI default (1500, no "mtu" key)
 NODES=1
 NODE_VM=false
+VM_KERNEL=6.1
+VM_APPARMOR_USERNS=off # only off exists: see profile_parse
 
 profile_usage() {
   cat <<USAGE
 usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
                   [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy] [--pod-mtu N] [--nodes 1|2]
-                  [--node-vm]
+                  [--node-vm [--vm-kernel 6.1|6.12]]
 A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29,
 pod MTU 1500, one node.
 --dind picks the DinD image the suite gets (TESTBED_IMAGE_DIND): 29 (default; Docker 29 built from Go modules) or
@@ -48,6 +52,10 @@ tainted dedicated=ci:NoSchedule, whose cache-class volumes are on FUSE; the defa
 $TB_POOL_LABEL=default either way.
 --node-vm adds node $TB_VM_NODE_NAME ($TB_VM_IP): containerd and the kubelet in a QEMU guest (software emulation) on
 Debian's kernel with cgroup v2 and AppArmor, labelled $TB_POOL_LABEL=vm and tainted dedicated=vm:NoSchedule.
+--vm-kernel picks the guest's kernel: 6.1 (default; bookworm's) or 6.12 (bookworm-backports'; its own cached image,
+built the first time it is asked for: under a minute with the apt archive warm).
+--vm-apparmor-userns restrict is refused: Ubuntu's restriction of unconfined user namespaces is an Ubuntu kernel patch;
+neither Debian kernel has it (docs/probe-facts.md, the vm node).
 USAGE
 }
 
@@ -69,6 +77,10 @@ profile_parse() {
       --nodes) NODES=${2:-}; shift ;;
       --nodes=*) NODES=${1#*=} ;;
       --node-vm) NODE_VM=true ;;
+      --vm-kernel) VM_KERNEL=${2:-}; shift ;;
+      --vm-kernel=*) VM_KERNEL=${1#*=} ;;
+      --vm-apparmor-userns) VM_APPARMOR_USERNS=${2:-}; shift ;;
+      --vm-apparmor-userns=*) VM_APPARMOR_USERNS=${1#*=} ;;
       -h|--help) profile_usage; exit 0 ;;
       *) profile_usage >&2; die "unknown argument: $1" ;;
     esac
@@ -79,13 +91,22 @@ profile_parse() {
   case $CACHE_FS in ext4|tmpfs|fuse) ;; *) die "--cache-fs must be ext4|tmpfs|fuse, not '$CACHE_FS'" ;; esac
   case $DIND in 29|legacy) ;; *) die "--dind must be 29|legacy, not '$DIND'" ;; esac
   case $NODES in 1|2) ;; *) die "--nodes must be 1|2, not '$NODES'" ;; esac
+  case $VM_KERNEL in 6.1|6.12) ;; *) die "--vm-kernel must be 6.1|6.12, not '$VM_KERNEL'" ;; esac
+  case $VM_APPARMOR_USERNS in off|restrict) ;; *) die "--vm-apparmor-userns must be off|restrict, not '$VM_APPARMOR_USERNS'" ;; esac
+  if [[ $VM_APPARMOR_USERNS == restrict ]]; then
+    die "--vm-apparmor-userns restrict: no kernel the vm node can boot has it. Ubuntu's restriction" \
+      "(kernel.apparmor_restrict_unprivileged_userns, AppArmor's userns_create mediation) is an Ubuntu kernel patch;" \
+      "Debian's 6.12 (bookworm-backports) has neither: booted with sysctl.kernel.apparmor_restrict_unprivileged_userns=1" \
+      "it logs 'parameter not found' and an unconfined uid 1000 still gets a user namespace with every capability" \
+      "(docs/probe-facts.md, the vm node)"
+  fi
   if [[ -n $POD_MTU ]] && ! [[ $POD_MTU =~ ^[1-9][0-9]*$ && $POD_MTU -ge 576 && $POD_MTU -le 9000 ]]; then
     die "--pod-mtu must be a number from 576 to 9000, not '$POD_MTU'"
   fi
 }
 
 profile_describe() {
-  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES node-vm=$NODE_VM"
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES node-vm=$NODE_VM vm-kernel=$VM_KERNEL"
 }
 
 profile_write() {
@@ -99,6 +120,7 @@ DIND=$DIND
 POD_MTU=$POD_MTU
 NODES=$NODES
 NODE_VM=$NODE_VM
+VM_KERNEL=$VM_KERNEL
 USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
 }

@@ -9,11 +9,12 @@
 # reaches its kubelet (10250), on the testbed's one L2 segment. Labelled dindcheck.io/pool=vm and tainted
 # dedicated=vm:NoSchedule (a slow pool nothing lands on by accident, as the ci pool); its pods pull the testbed's
 # images (the sandbox image too) from the testbed registry, as a real node does.
-# The guest image (lib/build-vm.sh) is cached in $TB_CACHE/vm; every (re)start boots a fresh copy-on-write overlay of
+# The guest image (lib/build-vm.sh) is cached per kernel (--vm-kernel): $TB_CACHE/vm for 6.1, $TB_CACHE/vm-6.12 for
+# 6.12, each with its own .inputs and image-store seed (down removes only state, never these); every (re)start boots a fresh copy-on-write overlay of
 # it plus a config disk (certificates, kubeconfig, containerd/kubelet configs) made here.
 
 TB_VM_DIR=$TB_STATE/vm # overlay, config disk (removed by down)
-TB_VM_IMAGE=$TB_CACHE/vm
+TB_VM_IMAGE=$TB_CACHE/vm # set per --vm-kernel by vm_image_select
 TB_VM_TAP=dcvm0
 TB_VM_TAINT=dedicated=vm:NoSchedule
 TB_VM_CONSOLE=$TB_LOGS/vm-console.log
@@ -34,11 +35,17 @@ vm_deps_ensure() {
 # the dindcheck image, which changes with every change of the package and only in-cluster runs on the default node use.
 TB_VM_SEED_IMAGES=(pause tools dind dind-legacy buildkit registry kaniko builder-run builder)
 
+# vm_image_select: TB_VM_IMAGE for the profile's --vm-kernel (6.1 keeps the original directory, so its cache stays).
+vm_image_select() {
+  if [[ ${VM_KERNEL:-6.1} == 6.1 ]]; then TB_VM_IMAGE=$TB_CACHE/vm; else TB_VM_IMAGE=$TB_CACHE/vm-$VM_KERNEL; fi
+}
+
 # vm_image_ensure: the guest image, built by lib/build-vm.sh unless its inputs are unchanged, and its image-store seed
 # (lib/build-vm-seed.sh), rebuilt when an image's digest changes.
 vm_image_ensure() {
-  TB_PROGRESS_RE='^vm image:' run_with_progress build-vm "guest image build (cold: about 3 minutes)" \
-    "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet"
+  vm_image_select
+  TB_PROGRESS_RE='^vm image:' run_with_progress build-vm "guest image build, kernel ${VM_KERNEL:-6.1} (cold: about 3 minutes)" \
+    "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet" "${VM_KERNEL:-6.1}"
   TB_PROGRESS_RE='^vm seed:' run_with_progress build-vm-seed "guest image-store seed (about a minute)" \
     "$TB_LIB/build-vm-seed.sh" "$TB_VM_IMAGE" "${TESTBED_CACHE:-/var/cache/dindcheck-testbed}/images" \
     "${TB_VM_SEED_IMAGES[@]}"
