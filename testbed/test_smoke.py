@@ -305,6 +305,9 @@ def test_node_ready(tb: Testbed) -> None:
         assert addresses.get("InternalIP") == VM_NODE_IP, addresses
         # Debian's own kernel in the guest, not the host's.
         assert vm["status"]["nodeInfo"]["kernelVersion"] != default["status"]["nodeInfo"]["kernelVersion"], vm["status"]
+        # --vm-kernel: bookworm's 6.1 (6.1.0-N-amd64) or bookworm-backports' 6.12 (6.12.N+debN-amd64).
+        want_kernel = (knob(tb, "VM_KERNEL") or "6.1") + "."
+        assert vm["status"]["nodeInfo"]["kernelVersion"].startswith(want_kernel), (want_kernel, vm["status"])
 
 
 def test_dind_nested_docker_run(tb: Testbed) -> None:
