@@ -187,6 +187,9 @@ vm_node_ensure() {
   mapfile -t files < <(find "$TB_VM_DIR/config" -type f | sort)
   local hash; hash=$(hash_of "${args[*]} $(<"$TB_VM_IMAGE/.inputs") $(<"$TB_VM_IMAGE/.seed-inputs")" "${files[@]}")
   if daemon_pid vm >/dev/null && [[ $(<"$TB_PIDS/vm.hash") == "$hash" ]]; then return 0; fi
+  # the Node object outlives a guest: it stays Ready until the node controller notices, so `up` waits for the boot
+  # after this one to report itself (vm_node_booted), not for Ready
+  TB_VM_PREVIOUS_BOOT=$(kctl get node "$TB_VM_NODE_NAME" -o jsonpath='{.status.nodeInfo.bootID}' 2>/dev/null || true)
   daemon_stop vm
   rm -f "$TB_VM_DIR/root.qcow2" "$TB_VM_DIR/containerd.qcow2" "$cfg"
   run_logged vm qemu-img create -q -f qcow2 -F raw -b "$TB_VM_IMAGE/disk.img" "$TB_VM_DIR/root.qcow2"
@@ -196,6 +199,15 @@ vm_node_ensure() {
   : >"$TB_VM_CONSOLE"
   daemon_start vm "$hash" /usr/bin/qemu-system-x86_64 "${args[@]}"
   log "vm: booting $TB_VM_NODE_NAME (Debian $(<"$TB_VM_IMAGE/kernel-version"), TCG, 2 vCPUs; console: $TB_VM_CONSOLE)"
+}
+
+TB_VM_PREVIOUS_BOOT=
+# vm_node_booted: the vm node is Ready and reports a boot other than the one before vm_node_ensure restarted it.
+vm_node_booted() {
+  node_ready "$TB_VM_NODE_NAME" || return 1
+  local boot
+  boot=$(kctl get node "$TB_VM_NODE_NAME" -o jsonpath='{.status.nodeInfo.bootID}' 2>/dev/null) || return 1
+  [[ -n $boot && $boot != "$TB_VM_PREVIOUS_BOOT" ]]
 }
 
 # vm_node_label: the pool label and taint on the Node object (a kubelet never updates them on an existing Node).
