@@ -180,9 +180,7 @@ class NodeSecurity:
         }
 
 
-NOT_OBSERVED_JSON: Mapping[str, None] = MappingProxyType(
-    dict.fromkeys(("cgroup", "lsm", "apparmor_profile", "selinux_mode", "selinux_label"))
-)
+NOT_OBSERVED_JSON: Mapping[str, None] = MappingProxyType(dict.fromkeys(NodeSecurity(cgroup="", lsm=()).to_json()))
 """A node no check read from inside a pod: every key null."""
 
 

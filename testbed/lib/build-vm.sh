@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # build-vm.sh OUTDIR KUBELET [KERNEL]: the guest image of `testbed/up --node-vm` (lib/vm.sh): Debian bookworm with its
-# own kernel (linux-image-amd64: KERNEL 6.1, the default, is bookworm's; 6.12 is bookworm-backports', whose AppArmor
-# has the userns mediation of `--vm-apparmor-userns restrict`; the backports source exists only for that install and
-# is removed from the image), systemd, udev, AppArmor, Debian's containerd, runc and CNI plugins (the first node's
+# own kernel (linux-image-amd64: KERNEL 6.1, the default, is bookworm's; 6.12 is bookworm-backports', whose
+# AppArmor has no userns mediation either (docs/probe-facts.md); the backports source exists only for that install
+# and is removed from the image), systemd, udev, AppArmor, Debian's containerd, runc and CNI plugins (the first node's
 # runtime) and the testbed's kubelet, as an ext4 disk image (mkfs.ext4 -d) plus the kernel and initrd extracted for
 # QEMU's -kernel/-initrd. Starts from images.sh's cached minbase rootfs (the base every testbed image shares) and its
 # apt archive cache. Its image store (/var/lib/containerd) is another disk, seeded with the testbed's images by
 # lib/build-vm-seed.sh. Everything node-specific (certificates, kubeconfig, containerd and kubelet configs) comes at
 # boot from a small config disk that lib/vm.sh writes on every up, so the image depends only on its inputs: this
-# script, the base rootfs's spec, the kernel choice and the kubelet binary. Skips the build when those are unchanged (OUTDIR/.inputs).
+# script, the base rootfs's spec, the kernel choice and the kubelet binary. Skips the build when those are unchanged
+# (OUTDIR/.inputs).
 # Outputs: OUTDIR/disk.img (sparse raw ext4), OUTDIR/vmlinuz, OUTDIR/initrd.img.
 set -euo pipefail
 out=${1:?usage: build-vm.sh OUTDIR KUBELET}

@@ -7,11 +7,12 @@
 # which holds the IP and which its pods join (CNI bridge, host-local IPAM 10.88.0.16-10.88.0.254, default route via
 # $TB_NODE_IP like the other nodes' pods), so its pods reach the registry and the API server, and the API server
 # reaches its kubelet (10250), on the testbed's one L2 segment. Labelled dindcheck.io/pool=vm and tainted
-# dedicated=vm:NoSchedule (a slow pool nothing lands on by accident, as the ci pool); its pods pull the testbed's
-# images (the sandbox image too) from the testbed registry, as a real node does.
+# dedicated=vm:NoSchedule (a slow pool nothing lands on by accident, as the ci pool); its image store is seeded with
+# the testbed's images (lib/build-vm-seed.sh), and an image not in it is pulled from the testbed registry.
 # The guest image (lib/build-vm.sh) is cached per kernel (--vm-kernel): $TB_CACHE/vm for 6.1, $TB_CACHE/vm-6.12 for
-# 6.12, each with its own .inputs and image-store seed (down removes only state, never these); every (re)start boots a fresh copy-on-write overlay of
-# it plus a config disk (certificates, kubeconfig, containerd/kubelet configs) made here.
+# 6.12, each with its own .inputs and image-store seed (down removes only state, never these); every (re)start boots
+# fresh copy-on-write overlays of the image and the seed, plus a config disk (certificates, kubeconfig,
+# containerd/kubelet configs) made here.
 
 TB_VM_DIR=$TB_STATE/vm # overlay, config disk (removed by down)
 TB_VM_IMAGE=$TB_CACHE/vm # set per --vm-kernel by vm_image_select
@@ -47,7 +48,7 @@ vm_image_ensure() {
   TB_PROGRESS_RE='^vm image:' run_with_progress build-vm "guest image build, kernel ${VM_KERNEL:-6.1} (cold: about 3 minutes)" \
     "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet" "${VM_KERNEL:-6.1}"
   TB_PROGRESS_RE='^vm seed:' run_with_progress build-vm-seed "guest image-store seed (about a minute)" \
-    "$TB_LIB/build-vm-seed.sh" "$TB_VM_IMAGE" "${TESTBED_CACHE:-/var/cache/dindcheck-testbed}/images" \
+    "$TB_LIB/build-vm-seed.sh" "$TB_VM_IMAGE" "$TB_CACHE/images" \
     "${TB_VM_SEED_IMAGES[@]}"
 }
 
@@ -189,7 +190,7 @@ vm_node_ensure() {
   if daemon_pid vm >/dev/null && [[ $(<"$TB_PIDS/vm.hash") == "$hash" ]]; then return 0; fi
   # the Node object outlives a guest: it stays Ready until the node controller notices, so `up` waits for the boot
   # after this one to report itself (vm_node_booted), not for Ready
-  TB_VM_PREVIOUS_BOOT=$(kctl get node "$TB_VM_NODE_NAME" -o jsonpath='{.status.nodeInfo.bootID}' 2>/dev/null || true)
+  TB_VM_PREVIOUS_BOOT=$(vm_boot_id || true)
   daemon_stop vm
   rm -f "$TB_VM_DIR/root.qcow2" "$TB_VM_DIR/containerd.qcow2" "$cfg"
   run_logged vm qemu-img create -q -f qcow2 -F raw -b "$TB_VM_IMAGE/disk.img" "$TB_VM_DIR/root.qcow2"
@@ -202,11 +203,14 @@ vm_node_ensure() {
 }
 
 TB_VM_PREVIOUS_BOOT=
+# vm_boot_id: the boot the vm node's kubelet last reported (fails when there is no such Node).
+vm_boot_id() { kctl get node "$TB_VM_NODE_NAME" -o jsonpath='{.status.nodeInfo.bootID}' 2>/dev/null; }
+
 # vm_node_booted: the vm node is Ready and reports a boot other than the one before vm_node_ensure restarted it.
 vm_node_booted() {
   node_ready "$TB_VM_NODE_NAME" || return 1
   local boot
-  boot=$(kctl get node "$TB_VM_NODE_NAME" -o jsonpath='{.status.nodeInfo.bootID}' 2>/dev/null) || return 1
+  boot=$(vm_boot_id) || return 1
   [[ -n $boot && $boot != "$TB_VM_PREVIOUS_BOOT" ]]
 }
 
