@@ -14,12 +14,14 @@ from typing import Any
 from probes.definitions._registry import MANIFEST_TYPES, bearer_challenge
 from probes.engine import ProbeContext, compact
 
-# Waits up to ~60 s for the daemon behind $DOCKER_HOST, printing how long it took or why it never answered. A daemon
-# that answers but refuses this CLI's API version ends the wait at once: waiting cannot change that.
+# Waits up to $daemon_wait_s seconds of wall time (wait_for_daemon sets it) for the daemon behind $DOCKER_HOST,
+# printing how long it took or why it never answered. A daemon that answers but refuses this CLI's API version ends
+# the wait at once: waiting cannot change that.
 WAIT_FOR_DAEMON = r"""
 echo "client_version=$(docker version -f '{{.Client.Version}}' 2>/dev/null)"
 echo "client_api=$(docker version -f '{{.Client.APIVersion}}' 2>/dev/null)"
-start=$(date +%s.%N 2>/dev/null || date +%s); i=0
+limit=${daemon_wait_s:-60}; echo "daemon_wait_s=$limit"
+start=$(date +%s.%N 2>/dev/null || date +%s); give_up=$(( $(date +%s) + limit ))
 until out=$(docker info 2>&1); do
   # the daemon's words: old CLIs print them as "ERROR: ..." in the Server section, newer ones on stderr
   err=$(echo "$out" | grep -i 'error' | grep -v 'errors pretty printing' | tail -n 2)
@@ -27,8 +29,7 @@ until out=$(docker info 2>&1); do
   case $err in *"supported API version"*|*"client version"*" is too "*)
     echo "daemon=api_refused"; echo "daemon_error=$(echo "$err" | tr '\n' ' ')"; exit 0 ;;
   esac
-  i=$((i+1))
-  if [ "$i" -ge 300 ]; then
+  if [ "$(date +%s)" -ge "$give_up" ]; then
     echo "daemon=unreachable"; echo "daemon_error=$(echo "$err" | tr '\n' ' ')"; exit 0
   fi
   sleep 0.2
@@ -37,6 +38,61 @@ end=$(date +%s.%N 2>/dev/null || date +%s)
 echo "daemon=ok"
 echo "waited_s=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}' 2>/dev/null)"
 """
+DAEMON_WAIT_S = 60.0
+"""How long dockerd may take to answer on a node of usual speed; a slow node's --timeout stretches it."""
+DAEMON_EXEC_S = DAEMON_WAIT_S + 30
+"""The exec limit of the wait (scaled like every exec): the wait ends first, with its own words."""
+
+
+def daemon_wait_s(ctx: ProbeContext) -> float:
+    """How long this run waits for dockerd: the usual wait times the run's slowness (--timeout over its default)."""
+    return DAEMON_WAIT_S * ctx.scope.slowness
+
+
+def wait_for_daemon(wait_s: float) -> str:
+    """WAIT_FOR_DAEMON bounded by wait_s seconds of wall time (a loop count would stretch with a slow node's CPU)."""
+    return f"daemon_wait_s={int(wait_s)}\n{WAIT_FOR_DAEMON}"
+
+
+# dockerd's words when it dies or gives up, and when it serves: with neither in its log, a daemon that has not
+# answered is still starting (a slow node), which proves nothing about the cluster.
+FATAL_MARKERS = ("failed to start daemon", "level=fatal", "level=error")
+LISTENING_MARKERS = ("api listen on", "daemon has completed initialization")
+NOT_ANSWERING = ("cannot connect to the docker daemon", "connection refused", "no such file or directory", "timeout")
+
+
+def last_words(log: str) -> str:
+    """What a daemon said as it died: from its last fatal or error line to the end (an error may span lines).
+
+    log is dockerd_log_tail's form (lines joined by ' | '); with no such line, the last line.
+    """
+    lines = [line for line in log.split(" | ") if line.strip()]
+    fatal = [i for i, line in enumerate(lines) if any(marker in line.lower() for marker in FATAL_MARKERS)]
+    return " ".join(lines[fatal[-1] :] if fatal else lines[-1:])
+
+
+def still_starting(daemon_error: str, log: str) -> bool:
+    """Whether a dockerd that never answered may only be slow: nothing listens yet and its log has no error.
+
+    Called while its container still runs. A daemon that answered with a refusal, logged an error or already
+    listens (so the client cannot reach what serves) is a finding about the pod; one still starting is not.
+    """
+    lowered_log = log.lower()
+    if any(marker in lowered_log for marker in FATAL_MARKERS + LISTENING_MARKERS):
+        return False
+    lowered_error = daemon_error.lower()
+    return not lowered_error.strip() or any(words in lowered_error for words in NOT_ANSWERING)
+
+
+def still_starting_summary(what: str, evidence: dict[str, Any]) -> str:
+    """The inconclusive summary of a dockerd that is still starting: the node's slowness, not a refusal."""
+    log = str(evidence.get("dockerd_log", "")) or "nothing yet"
+    return (
+        f"{what} did not answer within {evidence.get('daemon_wait_s', '?')}s, but its container still runs and its "
+        f"log shows no error: it is still starting, which says nothing about the cluster (a node this slow needs a "
+        f"larger --timeout: every wait grows with it); dockerd's log: {compact(log, 240)}"
+    )
+
 
 # From the job container, once the daemon answers: import an image made in the pod (no registry), run it twice.
 NESTED_RUN = r"""

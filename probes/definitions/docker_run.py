@@ -29,13 +29,18 @@ from typing import Any
 from probes import specs
 from probes.definitions._docker import (
     API_VERSION_REMEDIATION,
+    DAEMON_EXEC_S,
     NESTED_RUN,
-    WAIT_FOR_DAEMON,
     Payload,
     api_version_cause,
+    daemon_wait_s,
     dockerd_exit,
     dockerd_log_tail,
+    last_words,
     locate_payload,
+    still_starting,
+    still_starting_summary,
+    wait_for_daemon,
 )
 from probes.engine import Outcome, ProbeContext, compact, key_values, named_cause
 from probes.exceptions import ExecChannelError, PodNotRunningError
@@ -270,9 +275,9 @@ def _probe(ctx: ProbeContext, name: str, located: Future[Payload], evidence: dic
             raise
         return
     ctx.say("waiting for dockerd")
-    daemon = key_values(ctx.exec(name, "job", WAIT_FOR_DAEMON, timeout_s=90).stdout)
+    daemon = key_values(ctx.exec(name, "job", wait_for_daemon(daemon_wait_s(ctx)), timeout_s=DAEMON_EXEC_S).stdout)
     evidence["daemon"] = daemon.get("daemon", "unknown")
-    evidence.update({key: daemon[key] for key in ("client_version", "client_api") if daemon.get(key)})
+    evidence.update({key: daemon[key] for key in ("client_version", "client_api", "daemon_wait_s") if daemon.get(key)})
     if not _host_facts(ctx, name, evidence):
         return
     if daemon.get("daemon") != "ok":
@@ -632,19 +637,6 @@ def _dead_daemon(evidence: dict[str, Any]) -> Outcome:
     )
 
 
-FATAL_MARKERS = ("failed to start daemon", "level=fatal", "level=error")
-
-
-def last_words(log: str) -> str:
-    """What a daemon said as it died: from its last fatal or error line to the end (an error may span lines).
-
-    log is dockerd_log_tail's form (lines joined by ' | '); with no such line, the last line.
-    """
-    lines = [line for line in log.split(" | ") if line.strip()]
-    fatal = [i for i, line in enumerate(lines) if any(marker in line.lower() for marker in FATAL_MARKERS)]
-    return " ".join(lines[fatal[-1] :] if fatal else lines[-1:])
-
-
 def _runs(evidence: dict[str, Any]) -> str:
     """Which nested runs worked: the bridge's (the check's claim), and --network none's only when it did."""
     if evidence.get("run_none") == "ok":
@@ -690,6 +682,8 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         cause = iptables_cause(log)
         if cause:
             return Outcome(Status.FAIL, f"dockerd did not start: {cause}", evidence, remediation=IPTABLES_REMEDIATION)
+        if still_starting(str(evidence.get("daemon_error", "")), log):
+            return Outcome(Status.INCONCLUSIVE, still_starting_summary("dockerd", evidence), evidence)
         return Outcome(
             Status.FAIL,
             f"dockerd did not start: {evidence.get('daemon_error', '')}; log: {log}",

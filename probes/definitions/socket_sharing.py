@@ -17,9 +17,14 @@ from typing import Any
 from probes import specs
 from probes.definitions._docker import (
     API_VERSION_REMEDIATION,
-    WAIT_FOR_DAEMON,
+    DAEMON_EXEC_S,
     api_version_cause,
+    daemon_wait_s,
+    dockerd_exit,
     dockerd_log_tail,
+    still_starting,
+    still_starting_summary,
+    wait_for_daemon,
 )
 from probes.engine import Outcome, ProbeContext, compact, key_values, named_cause
 from probes.exceptions import AdmissionRejectedError, ExecChannelError, PodNotRunningError
@@ -43,7 +48,8 @@ echo "server_version=$(docker version -f '{{.Server.Version}}' 2>/dev/null)"
 # GitLab's form, from the job container: wait for the client certs dockerd's entrypoint writes into the shared
 # $DOCKER_CERT_PATH (quoting the CLI's own words if the job got there first, as GitLab jobs do: gitlab-runner#27384),
 # and for the key to be readable (openssl creates it 0600; docker:dind's entrypoint opens it to 0644 at once); then
-# WAIT_FOR_DAEMON over TLS, which verifies the server's certificate against the name in DOCKER_HOST.
+# WAIT_FOR_DAEMON over TLS, which verifies the server's certificate against the name in DOCKER_HOST. The certs wait
+# is $certs_wait_s seconds of wall time (tls_script sets it): making RSA keys is slow on a slow node's CPU.
 TLS_WAIT_FOR_CERTS = r"""
 certs=${DOCKER_CERT_PATH:-$HOME/.docker}
 have_certs() { [ -s "$certs/ca.pem" ] && [ -s "$certs/cert.pem" ] && [ -s "$certs/key.pem" ]; }
@@ -58,10 +64,9 @@ unreachable() {
   exit 0
 }
 if ! have_certs; then echo "certs_race=$(docker info 2>&1 | grep . | grep -v '^ ' | tail -n 1)"; fi
-i=0
+echo "certs_wait_s=${certs_wait_s:-60}"; certs_give_up=$(( $(date +%s) + ${certs_wait_s:-60} ))
 until have_certs; do
-  i=$((i + 1))
-  if [ "$i" -ge 300 ]; then
+  if [ "$(date +%s)" -ge "$certs_give_up" ]; then
     echo "certs=missing"; echo "certs_listing=$(ls -ln "$certs" 2>&1 | tr '\n' ' ')"; unreachable
   fi
   sleep 0.2
@@ -118,7 +123,14 @@ TLS_REMEDIATION = {
     ),
 }
 TLS_TITLE = f"TLS over {specs.DOCKER_TLS_HOST} (GitLab's form)"
-CERTS_WAIT_S = 60
+CERTS_WAIT_S = 60.0
+"""How long docker:dind's entrypoint may take to write the client certs on a node of usual speed."""
+
+
+def tls_script(ctx: ProbeContext) -> str:
+    """GitLab's job side: the certs wait, then the daemon wait, each stretched by the run's slowness."""
+    certs_wait = f"certs_wait_s={int(CERTS_WAIT_S * ctx.scope.slowness)}\n"
+    return certs_wait + TLS_WAIT_FOR_CERTS + wait_for_daemon(daemon_wait_s(ctx)) + TLS_FACTS
 
 
 def _try_layout(ctx: ProbeContext, name: str, created_at: float, script: str, timeout_s: float) -> dict[str, Any]:
@@ -136,14 +148,16 @@ def _try_layout(ctx: ProbeContext, name: str, created_at: float, script: str, ti
         found["ready_s"] = round(time.monotonic() - created_at, 2)
     else:
         found["dockerd_log"] = dockerd_log_tail(ctx, name)
+        ended = dockerd_exit(ctx, name)
+        if ended:
+            found["dockerd_exit"] = ended
     return found
 
 
 def _try_tls(ctx: ProbeContext, name: str, created_at: float) -> dict[str, Any]:
     """GitLab's form; an exec channel that fails concludes nothing about it, and does not stop the other layouts."""
-    script = TLS_WAIT_FOR_CERTS + WAIT_FOR_DAEMON + TLS_FACTS
     try:
-        return _try_layout(ctx, name, created_at, script, timeout_s=CERTS_WAIT_S + 90)
+        return _try_layout(ctx, name, created_at, tls_script(ctx), timeout_s=CERTS_WAIT_S + DAEMON_EXEC_S)
     except ExecChannelError as exc:
         return {"pod": name, "ok": False, "pod_ran": True, "concluded": False, "reason": f"exec channel: {exc}"}
 
@@ -162,6 +176,8 @@ LAYOUT_KEYS = (
     "certs_waited_s",
     "certs_listing",
     "key_mode",
+    "daemon_wait_s",
+    "certs_wait_s",
 )
 
 
@@ -200,12 +216,16 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
                 # a policy against GitLab's form (its hostAliases, say) says nothing about the socket layouts
                 evidence["tls"] = {"pod": names[layout], "ok": False, "pod_ran": False, "reason": exc.describe()}
         evidence["native_sidecar"] = {"supported": native_as_admitted(ctx.read_pod(names[specs.NATIVE]))}
-        socket_script = WAIT_FOR_DAEMON + SOCKET_FACTS
+        socket_script = wait_for_daemon(daemon_wait_s(ctx)) + SOCKET_FACTS
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="socket-sharing") as pool:
-            classic = pool.submit(_try_layout, ctx, names[specs.CLASSIC], created_at[specs.CLASSIC], socket_script, 90)
+            classic = pool.submit(
+                _try_layout, ctx, names[specs.CLASSIC], created_at[specs.CLASSIC], socket_script, DAEMON_EXEC_S
+            )
             tls = None if "tls" in evidence else pool.submit(_try_tls, ctx, names[specs.TLS], created_at[specs.TLS])
             native = (
-                pool.submit(_try_layout, ctx, names[specs.NATIVE], created_at[specs.NATIVE], socket_script, 90)
+                pool.submit(
+                    _try_layout, ctx, names[specs.NATIVE], created_at[specs.NATIVE], socket_script, DAEMON_EXEC_S
+                )
                 if evidence["native_sidecar"]["supported"]
                 else None
             )
@@ -258,12 +278,16 @@ def tls_finding(tls: dict[str, Any]) -> tuple[str, str]:
     if refused:
         return f"{TLS_TITLE} failed: {refused}", API_VERSION_REMEDIATION
     cause = named_cause(reason, TLS_CAUSES)
+    if cause in ("certs", "") and not tls.get("dockerd_exit") and still_starting(reason, tls.get("dockerd_log", "")):
+        waited = tls.get("certs_wait_s") if tls.get("certs") == "missing" else tls.get("daemon_wait_s")
+        summary = still_starting_summary("dockerd", {**tls, "daemon_wait_s": waited or "?"})
+        return f"{TLS_TITLE}: not concluded ({summary})", ""
     uid = tls.get("client_uid", "?")
     if cause == "key":
         text = f"the job container (uid {uid}) cannot read the client key ({tls.get('key_mode', '?')}): {reason}"
     elif cause == "certs":
         where = tls.get("cert_path", specs.DOCKER_CLIENT_CERTS)
-        text = f"the client certificates never appeared in {where} within {CERTS_WAIT_S}s: {reason}"
+        text = f"the client certificates never appeared in {where} within {tls.get('certs_wait_s', '?')}s: {reason}"
     elif cause == "handshake":
         text = f"the TLS handshake with dockerd failed: {reason}"
     else:
@@ -317,6 +341,7 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}{tls_note}", evidence)
     log = classic.get("dockerd_log", "")
     refused = api_version_cause(str(classic.get("reason", "")))
+    starting = not classic.get("dockerd_exit") and still_starting(str(classic.get("reason", "")), log)
     if refused:
         return Outcome(
             Status.FAIL,
@@ -333,6 +358,8 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
             remediation="Start dockerd with --group=GID (the job's gid) and run the job with that gid "
             "(runAsGroup or supplementalGroups); the docker:dind image has no docker group of its own.",
         )
+    if starting:
+        return Outcome(Status.INCONCLUSIVE, still_starting_summary("dockerd", classic) + tls_note, evidence)
     return Outcome(
         Status.FAIL,
         f"dockerd never answered on the shared socket: {classic.get('reason', '')}"

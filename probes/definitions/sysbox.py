@@ -17,10 +17,16 @@ from probes import specs
 from probes.api import api_call
 from probes.definitions._docker import (
     API_VERSION_REMEDIATION,
+    DAEMON_EXEC_S,
     NESTED_RUN,
-    WAIT_FOR_DAEMON,
     api_version_cause,
+    daemon_wait_s,
+    dockerd_exit,
     dockerd_log_tail,
+    last_words,
+    still_starting,
+    still_starting_summary,
+    wait_for_daemon,
 )
 from probes.engine import Outcome, ProbeContext, compact, key_values
 from probes.exceptions import AdmissionRejectedError, PodNotRunningError
@@ -31,6 +37,8 @@ REMEDIATION = (
     "Install sysbox on a node pool (nestybox sysbox-deploy-k8s labels nodes sysbox-runtime=running and registers "
     "RuntimeClass sysbox-runc with a nodeSelector), then run DinD without privileged via runtimeClassName."
 )
+POD_WAIT_S = 90.0
+"""How long a sysbox pod may take to run on a node of usual speed (a missing handler shows sooner, as an event)."""
 NO_HANDLER = ("no runtime for", "failed to find runtime handler", "runtimehandler", "not supported")
 
 
@@ -78,15 +86,21 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
         status = Status.FAIL if exc.decided is False else Status.INCONCLUSIVE
         return Outcome(status, f"a sysbox pod was {exc.describe()}", evidence)
     try:
-        ctx.wait_running(name, timeout_s=min(ctx.scope.timeout_s, 90.0), final_event=handler_missing)
+        ctx.wait_running(
+            name, timeout_s=min(ctx.scope.timeout_s, POD_WAIT_S * ctx.scope.slowness), final_event=handler_missing
+        )
         evidence.update(key_values(ctx.exec(name, "dind", UID_MAP, timeout_s=20).stdout))
         ctx.say("waiting for dockerd inside the sysbox pod")
-        evidence.update(key_values(ctx.exec(name, "job", WAIT_FOR_DAEMON, timeout_s=90).stdout))
+        wait = wait_for_daemon(daemon_wait_s(ctx))
+        evidence.update(key_values(ctx.exec(name, "job", wait, timeout_s=DAEMON_EXEC_S).stdout))
         if evidence.get("daemon") == "ok":
             ctx.say("nested docker run inside the sysbox pod")
             evidence.update(key_values(ctx.exec(name, "job", NESTED_RUN, timeout_s=120).stdout))
         else:
             evidence["dockerd_log"] = dockerd_log_tail(ctx, name)
+            ended = dockerd_exit(ctx, name)
+            if ended:
+                evidence["dockerd_exit"] = ended
     except PodNotRunningError as exc:
         if not handler_missing(exc.event_reason, exc.event_message):
             raise  # an image pull, scheduling, a deadline: nothing learnt about sysbox (inconclusive)
@@ -120,10 +134,21 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
             Status.FAIL, f"dockerd runs in the sysbox pod, but {refused}", evidence, remediation=API_VERSION_REMEDIATION
         )
     if evidence.get("daemon") != "ok":
+        ended = evidence.get("dockerd_exit") or {}
+        log = str(evidence.get("dockerd_log", ""))
+        if ended:
+            words = last_words(str(ended.get("log", ""))) or str(ended.get("message", ""))
+            return Outcome(
+                Status.FAIL,
+                f"the sysbox pod runs but dockerd in it exited {ended.get('exit_code', '?')} "
+                f"({ended.get('reason') or 'Error'}); dockerd's last words: {compact(words, 240) or 'none'}",
+                evidence,
+            )
+        if still_starting(str(evidence.get("daemon_error", "")), log):
+            return Outcome(Status.INCONCLUSIVE, still_starting_summary("dockerd in the sysbox pod", evidence), evidence)
         return Outcome(
             Status.FAIL,
-            f"the sysbox pod runs but dockerd in it never answered: {evidence.get('daemon_error', '')}; "
-            f"log: {evidence.get('dockerd_log', '')}",
+            f"the sysbox pod runs but dockerd in it never answered: {evidence.get('daemon_error', '')}; log: {log}",
             evidence,
         )
     if evidence.get("run_bridge") != "ok":

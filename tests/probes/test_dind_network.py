@@ -468,10 +468,15 @@ NO_CLIENT_CERT_29 = (
 )
 
 
-def tls_layout(values: dict[str, str]) -> dict[str, Any]:
-    return socket_sharing.layout_result(
+SERVING_LOG = 'level=info msg="API listen on [::]:2376"'
+"""dockerd's log when it serves: a client that still cannot reach it has found a problem, not a slow node."""
+
+
+def tls_layout(values: dict[str, str], dockerd_log: str = SERVING_LOG) -> dict[str, Any]:
+    found = socket_sharing.layout_result(
         {"client_uid": "1000", "docker_host": "tcp://docker:2376", "cert_path": "/certs/client", **values}, ""
     )
+    return {**found, "dockerd_log": dockerd_log} if not found["ok"] else found
 
 
 @pytest.mark.parametrize(
@@ -489,7 +494,9 @@ def tls_layout(values: dict[str, str]) -> dict[str, Any]:
     ids=["certs-29", "certs-20.10", "key-29", "key-20.10", "name-29", "name-20.10", "ca-29", "no-client-cert-29"],
 )
 def test_tls_failures_are_named_in_the_clis_words(error: str, cause: str, remedy: str) -> None:
-    tls = tls_layout({"daemon": "unreachable", "daemon_error": error, "key_mode": "600 root:root"})
+    tls = tls_layout(
+        {"daemon": "unreachable", "daemon_error": error, "key_mode": "600 root:root", "certs_wait_s": "60"}
+    )
     clause, remediation = socket_sharing.tls_finding(tls)
     assert clause.startswith("TLS over tcp://docker:2376 (GitLab's form) failed: ")
     assert cause in clause
@@ -499,13 +506,42 @@ def test_tls_failures_are_named_in_the_clis_words(error: str, cause: str, remedy
 
 def test_an_unknown_tls_failure_names_no_cause() -> None:
     tls = tls_layout(
-        {"daemon": "unreachable", "daemon_error": "Cannot connect to the Docker daemon at tcp://docker:2376."}
+        {"daemon": "unreachable", "daemon_error": "Cannot connect to the Docker daemon at tcp://docker:2376."},
+        dockerd_log='level=info msg="starting up" | level=error msg="something unforeseen"',
     )
-    tls["dockerd_log"] = "level=info msg=starting"
     clause, remediation = socket_sharing.tls_finding(tls)
     assert "dockerd never answered on tcp://docker:2376: Cannot connect" in clause
     assert "dockerd log: level=info" in clause
     assert remediation == ""
+
+
+# dockerd's entrypoint on a slow node, still making its RSA keys: openssl's progress, no error, nothing listening
+KEYGEN_LOG = "Generating RSA private key, 4096 bit long modulus (2 primes) | ......++++"
+
+
+@pytest.mark.parametrize(
+    ("values", "waited"),
+    [
+        ({"certs": "missing", "daemon_error": CERTS_MISSING_29, "certs_wait_s": "300", "daemon_wait_s": "9"}, "300"),
+        ({"certs": "present", "daemon_error": "Cannot connect to the Docker daemon", "daemon_wait_s": "300"}, "300"),
+    ],
+    ids=["certs-not-yet-written", "daemon-not-yet-listening"],
+)
+def test_a_tls_dockerd_still_starting_concludes_nothing(values: dict[str, str], waited: str) -> None:
+    """Before: a vm node's slow RSA keygen read 'the client certificates never appeared ... within 60s' (a failure)."""
+    clause, remediation = socket_sharing.tls_finding(tls_layout({"daemon": "unreachable", **values}, KEYGEN_LOG))
+    assert clause.startswith("TLS over tcp://docker:2376 (GitLab's form): not concluded (dockerd did not answer ")
+    assert f"within {waited}s" in clause
+    assert "larger --timeout" in clause
+    assert "failed" not in clause
+    assert remediation == ""
+
+
+def test_a_tls_dockerd_that_exited_is_not_still_starting() -> None:
+    tls = tls_layout({"daemon": "unreachable", "daemon_error": CERTS_MISSING_29}, KEYGEN_LOG)
+    tls["dockerd_exit"] = {"exit_code": 1, "reason": "Error", "log": KEYGEN_LOG}
+    clause, _ = socket_sharing.tls_finding(tls)
+    assert "failed: the client certificates never appeared" in clause
 
 
 def test_the_tls_layout_records_the_certs_race_and_its_time_to_ready() -> None:
@@ -766,7 +802,7 @@ class ScriptedContext(ProbeContext):
         """The job's wait finds no daemon; an exec into the dead dind container fails on the channel."""
         if container == "dind":
             raise ExecChannelError(f'exec into {pod_name}/dind failed: container not found ("dind")')
-        assert script == WAIT_FOR_DAEMON, "only the wait runs while dockerd is dead"
+        assert WAIT_FOR_DAEMON in script, "only the wait runs while dockerd is dead"
         return CommandResult(0, UNREACHABLE, "", timeout_s)
 
 
@@ -814,7 +850,7 @@ class KilledMidProbe(ProbeContext):
         """Each step as the real pod answered it on the testbed when containerd restarted under dockerd."""
         if container == "dind":
             return CommandResult(0, "driver=overlayfs\niptables=iptables v1.8.9 (nf_tables)\n", "", 0.1)
-        if script == WAIT_FOR_DAEMON:
+        if WAIT_FOR_DAEMON in script:
             return CommandResult(0, "daemon=ok\n", "", 0.1)
         if script == docker_run.DAEMON_ALIVE:
             return CommandResult(0, "alive=no\n", "", 0.1)

@@ -51,7 +51,8 @@ def test_sysbox_passes_only_with_dockerd_a_nested_run_and_a_remapped_root() -> N
 
 def test_sysbox_pod_that_started_but_ran_no_dockerd_fails() -> None:
     """The old probe passed as soon as a pod started."""
-    outcome = sysbox.verdict({"daemon": "unreachable", "daemon_error": "Cannot connect", "uid_map": "0 165536 65536"})
+    evidence = {"daemon": "unreachable", "daemon_error": "Cannot connect", "uid_map": "0 165536 65536"}
+    outcome = sysbox.verdict({**evidence, "dockerd_log": 'level=error msg="failed to mount overlay"'})
     assert outcome.status is Status.FAIL
     assert "never answered" in outcome.summary
 
