@@ -96,6 +96,17 @@ MTU_REMEDIATION = (
     "containers (pulls, package installs) can hang when nothing on the path clamps the segment size. Not proven "
     "here ({why}); if they hang, start dockerd with --mtu={pod_mtu}."
 )
+# dockerd's words when it takes AppArmor as on but cannot load its docker-default profile (moby pkg/aaparser and
+# daemon/apparmor_default.go): a DinD image whose dockerd lacks containerd's "not in docker-in-docker" gate, with
+# securityfs mounted, on an AppArmor node (docs/probe-facts.md, "DinD under AppArmor").
+APPARMOR_LOAD_FAILURE = "docker-default profile could not be loaded"
+APPARMOR_LOAD_REMEDIATION = (
+    "The nested dockerd sees AppArmor on the node and tries to load its docker-default profile, but cannot (the DinD "
+    "image has no apparmor_parser, or the pod's profile forbids loading one), so every unprivileged nested container "
+    "fails. Run dockerd the way docker:dind does (its entrypoint's hack/dind exports container=docker, which makes "
+    "dockerd apply no profile; Docker >= 23), or do not mount securityfs (/sys/kernel/security) in the dind "
+    "container, or run nested containers with --security-opt apparmor=unconfined."
+)
 DEAD_DAEMON_REMEDIATION = (
     "dockerd exited as it started: its last words name what it refused or could not set up (a flag in the dind "
     "container's args, a variable in its env such as DOCKER_MIN_API_VERSION, a key in /etc/docker/daemon.json, the "
@@ -232,6 +243,16 @@ def iptables_cause(text: str) -> str:
     if not any(marker in lowered for marker in IPTABLES_FAILURES):
         return ""
     return f"the DinD image's iptables backend does not work on this node: {compact(text, 240)}"
+
+
+def apparmor_load_cause(text: str) -> str:
+    """The nested dockerd's failure to load docker-default, in its own words, when text has it ('' otherwise)."""
+    if APPARMOR_LOAD_FAILURE not in text.lower():
+        return ""
+    return (
+        "the nested dockerd takes AppArmor as enabled on this node but cannot load its docker-default profile: "
+        f"{compact(text, 240)}"
+    )
 
 
 DEGRADED_DRIVERS = ("vfs", "fuse-overlayfs", "native")
@@ -719,7 +740,13 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
             evidence,
             remediation=IPTABLES_REMEDIATION if cause else None,
         )
-    return Outcome(Status.FAIL, f"nested docker run fails: {evidence.get('run_none_error', '')}; {facts}", evidence)
+    run_error = str(evidence.get("run_none_error", ""))
+    cause = apparmor_load_cause(run_error)
+    if cause:
+        return Outcome(
+            Status.FAIL, f"nested docker run fails: {cause}; {facts}", evidence, remediation=APPARMOR_LOAD_REMEDIATION
+        )
+    return Outcome(Status.FAIL, f"nested docker run fails: {run_error}; {facts}", evidence)
 
 
 PROBE = ProbeDefinition(

@@ -763,3 +763,24 @@ def test_a_401_or_403_that_is_no_registry_status_is_the_builders_failure(error: 
     outcome, _ = built(stdout)
     assert outcome.status is Status.FAIL
     assert error[:40] in outcome.summary
+
+
+# The Debian 20.10 dockerd's words on the vm node (AppArmor enforcing) with securityfs mounted in the dind container
+APPARMOR_LOAD_ERROR = (
+    "docker: Error response from daemon: AppArmor enabled on system but the docker-default profile could not be "
+    "loaded: running `apparmor_parser apparmor_parser --version` failed with output:  error: exec: "
+    '"apparmor_parser": executable file not found in $PATH.'
+)
+
+
+def test_docker_run_names_a_nested_dockerd_that_cannot_load_its_apparmor_profile() -> None:
+    """Before: 'nested docker run fails: <the daemon's words>' with no cause and the generic remediation."""
+    evidence = {"daemon": "ok", "import": "ok", "run_none": "failed", "run_none_error": APPARMOR_LOAD_ERROR}
+    outcome = docker_run.verdict({**evidence, "run_bridge": "failed", "run_bridge_error": APPARMOR_LOAD_ERROR})
+    assert outcome.status is Status.FAIL
+    assert outcome.summary.startswith(
+        "nested docker run fails: the nested dockerd takes AppArmor as enabled on this node but cannot load its "
+        "docker-default profile: docker: Error response from daemon: AppArmor enabled"
+    )
+    assert "container=docker" in (outcome.remediation or "")
+    assert "--security-opt apparmor=unconfined" in (outcome.remediation or "")
