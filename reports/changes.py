@@ -26,6 +26,8 @@ SCHEMA = "dindcheck/report/v1"
 NOT_RUN = "not run"
 NODE_FACTS = ("container_runtime", "kernel")
 """Per-node facts compared: what decides whether overlay, user namespaces and nested runtimes work."""
+SECURITY_FACTS = ("cgroup", "lsm", "apparmor_profile", "selinux_mode", "selinux_label")
+"""Per-node facts the lsm check read (null when its pod ran elsewhere): compared only when both runs read them."""
 WARNING_MARK = "WARNING:"
 """How a probe flags a warning inside a passing verdict's summary (docker-run's stalled nested transfer)."""
 RUN_SPECIFIC = (
@@ -565,6 +567,27 @@ def _node_line(node: Mapping[str, Any]) -> str:
     return ", ".join(f"{key} {node[key]}" for key in NODE_FACTS if node.get(key))
 
 
+def _security_value(node: Mapping[str, Any], key: str) -> str | None:
+    """A node's security fact as compared: None when not read; an SELinux label without its per-pod categories."""
+    value = node.get(key)
+    if value is None:
+        return None
+    if key == "lsm":
+        return ", ".join(str(lsm) for lsm in value) if isinstance(value, list) and value else "none"
+    if key == "selinux_label":
+        return ":".join(str(value).split(":")[:4])  # user:role:type:level; the MCS categories differ per pod
+    return str(value)
+
+
+def _security_changes(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FactChange]:
+    changes = []
+    for key in SECURITY_FACTS:
+        was, now = _security_value(old, key), _security_value(new, key)
+        if was is not None and now is not None and was != now:
+            changes.append(FactChange(f"node {name} {key}", was, now))
+    return changes
+
+
 def _node_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FactChange]:
     old_nodes, new_nodes = _records(old.get("nodes"), "name"), _records(new.get("nodes"), "name")
     changes: list[FactChange] = []
@@ -579,6 +602,7 @@ def _node_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FactCh
                 for key in NODE_FACTS
                 if old_nodes[name].get(key) != new_nodes[name].get(key)
             )
+            changes.extend(_security_changes(name, old_nodes[name], new_nodes[name]))
     return changes
 
 

@@ -114,6 +114,37 @@ def test_nodes_added_and_gone_carry_their_runtime_and_kernel() -> None:
     assert described == [f"node testbed-0: {facts} -> gone", f"node testbed-1: (none) -> new: {facts}"]
 
 
+def test_a_nodes_cgroup_and_lsm_changes_are_listed_when_both_runs_read_them() -> None:
+    """A node pool moved to cgroup v2 and AppArmor overnight: the nightly job must say so (before: silent)."""
+    before, after = report("permissive"), report("permissive")
+    v1 = {"cgroup": "v1", "lsm": [], "apparmor_profile": None, "selinux_mode": None, "selinux_label": None}
+    before["cluster"]["nodes"][0].update(v1)
+    after["cluster"]["nodes"][0].update(
+        cgroup="v2", lsm=["apparmor"], apparmor_profile="cri-containerd.apparmor.d (enforce)"
+    )
+    described = [change.describe() for change in changes.compute_changes(before, after).cluster]
+    assert described == [
+        "node testbed-0 cgroup: v1 -> v2",
+        "node testbed-0 lsm: none -> apparmor",
+    ]
+    before["cluster"]["nodes"][0].update(after["cluster"]["nodes"][0], apparmor_profile="unconfined")
+    described = [change.describe() for change in changes.compute_changes(before, after).cluster]
+    assert described == ["node testbed-0 apparmor_profile: unconfined -> cri-containerd.apparmor.d (enforce)"]
+
+
+def test_node_security_not_read_on_one_side_or_pod_categories_are_no_change() -> None:
+    """The lsm check's pod may land elsewhere (null: not read); SELinux categories differ per pod."""
+    before, after = report("permissive"), report("permissive")
+    before["cluster"]["nodes"][0].update(cgroup=None, lsm=None, selinux_mode="enforcing")
+    before["cluster"]["nodes"][0]["selinux_label"] = "system_u:system_r:container_t:s0:c1,c2"
+    after["cluster"]["nodes"][0].update(cgroup="v2", lsm=["selinux"], selinux_mode="enforcing")
+    after["cluster"]["nodes"][0]["selinux_label"] = "system_u:system_r:container_t:s0:c7,c9"
+    assert changes.compute_changes(before, after).cluster == ()
+    after["cluster"]["nodes"][0]["selinux_label"] = "system_u:system_r:spc_t:s0"
+    described = [change.describe() for change in changes.compute_changes(before, after).cluster]
+    assert described == ["node testbed-0 selinux_label: system_u:system_r:container_t:s0 -> system_u:system_r:spc_t:s0"]
+
+
 def test_image_ref_changes_and_missing_digests() -> None:
     before, after = report("permissive"), report("permissive")
     before["cluster"]["images"] = {
