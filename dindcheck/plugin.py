@@ -167,8 +167,6 @@ def pytest_collection(session: pytest.Session) -> None:
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         state.members = [RunState(options=options, context=context) for context in contexts]
-    if options is not None and options.sweep_only and not session.config.option.collectonly:
-        _sweep_only(state, options, session.config.pluginmanager.get_plugin("terminalreporter"))
     if options is None or not options.each_pool:
         return
     if not state.members:
@@ -248,9 +246,35 @@ def _tagged(context: str, line: str) -> str:
     return f"{prefix}[{context}] {line.removeprefix(prefix)}" if context else line
 
 
-def _sweep_only(state: RunState, options: Options, reporter: Any) -> None:
-    """--sweep: delete dead runs' objects, say what was removed and what was spared, and exit without probing."""
-    say = reporter.write_line if reporter is not None else print
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """--sweep: the whole run is the sweep, before any session (no collection, no probe, no interruption banner)."""
+    if not config.getoption("sweep", False) or config.option.help or config.option.collectonly:
+        return None
+    try:
+        options = read_options(config)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    state = RunState(options=options)
+    if options.fleet:
+        try:
+            contexts = options.contexts or cluster.context_names(options.kubeconfig)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        state.members = [RunState(options=options, context=context) for context in contexts]
+    _sweep_only(state, options)
+    _say("dindcheck: --sweep done, no probe ran")
+    return int(pytest.ExitCode.OK)
+
+
+def _say(line: str) -> None:
+    """A line of --sweep's output: before any session, there is no terminal reporter to write it."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
+
+
+def _sweep_only(state: RunState, options: Options) -> None:
+    """--sweep: delete dead runs' objects and say what was removed and what was spared."""
     for member in state.members or [state]:
         try:
             connection = cluster.connect(options.kubeconfig, member.context or options.context)
@@ -265,12 +289,11 @@ def _sweep_only(state: RunState, options: Options, reporter: Any) -> None:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise pytest.UsageError(_tagged(member.context, f"--sweep: lost the API server: {exc}")) from None
         for line in result.lines:
-            say(_tagged(member.context, line))
+            _say(_tagged(member.context, line))
         if not result.removed:
-            say(_tagged(member.context, "dindcheck: sweep: no dead run's objects found"))
+            _say(_tagged(member.context, "dindcheck: sweep: no dead run's objects found"))
         if result.spared:
-            say(_tagged(member.context, f"dindcheck: sweep: left alone: {', '.join(result.spared)}"))
-    pytest.exit("dindcheck: --sweep done, no probe ran", returncode=pytest.ExitCode.OK)
+            _say(_tagged(member.context, f"dindcheck: sweep: left alone: {', '.join(result.spared)}"))
 
 
 def _namespace_of(member: RunState, connection: cluster.Connection, options: Options) -> str | None:

@@ -146,6 +146,8 @@ def test_a_killed_runs_objects_are_swept_and_a_live_run_is_untouched(
                 sweeper = run_suite(env, out / "sweeper", "--sweep", timeout_s=120)
                 assert live.proc.poll() is None, "the live run ended before the sweep: the case proved nothing"
                 assert sweeper.exit_code == 0, sweeper.output[-3000:]
+                assert "dindcheck: --sweep done, no probe ran" in sweeper.output, sweeper.output[-3000:]
+                assert "!!!" not in sweeper.output, "pytest's interruption banner: --sweep is a whole run, not an abort"
                 removed = [line for line in sweeper.output.splitlines() if "sweep: removed dead run" in line]
                 assert any(killed_shared in line and "lease/" in line for line in removed), sweeper.output[-3000:]
                 assert any(killed_own in line and f"namespace/dindcheck-{killed_own}" in line for line in removed), (

@@ -19,7 +19,7 @@ import pytest
 
 from dindcheck import plugin
 from dindcheck.options import Options
-from probes import cluster
+from probes import cluster, sweep
 from probes.definitions import lsm
 from probes.engine import ImageLedger, ProbeRunner
 from probes.exceptions import UsageError
@@ -170,6 +170,15 @@ def with_fleet(
         return verdicts
 
     _start_with(verdicts_of, load_baselines=False)
+
+
+def with_sweep_finding(lines: tuple[str, ...], removed: tuple[str, ...], spared: tuple[str, ...]) -> None:
+    """A cluster whose sweep (permissions granted) prints lines, removed those runs and spared these."""
+    connection = cast("cluster.Connection", SimpleNamespace(api_client=None, server=SERVER, context_namespace=""))
+    cluster.connect = lambda kubeconfig, context: connection  # noqa: ARG005
+    plugin._checked_sweep = lambda connection, namespace: sweep.SweepResult(  # noqa: ARG005
+        lines, (), removed=removed, spared=spared
+    )
 
 
 CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
