@@ -95,6 +95,18 @@ def help_text(prog: str) -> str:
     return parser.format_help()
 
 
+class _ProgramName:
+    """Names the command in pytest's own help: pytest.main() calls itself 'pytest.main()', which no user typed."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_cmdline_main(self, config: pytest.Config) -> None:
+        """Before pytest's --help is printed: its parser (made when the command line was read) takes the name."""
+        config._parser.optparser.prog = self.prog  # noqa: SLF001 - the parser pytest's --help formats
+
+
 def version_text() -> str:
     """'dindcheck 0.1.0 (pytest 8.3.4, Python 3.11.7)'."""
     python = ".".join(map(str, sys.version_info[:3]))
@@ -111,5 +123,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(help_text(program_name()))
         return 0
     if PYTEST_HELP in args:
-        return int(pytest.main([*pytest_args([]), "--help"]))
+        return int(pytest.main([*pytest_args([]), "--help"], plugins=[_ProgramName(program_name())]))
     return int(pytest.main(pytest_args(args)))

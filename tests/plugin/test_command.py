@@ -42,6 +42,16 @@ def test_help_lists_dindcheck_options_first_then_points_to_pytests(capsys: pytes
     assert "-k EXPR" in out
 
 
+def test_pytest_help_names_the_command_not_pytest_main(pytester: pytest.Pytester) -> None:
+    """Before: 'usage: pytest.main() [options] ...', a name no user typed."""
+    result = pytester.run(sys.executable, "-m", "dindcheck", "--pytest-help")
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert out.startswith("usage: dindcheck [options] [file_or_dir]"), out[:200]
+    assert "pytest.main()" not in out
+    assert "--kubeconfig" in out, "dindcheck's own options are listed among pytest's"
+
+
 def test_as_a_kubectl_plugin_it_names_itself_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
