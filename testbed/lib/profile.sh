@@ -14,6 +14,8 @@
 #   --node-vm             one more node dindcheck-vm: containerd + kubelet in a QEMU guest on Debian's kernel (cgroup
 #                         v2, AppArmor), label dindcheck.io/pool=vm, taint dedicated=vm:NoSchedule (lib/vm.sh)
 #   --vm-kernel 6.1|6.12  the vm node's kernel: bookworm's 6.1 (default) or bookworm-backports' 6.12
+#   --vm-lsm apparmor|selinux  the vm node's LSM: AppArmor (default) or SELinux enforcing with containerd's
+#                         enable_selinux (needs --vm-kernel 6.12)
 #   --vm-apparmor-userns off|restrict  refused with restrict: no Debian kernel has Ubuntu's userns restriction
 # The active profile is written to $TB_STATE/profile (KEY=VALUE lines) for the smoke test.
 
@@ -34,13 +36,14 @@ POD_MTU= # empty: the CNI default (1500, no "mtu" key)
 NODES=1
 NODE_VM=false
 VM_KERNEL=6.1
+VM_LSM=apparmor
 VM_APPARMOR_USERNS=off # only off exists: see profile_parse
 
 profile_usage() {
   cat <<USAGE
 usage: testbed/up [--psa-default privileged|baseline|restricted] [--deny-privileged] [--userns on|off]
                   [--cache-fs ext4|tmpfs|fuse] [--sysbox-class] [--dind 29|legacy] [--pod-mtu N] [--nodes 1|2]
-                  [--node-vm [--vm-kernel 6.1|6.12]]
+                  [--node-vm [--vm-kernel 6.1|6.12] [--vm-lsm apparmor|selinux]]
 A knob left out takes its permissive default: privileged, no deny, userns on, ext4, no sysbox class, dind 29,
 pod MTU 1500, one node.
 --dind picks the DinD image the suite gets (TESTBED_IMAGE_DIND): 29 (default; Docker 29 built from Go modules) or
@@ -54,6 +57,9 @@ $TB_POOL_LABEL=default either way.
 Debian's kernel with cgroup v2 and AppArmor, labelled $TB_POOL_LABEL=vm and tainted dedicated=vm:NoSchedule.
 --vm-kernel picks the guest's kernel: 6.1 (default; bookworm's) or 6.12 (bookworm-backports'; its own cached image,
 built the first time it is asked for: under a minute with the apt archive warm).
+--vm-lsm picks the guest's LSM: apparmor (default; containerd's default pod profile) or selinux (Debian's reference
+policy enforcing, with its container modules; containerd's enable_selinux gives pods container_t, privileged ones
+spc_t); selinux needs --vm-kernel 6.12 and has its own cached image.
 --vm-apparmor-userns restrict is refused: Ubuntu's restriction of unconfined user namespaces is an Ubuntu kernel patch;
 neither Debian kernel has it (docs/probe-facts.md, the vm node).
 USAGE
@@ -79,6 +85,8 @@ profile_parse() {
       --node-vm) NODE_VM=true ;;
       --vm-kernel) VM_KERNEL=${2:-}; shift ;;
       --vm-kernel=*) VM_KERNEL=${1#*=} ;;
+      --vm-lsm) VM_LSM=${2:-}; shift ;;
+      --vm-lsm=*) VM_LSM=${1#*=} ;;
       --vm-apparmor-userns) VM_APPARMOR_USERNS=${2:-}; shift ;;
       --vm-apparmor-userns=*) VM_APPARMOR_USERNS=${1#*=} ;;
       -h|--help) profile_usage; exit 0 ;;
@@ -92,6 +100,11 @@ profile_parse() {
   case $DIND in 29|legacy) ;; *) die "--dind must be 29|legacy, not '$DIND'" ;; esac
   case $NODES in 1|2) ;; *) die "--nodes must be 1|2, not '$NODES'" ;; esac
   case $VM_KERNEL in 6.1|6.12) ;; *) die "--vm-kernel must be 6.1|6.12, not '$VM_KERNEL'" ;; esac
+  case $VM_LSM in apparmor|selinux) ;; *) die "--vm-lsm must be apparmor|selinux, not '$VM_LSM'" ;; esac
+  if [[ $VM_LSM == selinux && $VM_KERNEL != 6.12 ]]; then
+    die "--vm-lsm selinux needs --vm-kernel 6.12: the SELinux guest image is built and verified on bookworm-backports'" \
+      "6.12 only"
+  fi
   case $VM_APPARMOR_USERNS in off|restrict) ;; *) die "--vm-apparmor-userns must be off|restrict, not '$VM_APPARMOR_USERNS'" ;; esac
   if [[ $VM_APPARMOR_USERNS == restrict ]]; then
     die "--vm-apparmor-userns restrict: no kernel the vm node can boot has it. Ubuntu's restriction" \
@@ -106,7 +119,7 @@ profile_parse() {
 }
 
 profile_describe() {
-  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES node-vm=$NODE_VM vm-kernel=$VM_KERNEL"
+  echo "psa-default=$PSA_DEFAULT deny-privileged=$DENY_PRIVILEGED userns=$USERNS cache-fs=$CACHE_FS sysbox-class=$SYSBOX_CLASS dind=$DIND pod-mtu=${POD_MTU:-1500} nodes=$NODES node-vm=$NODE_VM vm-kernel=$VM_KERNEL vm-lsm=$VM_LSM"
 }
 
 profile_write() {
@@ -121,6 +134,7 @@ POD_MTU=$POD_MTU
 NODES=$NODES
 NODE_VM=$NODE_VM
 VM_KERNEL=$VM_KERNEL
+VM_LSM=$VM_LSM
 USERNS_MECHANISM=$USERNS_MECHANISM
 EOP
 }

@@ -9,13 +9,16 @@
 # reaches its kubelet (10250), on the testbed's one L2 segment. Labelled dindcheck.io/pool=vm and tainted
 # dedicated=vm:NoSchedule (a slow pool nothing lands on by accident, as the ci pool); its image store is seeded with
 # the testbed's images (lib/build-vm-seed.sh), and an image not in it is pulled from the testbed registry.
-# The guest image (lib/build-vm.sh) is cached per kernel (--vm-kernel): $TB_CACHE/vm for 6.1, $TB_CACHE/vm-6.12 for
-# 6.12, each with its own .inputs and image-store seed (down removes only state, never these); every (re)start boots
+# With --vm-lsm selinux the guest runs SELinux enforcing instead (Debian's reference policy with its container modules,
+# containerd's enable_selinux: pods run as container_t, privileged ones as spc_t).
+# The guest image (lib/build-vm.sh) is cached per kernel and LSM (--vm-kernel, --vm-lsm): $TB_CACHE/vm for 6.1,
+# $TB_CACHE/vm-6.12 for 6.12, $TB_CACHE/vm-6.12-selinux for 6.12 with SELinux, each with its own .inputs and
+# image-store seed (down removes only state, never these); every (re)start boots
 # fresh copy-on-write overlays of the image and the seed, plus a config disk (certificates, kubeconfig,
 # containerd/kubelet configs) made here.
 
 TB_VM_DIR=$TB_STATE/vm # overlay, config disk (removed by down)
-TB_VM_IMAGE=$TB_CACHE/vm # set per --vm-kernel by vm_image_select
+TB_VM_IMAGE=$TB_CACHE/vm # set per --vm-kernel and --vm-lsm by vm_image_select
 TB_VM_TAP=dcvm0
 TB_VM_TAINT=dedicated=vm:NoSchedule
 TB_VM_CONSOLE=$TB_LOGS/vm-console.log
@@ -36,17 +39,20 @@ vm_deps_ensure() {
 # the dindcheck image, which changes with every change of the package and only in-cluster runs on the default node use.
 TB_VM_SEED_IMAGES=(pause tools dind dind-legacy buildkit registry kaniko builder-run builder)
 
-# vm_image_select: TB_VM_IMAGE for the profile's --vm-kernel (6.1 keeps the original directory, so its cache stays).
+# vm_image_select: TB_VM_IMAGE for the profile's --vm-kernel and --vm-lsm (6.1 with AppArmor keeps the original
+# directory, so its cache stays; another LSM than AppArmor is a suffix).
 vm_image_select() {
   if [[ ${VM_KERNEL:-6.1} == 6.1 ]]; then TB_VM_IMAGE=$TB_CACHE/vm; else TB_VM_IMAGE=$TB_CACHE/vm-$VM_KERNEL; fi
+  if [[ ${VM_LSM:-apparmor} != apparmor ]]; then TB_VM_IMAGE+=-$VM_LSM; fi
 }
 
 # vm_image_ensure: the guest image, built by lib/build-vm.sh unless its inputs are unchanged, and its image-store seed
 # (lib/build-vm-seed.sh), rebuilt when an image's digest changes.
 vm_image_ensure() {
   vm_image_select
-  TB_PROGRESS_RE='^vm image:' run_with_progress build-vm "guest image build, kernel ${VM_KERNEL:-6.1} (cold: about 3 minutes)" \
-    "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet" "${VM_KERNEL:-6.1}"
+  TB_PROGRESS_RE='^vm image:' run_with_progress build-vm \
+    "guest image build, kernel ${VM_KERNEL:-6.1}, ${VM_LSM:-apparmor} (cold: about 3 minutes)" \
+    "$TB_LIB/build-vm.sh" "$TB_VM_IMAGE" "$TB_BIN/kubelet" "${VM_KERNEL:-6.1}" "${VM_LSM:-apparmor}"
   TB_PROGRESS_RE='^vm seed:' run_with_progress build-vm-seed "guest image-store seed (about a minute)" \
     "$TB_LIB/build-vm-seed.sh" "$TB_VM_IMAGE" "$TB_CACHE/images" \
     "${TB_VM_SEED_IMAGES[@]}"
@@ -60,15 +66,19 @@ vm_config_write() {
   cp "$TB_STATE/kubelet-vm.kubeconfig" "$d/kubelet.kubeconfig"
   chmod 600 "$d/kubelet-vm-serving.key" "$d/kubelet.kubeconfig"
   # containerd 1.6 (Debian's, as the first node): CRI with the systemd cgroup driver and AppArmor on (its default
-  # profile cri-containerd.apparmor.d for every unprivileged container); the registry as a plain-HTTP mirror.
+  # profile cri-containerd.apparmor.d for every unprivileged container), or with --vm-lsm selinux SELinux on instead
+  # (every container labelled: container_t with its own MCS categories, spc_t if privileged); the registry as a
+  # plain-HTTP mirror.
+  local selinux=false apparmor_off=false
+  if [[ ${VM_LSM:-apparmor} == selinux ]]; then selinux=true apparmor_off=true; fi
   write_if_changed "$d/containerd.toml" <<TOML
 version = 2
 
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
     sandbox_image = "$pause"
-    enable_selinux = false
-    disable_apparmor = false
+    enable_selinux = $selinux
+    disable_apparmor = $apparmor_off
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "/usr/lib/cni"
       conf_dir = "/etc/dindcheck/cni"
@@ -171,7 +181,10 @@ vm_node_ensure() {
   local cfg=$TB_VM_DIR/config.img
   # --userns off: the guest's kernel has its own switch, set on its command line (sysctl.* boot parameters), so no
   # process of the guest ever sees user namespaces allowed; the container nodes share the host's kernel and emulate it.
-  local cmdline="root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1 apparmor=1 security=apparmor"
+  local cmdline="root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1"
+  # the image's policy and labels decide the rest (lib/build-vm.sh); enforcing=1 so a boot never silently permits
+  if [[ ${VM_LSM:-apparmor} == selinux ]]; then cmdline+=" security=selinux selinux=1 enforcing=1"
+  else cmdline+=" apparmor=1 security=apparmor"; fi
   if [[ ${USERNS:-on} == off ]]; then cmdline+=" sysctl.user.max_user_namespaces=0"; fi
   # shellcheck disable=SC2054 # the commas are inside option values
   local args=(-name "$TB_VM_NODE_NAME" -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m "$TB_VM_MEM_MB"
@@ -199,7 +212,7 @@ vm_node_ensure() {
   run_logged vm mkfs.ext4 -q -F -L dindcheck-cfg -d "$TB_VM_DIR/config" "$cfg"
   : >"$TB_VM_CONSOLE"
   daemon_start vm "$hash" /usr/bin/qemu-system-x86_64 "${args[@]}"
-  log "vm: booting $TB_VM_NODE_NAME (Debian $(<"$TB_VM_IMAGE/kernel-version"), TCG, 2 vCPUs; console: $TB_VM_CONSOLE)"
+  log "vm: booting $TB_VM_NODE_NAME (Debian $(<"$TB_VM_IMAGE/kernel-version"), ${VM_LSM:-apparmor}, TCG, 2 vCPUs; console: $TB_VM_CONSOLE)"
 }
 
 TB_VM_PREVIOUS_BOOT=
