@@ -32,6 +32,7 @@ def profile() -> Profile:
         nodes=int(values.get("NODES") or 1),
         node_vm=values.get("NODE_VM") == "true",
         vm_kernel=values.get("VM_KERNEL") or "6.1",
+        vm_lsm=values.get("VM_LSM") or "apparmor",
     )
 
 

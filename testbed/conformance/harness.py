@@ -63,6 +63,8 @@ class Profile:
     """--node-vm: a node dindcheck-vm in a QEMU guest (Debian's kernel, cgroup v2, AppArmor), pool vm, tainted."""
     vm_kernel: str = "6.1"
     """--vm-kernel: the vm node's kernel, bookworm's 6.1 or bookworm-backports' 6.12."""
+    vm_lsm: str = "apparmor"
+    """--vm-lsm: the vm node's LSM, AppArmor (containerd's default pod profile) or SELinux enforcing."""
 
     @property
     def name(self) -> str:
@@ -88,6 +90,8 @@ class Profile:
             parts.append("node-vm")
             if self.vm_kernel != "6.1":
                 parts.append(f"vm-{self.vm_kernel}")
+            if self.vm_lsm != "apparmor":
+                parts.append(f"vm-{self.vm_lsm}")
         return "+".join(parts) or "permissive"
 
 

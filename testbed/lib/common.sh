@@ -79,8 +79,9 @@ daemon_pid() {
 }
 
 close_inherited_fds() {  # in a subshell about to exec a daemon: close every descriptor above stderr
-  local fd
-  for fd in $(ls /proc/$BASHPID/fd); do
+  local path fd
+  for path in /proc/"$BASHPID"/fd/*; do
+    fd=${path##*/}
     ((fd > 2)) && eval "exec ${fd}>&-" 2>/dev/null
   done
   return 0
