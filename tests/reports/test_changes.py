@@ -117,7 +117,13 @@ def test_nodes_added_and_gone_carry_their_runtime_and_kernel() -> None:
 def test_a_nodes_cgroup_and_lsm_changes_are_listed_when_both_runs_read_them() -> None:
     """A node pool moved to cgroup v2 and AppArmor overnight: the nightly job must say so (before: silent)."""
     before, after = report("permissive"), report("permissive")
-    v1: dict[str, Any] = {"cgroup": "v1", "lsm": [], "apparmor_profile": None, "selinux_mode": None, "selinux_label": None}
+    v1: dict[str, Any] = {
+        "cgroup": "v1",
+        "lsm": [],
+        "apparmor_profile": None,
+        "selinux_mode": None,
+        "selinux_label": None,
+    }
     before["cluster"]["nodes"][0].update(v1)
     after["cluster"]["nodes"][0].update(
         cgroup="v2", lsm=["apparmor"], apparmor_profile="cri-containerd.apparmor.d (enforce)"
