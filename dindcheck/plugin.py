@@ -162,11 +162,7 @@ def pytest_collection(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     options = state.options
     if options is not None and options.fleet:
-        try:
-            contexts = options.contexts or cluster.context_names(options.kubeconfig)
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        state.members = [RunState(options=options, context=context) for context in contexts]
+        state.members = _fleet_members(options)
     if options is None or not options.each_pool:
         return
     if not state.members:
@@ -255,16 +251,21 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         options = read_options(config)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    state = RunState(options=options)
-    if options.fleet:
-        try:
-            contexts = options.contexts or cluster.context_names(options.kubeconfig)
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        state.members = [RunState(options=options, context=context) for context in contexts]
+    state = RunState(options=options, members=_fleet_members(options))
     _sweep_only(state, options)
     _say("dindcheck: --sweep done, no probe ran")
     return int(pytest.ExitCode.OK)
+
+
+def _fleet_members(options: Options) -> list[RunState]:
+    """A fleet run's clusters (--contexts, else every context of the kubeconfig); [] for a single-cluster run."""
+    if not options.fleet:
+        return []
+    try:
+        contexts = options.contexts or cluster.context_names(options.kubeconfig)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return [RunState(options=options, context=context) for context in contexts]
 
 
 def _say(line: str) -> None:

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from probes.exceptions import UsageError
+from probes.model import NodeSecurity
 
 SCHEMA = "dindcheck/report/v1"
 NOT_RUN = "not run"
 NODE_FACTS = ("container_runtime", "kernel")
 """Per-node facts compared: what decides whether overlay, user namespaces and nested runtimes work."""
-SECURITY_FACTS = ("cgroup", "lsm", "apparmor_profile", "selinux_mode", "selinux_label")
+SECURITY_FACTS = tuple(NodeSecurity(cgroup="", lsm=()).to_json())
 """Per-node facts the lsm check read (null when its pod ran elsewhere): compared only when both runs read them."""
 WARNING_MARK = "WARNING:"
 """How a probe flags a warning inside a passing verdict's summary (docker-run's stalled nested transfer)."""

@@ -84,11 +84,11 @@ def still_starting(daemon_error: str, log: str) -> bool:
     return not lowered_error.strip() or any(words in lowered_error for words in NOT_ANSWERING)
 
 
-def still_starting_summary(what: str, evidence: dict[str, Any]) -> str:
+def still_starting_summary(what: str, waited_s: object, log: object) -> str:
     """The inconclusive summary of a dockerd that is still starting: the node's slowness, not a refusal."""
-    log = str(evidence.get("dockerd_log", "")) or "nothing yet"
+    log = str(log or "") or "nothing yet"
     return (
-        f"{what} did not answer within {evidence.get('daemon_wait_s', '?')}s, but its container still runs and its "
+        f"{what} did not answer within {waited_s or '?'}s, but its container still runs and its "
         f"log shows no error: it is still starting, which says nothing about the cluster (a node this slow needs a "
         f"larger --timeout: every wait grows with it); dockerd's log: {compact(log, 240)}"
     )
@@ -168,6 +168,14 @@ def dockerd_exit(ctx: ProbeContext, pod_name: str, container: str = "dind") -> d
             found["log"] = dockerd_log_tail(ctx, pod_name, container, lines=12)
             return found
     return {}
+
+
+def dockerd_ended(ctx: ProbeContext, pod_name: str, evidence: dict[str, Any]) -> bool:
+    """Whether dockerd's container has terminated; its exit and last log lines go into evidence['dockerd_exit']."""
+    ended = dockerd_exit(ctx, pod_name)
+    if ended:
+        evidence["dockerd_exit"] = ended
+    return bool(ended)
 
 
 # ----- a payload outside the pod, for a nested container to fetch (docker-run's transfer) ----------------------------

@@ -34,7 +34,7 @@ from probes.definitions._docker import (
     Payload,
     api_version_cause,
     daemon_wait_s,
-    dockerd_exit,
+    dockerd_ended,
     dockerd_log_tail,
     last_words,
     locate_payload,
@@ -292,7 +292,7 @@ def _probe(ctx: ProbeContext, name: str, located: Future[Payload], evidence: dic
     try:
         ctx.wait_running(name)
     except PodNotRunningError:
-        if not _dockerd_ended(ctx, name, evidence):
+        if not dockerd_ended(ctx, name, evidence):
             raise
         return
     ctx.say("waiting for dockerd")
@@ -334,7 +334,7 @@ def _daemon_lost(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool
     if alive == "yes":
         return False
     deadline = time.monotonic() + DAEMON_GONE_WAIT_S
-    while not _dockerd_ended(ctx, name, evidence) and time.monotonic() < deadline:
+    while not dockerd_ended(ctx, name, evidence) and time.monotonic() < deadline:
         ctx.sleep(1)
     ended = evidence.get("dockerd_exit") or {}
     evidence["dockerd_lost"] = (
@@ -345,25 +345,17 @@ def _daemon_lost(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool
     return True
 
 
-def _dockerd_ended(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool:
-    """Whether dockerd's container has terminated; its exit and last log lines go into the evidence."""
-    ended = dockerd_exit(ctx, name)
-    if ended:
-        evidence["dockerd_exit"] = ended
-    return bool(ended)
-
-
 def _host_facts(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool:
     """HOST_FACTS from the dind container; False when dockerd's container has ended (its exit recorded instead).
 
     An exec into a dead container fails on the channel: that proves nothing, the container's own state does.
     """
-    if _dockerd_ended(ctx, name, evidence):
+    if dockerd_ended(ctx, name, evidence):
         return False
     try:
         result = ctx.exec(name, "dind", HOST_FACTS, timeout_s=20)
     except ExecChannelError:
-        if _dockerd_ended(ctx, name, evidence):
+        if dockerd_ended(ctx, name, evidence):
             return False
         raise
     evidence.update(key_values(result.stdout))
@@ -704,7 +696,9 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         if cause:
             return Outcome(Status.FAIL, f"dockerd did not start: {cause}", evidence, remediation=IPTABLES_REMEDIATION)
         if still_starting(str(evidence.get("daemon_error", "")), log):
-            return Outcome(Status.INCONCLUSIVE, still_starting_summary("dockerd", evidence), evidence)
+            return Outcome(
+                Status.INCONCLUSIVE, still_starting_summary("dockerd", evidence.get("daemon_wait_s"), log), evidence
+            )
         return Outcome(
             Status.FAIL,
             f"dockerd did not start: {evidence.get('daemon_error', '')}; log: {log}",

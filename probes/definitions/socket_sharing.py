@@ -20,7 +20,7 @@ from probes.definitions._docker import (
     DAEMON_EXEC_S,
     api_version_cause,
     daemon_wait_s,
-    dockerd_exit,
+    dockerd_ended,
     dockerd_log_tail,
     still_starting,
     still_starting_summary,
@@ -148,9 +148,7 @@ def _try_layout(ctx: ProbeContext, name: str, created_at: float, script: str, ti
         found["ready_s"] = round(time.monotonic() - created_at, 2)
     else:
         found["dockerd_log"] = dockerd_log_tail(ctx, name)
-        ended = dockerd_exit(ctx, name)
-        if ended:
-            found["dockerd_exit"] = ended
+        dockerd_ended(ctx, name, found)
     return found
 
 
@@ -280,7 +278,7 @@ def tls_finding(tls: dict[str, Any]) -> tuple[str, str]:
     cause = named_cause(reason, TLS_CAUSES)
     if cause in ("certs", "") and not tls.get("dockerd_exit") and still_starting(reason, tls.get("dockerd_log", "")):
         waited = tls.get("certs_wait_s") if tls.get("certs") == "missing" else tls.get("daemon_wait_s")
-        summary = still_starting_summary("dockerd", {**tls, "daemon_wait_s": waited or "?"})
+        summary = still_starting_summary("dockerd", waited, tls.get("dockerd_log"))
         return f"{TLS_TITLE}: not concluded ({summary})", ""
     uid = tls.get("client_uid", "?")
     if cause == "key":
@@ -341,7 +339,6 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}{tls_note}", evidence)
     log = classic.get("dockerd_log", "")
     refused = api_version_cause(str(classic.get("reason", "")))
-    starting = not classic.get("dockerd_exit") and still_starting(str(classic.get("reason", "")), log)
     if refused:
         return Outcome(
             Status.FAIL,
@@ -358,8 +355,9 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
             remediation="Start dockerd with --group=GID (the job's gid) and run the job with that gid "
             "(runAsGroup or supplementalGroups); the docker:dind image has no docker group of its own.",
         )
-    if starting:
-        return Outcome(Status.INCONCLUSIVE, still_starting_summary("dockerd", classic) + tls_note, evidence)
+    if not classic.get("dockerd_exit") and still_starting(str(classic.get("reason", "")), log):
+        summary = still_starting_summary("dockerd", classic.get("daemon_wait_s"), log)
+        return Outcome(Status.INCONCLUSIVE, summary + tls_note, evidence)
     return Outcome(
         Status.FAIL,
         f"dockerd never answered on the shared socket: {classic.get('reason', '')}"

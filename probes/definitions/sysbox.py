@@ -21,7 +21,7 @@ from probes.definitions._docker import (
     NESTED_RUN,
     api_version_cause,
     daemon_wait_s,
-    dockerd_exit,
+    dockerd_ended,
     dockerd_log_tail,
     last_words,
     still_starting,
@@ -98,9 +98,7 @@ def run(ctx: ProbeContext, settings: ProbeSettings) -> Outcome:
             evidence.update(key_values(ctx.exec(name, "job", NESTED_RUN, timeout_s=120).stdout))
         else:
             evidence["dockerd_log"] = dockerd_log_tail(ctx, name)
-            ended = dockerd_exit(ctx, name)
-            if ended:
-                evidence["dockerd_exit"] = ended
+            dockerd_ended(ctx, name, evidence)
     except PodNotRunningError as exc:
         if not handler_missing(exc.event_reason, exc.event_message):
             raise  # an image pull, scheduling, a deadline: nothing learnt about sysbox (inconclusive)
@@ -145,7 +143,11 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
                 evidence,
             )
         if still_starting(str(evidence.get("daemon_error", "")), log):
-            return Outcome(Status.INCONCLUSIVE, still_starting_summary("dockerd in the sysbox pod", evidence), evidence)
+            return Outcome(
+                Status.INCONCLUSIVE,
+                still_starting_summary("dockerd in the sysbox pod", evidence.get("daemon_wait_s"), log),
+                evidence,
+            )
         return Outcome(
             Status.FAIL,
             f"the sysbox pod runs but dockerd in it never answered: {evidence.get('daemon_error', '')}; log: {log}",
