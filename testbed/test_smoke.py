@@ -557,10 +557,11 @@ def assert_userns_as_the_profile_says(tb: Testbed, said: str) -> None:
         assert "USERNS-OK" in said, said
 
 
-def test_vm_node_runs_pod_under_apparmor_on_cgroup2(tb: Testbed) -> None:
+def test_vm_node_runs_pod_under_its_lsm_on_cgroup2(tb: Testbed) -> None:
     """With --node-vm: a pod selecting the vm pool and tolerating its taint runs on the guest's kernel.
 
-    It runs confined by containerd's default AppArmor profile (enforce) on cgroup v2, its image from the guest's
+    It runs confined by containerd's default AppArmor profile (enforce), or with --vm-lsm selinux as container_t
+    with its own MCS categories, on cgroup v2, its image from the guest's
     seeded image store, exec and logs through the guest's kubelet, its IP in the vm node's
     range, and it reaches the registry on the first node; unprivileged user namespaces work (the guest's real kernel),
     or with --userns off fail as the kernel's own switch makes them (ENOSPC, and the sysctl reads 0).
@@ -589,7 +590,10 @@ def test_vm_node_runs_pod_under_apparmor_on_cgroup2(tb: Testbed) -> None:
     )
     proc = tb.kubectl("-n", tb.ns_open, "exec", name, "-c", "c", "--", "bash", "-c", script, check=False, timeout=300)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    assert "cri-containerd.apparmor.d (enforce)" in proc.stdout, proc.stdout
+    if knob(tb, "VM_LSM") == "selinux":  # containerd's enable_selinux: container_t with the pod's own categories
+        assert "system_u:system_r:container_t:s0:c" in proc.stdout, proc.stdout
+    else:
+        assert "cri-containerd.apparmor.d (enforce)" in proc.stdout, proc.stdout
     assert "fs=cgroup2fs" in proc.stdout, proc.stdout
     assert "200 OK" in proc.stdout, proc.stdout
     assert_userns_as_the_profile_says(tb, proc.stdout)

@@ -11,13 +11,16 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from probes.definitions import _selinux
 from probes.definitions._registry import MANIFEST_TYPES, bearer_challenge
 from probes.engine import ProbeContext, compact
 
 # Waits up to $daemon_wait_s seconds of wall time (wait_for_daemon sets it) for the daemon behind $DOCKER_HOST,
 # printing how long it took or why it never answered. A daemon that answers but refuses this CLI's API version ends
 # the wait at once: waiting cannot change that.
-WAIT_FOR_DAEMON = r"""
+WAIT_FOR_DAEMON = (
+    f'echo "client_label=$({_selinux.READ_LABEL})"\n'
+    r"""
 echo "client_version=$(docker version -f '{{.Client.Version}}' 2>/dev/null)"
 echo "client_api=$(docker version -f '{{.Client.APIVersion}}' 2>/dev/null)"
 limit=${daemon_wait_s:-60}; echo "daemon_wait_s=$limit"
@@ -29,6 +32,15 @@ until out=$(docker info 2>&1); do
   case $err in *"supported API version"*|*"client version"*" is too "*)
     echo "daemon=api_refused"; echo "daemon_error=$(echo "$err" | tr '\n' ' ')"; exit 0 ;;
   esac
+  # a socket that keeps refusing this client (its mode, or an LSM) will not let it in later
+  case $err in
+    *"ermission denied"*) now=$(date +%s); denied_since=${denied_since:-$now}
+      if [ $((now - denied_since)) -ge "${denied_wait_s:-15}" ]; then
+        echo "daemon=unreachable"; echo "denied_for_s=$((now - denied_since))"
+        echo "daemon_error=$(echo "$err" | tr '\n' ' ')"; exit 0
+      fi ;;
+    *) denied_since= ;;
+  esac
   if [ "$(date +%s)" -ge "$give_up" ]; then
     echo "daemon=unreachable"; echo "daemon_error=$(echo "$err" | tr '\n' ' ')"; exit 0
   fi
@@ -38,6 +50,7 @@ end=$(date +%s.%N 2>/dev/null || date +%s)
 echo "daemon=ok"
 echo "waited_s=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.2f", b-a}' 2>/dev/null)"
 """
+)
 DAEMON_WAIT_S = 60.0
 """How long dockerd may take to answer on a node of usual speed; a slow node's --timeout stretches it."""
 DAEMON_EXEC_S = DAEMON_WAIT_S + 30
@@ -50,8 +63,13 @@ def daemon_wait_s(ctx: ProbeContext) -> float:
 
 
 def wait_for_daemon(wait_s: float) -> str:
-    """WAIT_FOR_DAEMON bounded by wait_s seconds of wall time (a loop count would stretch with a slow node's CPU)."""
-    return f"daemon_wait_s={int(wait_s)}\n{WAIT_FOR_DAEMON}"
+    """WAIT_FOR_DAEMON bounded by wait_s seconds of wall time (a loop count would stretch with a slow node's CPU).
+
+    A refusal ("permission denied") that lasts a quarter of it (15 s at the usual wait) ends it: the socket's
+    owner is set as dockerd creates it, so only a refusal that outlives that is the answer (an SELinux denial cost
+    the whole wait before, five minutes on the emulated node).
+    """
+    return f"daemon_wait_s={int(wait_s)}\ndenied_wait_s={max(1, int(wait_s / 4))}\n{WAIT_FOR_DAEMON}"
 
 
 # dockerd's words when it dies or gives up, and when it serves: with neither in its log, a daemon that has not
@@ -151,8 +169,8 @@ def dockerd_log_tail(ctx: ProbeContext, pod_name: str, container: str = "dind", 
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def dockerd_exit(ctx: ProbeContext, pod_name: str, container: str = "dind") -> dict[str, Any]:
-    """How dockerd's container ended, with the last lines it logged; {} while it still runs.
+def container_exit(ctx: ProbeContext, pod_name: str, container: str = "dind") -> dict[str, Any]:
+    """How a container (dockerd's by default) ended, with the last lines it logged; {} while it still runs.
 
     A daemon that dies at start (an iptables backend the node cannot serve, a flag or variable it refuses) leaves its
     container terminated: an exec into it fails, but its state and its log still say why, so they are read first.
@@ -172,7 +190,7 @@ def dockerd_exit(ctx: ProbeContext, pod_name: str, container: str = "dind") -> d
 
 def dockerd_ended(ctx: ProbeContext, pod_name: str, evidence: dict[str, Any]) -> bool:
     """Whether dockerd's container has terminated; its exit and last log lines go into evidence['dockerd_exit']."""
-    ended = dockerd_exit(ctx, pod_name)
+    ended = container_exit(ctx, pod_name)
     if ended:
         evidence["dockerd_exit"] = ended
     return bool(ended)
@@ -371,3 +389,29 @@ def _anonymous_token(answer: _Answer, repo: str) -> str:
     if not value:
         raise _NotLocatedError(f"{challenge['realm']} answered without a token")
     return value
+
+
+SELINUX_SOCKET_REMEDIATION = (
+    "On an SELinux node the job container runs as container_t and the privileged dockerd as spc_t; a policy that "
+    "does not let container_t connect to spc_t's sockets (the node's audit log: avc: denied { connectto } ... "
+    "tcontext=...spc_t ... tclass=unix_stream_socket) refuses every docker command over the shared socket, whatever "
+    "its mode and group. Run the job container with " + _selinux.SPC_T + " (Pod Security 'baseline' refuses it, "
+    "as it refuses the privileged sidecar), or reach dockerd over TCP instead (GitLab's form: "
+    "DOCKER_HOST=tcp://docker:2376 with TLS), or load a policy module allowing container_t that connectto."
+)
+
+
+def selinux_socket_refusal(error: str, client_label: str) -> str:
+    """The job's refusal at dockerd's socket in SELinux's terms, or '' when SELinux does not explain it.
+
+    EACCES from a job container whose label is a confined type: the socket's mode may refuse a non-root job too, so
+    the words say what was seen (the label, the refusal) and where the AVC that decides it is.
+    """
+    kind = _selinux.confined_type(client_label)
+    if not kind or "permission denied" not in error.lower():
+        return ""
+    return (
+        f"the job container, confined by SELinux as {client_label}, was refused dockerd's socket ({error.strip()}): "
+        f"the node's policy does not let {kind} connect to the privileged dockerd (spc_t): avc: denied "
+        "{ connectto } in its audit log"
+    )

@@ -227,6 +227,9 @@ REGISTRY_UID = 65534
 """nobody: the registry needs no root (its storage is an emptyDir, world-writable; its port is above 1024)."""
 
 
+REGISTRY_CONTAINER = "registry"
+
+
 def registry_container(settings: ProbeSettings) -> dict[str, Any]:
     """The throwaway registry as a container of the probe pod, on REGISTRY_PORT, storage on an emptyDir.
 
@@ -235,7 +238,7 @@ def registry_container(settings: ProbeSettings) -> dict[str, Any]:
     reason a builder looks refused.
     """
     return {
-        "name": "registry",
+        "name": REGISTRY_CONTAINER,
         "image": settings.images.registry,
         "ports": [{"containerPort": REGISTRY_PORT}],
         "volumeMounts": [{"name": "registry-data", "mountPath": "/var/lib/registry"}],

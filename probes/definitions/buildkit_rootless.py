@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from probes import specs
-from probes.definitions import _builder, _registry
+from probes.definitions import _builder, _registry, _selinux
+from probes.definitions._docker import container_exit
 from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values, named_cause
-from probes.exceptions import AdmissionRejectedError, PodNotRunningError
+from probes.exceptions import AdmissionRejectedError, ExecChannelError, PodNotRunningError
 from probes.model import Facts, Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
 
@@ -27,7 +28,10 @@ REMEDIATION = (
     "Rootless BuildKit needs: seccompProfile and appArmorProfile Unconfined (so PSA 'baseline' rejects it: label "
     "the namespace privileged or exempt it), user namespaces enabled on the node (user.max_user_namespaces > 0, "
     "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04+), allowPrivilegeEscalation not false "
-    "(newuidmap is setuid), --oci-worker-no-process-sandbox, and its state dir on an emptyDir."
+    "(newuidmap is setuid), --oci-worker-no-process-sandbox, and its state dir on an emptyDir. On an SELinux node "
+    "it runs as container_t, which the reference policy denies CAP_SYS_ADMIN in its own user namespace (the node's "
+    "audit log: avc: denied { sys_admin } ... tclass=cap_userns): run buildkitd with "
+    "securityContext.seLinuxOptions.type: spc_t."
 )
 
 # Known failure texts (docs/probe-facts.md, "Rootless BuildKit") -> the cause a person can act on.
@@ -60,9 +64,25 @@ FAILURE_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-def classify_failure(text: str) -> str:
-    """Name the cause of a rootless BuildKit failure from its log, or '' when it is not a known one."""
+def classify_failure(text: str, pod_label: str = "") -> str:
+    """Name the cause of a rootless BuildKit failure from its log, or '' when it is not a known one.
+
+    pod_label is the SELinux label the pod's containers run as ('' where none was read): a refusal in container_t
+    is SELinux's (rootlesskit's words are the same as under seccomp or AppArmor, which its Unconfined profiles lift).
+    """
+    confined = _selinux.confined_type(pod_label)
+    if confined and named_cause(text, SELINUX_REFUSALS):
+        return (
+            f"SELinux confines the pod ({pod_label}): {confined} may not use CAP_SYS_ADMIN in the user namespace "
+            f"rootlesskit creates (needs {_selinux.SPC_T})"
+        )
     return named_cause(text, FAILURE_CAUSES)
+
+
+SELINUX_REFUSALS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("fork/exec /proc/self/exe: operation not permitted", "failed to share mount point", "permission denied"), "lsm"),
+)
+"""rootlesskit's words for a refusal any LSM may be behind (seen on the SELinux vm node: the first)."""
 
 
 # Steps print KEY=VALUE lines; the build step is one function so base and probe builds read the same.
@@ -129,18 +149,24 @@ def _build(
     try:
         pod = ctx.wait_running(name)
     except PodNotRunningError as exc:
-        log = ctx.logs(name, "buildkitd")
-        cause = classify_failure(f"{exc.reason}\n{log}")
-        evidence["buildkitd_log"] = log.strip().splitlines()[-8:]
-        if cause or "container buildkitd exited" in exc.reason:
-            return Outcome(Status.FAIL, f"buildkitd did not start: {cause or compact(exc.reason)}", evidence)
-        raise
+        ended = _buildkitd_ended(ctx, name, exc.reason, evidence)
+        if ended is None:
+            raise
+        return ended
     run_id = ctx.scope.run_id
     ref = f"{registry}/dindcheck/probe:{run_id}"
     base = f"{_registry.LOCAL_REGISTRY}/dindcheck/base:{run_id}"
     ctx.say(f"pushing a base image, building FROM it with a RUN step, pushing {ref}")
     env = f"REF='{ref}'; BASE='{base}'; RUN_ID='{run_id}'; INSECURE='{',registry.insecure=true' if insecure else ''}'"
-    result = ctx.exec(name, "buildkitd", f"{env}\n{_registry.BUILD_CONTEXTS}{BUILD_AND_PUSH}", timeout_s=180)
+    try:
+        result = ctx.exec(name, "buildkitd", f"{env}\n{_registry.BUILD_CONTEXTS}{BUILD_AND_PUSH}", timeout_s=180)
+    except ExecChannelError:
+        # buildkitd may die just after its pod counted as running: its state and log say why, not the channel
+        exited = container_exit(ctx, name, "buildkitd")
+        if not exited:
+            raise
+        reason = f"container buildkitd exited {exited['exit_code']} ({exited['reason']})"
+        return _buildkitd_ended(ctx, name, reason, evidence) or Outcome(Status.FAIL, reason, evidence)
     evidence["image"] = ref
     evidence["base_image"] = base
     outcome = verdict(result, ref, evidence, log=lambda: ctx.logs(name, "buildkitd"))
@@ -149,6 +175,20 @@ def _build(
     readback = _registry.read_back(ctx, settings, ref, pod.metadata.name, _registry.REGISTRY_PORT, insecure)
     evidence["readback"] = readback.to_evidence()
     return _registry.readback_verdict(outcome, readback, evidence, builder="BuildKit")
+
+
+def _buildkitd_ended(ctx: ProbeContext, name: str, reason: str, evidence: dict[str, Any]) -> Outcome | None:
+    """The fail of a buildkitd that ended before building, in its own words; None when nothing says it did."""
+    log = ctx.logs(name, "buildkitd")
+    # the registry container still runs: its label is the pod's (same securityContext class, same MCS level)
+    label = _selinux.read_label(ctx, name, _registry.REGISTRY_CONTAINER)
+    if label:
+        evidence["pod_label"] = label
+    cause = classify_failure(f"{reason}\n{log}", label)
+    evidence["buildkitd_log"] = log.strip().splitlines()[-8:]
+    if cause or "container buildkitd exited" in reason:
+        return Outcome(Status.FAIL, f"buildkitd did not start: {cause or compact(reason)}", evidence)
+    return None
 
 
 def verdict(

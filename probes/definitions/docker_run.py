@@ -31,6 +31,7 @@ from probes.definitions._docker import (
     API_VERSION_REMEDIATION,
     DAEMON_EXEC_S,
     NESTED_RUN,
+    SELINUX_SOCKET_REMEDIATION,
     Payload,
     api_version_cause,
     daemon_wait_s,
@@ -38,6 +39,7 @@ from probes.definitions._docker import (
     dockerd_log_tail,
     last_words,
     locate_payload,
+    selinux_socket_refusal,
     still_starting,
     still_starting_summary,
     wait_for_daemon,
@@ -298,7 +300,8 @@ def _probe(ctx: ProbeContext, name: str, located: Future[Payload], evidence: dic
     ctx.say("waiting for dockerd")
     daemon = key_values(ctx.exec(name, "job", wait_for_daemon(daemon_wait_s(ctx)), timeout_s=DAEMON_EXEC_S).stdout)
     evidence["daemon"] = daemon.get("daemon", "unknown")
-    evidence.update({key: daemon[key] for key in ("client_version", "client_api", "daemon_wait_s") if daemon.get(key)})
+    kept = ("client_version", "client_api", "daemon_wait_s", "client_label")
+    evidence.update({key: daemon[key] for key in kept if daemon.get(key)})
     if not _host_facts(ctx, name, evidence):
         return
     if daemon.get("daemon") != "ok":
@@ -695,13 +698,21 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         cause = iptables_cause(log)
         if cause:
             return Outcome(Status.FAIL, f"dockerd did not start: {cause}", evidence, remediation=IPTABLES_REMEDIATION)
+        # a daemon that says it listens started: the job's trouble is reaching it
+        started = "dockerd runs (its log: API listen on)" if "api listen on" in log.lower() else ""
+        refusal = selinux_socket_refusal(str(evidence.get("daemon_error", "")), str(evidence.get("client_label", "")))
+        if refusal:
+            return Outcome(
+                Status.FAIL, f"{started or 'dockerd'}, but {refusal}", evidence, remediation=SELINUX_SOCKET_REMEDIATION
+            )
         if still_starting(str(evidence.get("daemon_error", "")), log):
             return Outcome(
                 Status.INCONCLUSIVE, still_starting_summary("dockerd", evidence.get("daemon_wait_s"), log), evidence
             )
         return Outcome(
             Status.FAIL,
-            f"dockerd did not start: {evidence.get('daemon_error', '')}; log: {log}",
+            f"{started + ', but the job never reached it' if started else 'dockerd did not start'}: "
+            f"{evidence.get('daemon_error', '')}; log: {log}",
             evidence,
         )
     if evidence.get("import") != "ok":

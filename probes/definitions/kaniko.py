@@ -25,11 +25,22 @@ from probes.settings import ProbeDefinition, ProbeSettings
 REMEDIATION = (
     "Kaniko needs a container that runs as root (runAsUser 0; Pod Security 'restricted' forbids it, 'baseline' "
     "allows it), keeps the default capabilities (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID: it unpacks images "
-    "and runs RUN steps as root) and a writable root filesystem. It needs neither privileged nor user namespaces."
+    "and runs RUN steps as root) and a writable root filesystem. It needs neither privileged nor user namespaces. "
+    "On an SELinux node it runs as container_t: where the node's policy denies what a RUN step needs (the node's "
+    "audit log has the AVC, e.g. denied { getpgid }), run it with securityContext.seLinuxOptions.type: spc_t or "
+    "load a policy module allowing it."
 )
 
 # Known failure texts (docs/probe-facts.md, "Kaniko") -> the cause a person can act on.
 FAILURE_CAUSES: tuple[tuple[tuple[Needle, ...], str], ...] = (
+    (
+        # getpgid(2) fails only with ESRCH or an LSM's EACCES: here SELinux's (avc: denied { getpgid } ... container_t)
+        (("getting group id for process", "permission denied"),),
+        (
+            "an LSM (SELinux: the node's policy denies container_t getpgid) refused Kaniko's RUN step: run Kaniko "
+            "with securityContext.seLinuxOptions.type: spc_t, or allow it in a policy module"
+        ),
+    ),
     (
         ("runasnonroot", "will run as root", "breaks non-root policy"),
         "Kaniko must run as root: the cluster forces runAsNonRoot (Pod Security restricted or a policy)",

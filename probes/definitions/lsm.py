@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import specs
+from probes.definitions._selinux import selinux_type
 from probes.engine import Outcome, ProbeContext, key_values
 from probes.model import Facts, Mode, ModeBlock, NodeSecurity, Status
 from probes.settings import ProbeDefinition, ProbeSettings
@@ -36,7 +37,9 @@ echo "cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
 REMEDIATION = (
     "Rootless BuildKit needs user namespaces: user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1 "
     "(older Debian/Ubuntu), and on Ubuntu 24.04+ kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
-    "profile allowing userns. Under SELinux, DinD needs privileged (spc_t); container_t cannot mount overlay."
+    "profile allowing userns. Under SELinux a container runs as container_t unless privileged (spc_t): where "
+    "the node's policy denies container_t what a mode needs (its AVC in the node's audit log), run that container "
+    "with securityContext.seLinuxOptions.type: spc_t or load a policy module allowing it."
 )
 
 
@@ -95,7 +98,8 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
         _present(lsm_list) and "apparmor" in lsm_list.split(",")
     )
     selinux_mode = readings.get("selinux_enforce", ABSENT).strip()
-    selinux_on = _present(selinux_mode) or (_present(lsm_list) and "selinux" in lsm_list.split(","))
+    label_type = selinux_type(readings.get("attr_current", ""))
+    selinux_on = _present(selinux_mode) or (_present(lsm_list) and "selinux" in lsm_list.split(",")) or bool(label_type)
     if _present(lsm_list):
         observed.append(f"active LSMs: {lsm_list}")
     if apparmor_on:
@@ -110,14 +114,19 @@ def assess(readings: dict[str, str]) -> LsmAssessment:
         elif context.startswith("unconfined"):
             observed.append("probe container is unconfined by AppArmor")
     mode = {"1": "enforcing", "0": "permissive"}.get(
-        selinux_mode, selinux_mode if _present(selinux_mode) else "on (its mode not read)"
+        selinux_mode, selinux_mode if _present(selinux_mode) else "on (its mode not read: no selinuxfs in the pod)"
     )
     if selinux_on:
         active.append("selinux")
         observed.append(f"SELinux is {mode}")
         if ":container_t:" in context:
             observed.append(f"probe container runs as {context}")
-            inferred.append("container_t cannot mount overlay; privileged containers run as spc_t")
+            inferred.append(
+                "ordinary containers run as container_t and privileged ones as spc_t: what container_t may not do "
+                "(on the reference policy: CAP_SYS_ADMIN in its own user namespace, which rootless BuildKit needs; "
+                "connecting to a privileged dockerd's socket) fails there with EACCES/EPERM and an AVC in the "
+                "node's audit log"
+            )
         elif ":spc_t:" in context:
             observed.append(f"probe container runs as spc_t ({context})")
     if not active:

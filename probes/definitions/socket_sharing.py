@@ -18,10 +18,12 @@ from probes import specs
 from probes.definitions._docker import (
     API_VERSION_REMEDIATION,
     DAEMON_EXEC_S,
+    SELINUX_SOCKET_REMEDIATION,
     api_version_cause,
     daemon_wait_s,
     dockerd_ended,
     dockerd_log_tail,
+    selinux_socket_refusal,
     still_starting,
     still_starting_summary,
     wait_for_daemon,
@@ -162,6 +164,7 @@ def _try_tls(ctx: ProbeContext, name: str, created_at: float) -> dict[str, Any]:
 
 LAYOUT_KEYS = (
     "socket",
+    "client_label",
     "client_uid",
     "client_gid",
     "client_version",
@@ -304,6 +307,7 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     """
     classic = evidence["classic"]
     native = evidence["native_sidecar"]
+    refusal = selinux_socket_refusal(str(classic.get("reason", "")), str(classic.get("client_label", "")))
     tls_clause, tls_remedy = tls_finding(evidence.get("tls") or {})
     tls_note = f"; {tls_clause}" if tls_clause else ""
     native_note = (
@@ -311,7 +315,11 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
         if native.get("ok")
         else "native sidecars unsupported"
         if not native.get("supported")
-        else f"native sidecar failed: {native.get('reason', '')}"
+        else "native sidecar failed: "
+        + (
+            selinux_socket_refusal(str(native.get("reason", "")), str(native.get("client_label", "")))
+            or str(native.get("reason", ""))
+        )
     )
     if classic.get("ok"):
         return Outcome(
@@ -331,9 +339,9 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
     if (evidence.get("tls") or {}).get("ok"):
         return Outcome(
             Status.PASS,
-            f"classic sidecar failed ({classic.get('reason', '')}); {native_note}{tls_note}",
+            f"classic sidecar failed ({refusal or classic.get('reason', '')}); {native_note}{tls_note}",
             evidence,
-            remediation=REMEDIATION,
+            remediation=SELINUX_SOCKET_REMEDIATION if refusal else REMEDIATION,
         )
     if not classic.get("pod_ran"):
         return Outcome(Status.INCONCLUSIVE, f"sidecar pod did not run: {classic.get('reason', '')}{tls_note}", evidence)
@@ -345,6 +353,10 @@ def verdict(evidence: dict[str, Any]) -> Outcome:
             f"the socket is shared, but {refused} (job CLI {classic.get('client_version') or '?'}){tls_note}",
             evidence,
             remediation=API_VERSION_REMEDIATION,
+        )
+    if refusal:
+        return Outcome(
+            Status.FAIL, f"dockerd runs, but {refusal}{tls_note}", evidence, remediation=SELINUX_SOCKET_REMEDIATION
         )
     if "permission denied" in str(classic.get("reason", "")).lower():
         return Outcome(

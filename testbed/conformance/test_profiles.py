@@ -128,6 +128,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "psa-restricted+two-nodes": PSA_RESTRICTED,  # untargeted: the ci node's taint keeps every probe on the default node
     "userns-off": USERNS_OFF_PROFILE,
     "userns-off+node-vm": USERNS_OFF_PROFILE,  # untargeted: as userns-off (test_vm_node targets the vm node)
+    "node-vm+vm-6.12+vm-selinux": PERMISSIVE,  # untargeted: the SELinux vm node's taint keeps every probe off it
     "sysbox-class": {
         **PERMISSIVE,
         "sysbox": want("fail", says=("RuntimeClass sysbox-runc exists but the node has no such handler",)),

@@ -60,6 +60,8 @@ def vm_expected(profile: Profile) -> dict[str, Any]:
 def vm_node(profile: Profile) -> None:
     if not profile.node_vm:
         pytest.skip("no vm node on this profile (testbed/up --node-vm)")
+    if profile.vm_lsm != "apparmor":
+        pytest.skip(f"the vm node runs {profile.vm_lsm}, not AppArmor (test_vm_{profile.vm_lsm}.py)")
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +152,7 @@ def apparmor_namespace(testbed_env: dict[str, str]) -> Iterator[str]:
         yield namespace
 
 
-def _log_when_started_or_ended(env: dict[str, str], pod: dict[str, Any]) -> str:
+def log_when_started_or_ended(env: dict[str, str], pod: dict[str, Any]) -> str:
     """The buildkitd container's log once it serves (running server on ...) or its container ended."""
     name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
     log = ""
@@ -179,7 +181,7 @@ def test_apparmor_breaks_rootless_buildkit_only_where_it_confines_and_the_cause_
         pytest.skip("user namespaces are off: rootlesskit fails creating one, before AppArmor's turn (its first mount)")
     pods = [_buildkitd_pod(testbed_env, apparmor_namespace, on_vm) for on_vm in (True, False)]
     kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump_all(pods))
-    confined, free = (_log_when_started_or_ended(testbed_env, pod) for pod in pods)
+    confined, free = (log_when_started_or_ended(testbed_env, pod) for pod in pods)
     assert "running server on" not in confined, confined[-2000:]
     assert "failed to share mount point" in confined, confined[-2000:]
     assert buildkit_rootless.classify_failure(confined) == (

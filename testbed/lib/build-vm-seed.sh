@@ -9,6 +9,9 @@
 # guest boots on a fresh copy-on-write overlay of this image every time (lib/vm.sh), so the seed never changes under
 # it; pods find their images present (imagePullPolicy IfNotPresent, as for any tagged image) with the digests the
 # registry serves. Rebuilt only when an image's digest or this script changes (OUTDIR/.seed-inputs).
+# With SELinux (OUTDIR/file_contexts, written by lib/build-vm.sh from the guest's policy) every file of the store is
+# labelled as the guest's policy would label /var/lib/containerd (setfiles, as the image itself is): unlabelled, the
+# store is unlabeled_t and containerd (dockerd_t) may not read its own metadata or snapshots.
 set -euo pipefail
 out=${1:?usage: build-vm-seed.sh OUTDIR IMAGES_DIR NAME...}
 images=${2:?usage: build-vm-seed.sh OUTDIR IMAGES_DIR NAME...}
@@ -25,6 +28,7 @@ inputs=$({
   sha256sum "$0" | cut -c1-64
   containerd --version
   for name in "$@"; do printf '%s %s %s\n' "$name" "$(<"$images/$name.ref")" "$(<"$images/$name.digest")"; done
+  if [[ -f $out/file_contexts ]]; then sha256sum "$out/file_contexts" | cut -c1-64; fi
 } | sha256sum | cut -c1-64)
 if [[ -f $out/.seed-inputs && $(<"$out/.seed-inputs") == "$inputs" && -f $out/seed.img ]]; then
   say "cached in $out/seed.img (inputs ${inputs:0:12})"
@@ -32,6 +36,7 @@ if [[ -f $out/.seed-inputs && $(<"$out/.seed-inputs") == "$inputs" && -f $out/se
 fi
 
 work=$out/seed.work
+store=$work/var/lib/containerd # the guest's path, so setfiles -r $work matches the policy's patterns
 run=$(mktemp -d /run/dindcheck-vm-seed.XXXXXX)
 pid=
 cleanup() {
@@ -46,11 +51,11 @@ cleanup() {
 trap cleanup EXIT
 t=$SECONDS
 rm -rf "$work"
-mkdir -p "$work/root" "$run/state"
+mkdir -p "$store" "$run/state"
 # A containerd of its own (own root, state and socket; no CRI, which would start sandboxes and CNI), only to import.
 cat >"$run/config.toml" <<EOF
 version = 2
-root = "$work/root"
+root = "$store"
 state = "$run/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
@@ -74,9 +79,13 @@ done
 kill -TERM "$pid"
 wait "$pid" || true
 pid=
+if [[ -f $out/file_contexts ]]; then
+  say "labelling the store with the guest's SELinux file contexts"
+  setfiles -F -r "$work" "$out/file_contexts" "$store"
+fi
 rm -f "$out/seed.img.tmp"
 truncate -s "$SEED_SIZE" "$out/seed.img.tmp"
-mkfs.ext4 -q -F -L dindcheck-ctrd -d "$work/root" "$out/seed.img.tmp"
+mkfs.ext4 -q -F -L dindcheck-ctrd -d "$store" "$out/seed.img.tmp"
 mv "$out/seed.img.tmp" "$out/seed.img"
 echo "$inputs" >"$out/.seed-inputs"
 say "built $out/seed.img ($# images, $((SECONDS - t)) s, $(du -h "$out/seed.img" | cut -f1) used)"

@@ -221,6 +221,12 @@ if [[ $lsm == selinux ]]; then
   # Offline labelling: the xattrs the guest's one-time relabel (about 3 minutes under TCG) would write, written here
   # (root may set security.selinux without SELinux on the host) and carried into disk.img by mkfs.ext4 -d.
   # setfiles sets labels through /proc/self/fd (libselinux 3.4): without /proc every file fails with ENOENT.
+  # The kubelet's and the CRI's directories exist before their first start, so they carry the policy's types
+  # (kubelet pods container_file_t, logs container_log_t, CNI state container_var_lib_t) and what the kubelet creates
+  # in them inherits those: made by the kubelet at its first start, they were var_lib_t/var_log_t, and containerd
+  # (dockerd_t) was denied "getattr" on every pod's etc-hosts (CreateContainerError "stat .../etc-hosts: permission
+  # denied").
+  mkdir -p "$work/var/lib/kubelet/pods" "$work/var/log/pods" "$work/var/log/containers" "$work/var/lib/cni"
   fc=/etc/selinux/default/contexts/files/file_contexts
   mount -t proc proc "$work/proc"; MOUNTS+=("$work/proc")
   in_chroot setfiles -F -e /proc "$fc" /

@@ -101,11 +101,6 @@ profile_parse() {
   case $NODES in 1|2) ;; *) die "--nodes must be 1|2, not '$NODES'" ;; esac
   case $VM_KERNEL in 6.1|6.12) ;; *) die "--vm-kernel must be 6.1|6.12, not '$VM_KERNEL'" ;; esac
   case $VM_LSM in apparmor|selinux) ;; *) die "--vm-lsm must be apparmor|selinux, not '$VM_LSM'" ;; esac
-  if [[ $VM_LSM == selinux && ${TESTBED_VM_SELINUX_UNFINISHED:-} != 1 ]]; then
-    die "--vm-lsm selinux is not finished: its guest image boots enforcing and containerd gives pods container_t/spc_t," \
-      "but its image-store seed is unlabelled and the kubelet is untested under SELinux (testbed/README.md); set" \
-      "TESTBED_VM_SELINUX_UNFINISHED=1 to build and boot it anyway"
-  fi
   if [[ $VM_LSM == selinux && $VM_KERNEL != 6.12 ]]; then
     die "--vm-lsm selinux needs --vm-kernel 6.12: the SELinux guest image is built and verified on bookworm-backports'" \
       "6.12 only"

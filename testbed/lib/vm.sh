@@ -24,10 +24,12 @@ TB_VM_TAINT=dedicated=vm:NoSchedule
 TB_VM_CONSOLE=$TB_LOGS/vm-console.log
 TB_VM_MEM_MB=4096
 
-# vm_deps_ensure: QEMU (system emulator and qemu-img) from Debian, only for --node-vm.
+# vm_deps_ensure: QEMU (system emulator and qemu-img) from Debian, only for --node-vm; with --vm-lsm selinux also
+# setfiles (policycoreutils), which labels the image-store seed offline (lib/build-vm-seed.sh).
 vm_deps_ensure() {
-  local missing=() p
-  for p in qemu-system-x86 qemu-utils; do
+  local missing=() p packages=(qemu-system-x86 qemu-utils)
+  if [[ ${VM_LSM:-apparmor} == selinux ]]; then packages+=(policycoreutils); fi
+  for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
@@ -183,9 +185,15 @@ vm_node_ensure() {
   # process of the guest ever sees user namespaces allowed; the container nodes share the host's kernel and emulate it.
   local cmdline="root=/dev/vda rw console=ttyS0 net.ifnames=0 systemd.unified_cgroup_hierarchy=1"
   # the image's policy and labels decide the rest (lib/build-vm.sh); enforcing=1 so a boot never silently permits
-  if [[ ${VM_LSM:-apparmor} == selinux ]]; then cmdline+=" security=selinux selinux=1 enforcing=1"
+  # (libselinux's policy load takes the first enforcing= on the command line: an extra one below replaces this one)
+  if [[ ${VM_LSM:-apparmor} == selinux ]]; then
+    cmdline+=" security=selinux selinux=1"
+    if [[ " ${TESTBED_VM_CMDLINE_EXTRA:-} " != *" enforcing="* ]]; then cmdline+=" enforcing=1"; fi
   else cmdline+=" apparmor=1 security=apparmor"; fi
   if [[ ${USERNS:-on} == off ]]; then cmdline+=" sysctl.user.max_user_namespaces=0"; fi
+  # A maintainer's aid for writing policy (testbed/README.md): e.g. "enforcing=0 systemd.mask=auditd.service
+  # sysctl.kernel.printk_ratelimit=0" boots permissive with every AVC on the console log, once each.
+  if [[ -n ${TESTBED_VM_CMDLINE_EXTRA:-} ]]; then cmdline+=" $TESTBED_VM_CMDLINE_EXTRA"; fi
   # shellcheck disable=SC2054 # the commas are inside option values
   local args=(-name "$TB_VM_NODE_NAME" -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m "$TB_VM_MEM_MB"
     -nodefaults -no-user-config -display none -monitor none -rtc base=utc

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from probes.definitions._selinux import selinux_type
 from probes.definitions.lsm import ABSENT, READINGS, assess, verdict
 from probes.engine import key_values
 from probes.model import NodeSecurity, Status
@@ -56,6 +57,26 @@ RHEL_SELINUX = {
     "cgroup_fs": "cgroup2fs",
 }
 PRIVILEGED_SELINUX = {**RHEL_SELINUX, "attr_current": "system_u:system_r:spc_t:s0"}
+# Recorded on the testbed's SELinux vm node, enforcing (Debian 6.12, reference policy with its container module,
+# containerd's enable_selinux) from the lsm check's ordinary pod: no selinuxfs and no securityfs in the pod, so the
+# pod's own label is the only sign of SELinux (the check said "LSM none active" there before), and container_t may
+# not read /proc/sys/user/max_user_namespaces (avc: denied { read } ... tcontext=...sysctl_t).
+VM_SELINUX = {
+    "apparmor_enabled": "N",
+    "lsm_list": ABSENT,
+    "attr_current": "system_u:system_r:container_t:s0:c423,c681",
+    "attr_apparmor_current": ABSENT,
+    "selinux_enforce": ABSENT,
+    "max_user_namespaces": ABSENT,
+    "unprivileged_userns_clone": "1",
+    "apparmor_restrict_unprivileged_userns": ABSENT,
+    "CapBnd": "00000000a80425fb",
+    "NoNewPrivs": "0",
+    "Seccomp": "0",
+    "userns_try": "ok",
+    "kernel": "6.12.95+deb12-amd64",
+    "cgroup_fs": "cgroup2fs",
+}
 
 
 def test_testbed_says_none_active_and_blocks_nothing() -> None:
@@ -101,14 +122,52 @@ def test_selinux_container_t_is_observed_and_overlay_limit_inferred() -> None:
     assert found.active == ("selinux",)
     assert "SELinux is enforcing" in found.observed
     assert any("container_t" in fact for fact in found.observed)
-    assert any("cannot mount overlay" in guess for guess in found.inferred)
+    assert any("user namespace" in guess and "spc_t" in guess for guess in found.inferred)
     assert found.blocks == ()
+
+
+def test_selinux_is_seen_from_the_pods_own_label_when_nothing_else_is_readable() -> None:
+    found = assess(VM_SELINUX)
+    assert found.active == ("selinux",)
+    assert "SELinux is on (its mode not read: no selinuxfs in the pod)" in found.observed
+    assert "probe container runs as system_u:system_r:container_t:s0:c423,c681" in found.observed
+    assert found.node == NodeSecurity(
+        cgroup="v2", lsm=("selinux",), selinux_label="system_u:system_r:container_t:s0:c423,c681"
+    )
+    assert found.blocks == ()
+
+
+def test_the_verdict_on_the_selinux_node_names_selinux_not_none() -> None:
+    stdout = "\n".join(f"{key}={value}" for key, value in VM_SELINUX.items())
+    outcome = verdict(stdout, 0, "")
+    assert outcome.summary.startswith("LSM selinux;"), outcome.summary
+
+
+@pytest.mark.parametrize(
+    ("label", "selinux_type_read"),
+    [
+        ("system_u:system_r:container_t:s0:c423,c681", "container_t"),
+        ("system_u:system_r:spc_t:s0", "spc_t"),
+        ("unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023", "unconfined_t"),
+        ("cri-containerd.apparmor.d (enforce)", ""),
+        ("unconfined", ""),
+        ("docker-default (enforce)", ""),
+        (ABSENT, ""),
+        ("", ""),
+    ],
+)
+def test_an_selinux_label_is_told_from_an_apparmor_one(label: str, selinux_type_read: str) -> None:
+    assert selinux_type(label) == selinux_type_read
+
+
+def test_an_apparmor_profile_is_never_taken_for_selinux() -> None:
+    assert assess(UBUNTU_2404).active == ("apparmor",)
 
 
 def test_privileged_selinux_context_is_spc_t() -> None:
     found = assess(PRIVILEGED_SELINUX)
     assert any("spc_t" in fact for fact in found.observed)
-    assert not any("cannot mount overlay" in guess for guess in found.inferred)
+    assert not any("container_t may not" in guess for guess in found.inferred)
 
 
 def test_old_debian_userns_clone_off_blocks() -> None:
@@ -243,7 +302,7 @@ def test_selinux_in_the_lsm_list_without_its_enforce_file_has_no_mode_guessed() 
     found = assess({**RHEL_SELINUX, "selinux_enforce": ABSENT})
     assert found.node.lsm == ("selinux",)
     assert found.node.selinux_mode == ""
-    assert "SELinux is on (its mode not read)" in found.observed
+    assert "SELinux is on (its mode not read: no selinuxfs in the pod)" in found.observed
     assert not any(ABSENT in fact for fact in found.observed)
 
 

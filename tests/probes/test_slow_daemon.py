@@ -67,6 +67,32 @@ def test_the_daemon_wait_is_seconds_of_wall_time_not_loop_turns(tmp_path: Path) 
     assert NOT_ANSWERING in found["daemon_error"]
 
 
+def test_a_refusal_that_lasts_ends_the_wait_early_with_its_words(tmp_path: Path) -> None:
+    """A socket that keeps answering "permission denied" (SELinux's connectto, or its mode) will not open later."""
+    refused = "permission denied while trying to connect to the docker API at unix:///var/run/docker.sock"
+    env = _stand_in_docker(tmp_path, f"echo 'Server: {refused}'; exit 1")
+    started = time.monotonic()
+    done = subprocess.run(
+        ["sh", "-c", wait_for_daemon(8)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert time.monotonic() - started < 6, "a quarter of the 8 s wait, not all of it"
+    found = key_values(done.stdout)
+    assert found["daemon"] == "unreachable"
+    assert refused in found["daemon_error"]
+    assert int(found["denied_for_s"]) >= 2
+
+
+def test_a_refusal_that_passes_does_not_end_the_wait(tmp_path: Path) -> None:
+    """The socket's group is set just after dockerd creates it: a refusal in between is not the answer."""
+    marker = tmp_path / "chowned"
+    refusal = "echo 'Server: permission denied while trying to connect'; exit 1"
+    env = _stand_in_docker(tmp_path, f"[ -e {marker} ] || {{ touch {marker}; {refusal}; }}; echo ok")
+    found = key_values(
+        subprocess.run(["sh", "-c", wait_for_daemon(30)], env=env, capture_output=True, text=True, check=False).stdout
+    )
+    assert found["daemon"] == "ok"
+
+
 def test_the_daemon_wait_still_reports_how_long_a_daemon_took(tmp_path: Path) -> None:
     marker = tmp_path / "up"
     env = _stand_in_docker(tmp_path, f"[ -e {marker} ] || {{ touch {marker}; exit 1; }}; echo ok")
@@ -128,11 +154,17 @@ def test_docker_run_with_dockerd_still_starting_is_inconclusive() -> None:
     assert "larger --timeout" in outcome.summary
 
 
-@pytest.mark.parametrize("log", [SERVING_LOG, ERROR_LOG])
-def test_docker_run_with_dockerd_serving_or_erring_but_unreachable_fails(log: str) -> None:
+@pytest.mark.parametrize(
+    ("log", "said"),
+    [
+        (SERVING_LOG, "dockerd runs (its log: API listen on), but the job never reached it: "),
+        (ERROR_LOG, "dockerd did not start: "),
+    ],
+)
+def test_docker_run_with_dockerd_serving_or_erring_but_unreachable_fails(log: str, said: str) -> None:
     outcome = docker_run.verdict({"daemon": "unreachable", "daemon_error": NOT_ANSWERING, "dockerd_log": log})
     assert outcome.status is Status.FAIL
-    assert outcome.summary.startswith("dockerd did not start: ")
+    assert outcome.summary.startswith(said), outcome.summary
 
 
 def test_sysbox_with_dockerd_still_starting_is_inconclusive() -> None:

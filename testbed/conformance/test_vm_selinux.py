@@ -1,0 +1,168 @@
+"""The vm node with SELinux enforcing (`testbed/up --node-vm --vm-kernel 6.12 --vm-lsm selinux`): every verdict there.
+
+The guest runs Debian's reference policy with its container module; containerd's enable_selinux labels every
+ordinary container container_t with its pod's own MCS categories and every privileged one spc_t. Expectations
+written from first principles before the first enforcing run (docs/probe-facts.md, "The vm node with SELinux"):
+- privileged pods (privileged-admission, overlay-cache, the DinD sidecars) run as spc_t, which the policy leaves
+  largely unconfined: admitted, overlay mounts, dockerd starts.
+- rootless BuildKit runs as container_t even with its Unconfined seccomp/AppArmor profiles (those are not SELinux):
+  rootlesskit's mount in its user namespace needs CAP_SYS_ADMIN there, which container_t is denied (cap_userns):
+  it fails, and the report must say SELinux, not seccomp or AppArmor.
+- Kaniko runs as root in container_t and mounts nothing: expected to build. The enforcing run showed otherwise
+  (avc: denied { getpgid } for comm="executor" ... container_t): the policy lacks a permission Kaniko's RUN step
+  uses, so it fails, named as SELinux's refusal, not as Kaniko's snapshotter.
+- the job container (container_t) talking to the privileged dockerd (spc_t) over the shared socket: not predicted;
+  the enforcing run showed avc: denied { connectto } ... tclass=unix_stream_socket. docker-run (a socket layout)
+  fails, named as SELinux's; socket-sharing passes on GitLab's form only (TLS over TCP has no unix socket) and names
+  SELinux for the socket layouts.
+- the CNB lifecycle (non-root, no capabilities) builds; the lsm check sees SELinux from its pod's own label.
+Each remedy the report gives (seLinuxOptions type spc_t) is proven here by rerunning the refused container with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from probes import specs
+from probes.settings import Images, Resources
+from testbed.conformance.harness import (
+    Profile,
+    SuiteRun,
+    fresh_namespace,
+    kubectl,
+    kubectl_answer,
+    run_suite,
+    wait_until,
+    wait_until_clean,
+)
+from testbed.conformance.test_profiles import NO_DOCKER_SOCKET, PASS, SYSBOX_ABSENT, want
+from testbed.conformance.test_vm_node import ON_THE_VM_NODE, VM_NODE, VM_TIMEOUT, log_when_started_or_ended
+
+CONTAINER_T = "system_u:system_r:container_t:s0:c"
+SPC_T = {"seLinuxOptions": {"type": "spc_t"}}
+SELINUX_EXPECTED: dict[str, Any] = {
+    "privileged-admission": PASS,
+    "overlay-cache": PASS,
+    "docker-run": want("fail", says=("dockerd runs", f"confined by SELinux as {CONTAINER_T}")),
+    "buildkit-rootless": want("fail", says=(f"SELinux confines the pod ({CONTAINER_T}",)),
+    "socket-sharing": want("pass", says=(f"confined by SELinux as {CONTAINER_T}", "(GitLab's form) ready")),
+    "lsm": want("pass", says=("LSM selinux",)),
+    "sysbox": SYSBOX_ABSENT,
+    "host-socket": NO_DOCKER_SOCKET,
+    "kaniko": want("fail", says=("SELinux: the node's policy denies container_t getpgid",)),
+    "buildpacks": PASS,
+}
+
+pytestmark = pytest.mark.usefixtures("selinux_node")
+
+
+@pytest.fixture(scope="module")
+def selinux_node(profile: Profile) -> None:
+    if not (profile.node_vm and profile.vm_lsm == "selinux"):
+        pytest.skip("no SELinux vm node on this profile (testbed/up --node-vm --vm-kernel 6.12 --vm-lsm selinux)")
+
+
+@pytest.fixture(scope="module")
+def selinux_run(testbed_env: dict[str, str], out_root: Path, profile: Profile) -> SuiteRun:
+    """The whole suite placed on the SELinux vm pool."""
+    return run_suite(testbed_env, out_root / profile.name / "vm-pool", *ON_THE_VM_NODE, *VM_TIMEOUT, timeout_s=1500)
+
+
+@pytest.mark.parametrize("check_id", sorted(SELINUX_EXPECTED))
+def test_check_status_on_the_selinux_node(selinux_run: SuiteRun, check_id: str) -> None:
+    wanted = SELINUX_EXPECTED[check_id]
+    check = selinux_run.check(check_id)
+    assert check["status"] in wanted.statuses, f"{check_id}: {check['status']}: {check['summary']}"
+    for text in wanted.says:
+        assert text in check["summary"], f"{check_id}: {text!r} not in {check['summary']!r}"
+    if check["status"] == "fail":
+        assert "spc_t" in check["remediation"], f"{check_id}: {check['remediation']!r}"
+
+
+def test_recommendation_on_the_selinux_node(selinux_run: SuiteRun) -> None:
+    """No Dockerfile path proven there: every one met a container_t denial; source builds remain."""
+    recommendation = selinux_run.report["recommendation"]
+    assert (recommendation["full_docker"], recommendation["build_only"]) == ("none", "none"), recommendation
+    assert recommendation["from_source"] == "buildpacks", recommendation
+
+
+def test_every_probe_pod_ran_on_the_selinux_node(selinux_run: SuiteRun) -> None:
+    assert selinux_run.report["cluster"]["probed_nodes"] == [VM_NODE], selinux_run.report["cluster"]["probed_nodes"]
+
+
+def test_the_lsm_check_and_the_cluster_block_read_selinux_from_the_pods_label(selinux_run: SuiteRun) -> None:
+    lsm = selinux_run.check("lsm")["evidence"]
+    assert lsm["active"] == ["selinux"], lsm["observed"]
+    assert lsm["readings"]["attr_current"].startswith(CONTAINER_T), lsm["readings"]
+    assert "SELinux is on (its mode not read: no selinuxfs in the pod)" in lsm["observed"], lsm["observed"]
+    node = next(node for node in selinux_run.report["cluster"]["nodes"] if node["name"] == VM_NODE)
+    assert node["lsm"] == ["selinux"], node
+    assert node["selinux_label"].startswith(CONTAINER_T), node
+    assert node["selinux_mode"] is None, "not readable from a pod: never guessed"
+
+
+def test_the_job_container_that_was_refused_ran_as_container_t(selinux_run: SuiteRun) -> None:
+    evidence = selinux_run.check("docker-run")["evidence"]
+    assert evidence["client_label"].startswith(CONTAINER_T), evidence
+    assert "API listen on" in evidence["dockerd_log"], evidence["dockerd_log"]
+
+
+@pytest.fixture(scope="module")
+def remedy_namespace(testbed_env: dict[str, str]) -> Iterator[str]:
+    with fresh_namespace(testbed_env, "dindcheck-vm-selinux") as namespace:
+        yield namespace
+
+
+def _on_the_vm_pool(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    spec = {**spec, "restartPolicy": "Never", "nodeSelector": {"dindcheck.io/pool": "vm"}}
+    spec["tolerations"] = [{"key": "dedicated", "value": "vm", "effect": "NoSchedule"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def test_a_job_container_as_spc_t_reaches_the_shared_socket(testbed_env: dict[str, str], remedy_namespace: str) -> None:
+    """The report's remedy for the socket refusal: the DinD spec as tested, its job container as spc_t."""
+    images = Images(dind=testbed_env["TESTBED_IMAGE_DIND"])
+    spec = specs.dind_pod_spec(images, Resources(), layout=specs.CLASSIC)
+    job = next(container for container in spec["containers"] if container["name"] == "job")
+    job["securityContext"] = {**job.get("securityContext", {}), **SPC_T}
+    pod = _on_the_vm_pool("dind-job-spc-t", remedy_namespace, spec)
+    kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
+    answer: list[str] = []
+
+    def answered() -> bool:
+        done = kubectl_answer(
+            testbed_env, "exec", "dind-job-spc-t", "-n", remedy_namespace, "-c", "job", "--",
+            "sh", "-c", "cat /proc/self/attr/current; echo; docker info -f 'server {{.ServerVersion}}'",
+        )  # fmt: skip
+        answer[:] = [done.stdout + done.stderr]
+        return done.returncode == 0 and "server " in done.stdout
+
+    wait_until(answered, "the spc_t job container to reach dockerd over the shared socket", timeout_s=900)
+    assert "system_u:system_r:spc_t:s0" in answer[0], answer[0]
+
+
+def test_buildkitd_as_spc_t_serves_where_container_t_was_refused(
+    testbed_env: dict[str, str], remedy_namespace: str
+) -> None:
+    """The report's remedy for rootless BuildKit: its spec as tested, buildkitd as spc_t."""
+    spec = specs.buildkit_pod_spec(Images(buildkit=testbed_env["TESTBED_IMAGE_BUILDKIT"]), Resources())
+    container = spec["containers"][0]
+    container["securityContext"] = {**container["securityContext"], **SPC_T}
+    pod = _on_the_vm_pool("buildkitd-spc-t", remedy_namespace, spec)
+    kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
+    log = log_when_started_or_ended(testbed_env, pod)
+    assert "running server on" in log, log[-2000:]
+
+
+def test_nothing_left_behind_on_the_selinux_node(selinux_run: SuiteRun, testbed_env: dict[str, str]) -> None:
+    assert selinux_run.exit_code in (0, 1), selinux_run.output[-3000:]
+    assert wait_until_clean(testbed_env, 60) == []
+    leftover = kubectl(
+        testbed_env, "get", "pods", "-A", "--field-selector", f"spec.nodeName={VM_NODE}", "-l", "dindcheck.io/run"
+    )
+    assert not leftover.strip(), leftover
