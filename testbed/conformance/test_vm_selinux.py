@@ -38,10 +38,15 @@ from testbed.conformance.harness import (
     kubectl_answer,
     run_suite,
     wait_until,
-    wait_until_clean,
 )
 from testbed.conformance.test_profiles import NO_DOCKER_SOCKET, PASS, SYSBOX_ABSENT, want
-from testbed.conformance.test_vm_node import ON_THE_VM_NODE, VM_NODE, VM_TIMEOUT, log_when_started_or_ended
+from testbed.conformance.test_vm_node import (
+    ON_THE_VM_NODE,
+    VM_NODE,
+    VM_TIMEOUT,
+    assert_nothing_left_on_the_vm_node,
+    log_when_started_or_ended,
+)
 
 CONTAINER_T = "system_u:system_r:container_t:s0:c"
 SPC_T = {"seLinuxOptions": {"type": "spc_t"}}
@@ -160,9 +165,4 @@ def test_buildkitd_as_spc_t_serves_where_container_t_was_refused(
 
 
 def test_nothing_left_behind_on_the_selinux_node(selinux_run: SuiteRun, testbed_env: dict[str, str]) -> None:
-    assert selinux_run.exit_code in (0, 1), selinux_run.output[-3000:]
-    assert wait_until_clean(testbed_env, 60) == []
-    leftover = kubectl(
-        testbed_env, "get", "pods", "-A", "--field-selector", f"spec.nodeName={VM_NODE}", "-l", "dindcheck.io/run"
-    )
-    assert not leftover.strip(), leftover
+    assert_nothing_left_on_the_vm_node(selinux_run, testbed_env)
