@@ -78,7 +78,14 @@ def test_an_evicted_probe_pod_is_inconclusive_with_the_eviction(testbed_env: dic
         body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name, namespace=pod.metadata.namespace))
         core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
 
-    run = docker_run_disturbed(testbed_env, out_root / "evicted", evict)
+    # The probe may outrun the eviction (its whole work takes about 3 s on a warm node, and the kubelet kills the
+    # evicted pod's containers when it gets to it): a pass is then an undisturbed probe, honestly so, and proves
+    # nothing about an eviction mid-probe, so the eviction is tried again, at most three times.
+    for attempt in range(3):
+        run = docker_run_disturbed(testbed_env, out_root / f"evicted-{attempt}", evict)
+        if not run.report or run.check("docker-run")["status"] != "pass":
+            break
+        assert wait_until_clean(testbed_env, 60) == []
     # read while terminating (its DisruptionTarget condition), or gone by the time the probe looked (its event)
     assert_inconclusive_naming(run, testbed_env, "EvictionByEvictionAPI", "was deleted while the probe used it")
 
