@@ -5,6 +5,7 @@ CONTRACT (docs/contracts.md): names may grow, never shrink.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -97,6 +98,13 @@ def add_options(parser: pytest.Parser) -> None:
         "DOCKER_MIN_API_VERSION=1.41 (repeatable; the config to paste carries it)",
     )
     group.addoption("--image-pull-secret", help="name of an image pull Secret for every probe pod (in the namespace)")
+    group.addoption(
+        "--selinux-type",
+        metavar="TYPE",
+        help="SELinux type every probe pod runs as (pod securityContext.seLinuxOptions.type), e.g. spc_t where the "
+        "nodes' policy refuses container_t what a mode needs; the config to paste carries it (default: the "
+        "runtime's, container_t on SELinux nodes)",
+    )
     group.addoption(
         "--timeout",
         type=float,
@@ -238,6 +246,18 @@ def _job_uid(value: object) -> int:
     return uid
 
 
+SELINUX_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+"""A type name (spc_t), not a whole label (user:role:type:level): what seLinuxOptions.type takes."""
+
+
+def _selinux_type(value: str | None) -> str:
+    if value is None:
+        return ""
+    if not SELINUX_TYPE.match(value):
+        raise UsageError(f"--selinux-type {value!r} is not an SELinux type: give the type alone, e.g. spc_t")
+    return value
+
+
 def parse_env(option: str, values: list[str]) -> tuple[tuple[str, str], ...]:
     """['KEY=VALUE', ...] -> (('KEY', 'VALUE'), ...); UsageError names a value that is no KEY=VALUE."""
     parsed: list[tuple[str, str]] = []
@@ -295,6 +315,7 @@ class Options:
     report_prom: str | None = None
     resources: Resources = field(default_factory=Resources)
     dind_env: tuple[tuple[str, str], ...] = ()
+    selinux_type: str = ""
     placement: Placement = field(default_factory=Placement)
     """--node-selector, --toleration, --node (with --each-pool: which nodes the pools are drawn from, and the
     tolerations every pool's pods get)."""
@@ -386,6 +407,7 @@ def read_options(config: pytest.Config) -> Options:
             limits=parse_quantities("--pod-limits", get("pod_limits") or ""),
         ),
         dind_env=parse_env("--dind-env", get("dind_env") or []),
+        selinux_type=_selinux_type(get("selinux_type")),
         placement=Placement(
             node_selector=parse_node_selector(get("node_selector") or []),
             tolerations=tuple(parse_toleration(text) for text in get("toleration") or []),

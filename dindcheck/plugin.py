@@ -524,6 +524,7 @@ def _start_run(state: RunState, options: Options, reporter: Any) -> None:
         timeout_s=options.timeout_s,
         image_pull_secret=options.image_pull_secret,
         keep=options.keep,
+        selinux_type=options.selinux_type,
     )
     settings = ProbeSettings(
         images=options.images,

@@ -89,6 +89,9 @@ class RunScope:
     timeout_s: float = DEFAULT_TIMEOUT_S
     image_pull_secret: str | None = None
     keep: bool = False
+    selinux_type: str = ""
+    """The SELinux type every probe pod runs as (pod securityContext.seLinuxOptions.type; '' lets the runtime pick,
+    container_t on SELinux nodes): what a pod needs where the node's policy refuses container_t, so it is carried."""
 
     @property
     def slowness(self) -> float:
@@ -115,6 +118,8 @@ class RunScope:
         }
         if self.image_pull_secret:
             fields["imagePullSecrets"] = [{"name": self.image_pull_secret}]
+        if self.selinux_type:
+            fields["securityContext"] = {"seLinuxOptions": {"type": self.selinux_type}}
         return fields
 
     def left_out_note(self) -> str:
@@ -124,6 +129,18 @@ class RunScope:
             "terminationGracePeriodSeconds 1 (the run's own safety net and quick cleanup, which would cut a CI job "
             "short) and its dindcheck labels."
         )
+
+    def selinux_note(self) -> tuple[str, ...]:
+        """Why the config to paste sets an SELinux type: every probe pod ran with it, so the verdicts need it."""
+        if not self.selinux_type:
+            return ()
+        said = (
+            f"Its pod securityContext.seLinuxOptions.type {self.selinux_type} is --selinux-type {self.selinux_type}'s: "
+            "every probe pod ran as that type, so what passed here passed with it (not as the runtime's default "
+            "container_t). Pod Security baseline admits only container_t, container_init_t and container_kvm_t; "
+            "spc_t leaves the containers unconfined by SELinux."
+        )
+        return (said,)
 
 
 PROBE_ONLY_POD_FIELDS = frozenset({"activeDeadlineSeconds", "terminationGracePeriodSeconds"})
@@ -399,7 +416,8 @@ class ProbeContext:
         is added around the spec, never inside a container, so the spec stays the one users are told to paste.
         """
         full_spec = self.scope.pod_fields()
-        full_spec.update(copy.deepcopy(dict(spec)))
+        for key, value in copy.deepcopy(dict(spec)).items():
+            full_spec[key] = merged_pod_field(full_spec.get(key), value)
         place(full_spec, self.task.placement)
         metadata: dict[str, Any] = {"name": self.name(suffix), "namespace": self.scope.namespace, "labels": self.labels}
         if annotations:
@@ -786,6 +804,18 @@ def placed(spec: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
     return copied
 
 
+def merged_pod_field(run: Any, own: Any) -> Any:
+    """A pod field as the run's fields and the probe's spec give it: the spec's own value wins.
+
+    A mapping (a pod securityContext with --selinux-type's seLinuxOptions) is merged key by key, losing nothing.
+    """
+    if own is None:
+        return run
+    if isinstance(run, Mapping) and isinstance(own, Mapping):
+        return {**run, **own}
+    return own
+
+
 def pasted(tested: TestedSpec, scope: RunScope, task: Task) -> TestedSpec:
     """A probe's tested spec as users paste it: the pod the probe submitted, minus only what bounds the run itself.
 
@@ -796,9 +826,9 @@ def pasted(tested: TestedSpec, scope: RunScope, task: Task) -> TestedSpec:
     spec = copy.deepcopy(dict(tested.spec))
     for key, value in scope.pod_fields().items():
         if key not in PROBE_ONLY_POD_FIELDS:
-            spec.setdefault(key, value)
+            spec[key] = merged_pod_field(value, spec.get(key))
     place(spec, task.paste_placement)
-    notes = (*tested.notes, scope.left_out_note())
+    notes = (*tested.notes, scope.left_out_note(), *scope.selinux_note())
     return replace(tested, spec=spec, notes=notes, check=task.id)
 
 

@@ -116,14 +116,42 @@ def _cache_comments(cache: OverlayResult | None, mode_word: str) -> tuple[str, .
     )
 
 
+def pod_security_context(tested: TestedSpec | None) -> dict[str, Any]:
+    """The pod-level securityContext a tested spec ran with ({} when none: the runtime chose the SELinux label)."""
+    if tested is None:
+        return {}
+    return dict(tested.spec.get("securityContext") or {})
+
+
+def pod_selinux_type(tested: TestedSpec) -> str:
+    """The SELinux type a tested pod ran as by its pod securityContext (--selinux-type), '' when the runtime chose."""
+    return str((pod_security_context(tested).get("seLinuxOptions") or {}).get("type") or "")
+
+
+def _sky_kubernetes(enable_docker: object, pod_security: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """SkyPilot's kubernetes block: enable_docker, and the pod securityContext the mode's pod ran with, if any."""
+    block: dict[str, Any] = {"enable_docker": enable_docker}
+    if not pod_security:
+        return block, []
+    block["pod_config"] = {"spec": {"securityContext": _plain(pod_security)}}
+    said = "pod_config gives SkyPilot's pod the securityContext the probe pods ran with (--selinux-type)."
+    return block, [said]
+
+
 def skypilot_config(
     *,
     usable: frozenset[Mode],
     full_docker: Mode,
     cache: OverlayResult | None = None,
+    pod_security: Mapping[Mode, Mapping[str, Any]] | None = None,
 ) -> str:
-    """~/.sky/config.yaml: SkyPilot's enable_docker only knows dind (true / ALL) and rootless BuildKit (BUILD)."""
+    """~/.sky/config.yaml: SkyPilot's enable_docker only knows dind (true / ALL) and rootless BuildKit (BUILD).
+
+    pod_security: the pod-level securityContext each mode's tested pod ran with (an SELinux type, --selinux-type):
+    SkyPilot's pod gets it through pod_config, or it would run without what the verdict needed.
+    """
     where = "~/.sky/config.yaml (or under `config:` in a task YAML)"
+    contexts = pod_security or {}
     if Mode.DIND in usable:
         comments = [where, "enable_docker: true = privileged dind sidecar: docker build, push and run."]
         if full_docker is not Mode.DIND:
@@ -131,11 +159,13 @@ def skypilot_config(
         if Mode.BUILDKIT_ROOTLESS in usable:
             comments.append("Build and push only? enable_docker: BUILD works here too and needs no privileged.")
         comments.extend(_cache_comments(cache, "ALL"))
-        return _yaml({"kubernetes": {"enable_docker": True}}, tuple(comments))
+        block, said = _sky_kubernetes(True, contexts.get(Mode.DIND, {}))
+        return _yaml({"kubernetes": block}, (*comments, *said))
     if Mode.BUILDKIT_ROOTLESS in usable:
         comments = [where, "enable_docker: BUILD = rootless BuildKit sidecar: docker buildx build and push, no run."]
         comments.extend(_cache_comments(cache, "BUILD"))
-        return _yaml({"kubernetes": {"enable_docker": "BUILD"}}, tuple(comments))
+        block, said = _sky_kubernetes("BUILD", contexts.get(Mode.BUILDKIT_ROOTLESS, {}))
+        return _yaml({"kubernetes": block}, (*comments, *said))
     kaniko = (
         ("Kaniko builds and pushes here (see the kaniko snippet), but enable_docker has no Kaniko mode.",)
         if Mode.KANIKO in usable
@@ -322,6 +352,14 @@ def _env(container: Mapping[str, Any]) -> dict[str, str]:
     return {str(item["name"]): str(item.get("value", "")) for item in container.get("env", [])}
 
 
+def _gitlab_pod_security(spec: Mapping[str, Any]) -> list[str]:
+    """config.toml lines giving the job's pod the SELinux type the tested pod ran as (none when the runtime chose)."""
+    selinux_type = ((spec.get("securityContext") or {}).get("seLinuxOptions") or {}).get("type")
+    if not selinux_type:
+        return []
+    return ["    [runners.kubernetes.pod_security_context]", f'      selinux_type = "{selinux_type}"']
+
+
 def _runner_config(spec: Mapping[str, Any]) -> tuple[str, ...]:
     """GitLab Runner's config.toml names for the tested pod's settings (privileged service, job uid, volumes)."""
     containers = _by_name(spec)
@@ -333,6 +371,7 @@ def _runner_config(spec: Mapping[str, Any]) -> tuple[str, ...]:
                 lines.append(f'    {prefix}{resource}_{kind.rstrip("s")} = "{quantity}"')
     if (dind.get("securityContext") or {}).get("privileged"):
         lines += ["    [runners.kubernetes.service_container_security_context]", "      privileged = true"]
+    lines += _gitlab_pod_security(spec)
     job_context = job.get("securityContext") or {}
     if job_context.get("runAsUser") is not None:
         lines += [
@@ -415,7 +454,15 @@ def build_snippets(
     Kaniko or buildpacks recommended, their Tekton form too ('kaniko-tekton', 'buildpacks-tekton').
     comments: more to say beside a mode's pod (what other pools' specs differ in).
     """
-    config = {"skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache)}
+    sky_modes = (Mode.DIND, Mode.BUILDKIT_ROOTLESS)
+    pod_security = {
+        mode: pod_security_context(pick_tested(mode, tested(mode)))
+        for mode in sky_modes
+        if tested is not None and mode in usable
+    }
+    config = {
+        "skypilot": skypilot_config(usable=usable, full_docker=full_docker, cache=cache, pod_security=pod_security)
+    }
     for mode in dict.fromkeys((full_docker, build_only, from_source)):
         specs = tested(mode) if tested is not None and mode is not Mode.NONE else ()
         chosen = pick_tested(mode, specs)
@@ -483,6 +530,7 @@ def gitlab_buildpacks_snippet(tested: TestedSpec) -> str:
         "privilege escalation, /layers on an emptyDir. Runner config.toml for that build container:",
         "  [[runners]]",
         '    executor = "kubernetes"',
+        *_gitlab_pod_security(tested.spec),
         "    [runners.kubernetes.build_container_security_context]",
         f"      run_as_non_root = {str(context['runAsNonRoot']).lower()}",
         f"      allow_privilege_escalation = {str(context['allowPrivilegeEscalation']).lower()}",

@@ -397,7 +397,8 @@ SELINUX_SOCKET_REMEDIATION = (
     "tcontext=...spc_t ... tclass=unix_stream_socket) refuses every docker command over the shared socket, whatever "
     "its mode and group. Run the job container with " + _selinux.SPC_T + " (Pod Security 'baseline' refuses it, "
     "as it refuses the privileged sidecar), or reach dockerd over TCP instead (GitLab's form: "
-    "DOCKER_HOST=tcp://docker:2376 with TLS), or load a policy module allowing container_t that connectto."
+    "DOCKER_HOST=tcp://docker:2376 with TLS), or load a policy module allowing container_t that connectto. "
+    + _selinux.PROVE_SPC_T
 )
 
 

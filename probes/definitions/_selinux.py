@@ -22,6 +22,10 @@ LABEL_LINE = f'echo "selinux_label=$({READ_LABEL})"'
 SPC_T = "securityContext.seLinuxOptions.type: spc_t"
 """What users set to take a container out of container_t (Pod Security 'baseline' refuses it, as it refuses
 privileged)."""
+PROVE_SPC_T = (
+    "Rerun dindcheck with --selinux-type spc_t to prove that on these nodes: every probe pod then runs as spc_t, and "
+    "the config to paste carries it."
+)
 
 
 def selinux_type(label: str) -> str:

@@ -31,7 +31,7 @@ REMEDIATION = (
     "(newuidmap is setuid), --oci-worker-no-process-sandbox, and its state dir on an emptyDir. On an SELinux node "
     "it runs as container_t, which the reference policy denies CAP_SYS_ADMIN in its own user namespace (the node's "
     "audit log: avc: denied { sys_admin } ... tclass=cap_userns): run buildkitd with "
-    "securityContext.seLinuxOptions.type: spc_t."
+    "securityContext.seLinuxOptions.type: spc_t. " + _selinux.PROVE_SPC_T
 )
 
 # Known failure texts (docs/probe-facts.md, "Rootless BuildKit") -> the cause a person can act on.

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from probes import specs
-from probes.definitions import _builder, _registry
+from probes.definitions import _builder, _registry, _selinux
 from probes.engine import Needle, Outcome, ProbeContext, compact, named_cause
 from probes.model import Mode, Status
 from probes.settings import ProbeDefinition, ProbeSettings
@@ -28,7 +28,7 @@ REMEDIATION = (
     "and runs RUN steps as root) and a writable root filesystem. It needs neither privileged nor user namespaces. "
     "On an SELinux node it runs as container_t: where the node's policy denies what a RUN step needs (the node's "
     "audit log has the AVC, e.g. denied { getpgid }), run it with securityContext.seLinuxOptions.type: spc_t or "
-    "load a policy module allowing it."
+    "load a policy module allowing it. " + _selinux.PROVE_SPC_T
 )
 
 # Known failure texts (docs/probe-facts.md, "Kaniko") -> the cause a person can act on.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import specs
-from probes.definitions._selinux import selinux_type
+from probes.definitions._selinux import PROVE_SPC_T, selinux_type
 from probes.engine import Outcome, ProbeContext, key_values
 from probes.model import Facts, Mode, ModeBlock, NodeSecurity, Status
 from probes.settings import ProbeDefinition, ProbeSettings
@@ -39,7 +39,7 @@ REMEDIATION = (
     "(older Debian/Ubuntu), and on Ubuntu 24.04+ kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
     "profile allowing userns. Under SELinux a container runs as container_t unless privileged (spc_t): where "
     "the node's policy denies container_t what a mode needs (its AVC in the node's audit log), run that container "
-    "with securityContext.seLinuxOptions.type: spc_t or load a policy module allowing it."
+    "with securityContext.seLinuxOptions.type: spc_t or load a policy module allowing it. " + PROVE_SPC_T
 )
 
 

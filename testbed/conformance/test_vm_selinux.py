@@ -16,40 +16,28 @@ written from first principles before the first enforcing run (docs/probe-facts.m
   fails, named as SELinux's; socket-sharing passes on GitLab's form only (TLS over TCP has no unix socket) and names
   SELinux for the socket layouts.
 - the CNB lifecycle (non-root, no capabilities) builds; the lsm check sees SELinux from its pod's own label.
-Each remedy the report gives (seLinuxOptions type spc_t) is proven here by rerunning the refused container with it.
+The remedy the report gives (seLinuxOptions type spc_t) is proven as a user proves it: the whole suite again with
+--selinux-type spc_t, where every check that met a container_t refusal passes and the config to paste carries the type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from probes import specs
-from probes.settings import Images, Resources
-from testbed.conformance.harness import (
-    Profile,
-    SuiteRun,
-    fresh_namespace,
-    kubectl,
-    kubectl_answer,
-    run_suite,
-    wait_until,
-)
+from testbed.conformance.harness import Profile, SuiteRun, run_suite
 from testbed.conformance.test_profiles import NO_DOCKER_SOCKET, PASS, SYSBOX_ABSENT, want
 from testbed.conformance.test_vm_node import (
     ON_THE_VM_NODE,
     VM_NODE,
     VM_TIMEOUT,
     assert_nothing_left_on_the_vm_node,
-    log_when_started_or_ended,
 )
 
 CONTAINER_T = "system_u:system_r:container_t:s0:c"
-SPC_T = {"seLinuxOptions": {"type": "spc_t"}}
 SELINUX_EXPECTED: dict[str, Any] = {
     "privileged-admission": PASS,
     "overlay-cache": PASS,
@@ -117,51 +105,64 @@ def test_the_job_container_that_was_refused_ran_as_container_t(selinux_run: Suit
     assert "API listen on" in evidence["dockerd_log"], evidence["dockerd_log"]
 
 
+# ----- the remedy the report gives, proven the way a user proves it: the whole suite again with --selinux-type spc_t
+SPC_T = "system_u:system_r:spc_t:s0"
+SPC_T_POD = {"seLinuxOptions": {"type": "spc_t"}}
+SPC_T_EXPECTED: dict[str, Any] = {
+    "privileged-admission": PASS,
+    "overlay-cache": PASS,
+    "docker-run": want("pass", says=("nested docker run works",)),
+    "buildkit-rootless": PASS,
+    "socket-sharing": PASS,
+    "lsm": want("pass", says=("LSM selinux",)),
+    "sysbox": SYSBOX_ABSENT,
+    "host-socket": NO_DOCKER_SOCKET,
+    "kaniko": PASS,
+    "buildpacks": PASS,
+}
+"""Every refusal above was container_t's: spc_t is unconfined, so each mode works as on the AppArmor vm node."""
+
+
 @pytest.fixture(scope="module")
-def remedy_namespace(testbed_env: dict[str, str]) -> Iterator[str]:
-    with fresh_namespace(testbed_env, "dindcheck-vm-selinux") as namespace:
-        yield namespace
+def spc_t_run(testbed_env: dict[str, str], out_root: Path, profile: Profile) -> SuiteRun:
+    """The whole suite on the SELinux vm pool again, every probe pod as spc_t (the report's remedy)."""
+    out_dir = out_root / profile.name / "vm-pool-spc-t"
+    return run_suite(testbed_env, out_dir, *ON_THE_VM_NODE, *VM_TIMEOUT, "--selinux-type", "spc_t", timeout_s=1500)
 
 
-def _on_the_vm_pool(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
-    spec = {**spec, "restartPolicy": "Never", "nodeSelector": {"dindcheck.io/pool": "vm"}}
-    spec["tolerations"] = [{"key": "dedicated", "value": "vm", "effect": "NoSchedule"}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+@pytest.mark.parametrize("check_id", sorted(SPC_T_EXPECTED))
+def test_check_status_with_every_pod_as_spc_t(spc_t_run: SuiteRun, check_id: str) -> None:
+    wanted = SPC_T_EXPECTED[check_id]
+    check = spc_t_run.check(check_id)
+    assert check["status"] in wanted.statuses, f"{check_id}: {check['status']}: {check['summary']}"
+    for text in wanted.says:
+        assert text in check["summary"], f"{check_id}: {text!r} not in {check['summary']!r}"
 
 
-def test_a_job_container_as_spc_t_reaches_the_shared_socket(testbed_env: dict[str, str], remedy_namespace: str) -> None:
-    """The report's remedy for the socket refusal: the DinD spec as tested, its job container as spc_t."""
-    images = Images(dind=testbed_env["TESTBED_IMAGE_DIND"])
-    spec = specs.dind_pod_spec(images, Resources(), layout=specs.CLASSIC)
-    job = next(container for container in spec["containers"] if container["name"] == "job")
-    job["securityContext"] = {**job.get("securityContext", {}), **SPC_T}
-    pod = _on_the_vm_pool("dind-job-spc-t", remedy_namespace, spec)
-    kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
-    answer: list[str] = []
-
-    def answered() -> bool:
-        done = kubectl_answer(
-            testbed_env, "exec", "dind-job-spc-t", "-n", remedy_namespace, "-c", "job", "--",
-            "sh", "-c", "cat /proc/self/attr/current; echo; docker info -f 'server {{.ServerVersion}}'",
-        )  # fmt: skip
-        answer[:] = [done.stdout + done.stderr]
-        return done.returncode == 0 and "server " in done.stdout
-
-    wait_until(answered, "the spc_t job container to reach dockerd over the shared socket", timeout_s=900)
-    assert "system_u:system_r:spc_t:s0" in answer[0], answer[0]
+def test_as_spc_t_dind_and_rootless_buildkit_are_recommended_with_the_type_in_their_config(spc_t_run: SuiteRun) -> None:
+    recommendation = spc_t_run.report["recommendation"]
+    assert (recommendation["full_docker"], recommendation["build_only"]) == ("dind", "buildkit-rootless")
+    for mode in ("dind", "buildkit-rootless"):
+        pod = yaml.safe_load(recommendation["snippets"][mode])
+        assert pod["spec"]["securityContext"] == SPC_T_POD, f"{mode}: {pod['spec'].get('securityContext')}"
+    sky = yaml.safe_load(recommendation["snippets"]["skypilot"])["kubernetes"]
+    assert sky["pod_config"] == {"spec": {"securityContext": SPC_T_POD}}, sky
 
 
-def test_buildkitd_as_spc_t_serves_where_container_t_was_refused(
-    testbed_env: dict[str, str], remedy_namespace: str
-) -> None:
-    """The report's remedy for rootless BuildKit: its spec as tested, buildkitd as spc_t."""
-    spec = specs.buildkit_pod_spec(Images(buildkit=testbed_env["TESTBED_IMAGE_BUILDKIT"]), Resources())
-    container = spec["containers"][0]
-    container["securityContext"] = {**container["securityContext"], **SPC_T}
-    pod = _on_the_vm_pool("buildkitd-spc-t", remedy_namespace, spec)
-    kubectl(testbed_env, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
-    log = log_when_started_or_ended(testbed_env, pod)
-    assert "running server on" in log, log[-2000:]
+def test_as_spc_t_the_nested_dockerd_labels_nothing_its_containers_inherit_spc_t(spc_t_run: SuiteRun) -> None:
+    """The DinD image's dockerd runs without --selinux-enabled, so it asks runc for no label of its own.
+
+    A nested container keeps the label of the pod it runs in (spc_t): SELinux confines it no more than the DinD pod.
+    """
+    evidence = spc_t_run.check("docker-run")["evidence"]
+    assert evidence["client_label"].startswith(SPC_T), evidence
+    assert evidence["nested_lsm_context"].startswith(SPC_T), evidence
+    lsm = spc_t_run.check("lsm")["evidence"]
+    assert lsm["readings"]["attr_current"].startswith(SPC_T), lsm["readings"]
+
+
+def test_nothing_left_behind_after_the_spc_t_run(spc_t_run: SuiteRun, testbed_env: dict[str, str]) -> None:
+    assert_nothing_left_on_the_vm_node(spc_t_run, testbed_env)
 
 
 def test_nothing_left_behind_on_the_selinux_node(selinux_run: SuiteRun, testbed_env: dict[str, str]) -> None:

@@ -56,6 +56,12 @@ def test_dind_env_that_is_no_assignment(pytester: pytest.Pytester) -> None:
     assert_one_clear_line(run(pytester, "--dind-env", "1BAD=x"), "expected KEY=VALUE")
 
 
+@pytest.mark.parametrize("value", ["system_u:system_r:spc_t:s0", "spc t", ""])
+def test_a_selinux_type_that_is_no_type_name(pytester: pytest.Pytester, value: str) -> None:
+    """Only a type (spc_t) goes in seLinuxOptions.type: a whole label or a blank would be refused by the API server."""
+    assert_one_clear_line(run(pytester, "--selinux-type", value), f"--selinux-type {value!r} is not an SELinux type")
+
+
 def test_missing_kubeconfig(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--kubeconfig", str(pytester.path / "nope.yaml"))
     assert_one_clear_line(result, "kubeconfig not found")

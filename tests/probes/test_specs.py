@@ -183,6 +183,25 @@ def test_pod_manifest_adds_a_deadline_around_the_spec_and_leaves_containers_alon
     assert manifest["metadata"]["labels"]["dindcheck.io/run"] == "r1abc"
 
 
+@pytest.mark.parametrize("name", sorted(all_specs(RESOURCES)))
+def test_the_selinux_type_is_a_pod_field_of_every_probe_pod(name: str) -> None:
+    """--selinux-type reaches every pod as pod securityContext.seLinuxOptions.type, beside the spec's own settings."""
+    spec = all_specs(RESOURCES)[name]
+    spec["securityContext"] = {**spec.get("securityContext", {}), "fsGroup": 1000}
+    submitted = copy.deepcopy(spec)
+    scope = RunScope("ns-1", "r1abc", selinux_type="spc_t")
+    pod_spec = probe_context(scope).pod_manifest("run", spec)["spec"]
+    assert pod_spec["securityContext"] == {"seLinuxOptions": {"type": "spc_t"}, "fsGroup": 1000}
+    assert spec == submitted, "pod_manifest changed the probe's spec"
+    for container in every_container(pod_spec):
+        assert "seLinuxOptions" not in container.get("securityContext", {}), "a pod field, not a container's"
+
+
+def test_without_a_selinux_type_the_runtime_picks_the_label() -> None:
+    pod_spec = probe_context(RunScope("ns", "r1abc")).pod_manifest("run", {"containers": []})["spec"]
+    assert "securityContext" not in pod_spec
+
+
 def test_a_pod_of_a_killed_run_ends_by_itself_after_the_wait_and_the_commands() -> None:
     """The pod deadline must outlast the start timeout plus the commands, or it would cut a probe short."""
     assert RunScope("ns", "r", timeout_s=120.0).active_deadline_s == 120 + EXEC_BUDGET_S

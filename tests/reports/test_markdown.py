@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import reports
@@ -82,3 +83,19 @@ def test_probe_text_cannot_break_the_table(make_verdict: MakeVerdict, make_run: 
 def test_fences_outgrow_backticks_in_evidence() -> None:
     assert fenced("plain", "json") == ["```json", "plain", "```"]
     assert fenced("has ```` inside", "json")[0] == "`````json"
+
+
+def test_the_security_costs_say_the_selinux_type_every_pod_ran_as(profiles: dict[str, RunResult]) -> None:
+    """With --selinux-type spc_t the costs of each mode hold, and SELinux no longer confines its containers."""
+    run = profiles["permissive"]
+    spc_t = {"seLinuxOptions": {"type": "spc_t"}}
+
+    def as_spc_t(verdict: Verdict) -> Verdict:
+        tested = tuple(replace(spec, spec={**spec.spec, "securityContext": spc_t}) for spec in verdict.facts.specs)
+        return replace(verdict, facts=replace(verdict.facts, specs=tested))
+
+    text = reports.render_markdown(reports.build_report(replace(run, verdicts=tuple(map(as_spc_t, run.verdicts)))))
+    costs = text.split("## Security cost of each mode")[1]
+    assert "SELinux type `spc_t` (--selinux-type)" in costs
+    plain = reports.render_markdown(reports.build_report(run)).split("## Security cost of each mode")[1]
+    assert "--selinux-type" not in plain

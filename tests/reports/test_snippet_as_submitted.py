@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,6 +44,8 @@ SETTINGS = ProbeSettings(
     dind_env=(("DOCKER_IPTABLES_LEGACY", "1"),),
 )
 SCOPE = RunScope("dindcheck-r1abc", "r1abc", timeout_s=60.0, image_pull_secret="mirror-pull")  # noqa: S106
+SPC_T_SCOPE = replace(SCOPE, selinux_type="spc_t")
+"""A run with --selinux-type spc_t: every probe pod, and so every pasted pod, runs as spc_t."""
 CI_TAINT = {"key": "dedicated", "operator": "Equal", "value": "ci", "effect": "NoSchedule"}
 PLACEMENT = Placement(node_selector={"pool": "ci"}, tolerations=(CI_TAINT,))
 RUN_ONLY_POD_FIELDS = ("activeDeadlineSeconds", "terminationGracePeriodSeconds")
@@ -66,14 +69,14 @@ class CapturingContext(ProbeContext):
     nothing proven, but after building, submitting and recording its pods exactly as on a cluster.
     """
 
-    def __init__(self, check_id: str) -> None:
+    def __init__(self, check_id: str, scope: RunScope = SCOPE) -> None:
         definition = next(probe for probe in catalog() if probe.id == check_id)
         task = definition.task(SETTINGS)
         task = type(task)(
             task.id, task.capability, task.remediation, task.work, placement=PLACEMENT, paste_placement=PLACEMENT
         )
         connection: Any = SimpleNamespace(core=SimpleNamespace(list_node=None), api_client=None)
-        super().__init__(task, connection, SCOPE, Progress(), threading.Event())
+        super().__init__(task, connection, scope, Progress(), threading.Event())
         self.submitted: dict[str, dict[str, Any]] = {}
 
     def create_pod(self, manifest: dict[str, Any]) -> Admission:
@@ -127,9 +130,11 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sysbox, "api_call", lambda *_args, **_kwargs: SimpleNamespace(handler="sysbox-runc", items=[]))
 
 
-def probe(check_id: str, *, recording: bool = True) -> tuple[Verdict, dict[str, dict[str, Any]]]:
+def probe(
+    check_id: str, *, recording: bool = True, scope: RunScope = SCOPE
+) -> tuple[Verdict, dict[str, dict[str, Any]]]:
     """Run one probe as the runner does; its verdict and every pod it submitted, by name."""
-    context = CapturingContext(check_id)
+    context = CapturingContext(check_id, scope)
     verdict = run_probe(context.task, context)
     assert verdict.facts.specs or not recording, f"{check_id} recorded no spec: {verdict.summary}"
     return verdict, context.submitted
@@ -230,3 +235,18 @@ def test_a_layout_is_the_same_pod_whichever_check_ran_it() -> None:
     classic = [(check, spec) for check, layout, spec in recorded if layout == "classic"]
     assert [check for check, _ in classic] == ["socket-sharing", "docker-run"]
     assert classic[0][1] == classic[1][1]
+
+
+@pytest.mark.parametrize("check_id", RECORDING_PROBES)
+def test_the_selinux_type_the_pods_ran_as_is_in_the_config_to_paste(check_id: str) -> None:
+    """Pasted without it, a pod proven as spc_t would meet the refusals it was run to avoid: it is carried and said."""
+    verdict, submitted = probe(check_id, scope=SPC_T_SCOPE)
+    for tested in verdict.facts.specs:
+        where = f"{check_id} {tested.layout}"
+        ran = submitted_for(tested, submitted)["spec"]
+        text = snippets.pod_snippet(tested)
+        pasted = yaml.safe_load(text)["spec"]
+        assert ran["securityContext"]["seLinuxOptions"] == {"type": "spc_t"}, where
+        assert pasted["securityContext"] == ran["securityContext"], where
+        comments = " ".join(line[2:] for line in text.splitlines() if line.startswith("#"))
+        assert "--selinux-type spc_t" in comments, f"{where}: the snippet does not say where spc_t came from"

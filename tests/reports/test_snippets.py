@@ -314,3 +314,48 @@ def test_the_gitlab_snippet_says_docker_run_was_not_proven_in_its_layout() -> No
     said = [line[2:] for line in config["gitlab"].splitlines() if line.startswith("# ")]
     assert "The tls layout was proven by socket-sharing, not by docker-run." in said
     assert not any("tls" in line for line in config["dind"].splitlines() if line.startswith("# The "))
+
+
+# ----- an SELinux type the pods ran as (--selinux-type) ------------------------------------------------------------
+SPC_T_POD = {"seLinuxOptions": {"type": "spc_t"}}
+
+
+def as_spc_t(tested: TestedSpec) -> TestedSpec:
+    """The tested spec as a run with --selinux-type spc_t records it: the type is a pod field of what ran."""
+    return replace(tested, spec={**tested.spec, "securityContext": SPC_T_POD})
+
+
+def test_the_gitlab_runner_config_gives_the_jobs_pod_the_selinux_type_it_ran_as() -> None:
+    text = snippets.gitlab_snippet(as_spc_t(tls_spec()))
+    lines = [line.strip("# ") for line in text.splitlines()]
+    table = lines.index("[runners.kubernetes.pod_security_context]")
+    assert lines[table + 1] == 'selinux_type = "spc_t"', lines[table:]
+
+
+@pytest.mark.parametrize(("mode", "enable_docker"), [(Mode.DIND, True), (Mode.BUILDKIT_ROOTLESS, "BUILD")])
+def test_skypilot_gives_its_pod_the_selinux_type_the_mode_ran_as(mode: Mode, enable_docker: object) -> None:
+    """SkyPilot's own pod without the type would meet the refusals the probe pods were run as spc_t to avoid."""
+    config = snippets.build_snippets(
+        full_docker=mode if mode is Mode.DIND else Mode.NONE,
+        build_only=mode,
+        usable=frozenset({mode}),
+        tested=lambda wanted: (as_spc_t(probe_spec(wanted)),),
+    )
+    kubernetes = parse(config["skypilot"])["kubernetes"]
+    assert kubernetes == {"enable_docker": enable_docker, "pod_config": {"spec": {"securityContext": SPC_T_POD}}}
+    assert "--selinux-type" in config["skypilot"]
+
+
+def test_skypilot_sets_no_pod_config_when_the_pods_ran_as_the_runtime_chose() -> None:
+    config = snippets.build_snippets(
+        full_docker=Mode.DIND, build_only=Mode.DIND, usable=frozenset({Mode.DIND}), tested=lambda m: (probe_spec(m),)
+    )
+    assert "pod_config" not in parse(config["skypilot"])["kubernetes"]
+
+
+def test_the_gitlab_buildpacks_job_gets_the_selinux_type_its_pod_ran_as() -> None:
+    spec = specs.buildpacks_pod_spec(Images(), RESOURCES)
+    text = snippets.gitlab_buildpacks_snippet(as_spc_t(specs.record(Mode.BUILDPACKS, "buildpacks", spec, proven=True)))
+    lines = [line.strip("# ") for line in text.splitlines()]
+    table = lines.index("[runners.kubernetes.pod_security_context]")
+    assert lines[table + 1] == 'selinux_type = "spc_t"', lines[table:]
