@@ -39,6 +39,16 @@ def want(*statuses: str, says: tuple[str, ...] = (), refused_by: str = "") -> Wa
     return Want(frozenset(statuses), says, refused_by)
 
 
+def assert_as_wanted(check_id: str, check: dict[str, Any], wanted: Want) -> None:
+    """A check of a run's report has a status wanted and says every text wanted; anything but a pass says a remedy."""
+    __tracebackhide__ = True
+    assert check["status"] in wanted.statuses, f"{check_id}: {check['status']}: {check['summary']}"
+    for text in wanted.says:
+        assert text in check["summary"], f"{check_id}: {text!r} not in {check['summary']!r}"
+    if check["status"] != "pass":
+        assert check["remediation"], f"{check_id} {check['status']} without remediation"
+
+
 VAP = "dindcheck-testbed-deny-privileged"
 PASS = want("pass")
 SYSBOX_ABSENT = want("skipped", says=("sysbox not installed: no RuntimeClass sysbox-runc",))
@@ -163,11 +173,7 @@ def test_check_status(suite_run: SuiteRun, expected: dict[str, Any], check_id: s
     wanted: Want = expected[check_id]
     check = suite_run.check(check_id)
     assert check["summary"], f"{check_id} has no summary"
-    if check["status"] != "pass":
-        assert check["remediation"], f"{check_id} {check['status']} without remediation"
-    assert check["status"] in wanted.statuses, f"{check_id}: {check['status']}: {check['summary']}"
-    for text in wanted.says:
-        assert text in check["summary"], f"{check_id}: {text!r} not in {check['summary']!r}"
+    assert_as_wanted(check_id, check, wanted)
     if wanted.refused_by:
         answer = quoted_refusal(check)
         assert answer["source"] == wanted.refused_by, answer
