@@ -38,6 +38,7 @@ from probes.exceptions import (
     ProbeError,
 )
 from probes.model import (
+    BASELINE_SELINUX_TYPES,
     NO_FACTS,
     NO_PLACEMENT,
     Admission,
@@ -137,8 +138,8 @@ class RunScope:
         said = (
             f"Its pod securityContext.seLinuxOptions.type {self.selinux_type} is --selinux-type {self.selinux_type}'s: "
             "every probe pod ran as that type, so what passed here passed with it (not as the runtime's default "
-            "container_t). Pod Security baseline admits only container_t, container_init_t and container_kvm_t; "
-            "spc_t leaves the containers unconfined by SELinux."
+            f"container_t). Pod Security baseline admits only {', '.join(BASELINE_SELINUX_TYPES)}; spc_t leaves "
+            "the containers unconfined by SELinux."
         )
         return (said,)
 

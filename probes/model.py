@@ -133,6 +133,10 @@ class TestedSpec:
 LSM_NAMES = {"apparmor": "AppArmor", "selinux": "SELinux"}
 
 
+BASELINE_SELINUX_TYPES = ("container_t", "container_init_t", "container_kvm_t")
+"""The SELinux types Pod Security baseline admits in seLinuxOptions.type (besides none): spc_t is not one."""
+
+
 @dataclass(frozen=True)
 class NodeSecurity:
     """What an ordinary pod read of its node's cgroup version and LSMs: the API says neither.

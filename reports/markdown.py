@@ -11,10 +11,10 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from probes.model import Mode, NodeInfo, Status, Verdict, summarize_unprobed
+from probes.model import BASELINE_SELINUX_TYPES, Mode, NodeInfo, Status, Verdict, summarize_unprobed
 from reports import changes
 from reports.json_report import plain
-from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS, pod_selinux_type
+from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS, spec_selinux_type
 from reports.terminal import describe_placement, node_security, proved_nothing_line
 
 if TYPE_CHECKING:
@@ -270,13 +270,13 @@ def _security_costs(report: Report) -> list[str]:
         selinux_type
         for assessment in report.assessments
         for tested in report.tested_specs(assessment.mode)
-        if (selinux_type := pod_selinux_type(tested))
+        if (selinux_type := spec_selinux_type(tested.spec))
     }
     lines.extend(
         f"- **SELinux type `{text(selinux_type)}` (--selinux-type)**: every probe pod, so every config above, "
         f"ran as `{text(selinux_type)}` instead of the runtime's confined `container_t`. The costs above hold "
         "and add SELinux's: `spc_t` is not confined by SELinux at all, and Pod Security baseline refuses any "
-        "type but `container_t`, `container_init_t` and `container_kvm_t`."
+        f"type but {', '.join(f'`{kind}`' for kind in BASELINE_SELINUX_TYPES)}."
         for selinux_type in sorted(ran_as)
     )
     return lines

@@ -123,9 +123,9 @@ def pod_security_context(tested: TestedSpec | None) -> dict[str, Any]:
     return dict(tested.spec.get("securityContext") or {})
 
 
-def pod_selinux_type(tested: TestedSpec) -> str:
-    """The SELinux type a tested pod ran as by its pod securityContext (--selinux-type), '' when the runtime chose."""
-    return str((pod_security_context(tested).get("seLinuxOptions") or {}).get("type") or "")
+def spec_selinux_type(spec: Mapping[str, Any]) -> str:
+    """The SELinux type a pod spec sets in its pod securityContext (--selinux-type), '' when the runtime chooses."""
+    return str(((spec.get("securityContext") or {}).get("seLinuxOptions") or {}).get("type") or "")
 
 
 def _sky_kubernetes(enable_docker: object, pod_security: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -354,7 +354,7 @@ def _env(container: Mapping[str, Any]) -> dict[str, str]:
 
 def _gitlab_pod_security(spec: Mapping[str, Any]) -> list[str]:
     """config.toml lines giving the job's pod the SELinux type the tested pod ran as (none when the runtime chose)."""
-    selinux_type = ((spec.get("securityContext") or {}).get("seLinuxOptions") or {}).get("type")
+    selinux_type = spec_selinux_type(spec)
     if not selinux_type:
         return []
     return ["    [runners.kubernetes.pod_security_context]", f'      selinux_type = "{selinux_type}"']
