@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -169,28 +170,49 @@ def dockerd_log_tail(ctx: ProbeContext, pod_name: str, container: str = "dind", 
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def container_exit(ctx: ProbeContext, pod_name: str, container: str = "dind") -> dict[str, Any]:
+CONTAINER_END_WAIT_S = 30.0
+"""How long a container the exec channel found stopped gets for its end to show in the pod's status.
+
+The runtime refuses the exec at once ("cannot exec in a stopped state"); the kubelet reports the end at its next
+status sync, seconds later, more on a busy emulated node. Scaled by the run's slowness (--timeout).
+"""
+
+
+def container_exit(
+    ctx: ProbeContext, pod_name: str, container: str = "dind", *, settle_s: float = 0.0
+) -> dict[str, Any]:
     """How a container (dockerd's by default) ended, with the last lines it logged; {} while it still runs.
 
     A daemon that dies at start (an iptables backend the node cannot serve, a flag or variable it refuses) leaves its
     container terminated: an exec into it fails, but its state and its log still say why, so they are read first.
+    settle_s: how long to wait for an end the caller has reason to expect (an exec refused) to reach the status.
     """
-    pod = ctx.read_pod(pod_name)
-    statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
-    for status in statuses:
-        ended = status.state.terminated if status.name == container and status.state else None
+    deadline = time.monotonic() + settle_s
+    while True:
+        pod = ctx.read_pod(pod_name)
+        statuses = list(pod.status.init_container_statuses or []) + list(pod.status.container_statuses or [])
+        ended = next(
+            (s.state.terminated for s in statuses if s.name == container and s.state and s.state.terminated), None
+        )
         if ended is not None:
             found: dict[str, Any] = {"exit_code": ended.exit_code, "reason": ended.reason or ""}
             if (ended.message or "").strip():
                 found["message"] = ended.message.strip()
             found["log"] = dockerd_log_tail(ctx, pod_name, container, lines=12)
             return found
-    return {}
+        if time.monotonic() >= deadline:
+            return {}
+        ctx.sleep(1)
 
 
-def dockerd_ended(ctx: ProbeContext, pod_name: str, evidence: dict[str, Any]) -> bool:
+def exec_refused_end_wait_s(ctx: ProbeContext) -> float:
+    """CONTAINER_END_WAIT_S at the run's pace."""
+    return CONTAINER_END_WAIT_S * ctx.scope.slowness
+
+
+def dockerd_ended(ctx: ProbeContext, pod_name: str, evidence: dict[str, Any], *, settle_s: float = 0.0) -> bool:
     """Whether dockerd's container has terminated; its exit and last log lines go into evidence['dockerd_exit']."""
-    ended = container_exit(ctx, pod_name)
+    ended = container_exit(ctx, pod_name, settle_s=settle_s)
     if ended:
         evidence["dockerd_exit"] = ended
     return bool(ended)

@@ -18,7 +18,7 @@ from typing import Any
 
 from probes import specs
 from probes.definitions import _builder, _registry, _selinux
-from probes.definitions._docker import container_exit
+from probes.definitions._docker import container_exit, exec_refused_end_wait_s
 from probes.engine import CommandResult, Outcome, ProbeContext, compact, key_values, named_cause
 from probes.exceptions import AdmissionRejectedError, ExecChannelError, PodNotRunningError
 from probes.model import Facts, Mode, Status
@@ -162,7 +162,7 @@ def _build(
         result = ctx.exec(name, "buildkitd", f"{env}\n{_registry.BUILD_CONTEXTS}{BUILD_AND_PUSH}", timeout_s=180)
     except ExecChannelError:
         # buildkitd may die just after its pod counted as running: its state and log say why, not the channel
-        exited = container_exit(ctx, name, "buildkitd")
+        exited = container_exit(ctx, name, "buildkitd", settle_s=exec_refused_end_wait_s(ctx))
         if not exited:
             raise
         reason = f"container buildkitd exited {exited['exit_code']} ({exited['reason']})"

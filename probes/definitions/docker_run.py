@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import time
 import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from probes.definitions._docker import (
     daemon_wait_s,
     dockerd_ended,
     dockerd_log_tail,
+    exec_refused_end_wait_s,
     last_words,
     locate_payload,
     selinux_socket_refusal,
@@ -336,9 +336,7 @@ def _daemon_lost(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool
         alive = f"unknown ({compact(str(exc), 160)})"
     if alive == "yes":
         return False
-    deadline = time.monotonic() + DAEMON_GONE_WAIT_S
-    while not dockerd_ended(ctx, name, evidence) and time.monotonic() < deadline:
-        ctx.sleep(1)
+    dockerd_ended(ctx, name, evidence, settle_s=DAEMON_GONE_WAIT_S)
     ended = evidence.get("dockerd_exit") or {}
     evidence["dockerd_lost"] = (
         f"its container exited {ended['exit_code']} ({ended.get('reason') or 'Error'})"
@@ -358,7 +356,7 @@ def _host_facts(ctx: ProbeContext, name: str, evidence: dict[str, Any]) -> bool:
     try:
         result = ctx.exec(name, "dind", HOST_FACTS, timeout_s=20)
     except ExecChannelError:
-        if dockerd_ended(ctx, name, evidence):
+        if dockerd_ended(ctx, name, evidence, settle_s=exec_refused_end_wait_s(ctx)):
             return False
         raise
     evidence.update(key_values(result.stdout))

@@ -153,17 +153,37 @@ class ExitedBuildkitd:
         """What rootlesskit said as it ended."""
         return ROOTLESSKIT_REFUSED + "\n"
 
+    def __init__(self, reads_before_the_status_shows_it: int = 0) -> None:
+        self.reads_left_running = reads_before_the_status_shows_it
+        self.slept_s = 0.0
+
     def read_pod(self, _name: str) -> Any:
-        """The pod, with buildkitd terminated."""
-        ended = SimpleNamespace(exit_code=1, reason="Error", message="")
+        """The pod, with buildkitd terminated once the kubelet has reported it (after some reads, as on a busy node)."""
+        ended = None
+        if self.reads_left_running > 0:
+            self.reads_left_running -= 1
+        else:
+            ended = SimpleNamespace(exit_code=1, reason="Error", message="")
         status = SimpleNamespace(name="buildkitd", state=SimpleNamespace(terminated=ended))
         return SimpleNamespace(status=SimpleNamespace(init_container_statuses=None, container_statuses=[status]))
 
+    def sleep(self, seconds: float) -> None:
+        """Time passes at once."""
+        self.slept_s += seconds
 
-def test_a_buildkitd_that_exits_after_its_pod_ran_fails_in_its_own_words_not_the_channels() -> None:
+
+@pytest.mark.parametrize("reads_before_the_status_shows_it", [0, 3], ids=["status-already-terminated", "status-lags"])
+def test_a_buildkitd_that_exits_after_its_pod_ran_fails_in_its_own_words_not_the_channels(
+    reads_before_the_status_shows_it: int,
+) -> None:
+    """The exec is refused ("cannot exec in a stopped state") before or after the kubelet reports the end.
+
+    On a busy node (the CI's emulated ones) the pod's status still says running for a few seconds: the probe waits for
+    the container's end to show instead of calling the check inconclusive on the channel's error.
+    """
     evidence: dict[str, Any] = {}
     outcome = buildkit_rootless._build(
-        ExitedBuildkitd(),  # type: ignore[arg-type]
+        ExitedBuildkitd(reads_before_the_status_shows_it),  # type: ignore[arg-type]
         ProbeSettings(),
         "dc-run1-buildkitd",
         "localhost:5000",
