@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from probes.model import BASELINE_SELINUX_TYPES, Mode, NodeInfo, Status, Verdict, summarize_unprobed
 from reports import changes
 from reports.json_report import plain
-from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS, spec_selinux_type
-from reports.terminal import describe_placement, node_security, proved_nothing_line
+from reports.snippets import SECURITY_COST, TEKTON_SNIPPETS
+from reports.terminal import describe_placement, node_security, proved_nothing_line, selinux_type_line
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -101,6 +101,8 @@ def _headline(report: Report) -> list[str]:
         _answers(recommendation, every),
         "",
     ]
+    if ran_as := selinux_type_line(report):
+        lines += [f"_{text(ran_as[0].upper() + ran_as[1:])}._", ""]
     if run.required_mode is not None:
         lines += [_required_mode(report, run.required_mode), ""]
     cluster = run.cluster
@@ -266,18 +268,12 @@ def _security_costs(report: Report) -> list[str]:
         cost = SECURITY_COST.get(assessment.mode)
         if cost:
             lines.append(f"- **{assessment.mode.value}**: {cost}")
-    ran_as = {
-        selinux_type
-        for assessment in report.assessments
-        for tested in report.tested_specs(assessment.mode)
-        if (selinux_type := spec_selinux_type(tested.spec))
-    }
     lines.extend(
         f"- **SELinux type `{text(selinux_type)}` (--selinux-type)**: every probe pod, so every config above, "
         f"ran as `{text(selinux_type)}` instead of the runtime's confined `container_t`. The costs above hold "
         "and add SELinux's: `spc_t` is not confined by SELinux at all, and Pod Security baseline refuses any "
         f"type but {', '.join(f'`{kind}`' for kind in BASELINE_SELINUX_TYPES)}."
-        for selinux_type in sorted(ran_as)
+        for selinux_type in report.selinux_types()
     )
     return lines
 

@@ -19,6 +19,7 @@ from probes.model import (
 )
 from reports import changes, json_report, levels, recommend
 from reports.changes import Changes
+from reports.snippets import spec_selinux_type
 
 LabelledVerdict = tuple[str, Verdict]
 """(label, verdict): the label is the check id, or 'pool/check' in a multi-pool report."""
@@ -86,6 +87,16 @@ class Report:
             return self.run.tested_specs(mode)
         source = levels.proven_on(mode, self.pools)
         return source.report.tested_specs(mode) if source is not None else ()
+
+    def selinux_types(self) -> tuple[str, ...]:
+        """The SELinux types (--selinux-type) the modes' pods ran as: every verdict holds for pods that run as them."""
+        ran_as = {
+            selinux_type
+            for assessment in self.assessments
+            for tested in self.tested_specs(assessment.mode)
+            if (selinux_type := spec_selinux_type(tested.spec))
+        }
+        return tuple(sorted(ran_as))
 
     def cache_class(self) -> OverlayResult | None:
         """The cache StorageClass result that holds on every pool (the run's own for a single-pool run)."""

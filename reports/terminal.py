@@ -201,6 +201,8 @@ def render(report: Report, config_elsewhere: str = "") -> list[str]:
     lines.append(f"full docker (docker run){every}: {recommendation.full_docker.value}")
     lines.append(f"build only (build + push){every}: {recommendation.build_only.value}")
     lines.append(f"from source, no Dockerfile (build + push){every}: {recommendation.from_source.value}")
+    if ran_as := selinux_type_line(report):
+        lines.append(ran_as)
     required = report.run.required_mode
     if required is not None:
         lines.append(required_mode_line(report, required))
@@ -209,6 +211,17 @@ def render(report: Report, config_elsewhere: str = "") -> list[str]:
     lines += paste.terminal_lines(report, config_elsewhere)
     lines.append(proved_nothing_line(report))
     return lines
+
+
+def selinux_type_line(report: Report) -> str:
+    """Under the answers, when --selinux-type set one: they hold for pods of that type, not the runtime's default."""
+    types = report.selinux_types()
+    if not types:
+        return ""
+    return (
+        f"as SELinux type {', '.join(types)} (--selinux-type): every probe pod ran as it, not as the runtime's "
+        "container_t, so these answers hold for pods that run as it"
+    )
 
 
 def required_mode_line(report: Report, required: Mode) -> str:

@@ -467,3 +467,14 @@ def profile_run(request: pytest.FixtureRequest) -> RunResult:
 def profiles() -> dict[str, RunResult]:
     """Every testbed profile by name."""
     return {name: build() for name, build in PROFILES.items()}
+
+
+def as_selinux_type(run: RunResult, selinux_type: str) -> RunResult:
+    """The run as --selinux-type TYPE makes it: every tested spec carries the type in its pod securityContext."""
+    context = {"seLinuxOptions": {"type": selinux_type}}
+
+    def retyped(verdict: Verdict) -> Verdict:
+        tested = tuple(replace(spec, spec={**spec.spec, "securityContext": context}) for spec in verdict.facts.specs)
+        return replace(verdict, facts=replace(verdict.facts, specs=tested))
+
+    return replace(run, verdicts=tuple(map(retyped, run.verdicts)))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import reports
 from probes.definitions import catalog
 from probes.model import RunResult, Status, Verdict
 from reports.markdown import cell, fenced
+from tests.reports.conftest import as_selinux_type
 
 MakeVerdict = Callable[..., Verdict]
 MakeRun = Callable[..., RunResult]
@@ -88,14 +88,17 @@ def test_fences_outgrow_backticks_in_evidence() -> None:
 def test_the_security_costs_say_the_selinux_type_every_pod_ran_as(profiles: dict[str, RunResult]) -> None:
     """With --selinux-type spc_t the costs of each mode hold, and SELinux no longer confines its containers."""
     run = profiles["permissive"]
-    spc_t = {"seLinuxOptions": {"type": "spc_t"}}
-
-    def as_spc_t(verdict: Verdict) -> Verdict:
-        tested = tuple(replace(spec, spec={**spec.spec, "securityContext": spc_t}) for spec in verdict.facts.specs)
-        return replace(verdict, facts=replace(verdict.facts, specs=tested))
-
-    text = reports.render_markdown(reports.build_report(replace(run, verdicts=tuple(map(as_spc_t, run.verdicts)))))
+    text = reports.render_markdown(reports.build_report(as_selinux_type(run, "spc_t")))
     costs = text.split("## Security cost of each mode")[1]
     assert "SELinux type `spc_t` (--selinux-type)" in costs
     plain = reports.render_markdown(reports.build_report(run)).split("## Security cost of each mode")[1]
     assert "--selinux-type" not in plain
+
+
+def test_the_answers_say_they_hold_as_the_selinux_type_every_pod_ran_as(profiles: dict[str, RunResult]) -> None:
+    """A reader of the headline alone must not take 'dind' for a verdict on pods the runtime labels container_t."""
+    run = profiles["permissive"]
+    headline = reports.render_markdown(reports.build_report(as_selinux_type(run, "spc_t"))).split("Cluster `")[0]
+    assert "_As SELinux type spc_t (--selinux-type): every probe pod ran as it" in headline, headline
+    plain = reports.render_markdown(reports.build_report(run)).split("Cluster `")[0]
+    assert "SELinux" not in plain

@@ -9,6 +9,7 @@ import reports
 from probes.definitions import catalog
 from probes.model import Mode, RunResult, Status, Verdict
 from reports.terminal import SUMMARY_WIDTH, shorten
+from tests.reports.conftest import as_selinux_type
 
 MakeVerdict = Callable[..., Verdict]
 MakeRun = Callable[..., RunResult]
@@ -96,3 +97,12 @@ def test_the_proved_nothing_line_ends_every_profile(profile_run: RunResult) -> N
     lines = reports.render_terminal(reports.build_report(profile_run))
     assert lines[-1].startswith("proved nothing: ")
     assert sum(line.startswith("proved nothing") for line in lines) == 1
+
+
+def test_the_answers_say_they_hold_as_the_selinux_type_every_pod_ran_as(profiles: dict[str, RunResult]) -> None:
+    """The three answers are followed by the SELinux type every probe pod ran as: they hold for pods run as it."""
+    run = profiles["permissive"]
+    lines = reports.render_terminal(reports.build_report(as_selinux_type(run, "spc_t")))
+    after = lines[next(i for i, line in enumerate(lines) if line.startswith("from source")) + 1]
+    assert after.startswith("as SELinux type spc_t (--selinux-type)"), after
+    assert not any("--selinux-type" in line for line in reports.render_terminal(reports.build_report(run)))
