@@ -16,10 +16,11 @@ import pytest
 from probes.definitions import buildkit_rootless, docker_run, kaniko, socket_sharing
 from probes.definitions._docker import SELINUX_SOCKET_REMEDIATION, selinux_socket_refusal
 from probes.definitions._selinux import confined_type
-from probes.engine import CommandResult, RunScope
+from probes.engine import CommandResult
 from probes.exceptions import ExecChannelError
 from probes.model import Status
 from probes.settings import ProbeSettings
+from tests.probes.ended_container import EndedContainer
 
 JOB_LABEL = "system_u:system_r:container_t:s0:c423,c681"
 REFUSED = "Server: permission denied while trying to connect to the docker API at unix:///var/run/docker.sock"
@@ -128,13 +129,14 @@ def test_kaniko_refused_getpgid_is_named_as_an_lsm_not_the_snapshotter() -> None
     assert "seLinuxOptions.type: spc_t" in kaniko.REMEDIATION
 
 
-class ExitedBuildkitd:
+class ExitedBuildkitd(EndedContainer):
     """A ProbeContext whose pod counted as running, then buildkitd exited.
 
     The SELinux node's timing: the build's exec fails, the registry container still runs and reads its label.
     """
 
-    scope = RunScope("ns", "run1")
+    def __init__(self, reads_before_the_status_shows_it: int) -> None:
+        super().__init__("buildkitd", reads_before_the_status_shows_it)
 
     def wait_running(self, name: str) -> Any:
         """The pod, as running."""
@@ -152,24 +154,6 @@ class ExitedBuildkitd:
     def logs(self, _pod: str, _container: str, **_kwargs: Any) -> str:
         """What rootlesskit said as it ended."""
         return ROOTLESSKIT_REFUSED + "\n"
-
-    def __init__(self, reads_before_the_status_shows_it: int = 0) -> None:
-        self.reads_left_running = reads_before_the_status_shows_it
-        self.slept_s = 0.0
-
-    def read_pod(self, _name: str) -> Any:
-        """The pod, with buildkitd terminated once the kubelet has reported it (after some reads, as on a busy node)."""
-        ended = None
-        if self.reads_left_running > 0:
-            self.reads_left_running -= 1
-        else:
-            ended = SimpleNamespace(exit_code=1, reason="Error", message="")
-        status = SimpleNamespace(name="buildkitd", state=SimpleNamespace(terminated=ended))
-        return SimpleNamespace(status=SimpleNamespace(init_container_statuses=None, container_statuses=[status]))
-
-    def sleep(self, seconds: float) -> None:
-        """Time passes at once."""
-        self.slept_s += seconds
 
 
 @pytest.mark.parametrize("reads_before_the_status_shows_it", [0, 3], ids=["status-already-terminated", "status-lags"])

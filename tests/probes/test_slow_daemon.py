@@ -27,6 +27,7 @@ from probes.engine import ProbeContext, Progress, RunScope, key_values
 from probes.exceptions import ExecChannelError
 from probes.model import Status
 from probes.settings import ProbeSettings
+from tests.probes.ended_container import EndedContainer
 
 NOT_ANSWERING = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
 STARTING_LOG = 'level=info msg="Starting up" | level=info msg="containerd not running, starting managed containerd"'
@@ -206,42 +207,21 @@ def test_socket_sharing_with_dockerd_serving_or_exited_fails(classic: dict[str, 
     assert outcome.summary.startswith("dockerd never answered on the shared socket")
 
 
-class DockerdEndedUnreported:
-    """A ProbeContext whose dind container stopped before the kubelet reported it (a busy node's status lag).
-
-    The runtime refuses the exec at once; the pod's status shows the end only a few reads later.
-    """
-
-    scope = RunScope("ns", "run1")
-
-    def __init__(self, reads_before_the_status_shows_it: int) -> None:
-        self.reads_left_running = reads_before_the_status_shows_it
+class DockerdEndedUnreported(EndedContainer):
+    """A ProbeContext whose dind container stopped before the kubelet reported it (a busy node's status lag)."""
 
     def exec(self, _pod: str, _container: str, _script: str, **_limits: float) -> Any:
         """The channel fails: the container has stopped."""
         raise ExecChannelError("exec failed: cannot exec in a stopped state: unknown")
 
-    def read_pod(self, _name: str) -> Any:
-        """The pod; dind terminated once the kubelet has reported it."""
-        ended = None
-        if self.reads_left_running > 0:
-            self.reads_left_running -= 1
-        else:
-            ended = SimpleNamespace(exit_code=1, reason="Error", message="")
-        status = SimpleNamespace(name="dind", state=SimpleNamespace(terminated=ended))
-        return SimpleNamespace(status=SimpleNamespace(init_container_statuses=None, container_statuses=[status]))
-
     def logs(self, _pod: str, _container: str, **_kwargs: Any) -> str:
         """What the daemon said last."""
         return "failed to start daemon: Error initializing network controller\n"
 
-    def sleep(self, _seconds: float) -> None:
-        """Time passes at once."""
-
 
 def test_a_dockerd_that_ended_before_its_status_said_so_is_its_exit_not_the_channels() -> None:
     evidence: dict[str, Any] = {}
-    ctx = DockerdEndedUnreported(reads_before_the_status_shows_it=3)
+    ctx = DockerdEndedUnreported("dind", reads_before_the_status_shows_it=3)
     assert docker_run._host_facts(ctx, "dc-run1-docker-run", evidence) is False  # type: ignore[arg-type]
     assert evidence["dockerd_exit"]["exit_code"] == 1
     assert "Error initializing network controller" in evidence["dockerd_exit"]["log"]
