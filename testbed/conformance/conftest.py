@@ -36,9 +36,13 @@ def profile() -> Profile:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def permissive(profile: Profile) -> None:
-    """Fault and cleanup cases run once, on the permissive profile."""
+    """Fault and cleanup cases run once, on the permissive profile.
+
+    Session-scoped so it skips before the session fixtures of the tests it gates (a wheel build, a suite run):
+    pytest sets those up before any function-scoped fixture.
+    """
     if profile.name != "permissive":
         pytest.skip("fault and cleanup cases run on the permissive profile")
 
