@@ -144,10 +144,10 @@ def test_as_spc_t_dind_and_rootless_buildkit_are_recommended_with_the_type_in_th
 
 def test_as_spc_t_the_answers_say_so_where_they_are_read(spc_t_run: SuiteRun) -> None:
     """The terminal line under the answers and the Markdown headline: the answers hold for pods of that type."""
-    said = "s SELinux type spc_t (--selinux-type): every probe pod ran as it, not as the runtime's container_t"
-    assert f"a{said}" in spc_t_run.output, spc_t_run.output[-3000:]
+    said = "SELinux type spc_t (--selinux-type): every probe pod ran as it, not as the runtime's container_t"
+    assert f"as {said}" in spc_t_run.output, spc_t_run.output[-3000:]
     headline = (spc_t_run.out_dir / "report.md").read_text().split("Cluster `")[0]
-    assert f"_A{said}" in headline, headline
+    assert f"_As {said}" in headline, headline
 
 
 def test_as_spc_t_the_nested_dockerd_labels_nothing_its_containers_inherit_spc_t(spc_t_run: SuiteRun) -> None:
